@@ -1,0 +1,281 @@
+#include "common/plan.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <limits>
+#include <set>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+
+namespace repro {
+namespace {
+
+constexpr size_t kMaxPlanBytes = 1 << 20;
+
+// Thrown inside this file only, caught in ParsePlan: keeps the validators linear.
+struct PlanError {
+  std::string message;
+};
+
+class Validator {
+ public:
+  explicit Validator(std::string_view source) : source_(source) {}
+
+  [[noreturn]] void Fail(const YAML::Node& at, const std::string& key, const std::string& what) const {
+    const YAML::Mark mark = at.Mark();
+    std::string where = source_;
+    if (mark.line >= 0) absl::StrAppend(&where, ":", mark.line + 1, ":", mark.column + 1);
+    throw PlanError{absl::StrCat(where, ": ", key, ": ", what)};
+  }
+
+  // Checks that `node` is a mapping whose keys are all in `allowed`, with no repeats.
+  void CheckMap(const YAML::Node& node, const std::string& key,
+                const std::vector<std::string>& allowed) const {
+    if (!node.IsMap()) Fail(node, key, "expected a mapping of keys to values");
+    std::set<std::string> seen;
+    for (const auto& item : node) {
+      const std::string name = item.first.Scalar();
+      const std::string full = key.empty() ? name : absl::StrCat(key, ".", name);
+      if (!allowed.empty() &&
+          std::find(allowed.begin(), allowed.end(), name) == allowed.end()) {
+        Fail(item.first, full,
+             absl::StrCat("unknown key (expected one of: ", absl::StrJoin(allowed, ", "), ")"));
+      }
+      if (!seen.insert(name).second) Fail(item.first, full, "key given twice");
+    }
+  }
+
+  std::string Text(const YAML::Node& node, const std::string& key) const {
+    if (!node.IsScalar()) Fail(node, key, "expected a single value");
+    return node.Scalar();
+  }
+
+  int64_t Integer(const YAML::Node& node, const std::string& key, int64_t lo, int64_t hi) const {
+    const std::string text = Text(node, key);
+    if (node.Tag() == "!") Fail(node, key, absl::StrCat("expected an integer, got the string \"", text, "\""));
+    errno = 0;
+    char* end = nullptr;
+    const long long value = std::strtoll(text.c_str(), &end, 10);
+    if (text.empty() || *end != '\0' || errno == ERANGE) {
+      Fail(node, key, absl::StrCat("expected an integer, got \"", text, "\""));
+    }
+    if (value < lo || value > hi) {
+      Fail(node, key, absl::StrCat("must be between ", lo, " and ", hi, ", got ", value));
+    }
+    return value;
+  }
+
+  double Real(const YAML::Node& node, const std::string& key, double lo, double hi,
+              bool lo_open) const {
+    const std::string text = Text(node, key);
+    if (node.Tag() == "!") Fail(node, key, absl::StrCat("expected a number, got the string \"", text, "\""));
+    errno = 0;
+    char* end = nullptr;
+    const double value = std::strtod(text.c_str(), &end);
+    if (text.empty() || *end != '\0' || errno == ERANGE || !std::isfinite(value)) {
+      Fail(node, key, absl::StrCat("expected a number, got \"", text, "\""));
+    }
+    if (value < lo || value > hi || (lo_open && value == lo)) {
+      Fail(node, key, absl::StrCat("must be ", lo_open ? "greater than " : "at least ", lo,
+                                   " and at most ", hi, ", got ", text));
+    }
+    return value;
+  }
+
+  bool Boolean(const YAML::Node& node, const std::string& key) const {
+    const std::string text = Text(node, key);
+    if (node.Tag() != "!") {
+      if (text == "true" || text == "True" || text == "yes" || text == "on") return true;
+      if (text == "false" || text == "False" || text == "no" || text == "off") return false;
+    }
+    Fail(node, key, absl::StrCat("expected true or false, got \"", text, "\""));
+  }
+
+  std::string OneOf(const YAML::Node& node, const std::string& key,
+                    const std::vector<std::string>& choices) const {
+    const std::string text = Text(node, key);
+    if (std::find(choices.begin(), choices.end(), text) == choices.end()) {
+      Fail(node, key, absl::StrCat("expected one of ", absl::StrJoin(choices, ", "), ", got \"",
+                                   text, "\""));
+    }
+    return text;
+  }
+
+  std::string Name(const YAML::Node& node, const std::string& key) const {
+    const std::string text = Text(node, key);
+    bool ok = !text.empty() && text.size() <= 100;
+    for (char c : text) {
+      ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.');
+    }
+    if (!ok || text[0] == '.') {
+      Fail(node, key, absl::StrCat("\"", text,
+                                   "\" is not a valid name (1 to 100 letters, digits, '-', '_' "
+                                   "or '.', not starting with '.')"));
+    }
+    return text;
+  }
+
+ private:
+  std::string source_;
+};
+
+SeedMode ParseSeedMode(const Validator& v, const YAML::Node& node, const std::string& key) {
+  return v.OneOf(node, key, {"fixed", "per_run"}) == "fixed" ? SeedMode::kFixed
+                                                               : SeedMode::kPerRun;
+}
+
+void ParseDeterminism(const Validator& v, const YAML::Node& node, const std::string& key,
+                      DeterminismSpec* out) {
+  v.CheckMap(node, key, {"deterministic_algorithms", "threads", "device"});
+  if (node["deterministic_algorithms"]) {
+    out->deterministic_algorithms = v.Boolean(node["deterministic_algorithms"],
+                                              absl::StrCat(key, ".deterministic_algorithms"));
+  }
+  if (node["threads"]) {
+    out->threads = static_cast<int>(v.Integer(node["threads"], absl::StrCat(key, ".threads"), 0, 1024));
+  }
+  if (node["device"]) out->device = v.OneOf(node["device"], absl::StrCat(key, ".device"), {"cpu", "cuda"});
+}
+
+Plan ParseRoot(const Validator& v, const YAML::Node& root) {
+  Plan plan;
+  if (!root || root.IsNull()) v.Fail(root, "plan", "the file is empty");
+  v.CheckMap(root, "", {"experiment", "runs", "epochs", "base_seed", "max_attempts", "dataset",
+                        "model", "training", "determinism", "fingerprints", "arms"});
+  for (const char* required : {"experiment", "runs", "epochs"}) {
+    if (!root[required]) v.Fail(root, required, "missing (this key is required)");
+  }
+  plan.experiment = v.Name(root["experiment"], "experiment");
+  plan.runs = static_cast<int>(v.Integer(root["runs"], "runs", 1, 100000));
+  plan.epochs = static_cast<int>(v.Integer(root["epochs"], "epochs", 1, 100000));
+  if (root["base_seed"]) {
+    plan.base_seed = static_cast<uint64_t>(
+        v.Integer(root["base_seed"], "base_seed", 0, std::numeric_limits<int64_t>::max() / 2));
+  }
+  if (root["max_attempts"]) {
+    plan.max_attempts = static_cast<int>(v.Integer(root["max_attempts"], "max_attempts", 1, 100));
+  }
+
+  if (const YAML::Node d = root["dataset"]) {
+    v.CheckMap(d, "dataset", {"kind", "path", "train_limit", "test_limit"});
+    if (d["kind"]) plan.dataset.kind = v.OneOf(d["kind"], "dataset.kind", {"fashion-mnist", "mnist"});
+    if (d["path"]) plan.dataset.path = v.Text(d["path"], "dataset.path");
+    if (plan.dataset.path.empty()) v.Fail(d, "dataset.path", "must not be empty");
+    const int64_t max_limit = std::numeric_limits<int32_t>::max();
+    if (d["train_limit"]) plan.dataset.train_limit = v.Integer(d["train_limit"], "dataset.train_limit", 0, max_limit);
+    if (d["test_limit"]) plan.dataset.test_limit = v.Integer(d["test_limit"], "dataset.test_limit", 0, max_limit);
+  }
+  if (const YAML::Node m = root["model"]) {
+    v.CheckMap(m, "model", {"kind"});
+    if (m["kind"]) plan.model.kind = v.OneOf(m["kind"], "model.kind", {"small-cnn"});
+  }
+  if (const YAML::Node t = root["training"]) {
+    v.CheckMap(t, "training", {"batch_size", "optimizer", "lr", "momentum"});
+    if (t["batch_size"]) plan.training.batch_size = v.Integer(t["batch_size"], "training.batch_size", 1, 65536);
+    if (t["optimizer"]) plan.training.optimizer = v.OneOf(t["optimizer"], "training.optimizer", {"adam", "sgd"});
+    if (t["lr"]) plan.training.lr = v.Real(t["lr"], "training.lr", 0, 10, true);
+    if (t["momentum"]) plan.training.momentum = v.Real(t["momentum"], "training.momentum", 0, 0.9999, false);
+  }
+  if (const YAML::Node d = root["determinism"]) {
+    ParseDeterminism(v, d, "determinism", &plan.determinism);
+  }
+  if (const YAML::Node f = root["fingerprints"]) {
+    v.CheckMap(f, "fingerprints", {"batch_digests"});
+    if (f["batch_digests"]) plan.batch_digests = v.Boolean(f["batch_digests"], "fingerprints.batch_digests");
+  }
+
+  if (const YAML::Node arms = root["arms"]) {
+    v.CheckMap(arms, "arms", {});
+    if (arms.size() == 0) v.Fail(arms, "arms", "must name at least one arm");
+    for (const auto& item : arms) {
+      ArmSpec arm;
+      arm.name = v.Name(item.first, "arms");
+      const std::string key = absl::StrCat("arms.", arm.name);
+      const YAML::Node body = item.second;
+      v.CheckMap(body, key, {"seed", "init", "shuffle", "determinism"});
+      arm.determinism = plan.determinism;
+      if (body["seed"]) arm.init = arm.shuffle = ParseSeedMode(v, body["seed"], key + ".seed");
+      if (body["init"]) arm.init = ParseSeedMode(v, body["init"], key + ".init");
+      if (body["shuffle"]) arm.shuffle = ParseSeedMode(v, body["shuffle"], key + ".shuffle");
+      if (body["determinism"]) ParseDeterminism(v, body["determinism"], key + ".determinism", &arm.determinism);
+      plan.arms.push_back(arm);
+    }
+  } else {
+    ArmSpec same{"same_seed", SeedMode::kFixed, SeedMode::kFixed, plan.determinism};
+    ArmSpec different{"different_seeds", SeedMode::kPerRun, SeedMode::kPerRun, plan.determinism};
+    plan.arms = {same, different};
+  }
+  return plan;
+}
+
+}  // namespace
+
+absl::StatusOr<Plan> ParsePlan(std::string_view yaml_text, std::string_view source_view) {
+  const std::string source(source_view);
+  if (yaml_text.size() > kMaxPlanBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": plan is ", yaml_text.size(),
+                                                   " bytes; the limit is ", kMaxPlanBytes));
+  }
+  try {
+    const YAML::Node root = YAML::Load(std::string(yaml_text));
+    return ParseRoot(Validator(source), root);
+  } catch (const PlanError& e) {
+    return absl::InvalidArgumentError(e.message);
+  } catch (const YAML::Exception& e) {
+    // e.msg without yaml-cpp's own position prefix; the mark is 0-based.
+    if (e.mark.is_null()) return absl::InvalidArgumentError(absl::StrCat(source, ": ", e.msg));
+    return absl::InvalidArgumentError(absl::StrCat(source, ":", e.mark.line + 1, ":",
+                                                   e.mark.column + 1, ": YAML syntax error: ", e.msg));
+  }
+}
+
+absl::StatusOr<Plan> LoadPlanFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat(path, ": cannot open plan file"));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return absl::InvalidArgumentError(absl::StrCat(path, ": cannot read plan file"));
+  return ParsePlan(text.str(), path);
+}
+
+RunSeeds SeedsFor(const Plan& plan, const ArmSpec& arm, int index) {
+  const uint64_t i = static_cast<uint64_t>(index);
+  return RunSeeds{plan.base_seed + (arm.init == SeedMode::kPerRun ? i : 0),
+                  plan.base_seed + (arm.shuffle == SeedMode::kPerRun ? i : 0)};
+}
+
+const char* SeedModeName(SeedMode mode) {
+  return mode == SeedMode::kFixed ? "fixed" : "per_run";
+}
+
+std::string CanonicalPlan(const Plan& p) {
+  auto det = [](const DeterminismSpec& d) {
+    return absl::StrCat("{deterministic_algorithms:", d.deterministic_algorithms,
+                        ",threads:", d.threads, ",device:", d.device, "}");
+  };
+  std::string out = absl::StrCat(
+      "experiment:", p.experiment, "\nruns:", p.runs, "\nepochs:", p.epochs,
+      "\nbase_seed:", p.base_seed, "\nmax_attempts:", p.max_attempts,
+      "\nbatch_digests:", p.batch_digests, "\ndataset:{kind:", p.dataset.kind,
+      ",path:", p.dataset.path, ",train_limit:", p.dataset.train_limit,
+      ",test_limit:", p.dataset.test_limit, "}\nmodel:{kind:", p.model.kind,
+      "}\ntraining:{batch_size:", p.training.batch_size, ",optimizer:", p.training.optimizer,
+      ",lr:", absl::StrFormat("%.17g", p.training.lr), ",momentum:",
+      absl::StrFormat("%.17g", p.training.momentum), "}\ndeterminism:", det(p.determinism), "\n");
+  for (const ArmSpec& arm : p.arms) {
+    absl::StrAppend(&out, "arm:", arm.name, "{init:", SeedModeName(arm.init), ",shuffle:",
+                    SeedModeName(arm.shuffle), ",determinism:", det(arm.determinism), "}\n");
+  }
+  return out;
+}
+
+}  // namespace repro

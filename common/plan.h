@@ -1,0 +1,94 @@
+// The experiment plan: a YAML file parsed into a validated, typed Plan. Every error
+// names the file, line and column and the key or value at fault, and nothing is
+// returned (so nothing is written) until the whole plan validates. The keys are
+// documented in README.md ("The plan").
+//
+// Thread safety: immutable values; free functions are thread-safe.
+#ifndef REPRO_COMMON_PLAN_H_
+#define REPRO_COMMON_PLAN_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace repro {
+
+// How a source of randomness is seeded across an arm's runs.
+enum class SeedMode {
+  kFixed,   // every run uses base_seed
+  kPerRun,  // run i uses base_seed + i
+};
+
+struct DatasetSpec {
+  std::string kind = "fashion-mnist";  // fashion-mnist | mnist
+  std::string path = "/usr/share/datasets/fashion-mnist";
+  int64_t train_limit = 0;  // 0 = the whole split
+  int64_t test_limit = 0;
+};
+
+struct ModelSpec {
+  std::string kind = "small-cnn";
+};
+
+struct TrainingSpec {
+  int64_t batch_size = 128;
+  std::string optimizer = "adam";  // adam | sgd
+  double lr = 0.001;
+  double momentum = 0.9;
+};
+
+struct DeterminismSpec {
+  bool deterministic_algorithms = true;
+  int threads = 1;                 // 0 = each worker's --threads
+  std::string device = "cpu";      // cpu | cuda
+};
+
+struct ArmSpec {
+  std::string name;
+  SeedMode init = SeedMode::kFixed;
+  SeedMode shuffle = SeedMode::kFixed;
+  DeterminismSpec determinism;     // the plan's, with this arm's overrides applied
+};
+
+struct Plan {
+  std::string experiment;
+  int runs = 0;                    // runs per arm
+  int epochs = 0;
+  uint64_t base_seed = 0;
+  int max_attempts = 3;            // a run that fails this many times is marked failed
+  bool batch_digests = false;      // keep per-batch digests (fingerprints.batch_digests)
+  DatasetSpec dataset;
+  ModelSpec model;
+  TrainingSpec training;
+  DeterminismSpec determinism;
+  std::vector<ArmSpec> arms;       // in file order; default same_seed, different_seeds
+};
+
+struct RunSeeds {
+  uint64_t init = 0;
+  uint64_t shuffle = 0;
+};
+
+// Parses and validates plan text. `source` names the file in error messages.
+// Errors are INVALID_ARGUMENT: "<source>:<line>:<col>: <key>: <what is wrong>".
+absl::StatusOr<Plan> ParsePlan(std::string_view yaml_text, std::string_view source);
+// Reads the file and parses it; a missing or unreadable file is INVALID_ARGUMENT too.
+absl::StatusOr<Plan> LoadPlanFile(const std::string& path);
+
+// The seeds of run `index` (0-based) of `arm`.
+RunSeeds SeedsFor(const Plan& plan, const ArmSpec& arm, int index);
+
+// A stable text form of everything that defines the experiment's results (not the
+// formatting or comments of the file): two plans with the same canonical form are the
+// same experiment, so a coordinator restarted with either resumes it.
+std::string CanonicalPlan(const Plan& plan);
+
+const char* SeedModeName(SeedMode mode);  // "fixed" | "per_run"
+
+}  // namespace repro
+
+#endif  // REPRO_COMMON_PLAN_H_

@@ -1,0 +1,129 @@
+#include "common/plan.h"
+
+#include <gtest/gtest.h>
+
+#include "absl/strings/match.h"
+
+namespace repro {
+namespace {
+
+constexpr char kQuick[] = R"(experiment: fashion-quick
+runs: 4
+epochs: 1
+base_seed: 7
+dataset: {kind: fashion-mnist, path: /data/fm, train_limit: 10000, test_limit: 2000}
+model: {kind: small-cnn}
+training: {batch_size: 128, optimizer: adam, lr: 0.001}
+determinism: {deterministic_algorithms: true, threads: 1, device: cpu}
+)";
+
+std::string ErrorOf(std::string_view text) {
+  auto plan = ParsePlan(text, "p.yaml");
+  EXPECT_FALSE(plan.ok()) << "plan unexpectedly valid:\n" << text;
+  return plan.ok() ? "" : std::string(plan.status().message());
+}
+
+TEST(PlanTest, ParsesTheDesignExampleWithDefaultArms) {
+  auto plan = ParsePlan(kQuick, "quick.yaml");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->experiment, "fashion-quick");
+  EXPECT_EQ(plan->runs, 4);
+  EXPECT_EQ(plan->dataset.path, "/data/fm");
+  EXPECT_EQ(plan->dataset.train_limit, 10000);
+  EXPECT_EQ(plan->training.batch_size, 128);
+  EXPECT_DOUBLE_EQ(plan->training.lr, 0.001);
+  ASSERT_EQ(plan->arms.size(), 2u);
+  EXPECT_EQ(plan->arms[0].name, "same_seed");
+  EXPECT_EQ(plan->arms[1].name, "different_seeds");
+  // same_seed: every run uses base_seed; different_seeds: run i uses base_seed + i.
+  EXPECT_EQ(SeedsFor(*plan, plan->arms[0], 3).init, 7u);
+  EXPECT_EQ(SeedsFor(*plan, plan->arms[0], 3).shuffle, 7u);
+  EXPECT_EQ(SeedsFor(*plan, plan->arms[1], 3).init, 10u);
+  EXPECT_EQ(SeedsFor(*plan, plan->arms[1], 3).shuffle, 10u);
+}
+
+TEST(PlanTest, ArmsFixOrVaryEachSourceAndOverrideDeterminism) {
+  auto plan = ParsePlan(std::string(kQuick) + R"(arms:
+  init_only: {init: per_run, shuffle: fixed}
+  shuffle_only: {seed: fixed, shuffle: per_run, determinism: {threads: 2}}
+)", "p.yaml");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_EQ(plan->arms.size(), 2u);
+  EXPECT_EQ(plan->arms[0].name, "init_only");
+  EXPECT_EQ(SeedsFor(*plan, plan->arms[0], 2).init, 9u);
+  EXPECT_EQ(SeedsFor(*plan, plan->arms[0], 2).shuffle, 7u);
+  EXPECT_EQ(SeedsFor(*plan, plan->arms[1], 2).init, 7u);
+  EXPECT_EQ(SeedsFor(*plan, plan->arms[1], 2).shuffle, 9u);
+  EXPECT_EQ(plan->arms[0].determinism.threads, 1);
+  EXPECT_EQ(plan->arms[1].determinism.threads, 2);
+}
+
+TEST(PlanTest, CanonicalFormIgnoresFormattingButNotContent) {
+  auto a = ParsePlan(kQuick, "a.yaml");
+  auto b = ParsePlan(std::string("# a comment\n") + kQuick, "b.yaml");
+  auto c = ParsePlan(std::string(kQuick) + "max_attempts: 5\n", "c.yaml");
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  EXPECT_EQ(CanonicalPlan(*a), CanonicalPlan(*b));
+  EXPECT_NE(CanonicalPlan(*a), CanonicalPlan(*c));
+}
+
+TEST(PlanTest, SyntaxErrorNamesLineAndColumn) {
+  const std::string error = ErrorOf("experiment: x\nruns: [1, 2\nepochs: 1\n");
+  EXPECT_TRUE(absl::StartsWith(error, "p.yaml:")) << error;
+  EXPECT_TRUE(absl::StrContains(error, "YAML syntax error")) << error;
+}
+
+TEST(PlanTest, UnknownKeyIsNamedWithItsPosition) {
+  const std::string error = ErrorOf("experiment: x\nruns: 1\nepochs: 1\nepoch_count: 3\n");
+  EXPECT_TRUE(absl::StartsWith(error, "p.yaml:4:1: epoch_count: unknown key")) << error;
+}
+
+TEST(PlanTest, UnknownNestedKeyIsNamedWithItsPath) {
+  const std::string error =
+      ErrorOf("experiment: x\nruns: 1\nepochs: 1\ntraining:\n  batchsize: 3\n");
+  EXPECT_TRUE(absl::StartsWith(error, "p.yaml:5:3: training.batchsize: unknown key")) << error;
+}
+
+TEST(PlanTest, NegativeRunsAreOutOfRange) {
+  const std::string error = ErrorOf("experiment: x\nruns: -1\nepochs: 1\n");
+  EXPECT_EQ(error, "p.yaml:2:7: runs: must be between 1 and 100000, got -1");
+}
+
+TEST(PlanTest, EpochsAsWordIsNotAnInteger) {
+  EXPECT_EQ(ErrorOf("experiment: x\nruns: 1\nepochs: \"ten\"\n"),
+            "p.yaml:3:9: epochs: expected an integer, got the string \"ten\"");
+  EXPECT_EQ(ErrorOf("experiment: x\nruns: 1\nepochs: ten\n"),
+            "p.yaml:3:9: epochs: expected an integer, got \"ten\"");
+  EXPECT_EQ(ErrorOf("experiment: x\nruns: 1\nepochs: 1.5\n"),
+            "p.yaml:3:9: epochs: expected an integer, got \"1.5\"");
+}
+
+TEST(PlanTest, MissingRequiredKey) {
+  EXPECT_TRUE(absl::StrContains(ErrorOf("experiment: x\nruns: 1\n"), "epochs: missing"));
+}
+
+TEST(PlanTest, BadValuesAreNamed) {
+  EXPECT_TRUE(absl::StrContains(
+      ErrorOf("experiment: x\nruns: 1\nepochs: 1\nmodel: {kind: vgg}\n"),
+      "model.kind: expected one of small-cnn, got \"vgg\""));
+  EXPECT_TRUE(absl::StrContains(
+      ErrorOf("experiment: x\nruns: 1\nepochs: 1\ntraining: {lr: 0}\n"), "training.lr: must be"));
+  EXPECT_TRUE(absl::StrContains(
+      ErrorOf("experiment: x\nruns: 1\nepochs: 1\narms: {a: {seed: sometimes}}\n"),
+      "arms.a.seed: expected one of fixed, per_run"));
+  EXPECT_TRUE(absl::StrContains(ErrorOf("experiment: ../etc\nruns: 1\nepochs: 1\n"),
+                                "not a valid name"));
+  EXPECT_TRUE(absl::StrContains(
+      ErrorOf("experiment: x\nruns: 1\nepochs: 1\nruns: 2\n"), "key given twice"));
+  EXPECT_TRUE(absl::StrContains(ErrorOf(""), "empty"));
+  EXPECT_TRUE(absl::StrContains(ErrorOf("- a\n- b\n"), "expected a mapping"));
+}
+
+TEST(PlanTest, MissingFileIsAnError) {
+  auto plan = LoadPlanFile("/nonexistent/plan.yaml");
+  ASSERT_FALSE(plan.ok());
+  EXPECT_EQ(plan.status().message(), "/nonexistent/plan.yaml: cannot open plan file");
+}
+
+}  // namespace
+}  // namespace repro

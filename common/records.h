@@ -1,0 +1,49 @@
+// Records that a run produces: what the training engine emits, what the worker sends
+// over gRPC, what the store keeps and what the analyses read. Plain values, no
+// dependencies, so the engine, the coordinator and reproctl all share one definition.
+//
+// Thread safety: plain structs; callers synchronize.
+#ifndef REPRO_COMMON_RECORDS_H_
+#define REPRO_COMMON_RECORDS_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace repro {
+
+// Hash of one named tensor (parameter or buffer), in the model's registration order.
+struct TensorHash {
+  std::string name;
+  std::string hash;  // 32 lowercase hex digits, XXH3-128 (see common/hash.h)
+};
+
+// One finished epoch of one run.
+struct EpochRecord {
+  int epoch = 0;               // 0-based
+  double loss = 0;             // mean training loss over the epoch's batches
+  double accuracy = 0;         // training accuracy over the epoch
+  double val_loss = 0;         // on the test set (the study used it as validation)
+  double val_accuracy = 0;
+  double seconds = 0;          // wall time of the epoch (training + validation)
+  std::string batch_digest;    // hash of the epoch's per-batch digests, in order
+  std::string weights_hash;    // model hash after the epoch
+  std::vector<std::string> batch_digests;  // per-batch digests, when the plan asks
+};
+
+// Everything a finished run produced.
+struct RunResult {
+  double test_loss = 0;
+  double test_accuracy = 0;
+  std::string data_x_hash;     // training inputs as fed to the model
+  std::string data_y_hash;     // training labels
+  std::string initial_hash;    // model hash before the first step
+  std::string final_hash;      // model hash after the last epoch
+  std::vector<TensorHash> initial_tensors;
+  std::vector<TensorHash> final_tensors;
+  std::vector<EpochRecord> epochs;
+};
+
+}  // namespace repro
+
+#endif  // REPRO_COMMON_RECORDS_H_
