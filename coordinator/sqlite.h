@@ -1,0 +1,90 @@
+// A thin RAII layer over SQLite's C API: one connection, prepared statements with
+// bound parameters only (no SQL is ever built from values), errors as absl::Status.
+//
+// Thread safety: a Database and its Statements belong to one thread at a time; the
+// RunStore serializes access with its own mutex.
+#ifndef REPRO_COORDINATOR_SQLITE_H_
+#define REPRO_COORDINATOR_SQLITE_H_
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace repro::sql {
+
+class Statement {
+ public:
+  Statement(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
+  ~Statement() { sqlite3_finalize(stmt_); }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  // Parameters are 1-based, as in SQLite.
+  Statement& Bind(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); return *this; }
+  Statement& Bind(int i, int v) { return Bind(i, static_cast<int64_t>(v)); }
+  Statement& Bind(int i, double v) { sqlite3_bind_double(stmt_, i, v); return *this; }
+  Statement& Bind(int i, const std::string& v) {
+    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Statement& BindNull(int i) { sqlite3_bind_null(stmt_, i); return *this; }
+
+  // Steps once: true when a row is ready, false when done.
+  absl::StatusOr<bool> Step();
+  // Steps to the end, for statements that return no rows.
+  absl::Status Run();
+  void Reset() { sqlite3_reset(stmt_); sqlite3_clear_bindings(stmt_); }
+
+  int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
+  double Real(int col) const { return sqlite3_column_double(stmt_, col); }
+  bool IsNull(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+  std::string Text(int col) const;
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_;
+};
+
+class Database {
+ public:
+  // Opens (creating if needed) the file; WAL journal, foreign keys on, busy timeout.
+  static absl::StatusOr<std::unique_ptr<Database>> Open(const std::string& path);
+  ~Database();
+  Database(const Database&) = delete;
+  Database& operator=(const Database&) = delete;
+
+  absl::StatusOr<std::unique_ptr<Statement>> Prepare(const std::string& sql);
+  absl::Status Exec(const std::string& sql);  // for schema and pragmas only
+  int64_t LastInsertId() const { return sqlite3_last_insert_rowid(db_); }
+  int Changes() const { return sqlite3_changes(db_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  Database(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  sqlite3* db_;
+  std::string path_;
+};
+
+// Runs BEGIN IMMEDIATE on construction and ROLLBACK on destruction unless Commit()ed,
+// so an early error return never leaves half a change behind.
+class Transaction {
+ public:
+  explicit Transaction(Database* db);
+  ~Transaction();
+  absl::Status status() const { return status_; }
+  absl::Status Commit();
+
+ private:
+  Database* db_;
+  absl::Status status_;
+  bool open_ = false;
+};
+
+}  // namespace repro::sql
+
+#endif  // REPRO_COORDINATOR_SQLITE_H_

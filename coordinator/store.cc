@@ -1,0 +1,586 @@
+#include "coordinator/store.h"
+
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace repro {
+namespace {
+
+constexpr char kSchema[] = R"sql(
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS experiments (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  plan_text TEXT NOT NULL,
+  canonical_plan TEXT NOT NULL,
+  runs_per_arm INTEGER NOT NULL,
+  epochs INTEGER NOT NULL,
+  max_attempts INTEGER NOT NULL,
+  created_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+  id INTEGER PRIMARY KEY,
+  experiment_id INTEGER NOT NULL REFERENCES experiments(id),
+  arm TEXT NOT NULL,
+  arm_order INTEGER NOT NULL,
+  idx INTEGER NOT NULL,
+  init_seed INTEGER NOT NULL,
+  shuffle_seed INTEGER NOT NULL,
+  state TEXT NOT NULL DEFAULT 'pending'
+    CHECK (state IN ('pending', 'running', 'done', 'failed')),
+  attempts INTEGER NOT NULL DEFAULT 0,
+  lease_attempt INTEGER,          -- attempts.id of the current lease
+  lease_expires_ms INTEGER,
+  result_attempt INTEGER,         -- attempts.id whose result counts
+  error TEXT NOT NULL DEFAULT '',
+  progress_epoch INTEGER NOT NULL DEFAULT -1,
+  progress_batch INTEGER NOT NULL DEFAULT 0,
+  progress_batches INTEGER NOT NULL DEFAULT 0,
+  UNIQUE (experiment_id, arm, idx));
+CREATE INDEX IF NOT EXISTS runs_by_state ON runs (experiment_id, state, idx, arm_order);
+CREATE TABLE IF NOT EXISTS attempts (
+  id INTEGER PRIMARY KEY,
+  run_id INTEGER NOT NULL REFERENCES runs(id),
+  worker TEXT NOT NULL,
+  started_ms INTEGER NOT NULL,
+  ended_ms INTEGER,
+  outcome TEXT NOT NULL DEFAULT 'running'
+    CHECK (outcome IN ('running', 'done', 'extra', 'failed', 'expired')),
+  error TEXT NOT NULL DEFAULT '',
+  test_loss REAL, test_accuracy REAL,
+  data_x_hash TEXT, data_y_hash TEXT, initial_hash TEXT, final_hash TEXT);
+CREATE INDEX IF NOT EXISTS attempts_by_run ON attempts (run_id);
+CREATE TABLE IF NOT EXISTS tensors (
+  attempt_id INTEGER NOT NULL REFERENCES attempts(id),
+  which TEXT NOT NULL CHECK (which IN ('initial', 'final')),
+  ordinal INTEGER NOT NULL,
+  name TEXT NOT NULL,
+  hash TEXT NOT NULL,
+  PRIMARY KEY (attempt_id, which, ordinal));
+CREATE TABLE IF NOT EXISTS epochs (
+  attempt_id INTEGER NOT NULL REFERENCES attempts(id),
+  epoch INTEGER NOT NULL,
+  loss REAL, accuracy REAL, val_loss REAL, val_accuracy REAL, seconds REAL,
+  batch_digest TEXT NOT NULL,
+  weights_hash TEXT NOT NULL,
+  batch_digests TEXT NOT NULL DEFAULT '',   -- per-batch digests, space-separated
+  PRIMARY KEY (attempt_id, epoch));
+CREATE TABLE IF NOT EXISTS workers (
+  name TEXT PRIMARY KEY,
+  host TEXT NOT NULL,
+  torch_version TEXT NOT NULL,
+  device TEXT NOT NULL,
+  threads INTEGER NOT NULL,
+  last_seen_ms INTEGER NOT NULL,
+  current_run TEXT NOT NULL DEFAULT '');
+)sql";
+
+RunState ParseState(const std::string& s) {
+  if (s == "running") return RunState::kRunning;
+  if (s == "done") return RunState::kDone;
+  if (s == "failed") return RunState::kFailed;
+  return RunState::kPending;
+}
+
+std::string JoinDigests(const std::vector<std::string>& digests) {
+  std::string out;
+  for (const auto& d : digests) absl::StrAppend(&out, out.empty() ? "" : " ", d);
+  return out;
+}
+
+std::vector<std::string> SplitDigests(const std::string& text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find(' ', start);
+    if (end == std::string::npos) end = text.size();
+    out.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<RunStore>> RunStore::Open(const std::string& path) {
+  ASSIGN_OR_RETURN(auto db, sql::Database::Open(path));
+  std::unique_ptr<RunStore> store(new RunStore(std::move(db)));
+  RETURN_IF_ERROR(store->Migrate());
+  return store;
+}
+
+absl::Status RunStore::Migrate() {
+  absl::MutexLock lock(&mu_);
+  sql::Transaction tx(db_.get());
+  if (!tx.status().ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        db_->path(), ": not a usable SQLite database: ", tx.status().message()));
+  }
+  if (absl::Status s = db_->Exec(kSchema); !s.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(db_->path(), ": not a repro database: ", s.message()));
+  }
+  ASSIGN_OR_RETURN(auto get, db_->Prepare("SELECT value FROM meta WHERE key = 'schema_version'"));
+  ASSIGN_OR_RETURN(bool has, get->Step());
+  if (has) {
+    const int version = std::atoi(get->Text(0).c_str());
+    if (version > kSchemaVersion) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          db_->path(), ": database schema version ", version,
+          " is newer than this build understands (", kSchemaVersion, "); upgrade repro"));
+    }
+  } else {
+    ASSIGN_OR_RETURN(auto put, db_->Prepare(
+        "INSERT INTO meta (key, value) VALUES ('schema_version', ?)"));
+    RETURN_IF_ERROR(put->Bind(1, std::to_string(kSchemaVersion)).Run());
+  }
+  return tx.Commit();
+}
+
+absl::StatusOr<bool> RunStore::EnsureExperiment(const Plan& plan, const std::string& plan_text) {
+  absl::MutexLock lock(&mu_);
+  const std::string canonical = CanonicalPlan(plan);
+  sql::Transaction tx(db_.get());
+  RETURN_IF_ERROR(tx.status());
+  ASSIGN_OR_RETURN(auto find, db_->Prepare(
+      "SELECT canonical_plan FROM experiments WHERE name = ?"));
+  find->Bind(1, plan.experiment);
+  ASSIGN_OR_RETURN(bool exists, find->Step());
+  if (exists) {
+    if (find->Text(0) != canonical) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          db_->path(), " already holds experiment \"", plan.experiment,
+          "\" made from a different plan; give the plan a new experiment name or use another "
+          "--db"));
+    }
+    return false;
+  }
+  ASSIGN_OR_RETURN(auto insert, db_->Prepare(
+      "INSERT INTO experiments (name, plan_text, canonical_plan, runs_per_arm, epochs, "
+      "max_attempts, created_ms) VALUES (?, ?, ?, ?, ?, ?, CAST(strftime('%s','now') AS "
+      "INTEGER) * 1000)"));
+  RETURN_IF_ERROR(insert->Bind(1, plan.experiment).Bind(2, plan_text).Bind(3, canonical)
+                      .Bind(4, plan.runs).Bind(5, plan.epochs).Bind(6, plan.max_attempts).Run());
+  const int64_t experiment_id = db_->LastInsertId();
+  ASSIGN_OR_RETURN(auto run, db_->Prepare(
+      "INSERT INTO runs (experiment_id, arm, arm_order, idx, init_seed, shuffle_seed) "
+      "VALUES (?, ?, ?, ?, ?, ?)"));
+  for (size_t a = 0; a < plan.arms.size(); ++a) {
+    for (int i = 0; i < plan.runs; ++i) {
+      const RunSeeds seeds = SeedsFor(plan, plan.arms[a], i);
+      run->Reset();
+      RETURN_IF_ERROR(run->Bind(1, experiment_id).Bind(2, plan.arms[a].name)
+                          .Bind(3, static_cast<int64_t>(a)).Bind(4, i)
+                          .Bind(5, static_cast<int64_t>(seeds.init))
+                          .Bind(6, static_cast<int64_t>(seeds.shuffle)).Run());
+    }
+  }
+  RETURN_IF_ERROR(tx.Commit());
+  return true;
+}
+
+absl::StatusOr<std::vector<std::string>> RunStore::ExperimentNames() {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(auto q, db_->Prepare("SELECT name FROM experiments ORDER BY id"));
+  std::vector<std::string> names;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, q->Step());
+    if (!row) break;
+    names.push_back(q->Text(0));
+  }
+  return names;
+}
+
+absl::StatusOr<std::string> RunStore::PlanText(const std::string& experiment) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(auto q, db_->Prepare("SELECT plan_text FROM experiments WHERE name = ?"));
+  q->Bind(1, experiment);
+  ASSIGN_OR_RETURN(bool row, q->Step());
+  if (!row) {
+    return absl::NotFoundError(absl::StrCat(db_->path(), " has no experiment \"", experiment, "\""));
+  }
+  return q->Text(0);
+}
+
+absl::StatusOr<int64_t> RunStore::ExperimentId(const std::string& experiment) {
+  ASSIGN_OR_RETURN(auto q, db_->Prepare("SELECT id FROM experiments WHERE name = ?"));
+  q->Bind(1, experiment);
+  ASSIGN_OR_RETURN(bool row, q->Step());
+  if (!row) {
+    return absl::NotFoundError(absl::StrCat(db_->path(), " has no experiment \"", experiment, "\""));
+  }
+  return q->Int(0);
+}
+
+absl::Status RunStore::SetWorkerRun(const std::string& worker, const std::string& run) {
+  ASSIGN_OR_RETURN(auto q, db_->Prepare("UPDATE workers SET current_run = ? WHERE name = ?"));
+  return q->Bind(1, run).Bind(2, worker).Run();
+}
+
+absl::StatusOr<std::optional<LeasedRun>> RunStore::LeaseNext(const std::string& experiment,
+                                                             const std::string& worker,
+                                                             int64_t now_ms, int64_t ttl_ms) {
+  absl::MutexLock lock(&mu_);
+  sql::Transaction tx(db_.get());
+  RETURN_IF_ERROR(tx.status());
+  ASSIGN_OR_RETURN(int64_t experiment_id, ExperimentId(experiment));
+  ASSIGN_OR_RETURN(auto pick, db_->Prepare(
+      "SELECT id, arm, idx, init_seed, shuffle_seed, attempts FROM runs "
+      "WHERE experiment_id = ? AND state = 'pending' ORDER BY idx, arm_order LIMIT 1"));
+  pick->Bind(1, experiment_id);
+  ASSIGN_OR_RETURN(bool found, pick->Step());
+  if (!found) return std::optional<LeasedRun>();
+  LeasedRun leased;
+  leased.run_id = pick->Int(0);
+  leased.arm = pick->Text(1);
+  leased.index = static_cast<int>(pick->Int(2));
+  leased.seeds = RunSeeds{static_cast<uint64_t>(pick->Int(3)), static_cast<uint64_t>(pick->Int(4))};
+  leased.attempt = static_cast<int>(pick->Int(5)) + 1;
+
+  ASSIGN_OR_RETURN(auto attempt, db_->Prepare(
+      "INSERT INTO attempts (run_id, worker, started_ms) VALUES (?, ?, ?)"));
+  RETURN_IF_ERROR(attempt->Bind(1, leased.run_id).Bind(2, worker).Bind(3, now_ms).Run());
+  leased.lease_id = db_->LastInsertId();
+  ASSIGN_OR_RETURN(auto update, db_->Prepare(
+      "UPDATE runs SET state = 'running', attempts = attempts + 1, lease_attempt = ?, "
+      "lease_expires_ms = ?, progress_epoch = 0, progress_batch = 0, progress_batches = 0 "
+      "WHERE id = ?"));
+  RETURN_IF_ERROR(update->Bind(1, leased.lease_id).Bind(2, now_ms + ttl_ms)
+                      .Bind(3, leased.run_id).Run());
+  RETURN_IF_ERROR(SetWorkerRun(worker, absl::StrCat(leased.arm, "#", leased.index)));
+  RETURN_IF_ERROR(tx.Commit());
+  return std::optional<LeasedRun>(leased);
+}
+
+absl::StatusOr<bool> RunStore::Renew(int64_t run_id, int64_t lease_id, int64_t now_ms,
+                                     int64_t ttl_ms, int epoch, int64_t batch, int64_t batches) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(auto q, db_->Prepare(
+      "UPDATE runs SET lease_expires_ms = ?, progress_epoch = ?, progress_batch = ?, "
+      "progress_batches = ? WHERE id = ? AND lease_attempt = ? AND state = 'running'"));
+  RETURN_IF_ERROR(q->Bind(1, now_ms + ttl_ms).Bind(2, epoch).Bind(3, batch).Bind(4, batches)
+                      .Bind(5, run_id).Bind(6, lease_id).Run());
+  return db_->Changes() == 1;
+}
+
+absl::StatusOr<bool> RunStore::RecordEpoch(int64_t run_id, int64_t lease_id,
+                                           const EpochRecord& e) {
+  absl::MutexLock lock(&mu_);
+  sql::Transaction tx(db_.get());
+  RETURN_IF_ERROR(tx.status());
+  ASSIGN_OR_RETURN(auto check, db_->Prepare(
+      "SELECT 1 FROM attempts WHERE id = ? AND run_id = ?"));
+  check->Bind(1, lease_id).Bind(2, run_id);
+  ASSIGN_OR_RETURN(bool known, check->Step());
+  if (!known) return false;
+  // Epochs are kept per attempt, so a stale attempt's records never mix with the
+  // current one's; INSERT OR REPLACE makes a resent epoch idempotent.
+  ASSIGN_OR_RETURN(auto q, db_->Prepare(
+      "INSERT OR REPLACE INTO epochs (attempt_id, epoch, loss, accuracy, val_loss, val_accuracy, "
+      "seconds, batch_digest, weights_hash, batch_digests) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+  RETURN_IF_ERROR(q->Bind(1, lease_id).Bind(2, e.epoch).Bind(3, e.loss).Bind(4, e.accuracy)
+                      .Bind(5, e.val_loss).Bind(6, e.val_accuracy).Bind(7, e.seconds)
+                      .Bind(8, e.batch_digest).Bind(9, e.weights_hash)
+                      .Bind(10, JoinDigests(e.batch_digests)).Run());
+  ASSIGN_OR_RETURN(auto current, db_->Prepare(
+      "SELECT 1 FROM runs WHERE id = ? AND lease_attempt = ? AND state = 'running'"));
+  current->Bind(1, run_id).Bind(2, lease_id);
+  ASSIGN_OR_RETURN(bool valid, current->Step());
+  RETURN_IF_ERROR(tx.Commit());
+  return valid;
+}
+
+absl::StatusOr<bool> RunStore::Complete(int64_t run_id, int64_t lease_id, const RunResult& r,
+                                        int64_t now_ms) {
+  absl::MutexLock lock(&mu_);
+  sql::Transaction tx(db_.get());
+  RETURN_IF_ERROR(tx.status());
+  ASSIGN_OR_RETURN(auto q, db_->Prepare(
+      "SELECT r.state, r.lease_attempt, a.outcome, w.name FROM runs r "
+      "JOIN attempts a ON a.id = ? AND a.run_id = r.id "
+      "LEFT JOIN workers w ON w.name = a.worker WHERE r.id = ?"));
+  q->Bind(1, lease_id).Bind(2, run_id);
+  ASSIGN_OR_RETURN(bool known, q->Step());
+  if (!known) {
+    return absl::NotFoundError(absl::StrCat("run ", run_id, " has no attempt ", lease_id));
+  }
+  const std::string state = q->Text(0);
+  const std::string worker = q->Text(3);
+  // A resent completion of an attempt already stored changes nothing.
+  if (q->Text(2) == "done") return true;
+  if (q->Text(2) == "extra") return false;
+  const bool counted = state != "done";
+  ASSIGN_OR_RETURN(auto attempt, db_->Prepare(
+      "UPDATE attempts SET ended_ms = ?, outcome = ?, test_loss = ?, test_accuracy = ?, "
+      "data_x_hash = ?, data_y_hash = ?, initial_hash = ?, final_hash = ? WHERE id = ?"));
+  RETURN_IF_ERROR(attempt->Bind(1, now_ms).Bind(2, std::string(counted ? "done" : "extra"))
+                      .Bind(3, r.test_loss).Bind(4, r.test_accuracy).Bind(5, r.data_x_hash)
+                      .Bind(6, r.data_y_hash).Bind(7, r.initial_hash).Bind(8, r.final_hash)
+                      .Bind(9, lease_id).Run());
+  ASSIGN_OR_RETURN(auto tensor, db_->Prepare(
+      "INSERT OR REPLACE INTO tensors (attempt_id, which, ordinal, name, hash) "
+      "VALUES (?, ?, ?, ?, ?)"));
+  for (const auto& [which, list] : {std::pair{std::string("initial"), &r.initial_tensors},
+                                    std::pair{std::string("final"), &r.final_tensors}}) {
+    for (size_t i = 0; i < list->size(); ++i) {
+      tensor->Reset();
+      RETURN_IF_ERROR(tensor->Bind(1, lease_id).Bind(2, which).Bind(3, static_cast<int64_t>(i))
+                          .Bind(4, (*list)[i].name).Bind(5, (*list)[i].hash).Run());
+    }
+  }
+  ASSIGN_OR_RETURN(auto epoch, db_->Prepare(
+      "INSERT OR REPLACE INTO epochs (attempt_id, epoch, loss, accuracy, val_loss, val_accuracy, "
+      "seconds, batch_digest, weights_hash, batch_digests) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+  for (const EpochRecord& e : r.epochs) {
+    epoch->Reset();
+    RETURN_IF_ERROR(epoch->Bind(1, lease_id).Bind(2, e.epoch).Bind(3, e.loss).Bind(4, e.accuracy)
+                        .Bind(5, e.val_loss).Bind(6, e.val_accuracy).Bind(7, e.seconds)
+                        .Bind(8, e.batch_digest).Bind(9, e.weights_hash)
+                        .Bind(10, JoinDigests(e.batch_digests)).Run());
+  }
+  if (counted) {
+    ASSIGN_OR_RETURN(auto run, db_->Prepare(
+        "UPDATE runs SET state = 'done', result_attempt = ?, error = '', lease_expires_ms = NULL "
+        "WHERE id = ?"));
+    RETURN_IF_ERROR(run->Bind(1, lease_id).Bind(2, run_id).Run());
+  }
+  if (!worker.empty()) RETURN_IF_ERROR(SetWorkerRun(worker, ""));
+  RETURN_IF_ERROR(tx.Commit());
+  return counted;
+}
+
+absl::StatusOr<int> RunStore::MaxAttempts(int64_t run_id) {
+  ASSIGN_OR_RETURN(auto q, db_->Prepare(
+      "SELECT e.max_attempts FROM runs r JOIN experiments e ON e.id = r.experiment_id "
+      "WHERE r.id = ?"));
+  q->Bind(1, run_id);
+  ASSIGN_OR_RETURN(bool row, q->Step());
+  if (!row) return absl::NotFoundError(absl::StrCat("no run ", run_id));
+  return static_cast<int>(q->Int(0));
+}
+
+absl::StatusOr<bool> RunStore::Fail(int64_t run_id, int64_t lease_id, const std::string& error,
+                                    int64_t now_ms) {
+  absl::MutexLock lock(&mu_);
+  sql::Transaction tx(db_.get());
+  RETURN_IF_ERROR(tx.status());
+  ASSIGN_OR_RETURN(auto attempt, db_->Prepare(
+      "UPDATE attempts SET ended_ms = ?, outcome = 'failed', error = ? "
+      "WHERE id = ? AND run_id = ? AND outcome = 'running'"));
+  RETURN_IF_ERROR(attempt->Bind(1, now_ms).Bind(2, error).Bind(3, lease_id).Bind(4, run_id).Run());
+  if (db_->Changes() == 0) return false;
+  ASSIGN_OR_RETURN(auto q, db_->Prepare(
+      "SELECT r.attempts, a.worker FROM runs r JOIN attempts a ON a.id = ? "
+      "WHERE r.id = ? AND r.lease_attempt = ? AND r.state = 'running'"));
+  q->Bind(1, lease_id).Bind(2, run_id).Bind(3, lease_id);
+  ASSIGN_OR_RETURN(bool current, q->Step());
+  bool will_retry = false;
+  if (current) {
+    const int attempts = static_cast<int>(q->Int(0));
+    RETURN_IF_ERROR(SetWorkerRun(q->Text(1), ""));
+    ASSIGN_OR_RETURN(int max_attempts, MaxAttempts(run_id));
+    will_retry = attempts < max_attempts;
+    ASSIGN_OR_RETURN(auto run, db_->Prepare(
+        "UPDATE runs SET state = ?, error = ?, lease_attempt = NULL, lease_expires_ms = NULL, "
+        "progress_epoch = -1 WHERE id = ?"));
+    RETURN_IF_ERROR(run->Bind(1, std::string(will_retry ? "pending" : "failed"))
+                        .Bind(2, error).Bind(3, run_id).Run());
+  }
+  RETURN_IF_ERROR(tx.Commit());
+  return will_retry;
+}
+
+absl::StatusOr<int> RunStore::ExpireLeases(int64_t now_ms) {
+  absl::MutexLock lock(&mu_);
+  sql::Transaction tx(db_.get());
+  RETURN_IF_ERROR(tx.status());
+  ASSIGN_OR_RETURN(auto q, db_->Prepare(
+      "SELECT r.id, r.lease_attempt, r.attempts, e.max_attempts, a.worker FROM runs r "
+      "JOIN experiments e ON e.id = r.experiment_id JOIN attempts a ON a.id = r.lease_attempt "
+      "WHERE r.state = 'running' AND r.lease_expires_ms < ?"));
+  q->Bind(1, now_ms);
+  struct Expired { int64_t run_id, attempt_id; bool retry; std::string worker; };
+  std::vector<Expired> expired;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, q->Step());
+    if (!row) break;
+    expired.push_back({q->Int(0), q->Int(1), q->Int(2) < q->Int(3), q->Text(4)});
+  }
+  ASSIGN_OR_RETURN(auto attempt, db_->Prepare(
+      "UPDATE attempts SET ended_ms = ?, outcome = 'expired', "
+      "error = 'lease expired: no heartbeat from the worker in time' WHERE id = ?"));
+  ASSIGN_OR_RETURN(auto run, db_->Prepare(
+      "UPDATE runs SET state = ?, error = 'lease expired: no heartbeat from the worker in time', "
+      "lease_attempt = NULL, lease_expires_ms = NULL, progress_epoch = -1 WHERE id = ?"));
+  for (const Expired& e : expired) {
+    attempt->Reset();
+    RETURN_IF_ERROR(attempt->Bind(1, now_ms).Bind(2, e.attempt_id).Run());
+    run->Reset();
+    RETURN_IF_ERROR(run->Bind(1, std::string(e.retry ? "pending" : "failed")).Bind(2, e.run_id).Run());
+    RETURN_IF_ERROR(SetWorkerRun(e.worker, ""));
+  }
+  RETURN_IF_ERROR(tx.Commit());
+  return static_cast<int>(expired.size());
+}
+
+absl::StatusOr<int> RunStore::Cancel(const std::string& experiment, const std::string& reason) {
+  absl::MutexLock lock(&mu_);
+  sql::Transaction tx(db_.get());
+  RETURN_IF_ERROR(tx.status());
+  ASSIGN_OR_RETURN(int64_t experiment_id, ExperimentId(experiment));
+  ASSIGN_OR_RETURN(auto q, db_->Prepare(
+      "UPDATE runs SET state = 'failed', error = ?, lease_expires_ms = NULL "
+      "WHERE experiment_id = ? AND state IN ('pending', 'running')"));
+  RETURN_IF_ERROR(q->Bind(1, absl::StrCat("cancelled: ", reason)).Bind(2, experiment_id).Run());
+  const int cancelled = db_->Changes();
+  RETURN_IF_ERROR(tx.Commit());
+  return cancelled;
+}
+
+absl::Status RunStore::LoadResult(int64_t attempt_id, RunResult* r) {
+  ASSIGN_OR_RETURN(auto a, db_->Prepare(
+      "SELECT test_loss, test_accuracy, data_x_hash, data_y_hash, initial_hash, final_hash "
+      "FROM attempts WHERE id = ?"));
+  a->Bind(1, attempt_id);
+  ASSIGN_OR_RETURN(bool row, a->Step());
+  if (row) {
+    r->test_loss = a->Real(0);
+    r->test_accuracy = a->Real(1);
+    r->data_x_hash = a->Text(2);
+    r->data_y_hash = a->Text(3);
+    r->initial_hash = a->Text(4);
+    r->final_hash = a->Text(5);
+  }
+  ASSIGN_OR_RETURN(auto t, db_->Prepare(
+      "SELECT which, name, hash FROM tensors WHERE attempt_id = ? ORDER BY which, ordinal"));
+  t->Bind(1, attempt_id);
+  for (;;) {
+    ASSIGN_OR_RETURN(bool more, t->Step());
+    if (!more) break;
+    auto& list = t->Text(0) == "initial" ? r->initial_tensors : r->final_tensors;
+    list.push_back(TensorHash{t->Text(1), t->Text(2)});
+  }
+  ASSIGN_OR_RETURN(auto e, db_->Prepare(
+      "SELECT epoch, loss, accuracy, val_loss, val_accuracy, seconds, batch_digest, "
+      "weights_hash, batch_digests FROM epochs WHERE attempt_id = ? ORDER BY epoch"));
+  e->Bind(1, attempt_id);
+  for (;;) {
+    ASSIGN_OR_RETURN(bool more, e->Step());
+    if (!more) break;
+    EpochRecord rec;
+    rec.epoch = static_cast<int>(e->Int(0));
+    rec.loss = e->Real(1);
+    rec.accuracy = e->Real(2);
+    rec.val_loss = e->Real(3);
+    rec.val_accuracy = e->Real(4);
+    rec.seconds = e->Real(5);
+    rec.batch_digest = e->Text(6);
+    rec.weights_hash = e->Text(7);
+    rec.batch_digests = SplitDigests(e->Text(8));
+    r->epochs.push_back(std::move(rec));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ExperimentView> RunStore::LoadView(const std::string& experiment) {
+  absl::MutexLock lock(&mu_);
+  // One read transaction, so the view is a consistent snapshot even while workers report.
+  RETURN_IF_ERROR(db_->Exec("BEGIN"));
+  struct EndRead {
+    sql::Database* db;
+    ~EndRead() { db->Exec("COMMIT").IgnoreError(); }
+  } end_read{db_.get()};
+  ExperimentView view;
+  view.name = experiment;
+  ASSIGN_OR_RETURN(auto x, db_->Prepare(
+      "SELECT id, runs_per_arm, epochs FROM experiments WHERE name = ?"));
+  x->Bind(1, experiment);
+  ASSIGN_OR_RETURN(bool found, x->Step());
+  if (!found) {
+    return absl::NotFoundError(absl::StrCat(db_->path(), " has no experiment \"", experiment, "\""));
+  }
+  const int64_t experiment_id = x->Int(0);
+  view.runs_per_arm = static_cast<int>(x->Int(1));
+  view.epochs = static_cast<int>(x->Int(2));
+  ASSIGN_OR_RETURN(auto q, db_->Prepare(
+      "SELECT r.arm, r.idx, r.init_seed, r.shuffle_seed, r.state, r.attempts, r.error, "
+      "r.progress_epoch, COALESCE(r.result_attempt, r.lease_attempt), "
+      "COALESCE(a.worker, '') FROM runs r "
+      "LEFT JOIN attempts a ON a.id = COALESCE(r.result_attempt, r.lease_attempt) "
+      "WHERE r.experiment_id = ? ORDER BY r.arm_order, r.idx"));
+  q->Bind(1, experiment_id);
+  std::vector<int64_t> attempt_ids;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, q->Step());
+    if (!row) break;
+    RunView run;
+    run.arm = q->Text(0);
+    run.index = static_cast<int>(q->Int(1));
+    run.init_seed = static_cast<uint64_t>(q->Int(2));
+    run.shuffle_seed = static_cast<uint64_t>(q->Int(3));
+    run.state = ParseState(q->Text(4));
+    run.attempts = static_cast<int>(q->Int(5));
+    run.error = q->Text(6);
+    run.current_epoch = run.state == RunState::kRunning ? static_cast<int>(q->Int(7)) : -1;
+    attempt_ids.push_back(q->IsNull(8) ? 0 : q->Int(8));
+    run.worker = q->Text(9);
+    if (view.arms.empty() || view.arms.back() != run.arm) view.arms.push_back(run.arm);
+    view.runs.push_back(std::move(run));
+  }
+  for (size_t i = 0; i < view.runs.size(); ++i) {
+    if (attempt_ids[i] != 0) RETURN_IF_ERROR(LoadResult(attempt_ids[i], &view.runs[i].result));
+  }
+  return view;
+}
+
+absl::StatusOr<RunTiming> RunStore::Timing(const std::string& experiment) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(int64_t experiment_id, ExperimentId(experiment));
+  ASSIGN_OR_RETURN(auto q, db_->Prepare(
+      "SELECT COUNT(*), AVG(a.ended_ms - a.started_ms) FROM runs r "
+      "JOIN attempts a ON a.id = r.result_attempt WHERE r.experiment_id = ?"));
+  q->Bind(1, experiment_id);
+  ASSIGN_OR_RETURN(bool row, q->Step());
+  RunTiming timing;
+  if (row) {
+    timing.done = q->Int(0);
+    timing.mean_run_seconds = q->IsNull(1) ? 0 : q->Real(1) / 1000.0;
+  }
+  return timing;
+}
+
+absl::Status RunStore::UpsertWorker(const WorkerRecord& w) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(auto q, db_->Prepare(
+      "INSERT INTO workers (name, host, torch_version, device, threads, last_seen_ms) "
+      "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET host = excluded.host, "
+      "torch_version = excluded.torch_version, device = excluded.device, "
+      "threads = excluded.threads, last_seen_ms = excluded.last_seen_ms"));
+  return q->Bind(1, w.name).Bind(2, w.host).Bind(3, w.torch_version).Bind(4, w.device)
+      .Bind(5, w.threads).Bind(6, w.last_seen_ms).Run();
+}
+
+absl::StatusOr<bool> RunStore::TouchWorker(const std::string& name, int64_t now_ms) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(auto q, db_->Prepare("UPDATE workers SET last_seen_ms = ? WHERE name = ?"));
+  RETURN_IF_ERROR(q->Bind(1, now_ms).Bind(2, name).Run());
+  return db_->Changes() == 1;
+}
+
+absl::StatusOr<std::vector<WorkerRecord>> RunStore::Workers() {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(auto q, db_->Prepare(
+      "SELECT name, host, torch_version, device, threads, last_seen_ms, current_run "
+      "FROM workers ORDER BY name"));
+  std::vector<WorkerRecord> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, q->Step());
+    if (!row) break;
+    out.push_back(WorkerRecord{q->Text(0), q->Text(1), q->Text(2), q->Text(3),
+                               static_cast<int>(q->Int(4)), q->Int(5), q->Text(6)});
+  }
+  return out;
+}
+
+}  // namespace repro
