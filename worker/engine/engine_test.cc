@@ -1,0 +1,568 @@
+// Tests of the training engine: IDX reading and its errors (on small files written
+// here), fingerprints, the epoch order, and TrainRun's reproducibility on a few
+// hundred real Fashion-MNIST images.
+#include "worker/engine/engine.h"
+
+#include <unistd.h>
+#include <zlib.h>
+
+#include <ATen/ops/from_blob.h>
+#include <ATen/ops/ones.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/hash.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "worker/engine/dataset.h"
+#include "worker/engine/fingerprint.h"
+#include "worker/engine/idx_dataset.h"
+#include "worker/engine/shuffle.h"
+#include "worker/engine/tensor_dataset.h"
+
+namespace repro::engine {
+namespace {
+
+using ::testing::HasSubstr;
+namespace fs = std::filesystem;
+
+// ---------------------------------------------------------------- IDX file writers
+
+void PutBigEndian32(std::vector<unsigned char>& out, uint32_t value) {
+  for (int shift = 24; shift >= 0; shift -= 8) out.push_back((value >> shift) & 0xff);
+}
+
+// An IDX image file whose header says `declared` images of rows x cols but that holds
+// `actual` of them (pixel values are i % 251).
+std::vector<unsigned char> ImageFile(uint32_t declared, uint32_t actual, uint32_t rows = 28,
+                                     uint32_t cols = 28, uint32_t magic = 0x00000803) {
+  std::vector<unsigned char> out;
+  PutBigEndian32(out, magic);
+  PutBigEndian32(out, declared);
+  PutBigEndian32(out, rows);
+  PutBigEndian32(out, cols);
+  for (size_t i = 0; i < size_t{actual} * rows * cols; ++i) out.push_back(i % 251);
+  return out;
+}
+
+std::vector<unsigned char> LabelFile(uint32_t declared, uint32_t actual,
+                                     uint32_t magic = 0x00000801) {
+  std::vector<unsigned char> out;
+  PutBigEndian32(out, magic);
+  PutBigEndian32(out, declared);
+  for (uint32_t i = 0; i < actual; ++i) out.push_back(i % 10);
+  return out;
+}
+
+void WriteGzip(const std::string& path, const std::vector<unsigned char>& bytes) {
+  gzFile file = gzopen(path.c_str(), "wb");
+  ASSERT_NE(file, nullptr) << path;
+  if (!bytes.empty()) {
+    ASSERT_EQ(gzwrite(file, bytes.data(), static_cast<unsigned>(bytes.size())),
+              static_cast<int>(bytes.size()));
+  }
+  ASSERT_EQ(gzclose(file), Z_OK);
+}
+
+void WritePlain(const std::string& path, const std::vector<unsigned char>& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  ASSERT_TRUE(out.good()) << path;
+}
+
+std::vector<unsigned char> ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+class IdxTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = fs::path(::testing::TempDir()) /
+           absl::StrCat("repro_engine_test_", info->name(), "_", ::getpid());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string Path(const std::string& name) const { return (dir_ / name).string(); }
+
+  // A complete, valid data set of `train` and `test` samples.
+  void WriteDataset(uint32_t train, uint32_t test) {
+    WriteGzip(Path("train-images-idx3-ubyte.gz"), ImageFile(train, train));
+    WriteGzip(Path("train-labels-idx1-ubyte.gz"), LabelFile(train, train));
+    WriteGzip(Path("t10k-images-idx3-ubyte.gz"), ImageFile(test, test));
+    WriteGzip(Path("t10k-labels-idx1-ubyte.gz"), LabelFile(test, test));
+  }
+
+  fs::path dir_;
+};
+
+// ---------------------------------------------------------------- (a) real data
+
+TEST(RealDataTest, FashionMnistLoadsWithShapesRangesAndLabels) {
+  auto train = LoadSplit("fashion-mnist", REPRO_FASHION_MNIST, Split::kTrain, 0);
+  ASSERT_TRUE(train.ok()) << train.status();
+  EXPECT_EQ(train->x.sizes(), (std::vector<int64_t>{60000, 1, 28, 28}));
+  EXPECT_EQ(train->x.scalar_type(), at::kFloat);
+  EXPECT_EQ(train->y.sizes(), (std::vector<int64_t>{60000}));
+  EXPECT_EQ(train->y.scalar_type(), at::kLong);
+  EXPECT_GE(train->x.min().item<float>(), 0.0f);
+  EXPECT_LE(train->x.max().item<float>(), 1.0f);
+  EXPECT_EQ(train->x.max().item<float>(), 1.0f);  // some pixel is 255
+  EXPECT_EQ(train->y.min().item<int64_t>(), 0);
+  EXPECT_EQ(train->y.max().item<int64_t>(), 9);
+
+  auto test = LoadSplit("fashion-mnist", REPRO_FASHION_MNIST, Split::kTest, 2000);
+  ASSERT_TRUE(test.ok()) << test.status();
+  EXPECT_EQ(test->x.sizes(), (std::vector<int64_t>{2000, 1, 28, 28}));
+  EXPECT_EQ(test->y.sizes(), (std::vector<int64_t>{2000}));
+
+  EXPECT_TRUE(CheckDataset("fashion-mnist", REPRO_FASHION_MNIST).ok());
+  EXPECT_TRUE(CheckDataset("fashion-mnist", REPRO_FASHION_MNIST, 10000, 2000).ok());
+}
+
+TEST(RealDataTest, LimitLargerThanTheFileIsAnErrorNamingTheLimit) {
+  absl::Status s = CheckDataset("fashion-mnist", REPRO_FASHION_MNIST, 70000, 0);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("train_limit 70000"));
+  EXPECT_THAT(s.message(), HasSubstr("60000"));
+  s = CheckDataset("fashion-mnist", REPRO_FASHION_MNIST, 0, -1);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("test_limit"));
+}
+
+TEST(RealDataTest, UnknownDatasetKindIsAnError) {
+  absl::Status s = CheckDataset("cifar-100", REPRO_FASHION_MNIST);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("cifar-100"));
+}
+
+// ---------------------------------------------------------------- (b) bad files
+
+TEST_F(IdxTest, SmallValidDatasetReadsAndPreprocesses) {
+  WriteDataset(20, 5);
+  ASSERT_TRUE(CheckDataset("mnist", dir_.string()).ok());
+  auto train = LoadSplit("mnist", dir_.string(), Split::kTrain, 7);
+  ASSERT_TRUE(train.ok()) << train.status();
+  ASSERT_EQ(train->size(), 7);
+  // Pixel i of the file is i % 251; preprocessing is exactly float(p) / 255.
+  const float* x = train->x.data_ptr<float>();
+  for (int i : {0, 1, 250, 251, 5000}) EXPECT_EQ(x[i], static_cast<float>(i % 251) / 255.0f);
+  EXPECT_EQ(train->y.data_ptr<int64_t>()[6], 6);
+}
+
+TEST_F(IdxTest, UncompressedFilesAreAcceptedWhenTheGzipIsAbsent) {
+  WritePlain(Path("train-images-idx3-ubyte"), ImageFile(12, 12));
+  WritePlain(Path("train-labels-idx1-ubyte"), LabelFile(12, 12));
+  WriteGzip(Path("t10k-images-idx3-ubyte.gz"), ImageFile(3, 3));
+  WriteGzip(Path("t10k-labels-idx1-ubyte.gz"), LabelFile(3, 3));
+  auto train = ReadIdxSplit(dir_.string(), Split::kTrain, 0);
+  ASSERT_TRUE(train.ok()) << train.status();
+  EXPECT_EQ(train->images.count, 12);
+  EXPECT_EQ(train->images.path, Path("train-images-idx3-ubyte"));
+}
+
+TEST_F(IdxTest, ShortImageDataIsTruncatedNamingTheFile) {
+  const std::string path = Path("train-images-idx3-ubyte.gz");
+  WriteGzip(path, ImageFile(/*declared=*/100, /*actual=*/10));
+  auto images = ReadIdxImages(path);
+  ASSERT_EQ(images.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(images.status().message(), HasSubstr(path));
+  EXPECT_THAT(images.status().message(), HasSubstr("truncated"));
+  EXPECT_THAT(images.status().message(),
+              HasSubstr("header says 100 images of 28x28 but the file ends after 10 of them"));
+  // Also when only a prefix is kept: the whole file is still checked.
+  EXPECT_THAT(ReadIdxImages(path, 5).status().message(), HasSubstr("truncated"));
+}
+
+TEST_F(IdxTest, CutGzipStreamIsTruncatedNamingTheFile) {
+  const std::string whole = Path("whole.gz");
+  WriteGzip(whole, ImageFile(50, 50));
+  std::vector<unsigned char> bytes = ReadAll(whole);
+  bytes.resize(bytes.size() / 2);
+  const std::string path = Path("train-images-idx3-ubyte.gz");
+  WritePlain(path, bytes);
+  auto images = ReadIdxImages(path);
+  ASSERT_EQ(images.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(images.status().message(), HasSubstr(path));
+  EXPECT_THAT(images.status().message(), HasSubstr("truncated"));
+}
+
+TEST_F(IdxTest, CorruptGzipIsAnErrorNamingTheFile) {
+  const std::string whole = Path("whole.gz");
+  WriteGzip(whole, LabelFile(5000, 5000));
+  std::vector<unsigned char> bytes = ReadAll(whole);
+  for (size_t i = 20; i < bytes.size() - 8; i += 7) bytes[i] ^= 0x5a;
+  const std::string path = Path("train-labels-idx1-ubyte.gz");
+  WritePlain(path, bytes);
+  auto labels = ReadIdxLabels(path);
+  ASSERT_EQ(labels.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(labels.status().message(), HasSubstr(path));
+}
+
+TEST_F(IdxTest, WrongMagicIsAnErrorNamingTheFile) {
+  const std::string images = Path("train-images-idx3-ubyte.gz");
+  WriteGzip(images, ImageFile(3, 3, 28, 28, /*magic=*/0x00000801));
+  auto read = ReadIdxImages(images);
+  ASSERT_EQ(read.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(read.status().message(), HasSubstr(images));
+  EXPECT_THAT(read.status().message(), HasSubstr("magic"));
+
+  const std::string labels = Path("train-labels-idx1-ubyte.gz");
+  WriteGzip(labels, ImageFile(3, 3));  // an image file where labels belong
+  auto read_labels = ReadIdxLabels(labels);
+  ASSERT_EQ(read_labels.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(read_labels.status().message(), HasSubstr(labels));
+  EXPECT_THAT(read_labels.status().message(), HasSubstr("magic"));
+}
+
+TEST_F(IdxTest, WrongImageSizeIsAnErrorNamingTheFile) {
+  const std::string path = Path("train-images-idx3-ubyte.gz");
+  WriteGzip(path, ImageFile(2, 2, 32, 32));
+  auto read = ReadIdxImages(path);
+  ASSERT_EQ(read.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(read.status().message(), HasSubstr(path));
+  EXPECT_THAT(read.status().message(), HasSubstr("32x32"));
+}
+
+TEST_F(IdxTest, HeaderOnlyFileAndEmptyFileAreErrors) {
+  const std::string empty = Path("empty.gz");
+  WriteGzip(empty, {});
+  EXPECT_THAT(ReadIdxImages(empty).status().message(), HasSubstr("inside its 16-byte IDX header"));
+  const std::string trailing = Path("trailing.gz");
+  std::vector<unsigned char> bytes = LabelFile(4, 4);
+  bytes.push_back(1);
+  WriteGzip(trailing, bytes);
+  EXPECT_THAT(ReadIdxLabels(trailing).status().message(), HasSubstr("has data after the 4 labels"));
+}
+
+TEST_F(IdxTest, LabelOutOfRangeIsAnError) {
+  const std::string path = Path("labels.gz");
+  std::vector<unsigned char> bytes = LabelFile(4, 4);
+  bytes[8 + 2] = 10;
+  WriteGzip(path, bytes);
+  auto read = ReadIdxLabels(path);
+  EXPECT_THAT(read.status().message(), HasSubstr("label 10 at index 2"));
+}
+
+TEST_F(IdxTest, CountMismatchNamesBothFiles) {
+  WriteGzip(Path("train-images-idx3-ubyte.gz"), ImageFile(10, 10));
+  WriteGzip(Path("train-labels-idx1-ubyte.gz"), LabelFile(9, 9));
+  auto split = ReadIdxSplit(dir_.string(), Split::kTrain, 0);
+  ASSERT_EQ(split.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(split.status().message(), HasSubstr("train-images-idx3-ubyte.gz"));
+  EXPECT_THAT(split.status().message(), HasSubstr("train-labels-idx1-ubyte.gz"));
+}
+
+TEST_F(IdxTest, MissingDirectoryIsAnErrorNamingIt) {
+  const std::string missing = Path("no-such-dir");
+  absl::Status s = CheckDataset("fashion-mnist", missing);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr(missing));
+  EXPECT_THAT(s.message(), HasSubstr("does not exist"));
+}
+
+TEST_F(IdxTest, MissingFileIsAnErrorNamingTheDirectoryAndFile) {
+  WriteGzip(Path("train-images-idx3-ubyte.gz"), ImageFile(10, 10));
+  absl::Status s = CheckDataset("fashion-mnist", dir_.string());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr(dir_.string()));
+  EXPECT_THAT(s.message(), HasSubstr("train-labels-idx1-ubyte"));
+}
+
+TEST_F(IdxTest, TrainRunReportsDataErrorsAsInvalidArgument) {
+  WriteGzip(Path("train-images-idx3-ubyte.gz"), ImageFile(100, 10));
+  WriteGzip(Path("train-labels-idx1-ubyte.gz"), LabelFile(100, 100));
+  RunSpec spec;
+  spec.dataset_path = dir_.string();
+  auto result = TrainRun(spec);
+  ASSERT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(result.status().message(), HasSubstr("truncated"));
+}
+
+// ---------------------------------------------------------------- (f) fingerprints
+
+TEST(FingerprintTest, TensorHashIsSensitiveToShapeAndDtype) {
+  std::vector<int32_t> values(6);
+  std::iota(values.begin(), values.end(), 1);
+  const at::Tensor a = at::from_blob(values.data(), {2, 3}, at::kInt);
+  const at::Tensor b = at::from_blob(values.data(), {3, 2}, at::kInt);
+  const at::Tensor c = at::from_blob(values.data(), {6}, at::kInt);
+  const at::Tensor d = at::from_blob(values.data(), {2, 3}, at::kFloat);  // same bytes
+  EXPECT_NE(HashTensor(a), HashTensor(b));
+  EXPECT_NE(HashTensor(a), HashTensor(c));
+  EXPECT_NE(HashTensor(a), HashTensor(d));
+  EXPECT_EQ(HashTensor(a), HashTensor(a.clone()));
+  // Canonical form: a transposed view hashes as its contiguous copy.
+  EXPECT_EQ(HashTensor(b.t()), HashTensor(b.t().contiguous()));
+  EXPECT_EQ(HashTensor(a).size(), 32u);
+}
+
+TEST(FingerprintTest, TensorHashIsThePublishedFormula) {
+  std::vector<float> values = {1.5f, -2.0f};
+  const at::Tensor t = at::from_blob(values.data(), {2}, at::kFloat);
+  Hasher hasher;
+  hasher.UpdateField("Float");
+  hasher.UpdateU64(1);
+  hasher.UpdateU64(2);
+  hasher.Update(values.data(), sizeof(float) * values.size());
+  EXPECT_EQ(HashTensor(t), hasher.HexDigest());
+}
+
+// ---------------------------------------------------------------- epoch order
+
+TEST(ShuffleTest, EpochOrderIsAPermutationThatDependsOnSeedAndEpoch) {
+  const std::vector<int64_t> order = EpochOrder(1000, 7, 0);
+  std::vector<int64_t> sorted = order;
+  std::sort(sorted.begin(), sorted.end());
+  for (int64_t i = 0; i < 1000; ++i) ASSERT_EQ(sorted[i], i);
+  EXPECT_EQ(order, EpochOrder(1000, 7, 0));
+  EXPECT_NE(order, EpochOrder(1000, 8, 0));
+  EXPECT_NE(order, EpochOrder(1000, 7, 1));
+  EXPECT_NE(EpochOrder(1000, 7, 1), EpochOrder(1000, 8, 0));
+  EXPECT_TRUE(EpochOrder(0, 1, 0).empty());
+  EXPECT_EQ(EpochOrder(1, 1, 0), std::vector<int64_t>{0});
+}
+
+TEST(ShuffleTest, GoldenOrderAndDigestArePinned) {
+  // Stored batch digests depend on these exact values: a change here is a format change.
+  EXPECT_EQ(EpochOrder(10, 0, 0), (std::vector<int64_t>{2, 8, 1, 9, 6, 0, 7, 5, 4, 3}));
+  const std::vector<int64_t> indices = {3, 1, 4};
+  Hasher hasher;
+  for (int64_t i : indices) hasher.UpdateU64(static_cast<uint64_t>(i));
+  EXPECT_EQ(BatchDigest(indices.data(), indices.size()), hasher.HexDigest());
+  EXPECT_EQ(BatchDigest(indices.data(), indices.size()),
+            HashBytes(indices.data(), indices.size() * sizeof(int64_t)));
+}
+
+TEST(ShuffleTest, BelowIsInRange) {
+  SplitMix64 rng(42);
+  for (uint64_t bound : {1ull, 2ull, 3ull, 1000ull, (1ull << 63) + 1}) {
+    for (int i = 0; i < 100; ++i) EXPECT_LT(rng.Below(bound), bound);
+  }
+}
+
+// ---------------------------------------------------------------- TrainRun
+
+RunSpec SmallSpec() {
+  RunSpec spec;
+  spec.dataset_path = REPRO_FASHION_MNIST;
+  spec.train_limit = 256;
+  spec.test_limit = 200;
+  spec.batch_size = 48;  // 256 = 5 x 48 + 16: the last batch is partial
+  spec.epochs = 2;
+  spec.init_seed = 1;
+  spec.shuffle_seed = 2;
+  spec.threads = 1;
+  spec.deterministic_algorithms = true;
+  spec.keep_batch_digests = true;
+  return spec;
+}
+
+std::vector<std::string> AllBatchDigests(const RunResult& r) {
+  std::vector<std::string> all;
+  for (const auto& e : r.epochs) all.insert(all.end(), e.batch_digests.begin(), e.batch_digests.end());
+  return all;
+}
+
+TEST(TrainRunTest, SameSeedsGiveBitIdenticalRuns) {
+  const RunSpec spec = SmallSpec();
+  int batch_calls = 0, epoch_calls = 0;
+  Callbacks callbacks;
+  callbacks.on_batch = [&](int, int64_t batch, int64_t batches) {
+    ++batch_calls;
+    EXPECT_EQ(batches, 6);
+    EXPECT_GE(batch, 1);
+    EXPECT_LE(batch, 6);
+  };
+  callbacks.on_epoch = [&](const EpochRecord&) { ++epoch_calls; };
+  auto a = TrainRun(spec, callbacks);
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(batch_calls, 12);
+  EXPECT_EQ(epoch_calls, 2);
+  auto b = TrainRun(spec);
+  ASSERT_TRUE(b.ok()) << b.status();
+
+  EXPECT_EQ(a->initial_hash, b->initial_hash);
+  EXPECT_EQ(a->final_hash, b->final_hash);
+  EXPECT_NE(a->initial_hash, a->final_hash);
+  EXPECT_EQ(a->data_x_hash, b->data_x_hash);
+  EXPECT_EQ(a->data_y_hash, b->data_y_hash);
+  EXPECT_EQ(a->test_loss, b->test_loss);  // bit-equal, not near
+  EXPECT_EQ(a->test_accuracy, b->test_accuracy);
+  ASSERT_EQ(a->epochs.size(), 2u);
+  ASSERT_EQ(b->epochs.size(), 2u);
+  for (size_t e = 0; e < 2; ++e) {
+    EXPECT_EQ(a->epochs[e].batch_digest, b->epochs[e].batch_digest);
+    EXPECT_EQ(a->epochs[e].batch_digests, b->epochs[e].batch_digests);
+    EXPECT_EQ(a->epochs[e].weights_hash, b->epochs[e].weights_hash);
+    EXPECT_EQ(a->epochs[e].loss, b->epochs[e].loss);
+    EXPECT_EQ(a->epochs[e].epoch, static_cast<int>(e));
+    ASSERT_EQ(a->epochs[e].batch_digests.size(), 6u);
+    EXPECT_EQ(a->epochs[e].batch_digest, HashSequence(a->epochs[e].batch_digests));
+  }
+  EXPECT_NE(a->epochs[0].batch_digest, a->epochs[1].batch_digest);
+  EXPECT_EQ(a->final_hash, a->epochs.back().weights_hash);
+  EXPECT_EQ(a->test_loss, a->epochs.back().val_loss);
+  EXPECT_EQ(a->test_accuracy, a->epochs.back().val_accuracy);
+
+  // Batches are the epoch order cut in batch_size pieces, the last one partial.
+  const std::vector<int64_t> order = EpochOrder(256, spec.shuffle_seed, 1);
+  EXPECT_EQ(a->epochs[1].batch_digests[0], BatchDigest(order.data(), 48));
+  EXPECT_EQ(a->epochs[1].batch_digests[5], BatchDigest(order.data() + 240, 16));
+
+  // Data hashes are of the tensors as fed to the model.
+  auto train = LoadSplit("fashion-mnist", REPRO_FASHION_MNIST, Split::kTrain, 256);
+  ASSERT_TRUE(train.ok());
+  EXPECT_EQ(a->data_x_hash, HashBytes(train->x.data_ptr(), train->x.nbytes()));
+  EXPECT_EQ(a->data_y_hash, HashBytes(train->y.data_ptr(), train->y.nbytes()));
+
+  // Per-tensor hashes: parameters in registration order, and the model hash over them.
+  ASSERT_EQ(a->initial_tensors.size(), 8u);
+  EXPECT_EQ(a->initial_tensors[0].name, "conv1.weight");
+  EXPECT_EQ(a->initial_tensors[7].name, "fc2.bias");
+  std::vector<std::pair<std::string, std::string>> named;
+  for (const auto& t : a->final_tensors) named.emplace_back(t.name, t.hash);
+  EXPECT_EQ(HashNamed(named), a->final_hash);
+}
+
+TEST(TrainRunTest, ShuffleSeedChangesOnlyTheOrderAndInitSeedOnlyTheWeights) {
+  RunSpec spec = SmallSpec();
+  spec.epochs = 1;
+  auto base = TrainRun(spec);
+  ASSERT_TRUE(base.ok()) << base.status();
+
+  RunSpec reshuffled = spec;
+  reshuffled.shuffle_seed = 3;
+  auto other_order = TrainRun(reshuffled);
+  ASSERT_TRUE(other_order.ok()) << other_order.status();
+  EXPECT_EQ(other_order->initial_hash, base->initial_hash);
+  EXPECT_NE(other_order->epochs[0].batch_digest, base->epochs[0].batch_digest);
+  EXPECT_NE(other_order->final_hash, base->final_hash);
+
+  RunSpec reinitialized = spec;
+  reinitialized.init_seed = 4;
+  auto other_init = TrainRun(reinitialized);
+  ASSERT_TRUE(other_init.ok()) << other_init.status();
+  EXPECT_NE(other_init->initial_hash, base->initial_hash);
+  ASSERT_EQ(other_init->initial_tensors.size(), base->initial_tensors.size());
+  size_t first_difference = 0;
+  while (first_difference < base->initial_tensors.size() &&
+         other_init->initial_tensors[first_difference].hash ==
+             base->initial_tensors[first_difference].hash) {
+    ++first_difference;
+  }
+  EXPECT_EQ(first_difference, 0u);
+  EXPECT_EQ(other_init->initial_tensors[0].name, "conv1.weight");
+  EXPECT_EQ(AllBatchDigests(*other_init), AllBatchDigests(*base));
+  EXPECT_EQ(other_init->epochs[0].batch_digest, base->epochs[0].batch_digest);
+  EXPECT_EQ(other_init->data_x_hash, base->data_x_hash);
+}
+
+TEST(TrainRunTest, TrainingLossFalls) {
+  RunSpec spec = SmallSpec();
+  spec.train_limit = 512;
+  spec.batch_size = 32;
+  spec.epochs = 4;
+  spec.keep_batch_digests = false;
+  auto r = TrainRun(spec);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->epochs.size(), 4u);
+  EXPECT_TRUE(r->epochs[0].batch_digests.empty());
+  EXPECT_LT(r->epochs[3].loss, r->epochs[0].loss * 0.8);
+  EXPECT_GT(r->epochs[3].accuracy, r->epochs[0].accuracy);
+  EXPECT_GT(r->test_accuracy, 0.5);
+  for (const auto& e : r->epochs) EXPECT_GT(e.seconds, 0);
+
+  RunSpec sgd = spec;
+  sgd.optimizer = "sgd";
+  sgd.lr = 0.05;
+  auto s = TrainRun(sgd);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_LT(s->epochs[3].loss, s->epochs[0].loss);
+}
+
+TEST(TrainRunTest, ShouldStopCancelsAtABatchBoundary) {
+  RunSpec spec = SmallSpec();
+  int batches = 0;
+  Callbacks callbacks;
+  callbacks.on_batch = [&](int, int64_t, int64_t) { ++batches; };
+  callbacks.should_stop = [&] { return batches == 3; };
+  auto r = TrainRun(spec, callbacks);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(batches, 3);
+}
+
+TEST(TrainRunTest, BadSpecsAreRejectedWithTheValueNamed) {
+  struct Case {
+    void (*edit)(RunSpec&);
+    absl::StatusCode code;
+    const char* text;
+  };
+  const Case cases[] = {
+      {[](RunSpec& s) { s.batch_size = 0; }, absl::StatusCode::kInvalidArgument, "batch_size"},
+      {[](RunSpec& s) { s.epochs = 0; }, absl::StatusCode::kInvalidArgument, "epochs"},
+      {[](RunSpec& s) { s.lr = 0; }, absl::StatusCode::kInvalidArgument, "lr"},
+      {[](RunSpec& s) { s.optimizer = "lbfgs"; }, absl::StatusCode::kInvalidArgument, "lbfgs"},
+      {[](RunSpec& s) { s.device = "tpu"; }, absl::StatusCode::kInvalidArgument, "tpu"},
+      {[](RunSpec& s) { s.model_kind = "resnet-9"; }, absl::StatusCode::kInvalidArgument,
+       "resnet-9"},
+      {[](RunSpec& s) { s.train_limit = 70000; }, absl::StatusCode::kInvalidArgument,
+       "train_limit 70000"},
+  };
+  for (const Case& c : cases) {
+    RunSpec spec = SmallSpec();
+    c.edit(spec);
+    auto r = TrainRun(spec);
+    EXPECT_EQ(r.status().code(), c.code) << c.text;
+    EXPECT_THAT(r.status().message(), HasSubstr(c.text));
+  }
+  if (!CudaAvailable()) {
+    RunSpec spec = SmallSpec();
+    spec.device = "cuda";
+    auto r = TrainRun(spec);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_THAT(r.status().message(), HasSubstr("device cuda requested"));
+  }
+}
+
+// The default quick experiment's size (DESIGN.md section 3): 10,000 training and 2,000
+// test images, batch 128, one thread. Disabled (it takes seconds); run it with
+//   engine_test --gtest_also_run_disabled_tests --gtest_filter='*Timing*'
+TEST(TrainRunTest, DISABLED_TimingOneEpochOfTenThousandImages) {
+  RunSpec spec;
+  spec.train_limit = 10000;
+  spec.test_limit = 2000;
+  spec.batch_size = 128;
+  spec.epochs = 1;
+  spec.threads = 1;
+  const auto started = std::chrono::steady_clock::now();
+  auto r = TrainRun(spec);
+  const double total =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  ASSERT_TRUE(r.ok()) << r.status();
+  std::printf("epoch: %.2f s (training + validation), whole run with loading: %.2f s, "
+              "loss %.4f, train accuracy %.4f, test loss %.4f, test accuracy %.4f\n",
+              r->epochs[0].seconds, total, r->epochs[0].loss, r->epochs[0].accuracy,
+              r->test_loss, r->test_accuracy);
+}
+
+TEST(TrainRunTest, TorchVersionIsDotted) {
+  EXPECT_THAT(TorchVersion(), ::testing::MatchesRegex("[0-9]+\\.[0-9]+\\.[0-9]+"));
+}
+
+}  // namespace
+}  // namespace repro::engine

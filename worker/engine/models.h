@@ -1,0 +1,66 @@
+// The models the engine trains, built by kind from the plan's `model.kind`. Each is a
+// torch::nn::Module in the pytorch/examples style (XImpl + TORCH_MODULE(X)) deriving
+// from ClassifierImpl, so the training loop sees one interface whatever the model.
+// To add a model (ResNet v1/v2 next): derive from ClassifierImpl, register submodules
+// in a fixed order (the order is part of the model's fingerprint) and add its kind to
+// MakeModel and CheckModelKind in models.cc.
+//
+// Thread safety: a model is not thread-safe; MakeModel draws from LibTorch's global
+// generator, so the caller seeds it (torch::manual_seed) right before.
+#ifndef REPRO_WORKER_ENGINE_MODELS_H_
+#define REPRO_WORKER_ENGINE_MODELS_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace repro::engine {
+
+// Images in, one logit per class out.
+struct ClassifierImpl : torch::nn::Module {
+  // x: float32 [N, channels, height, width]; returns float32 [N, classes] logits.
+  virtual at::Tensor forward(at::Tensor x) = 0;
+};
+
+// What a model is built for.
+struct InputShape {
+  int64_t channels = 1;
+  int64_t height = 28;
+  int64_t width = 28;
+  int64_t classes = 10;
+};
+
+// "small-cnn": two 5x5 convolutions (8 and 16 channels), each with ReLU and 2x2 max
+// pooling, then a 64-unit hidden layer and the classifier. Small enough that one
+// Fashion-MNIST epoch of 10,000 images takes seconds on one CPU thread.
+struct SmallCnnImpl : ClassifierImpl {
+  explicit SmallCnnImpl(const InputShape& shape = {});
+  at::Tensor forward(at::Tensor x) override;
+
+  torch::nn::Conv2d conv1{nullptr};
+  torch::nn::Conv2d conv2{nullptr};
+  torch::nn::Linear fc1{nullptr};
+  torch::nn::Linear fc2{nullptr};
+};
+TORCH_MODULE(SmallCnn);
+
+// OK for the model kinds MakeModel builds; INVALID_ARGUMENT naming the kind otherwise.
+absl::Status CheckModelKind(const std::string& kind);
+
+// Builds a model of `kind` on the CPU, initialized from LibTorch's default generator.
+// INVALID_ARGUMENT for an unknown kind or a shape the model cannot take. May throw
+// c10::Error (LibTorch), as any LibTorch call.
+absl::StatusOr<std::shared_ptr<ClassifierImpl>> MakeModel(const std::string& kind,
+                                                          const InputShape& shape);
+
+}  // namespace repro::engine
+
+#endif  // REPRO_WORKER_ENGINE_MODELS_H_
