@@ -1,0 +1,99 @@
+#include "coordinator/scores.h"
+
+#include <cmath>
+#include <set>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/stats.h"
+
+namespace repro {
+namespace {
+
+struct ScoreFile {
+  std::string name;  // the file name, or the path where two files share a name
+  std::vector<double> loss;
+  std::vector<double> accuracy;
+};
+
+std::string BaseName(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+double Divide(double numerator, double denominator) {
+  if (!(denominator > 0)) return std::nan("");
+  return numerator / denominator;
+}
+
+void AppendRow(const char* label, const std::string& value, std::string* out) {
+  absl::StrAppendFormat(out, "  %-20s %s\n", label, value);
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> AnalyzeScores(const std::vector<std::string>& paths) {
+  if (paths.empty()) {
+    return absl::InvalidArgumentError(
+        "analyze-scores needs at least one score file (FILE.csv [FILE.csv ...])");
+  }
+  std::set<std::string> seen;
+  bool names_collide = false;
+  for (const std::string& path : paths) {
+    names_collide |= !seen.insert(BaseName(path)).second;
+  }
+
+  std::vector<ScoreFile> files;
+  for (const std::string& path : paths) {
+    absl::StatusOr<std::vector<std::pair<double, double>>> rows = ReadScoreCsv(path);
+    if (!rows.ok()) return rows.status();
+    if (rows->empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": no score rows (expected lines 'loss,accuracy')"));
+    }
+    ScoreFile file;
+    file.name = names_collide ? path : BaseName(path);
+    for (const auto& [loss, accuracy] : *rows) {
+      file.loss.push_back(loss);
+      file.accuracy.push_back(accuracy);
+    }
+    files.push_back(std::move(file));
+  }
+
+  const ScoreFile& reference = files.back();
+  const double reference_loss = Stdev(reference.loss, 0);
+  const double reference_accuracy = Stdev(reference.accuracy, 0);
+  std::string out = absl::StrFormat(
+      "Scores [test loss, test accuracy] of %d file%s; reference: %s (the last)\n",
+      files.size(), files.size() == 1 ? "" : "s", reference.name);
+  if (files.size() > 1) {
+    absl::StrAppend(&out, "stdev ratio: stdev (ddof 0) over ", reference.name,
+                    "'s; variance share: its square\n");
+  }
+  for (const ScoreFile& file : files) {
+    const std::vector<double>& loss = file.loss;
+    const std::vector<double>& accuracy = file.accuracy;
+    absl::StrAppend(&out, "\n", file.name, ":\n");
+    AppendRow("n", absl::StrCat(loss.size()), &out);
+    AppendRow("mean", FormatNumpyArray({Mean(loss), Mean(accuracy)}), &out);
+    AppendRow("stdev (ddof 0)", FormatNumpyArray({Stdev(loss, 0), Stdev(accuracy, 0)}),
+              &out);
+    AppendRow("stdev (ddof 1)", FormatNumpyArray({Stdev(loss, 1), Stdev(accuracy, 1)}),
+              &out);
+    AppendRow("min", FormatNumpyArray({Min(loss), Min(accuracy)}), &out);
+    AppendRow("max", FormatNumpyArray({Max(loss), Max(accuracy)}), &out);
+    if (&file == &reference) continue;
+    const double loss_ratio = Divide(Stdev(loss, 0), reference_loss);
+    const double accuracy_ratio = Divide(Stdev(accuracy, 0), reference_accuracy);
+    AppendRow("stdev ratio", FormatNumpyArray({loss_ratio, accuracy_ratio}), &out);
+    AppendRow("variance share",
+              FormatNumpyArray(
+                  {loss_ratio * loss_ratio, accuracy_ratio * accuracy_ratio}),
+              &out);
+  }
+  return out;
+}
+
+}  // namespace repro

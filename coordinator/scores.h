@@ -1,0 +1,29 @@
+// `reproctl analyze-scores FILE.csv [FILE.csv ...]`: the spread of test scores in score
+// files like the original study's (rows "loss,accuracy", no header; see ReadScoreCsv in
+// common/stats.h), for files written by `reproctl report --format csv --arm NAME` or by
+// the study itself. Each file is one arm, named by its file name; the last file is the
+// reference (normally the different-seeds arm) that the others' spread is divided by.
+//
+// Thread safety: a pure function apart from reading the files; safe to call
+// concurrently.
+#ifndef REPRO_COORDINATOR_SCORES_H_
+#define REPRO_COORDINATOR_SCORES_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace repro {
+
+// Reads every file and returns the printout: per file n, mean, stdev (ddof 0, the
+// study's figure, printed like NumPy: "[0.01994929 0.00301954]"), stdev (ddof 1), min
+// and max of [test loss, test accuracy]; and for each file but the reference, its stdev
+// over the reference's per column ("nan" where the reference's is 0) and that ratio
+// squared, the share of the reference's variance. Errors: InvalidArgument with no
+// paths or for a file without rows; ReadScoreCsv's errors, which name the file and line.
+absl::StatusOr<std::string> AnalyzeScores(const std::vector<std::string>& paths);
+
+}  // namespace repro
+
+#endif  // REPRO_COORDINATOR_SCORES_H_
