@@ -26,6 +26,8 @@ struct RunView {
   std::string worker;           // worker that holds/held the run
   std::string error;            // reason of the last failure
   int current_epoch = -1;       // running runs: the epoch in progress (0-based)
+  int64_t current_batch = 0;    // running runs: batches done in that epoch
+  int64_t batches = 0;          // running runs: batches per epoch (0 = not known yet)
   RunResult result;             // complete for kDone runs; epochs so far otherwise
 };
 

@@ -483,6 +483,15 @@ absl::Status RunStore::LoadResult(int64_t attempt_id, RunResult* r) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::string> RunStore::RunLabel(int64_t run_id) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(auto q, db_->Prepare("SELECT arm, idx FROM runs WHERE id = ?"));
+  q->Bind(1, run_id);
+  ASSIGN_OR_RETURN(bool row, q->Step());
+  if (!row) return absl::NotFoundError(absl::StrCat("no run ", run_id));
+  return absl::StrCat(q->Text(0), "#", q->Int(1));
+}
+
 absl::StatusOr<ExperimentView> RunStore::LoadView(const std::string& experiment) {
   absl::MutexLock lock(&mu_);
   // One read transaction, so the view is a consistent snapshot even while workers report.
@@ -506,7 +515,7 @@ absl::StatusOr<ExperimentView> RunStore::LoadView(const std::string& experiment)
   ASSIGN_OR_RETURN(auto q, db_->Prepare(
       "SELECT r.arm, r.idx, r.init_seed, r.shuffle_seed, r.state, r.attempts, r.error, "
       "r.progress_epoch, COALESCE(r.result_attempt, r.lease_attempt), "
-      "COALESCE(a.worker, '') FROM runs r "
+      "COALESCE(a.worker, ''), r.progress_batch, r.progress_batches FROM runs r "
       "LEFT JOIN attempts a ON a.id = COALESCE(r.result_attempt, r.lease_attempt) "
       "WHERE r.experiment_id = ? ORDER BY r.arm_order, r.idx"));
   q->Bind(1, experiment_id);
@@ -525,6 +534,8 @@ absl::StatusOr<ExperimentView> RunStore::LoadView(const std::string& experiment)
     run.current_epoch = run.state == RunState::kRunning ? static_cast<int>(q->Int(7)) : -1;
     attempt_ids.push_back(q->IsNull(8) ? 0 : q->Int(8));
     run.worker = q->Text(9);
+    run.current_batch = q->Int(10);
+    run.batches = q->Int(11);
     if (view.arms.empty() || view.arms.back() != run.arm) view.arms.push_back(run.arm);
     view.runs.push_back(std::move(run));
   }
@@ -532,6 +543,27 @@ absl::StatusOr<ExperimentView> RunStore::LoadView(const std::string& experiment)
     if (attempt_ids[i] != 0) RETURN_IF_ERROR(LoadResult(attempt_ids[i], &view.runs[i].result));
   }
   return view;
+}
+
+absl::StatusOr<RunCounts> RunStore::Counts(const std::string& experiment) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(int64_t experiment_id, ExperimentId(experiment));
+  ASSIGN_OR_RETURN(auto q, db_->Prepare(
+      "SELECT state, COUNT(*) FROM runs WHERE experiment_id = ? GROUP BY state"));
+  q->Bind(1, experiment_id);
+  RunCounts counts;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, q->Step());
+    if (!row) break;
+    const int n = static_cast<int>(q->Int(1));
+    switch (ParseState(q->Text(0))) {
+      case RunState::kPending: counts.pending = n; break;
+      case RunState::kRunning: counts.running = n; break;
+      case RunState::kDone: counts.done = n; break;
+      case RunState::kFailed: counts.failed = n; break;
+    }
+  }
+  return counts;
 }
 
 absl::StatusOr<RunTiming> RunStore::Timing(const std::string& experiment) {

@@ -50,6 +50,12 @@ struct WorkerRecord {
   std::string current_run;  // "arm#index", empty when idle
 };
 
+struct RunCounts {
+  int pending = 0, running = 0, done = 0, failed = 0;
+  int total() const { return pending + running + done + failed; }
+  bool finished() const { return pending == 0 && running == 0; }
+};
+
 struct RunTiming {
   int64_t done = 0;              // runs with a counted result
   double mean_run_seconds = 0;   // mean wall time of their counted attempts
@@ -91,7 +97,11 @@ class RunStore {
   // Marks every pending and running run of the experiment failed with the reason.
   absl::StatusOr<int> Cancel(const std::string& experiment, const std::string& reason);
 
+  // "arm#index" of a run, for log lines.
+  absl::StatusOr<std::string> RunLabel(int64_t run_id);
+
   absl::StatusOr<ExperimentView> LoadView(const std::string& experiment);
+  absl::StatusOr<RunCounts> Counts(const std::string& experiment);
   absl::StatusOr<RunTiming> Timing(const std::string& experiment);
 
   absl::Status UpsertWorker(const WorkerRecord& worker);

@@ -1,0 +1,43 @@
+// What the coordinator shows while it runs. On a terminal: a live block (runs done of
+// total per arm, each running run's epoch and batch, an ETA) redrawn in place, with
+// log lines (which worker took which run, results, failures) scrolling above it.
+// Piped: timestamped log lines only, plus a progress line whenever a run finishes.
+//
+// Thread safety: thread-safe; gRPC handlers log while the main loop redraws.
+#ifndef REPRO_COORDINATOR_PROGRESS_H_
+#define REPRO_COORDINATOR_PROGRESS_H_
+
+#include <cstdio>
+#include <string>
+
+#include "absl/synchronization/mutex.h"
+#include "repro/v1/repro.pb.h"
+
+namespace repro {
+
+class ProgressDisplay {
+ public:
+  // `live`: redraw in place (stderr is a terminal).
+  ProgressDisplay(FILE* out, bool live) : out_(out), live_(live) {}
+
+  void Log(const std::string& line);
+  void Show(const v1::StatusResponse& status);
+  // Leaves the last block on screen and stops redrawing.
+  void Finish();
+
+ private:
+  void EraseLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DrawLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  FILE* out_;
+  const bool live_;
+  absl::Mutex mu_;
+  std::string block_ ABSL_GUARDED_BY(mu_);  // the live block as last drawn
+  int block_lines_ ABSL_GUARDED_BY(mu_) = 0;
+  int last_done_ ABSL_GUARDED_BY(mu_) = -1;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace repro
+
+#endif  // REPRO_COORDINATOR_PROGRESS_H_

@@ -1,0 +1,321 @@
+#include "coordinator/service.h"
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/status_macros.h"
+#include "coordinator/analysis.h"
+#include "coordinator/report.h"
+#include "coordinator/status_view.h"
+#include "proto/convert.h"
+
+namespace repro {
+namespace {
+
+// Every handler does its (short, SQLite-bound) work inline and finishes at once.
+template <typename Fn>
+grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx, Fn&& fn) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(fn());
+  return reactor;
+}
+
+constexpr size_t kMaxTensors = 100000;
+
+bool IsHash(const std::string& s) {
+  if (s.size() != 32) return false;
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+int64_t SystemClockMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  // absl and gRPC share the canonical code numbers.
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+}
+
+v1::RunSpec RunSpecFor(const Plan& plan, const ArmSpec& arm, const RunSeeds& seeds) {
+  v1::RunSpec spec;
+  spec.set_dataset_kind(plan.dataset.kind);
+  spec.set_dataset_path(plan.dataset.path);
+  spec.set_train_limit(plan.dataset.train_limit);
+  spec.set_test_limit(plan.dataset.test_limit);
+  spec.set_model_kind(plan.model.kind);
+  spec.set_batch_size(plan.training.batch_size);
+  spec.set_optimizer(plan.training.optimizer);
+  spec.set_lr(plan.training.lr);
+  spec.set_momentum(plan.training.momentum);
+  spec.set_epochs(plan.epochs);
+  spec.set_init_seed(seeds.init);
+  spec.set_shuffle_seed(seeds.shuffle);
+  spec.set_deterministic_algorithms(arm.determinism.deterministic_algorithms);
+  spec.set_threads(arm.determinism.threads);
+  spec.set_device(arm.determinism.device);
+  spec.set_keep_batch_digests(plan.batch_digests);
+  return spec;
+}
+
+CoordinatorService::CoordinatorService(RunStore* store, Plan plan, Clock clock,
+                                       ServiceOptions options, Log log)
+    : store_(store), plan_(std::move(plan)), clock_(std::move(clock)), options_(options),
+      log_(std::move(log)) {}
+
+std::string CoordinatorService::Label(int64_t run_id) {
+  auto label = store_->RunLabel(run_id);
+  return label.ok() ? *label : absl::StrCat("id ", run_id);
+}
+
+const ArmSpec* CoordinatorService::FindArm(const std::string& name) const {
+  for (const ArmSpec& arm : plan_.arms) {
+    if (arm.name == name) return &arm;
+  }
+  return nullptr;
+}
+
+void CoordinatorService::ExpireLeases() {
+  auto expired = store_->ExpireLeases(clock_());
+  if (!expired.ok()) {
+    log_(absl::StrCat("cannot expire leases: ", expired.status().message()));
+  } else if (*expired > 0) {
+    log_(absl::StrCat(*expired, " lease(s) expired without a heartbeat; their runs are queued "
+                                "again"));
+  }
+}
+
+grpc::Status CoordinatorService::CheckWorker(const std::string& worker) {
+  if (worker.empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the worker name is empty");
+  }
+  auto known = store_->TouchWorker(worker, clock_());
+  if (!known.ok()) return ToGrpc(known.status());
+  if (!*known) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        absl::StrCat("worker \"", worker, "\" is not registered; register first"));
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::DoRegister(const v1::RegisterRequest& req,
+                                            v1::RegisterResponse* resp) {
+  const v1::WorkerInfo& w = req.worker();
+  if (w.name().empty() || w.name().size() > 200) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "a worker name must have 1 to 200 characters");
+  }
+  WorkerRecord record{w.name(), w.host(), w.torch_version(), w.device(), w.threads(), clock_(), ""};
+  if (absl::Status s = store_->UpsertWorker(record); !s.ok()) return ToGrpc(s);
+  log_(absl::StrCat("worker ", w.name(), " registered (host ", w.host(), ", LibTorch ",
+                    w.torch_version(), ", ", w.device(), ", ", w.threads(), " threads)"));
+  resp->set_experiment(plan_.experiment);
+  resp->set_heartbeat_interval_ms(options_.heartbeat_interval_ms);
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::DoLease(const v1::LeaseRequest& req, v1::LeaseResponse* resp) {
+  if (grpc::Status s = CheckWorker(req.worker()); !s.ok()) return s;
+  ExpireLeases();
+  auto leased = store_->LeaseNext(plan_.experiment, req.worker(), clock_(), options_.lease_ttl_ms);
+  if (!leased.ok()) return ToGrpc(leased.status());
+  if (!leased->has_value()) {
+    auto counts = store_->Counts(plan_.experiment);
+    if (!counts.ok()) return ToGrpc(counts.status());
+    if (counts->finished()) {
+      resp->set_finished(true);
+    } else {
+      resp->set_retry_after_ms(options_.idle_retry_ms);
+    }
+    return grpc::Status::OK;
+  }
+  const LeasedRun& run = **leased;
+  const ArmSpec* arm = FindArm(run.arm);
+  if (arm == nullptr) {
+    return grpc::Status(grpc::StatusCode::INTERNAL,
+                        absl::StrCat("run of unknown arm ", run.arm, " in the store"));
+  }
+  v1::RunAssignment* a = resp->mutable_run();
+  a->set_run_id(run.run_id);
+  a->set_lease_id(run.lease_id);
+  a->set_experiment(plan_.experiment);
+  a->set_arm(run.arm);
+  a->set_index(run.index);
+  *a->mutable_spec() = RunSpecFor(plan_, *arm, run.seeds);
+  a->set_lease_ttl_ms(options_.lease_ttl_ms);
+  log_(absl::StrCat("worker ", req.worker(), " took run ", run.arm, "#", run.index,
+                    run.attempt > 1 ? absl::StrCat(" (attempt ", run.attempt, ")") : ""));
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::DoHeartbeat(const v1::HeartbeatRequest& req,
+                                             v1::HeartbeatResponse* resp) {
+  if (grpc::Status s = CheckWorker(req.worker()); !s.ok()) return s;
+  if (req.run_id() == 0) return grpc::Status::OK;
+  if (req.epoch() < 0 || req.epoch() >= plan_.epochs || req.batch() < 0 || req.batches() < 0) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("heartbeat progress out of range: epoch ", req.epoch(),
+                                     ", batch ", req.batch(), " of ", req.batches()));
+  }
+  auto valid = store_->Renew(req.run_id(), req.lease_id(), clock_(), options_.lease_ttl_ms,
+                             req.epoch(), req.batch(), req.batches());
+  if (!valid.ok()) return ToGrpc(valid.status());
+  resp->set_lease_valid(*valid);
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::DoReportEpoch(const v1::ReportEpochRequest& req,
+                                               v1::ReportEpochResponse* resp) {
+  if (grpc::Status s = CheckWorker(req.worker()); !s.ok()) return s;
+  if (req.epoch().epoch() < 0 || req.epoch().epoch() >= plan_.epochs) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("epoch ", req.epoch().epoch(), " is outside the plan's ",
+                                     plan_.epochs, " epochs"));
+  }
+  auto valid = store_->RecordEpoch(req.run_id(), req.lease_id(), FromProto(req.epoch()));
+  if (!valid.ok()) return ToGrpc(valid.status());
+  resp->set_lease_valid(*valid);
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::DoComplete(const v1::CompleteRequest& req,
+                                            v1::CompleteResponse* resp) {
+  if (grpc::Status s = CheckWorker(req.worker()); !s.ok()) return s;
+  const v1::RunResult& r = req.result();
+  // A result is checked against the plan before anything is stored.
+  std::string problem;
+  if (r.epochs_size() != plan_.epochs) {
+    problem = absl::StrCat("has ", r.epochs_size(), " epochs, the plan has ", plan_.epochs);
+  } else if (!IsHash(r.initial_hash()) || !IsHash(r.final_hash()) || !IsHash(r.data_x_hash()) ||
+             !IsHash(r.data_y_hash())) {
+    problem = "has a malformed hash";
+  } else if (r.initial_tensors_size() == 0 || r.initial_tensors_size() > static_cast<int>(kMaxTensors) ||
+             r.final_tensors_size() != r.initial_tensors_size()) {
+    problem = absl::StrCat("has ", r.initial_tensors_size(), " initial and ",
+                           r.final_tensors_size(), " final tensors");
+  } else {
+    for (int i = 0; i < r.epochs_size(); ++i) {
+      if (r.epochs(i).epoch() != i) problem = absl::StrCat("lists epoch ", r.epochs(i).epoch(), " at position ", i);
+    }
+  }
+  if (!problem.empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("result of run ", req.run_id(), " ", problem));
+  }
+  auto counted = store_->Complete(req.run_id(), req.lease_id(), FromProto(r), clock_());
+  if (!counted.ok()) return ToGrpc(counted.status());
+  resp->set_counted(*counted);
+  log_(absl::StrCat("worker ", req.worker(), " finished run ", Label(req.run_id()),
+                    *counted ? "" : " (a result was already in; kept as an extra attempt)",
+                    absl::StrFormat(": test loss %.4f, accuracy %.4f", r.test_loss(), r.test_accuracy())));
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::DoFail(const v1::FailRequest& req, v1::FailResponse* resp) {
+  if (grpc::Status s = CheckWorker(req.worker()); !s.ok()) return s;
+  const std::string error = req.error().substr(0, 4000);
+  auto retry = store_->Fail(req.run_id(), req.lease_id(), error, clock_());
+  if (!retry.ok()) return ToGrpc(retry.status());
+  resp->set_will_retry(*retry);
+  log_(absl::StrCat("worker ", req.worker(), " failed run ", Label(req.run_id()), ": ", error,
+                    *retry ? " (will retry)" : ""));
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::DoReport(const v1::ReportRequest& req, v1::ReportResponse* resp) {
+  auto format = ParseReportFormat(req.format().empty() ? "text" : req.format());
+  if (!format.ok()) return ToGrpc(format.status());
+  auto view = store_->LoadView(plan_.experiment);
+  if (!view.ok()) return ToGrpc(view.status());
+  const repro::Report report = Analyze(*view);
+  resp->set_complete(report.complete);
+  resp->set_runs_remaining(report.runs_remaining);
+  if (!report.complete && !req.partial()) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        absl::StrCat("experiment ", plan_.experiment, " has not finished: ",
+                                     report.runs_remaining,
+                                     " run(s) remain; use --partial for a report so far"));
+  }
+  auto body = RenderReport(report, *format, req.arm());
+  if (!body.ok()) return ToGrpc(body.status());
+  resp->set_body(*body);
+  return grpc::Status::OK;
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::Register(grpc::CallbackServerContext* ctx,
+                                                       const v1::RegisterRequest* req,
+                                                       v1::RegisterResponse* resp) {
+  return Unary(ctx, [&] { return DoRegister(*req, resp); });
+}
+grpc::ServerUnaryReactor* CoordinatorService::Lease(grpc::CallbackServerContext* ctx,
+                                                    const v1::LeaseRequest* req,
+                                                    v1::LeaseResponse* resp) {
+  return Unary(ctx, [&] { return DoLease(*req, resp); });
+}
+grpc::ServerUnaryReactor* CoordinatorService::Heartbeat(grpc::CallbackServerContext* ctx,
+                                                        const v1::HeartbeatRequest* req,
+                                                        v1::HeartbeatResponse* resp) {
+  return Unary(ctx, [&] { return DoHeartbeat(*req, resp); });
+}
+grpc::ServerUnaryReactor* CoordinatorService::ReportEpoch(grpc::CallbackServerContext* ctx,
+                                                          const v1::ReportEpochRequest* req,
+                                                          v1::ReportEpochResponse* resp) {
+  return Unary(ctx, [&] { return DoReportEpoch(*req, resp); });
+}
+grpc::ServerUnaryReactor* CoordinatorService::Complete(grpc::CallbackServerContext* ctx,
+                                                       const v1::CompleteRequest* req,
+                                                       v1::CompleteResponse* resp) {
+  return Unary(ctx, [&] { return DoComplete(*req, resp); });
+}
+grpc::ServerUnaryReactor* CoordinatorService::Fail(grpc::CallbackServerContext* ctx,
+                                                   const v1::FailRequest* req,
+                                                   v1::FailResponse* resp) {
+  return Unary(ctx, [&] { return DoFail(*req, resp); });
+}
+grpc::ServerUnaryReactor* CoordinatorService::Status(grpc::CallbackServerContext* ctx,
+                                                     const v1::StatusRequest*,
+                                                     v1::StatusResponse* resp) {
+  return Unary(ctx, [&] {
+    auto status = BuildStatus(*store_, plan_.experiment);
+    if (!status.ok()) return ToGrpc(status.status());
+    *resp = std::move(*status);
+    return grpc::Status::OK;
+  });
+}
+grpc::ServerUnaryReactor* CoordinatorService::Report(grpc::CallbackServerContext* ctx,
+                                                     const v1::ReportRequest* req,
+                                                     v1::ReportResponse* resp) {
+  return Unary(ctx, [&] { return DoReport(*req, resp); });
+}
+grpc::ServerUnaryReactor* CoordinatorService::Workers(grpc::CallbackServerContext* ctx,
+                                                      const v1::WorkersRequest*,
+                                                      v1::WorkersResponse* resp) {
+  return Unary(ctx, [&] {
+    auto status = BuildStatus(*store_, plan_.experiment);
+    if (!status.ok()) return ToGrpc(status.status());
+    *resp->mutable_workers() = status->workers();
+    return grpc::Status::OK;
+  });
+}
+grpc::ServerUnaryReactor* CoordinatorService::Cancel(grpc::CallbackServerContext* ctx,
+                                                     const v1::CancelRequest* req,
+                                                     v1::CancelResponse* resp) {
+  return Unary(ctx, [&] {
+    const std::string reason = req->reason().empty() ? "by reproctl" : req->reason().substr(0, 500);
+    auto n = store_->Cancel(plan_.experiment, reason);
+    if (!n.ok()) return ToGrpc(n.status());
+    resp->set_runs_cancelled(*n);
+    log_(absl::StrCat("experiment cancelled (", reason, "): ", *n, " run(s) will not run"));
+    return grpc::Status::OK;
+  });
+}
+
+}  // namespace repro

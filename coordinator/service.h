@@ -1,0 +1,102 @@
+// The coordinator's gRPC services: WorkerService (register, lease, heartbeat, epoch
+// reports, complete, fail) and ControlService (status, report, workers, cancel), over
+// gRPC's callback API so that many workers need no thread each. All state lives in the
+// RunStore; the service adds leases' time-to-live, from an injected clock, so lease
+// expiry is tested without sleeping.
+//
+// Thread safety: thread-safe; handlers run on gRPC's threads concurrently.
+#ifndef REPRO_COORDINATOR_SERVICE_H_
+#define REPRO_COORDINATOR_SERVICE_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "common/plan.h"
+#include "coordinator/store.h"
+#include "repro/v1/repro.grpc.pb.h"
+
+namespace repro {
+
+// Milliseconds since the Unix epoch.
+using Clock = std::function<int64_t()>;
+int64_t SystemClockMs();
+
+struct ServiceOptions {
+  int heartbeat_interval_ms = 2000;
+  // A lease not renewed within this time returns its run to the queue: three missed
+  // heartbeats, so one lost packet or a slow epoch report does not cost a run.
+  int lease_ttl_ms = 6000;
+  int idle_retry_ms = 500;  // how long an idle worker waits before asking again
+};
+
+// The run spec a worker trains: the plan's recipe, the arm's determinism, the run's seeds.
+v1::RunSpec RunSpecFor(const Plan& plan, const ArmSpec& arm, const RunSeeds& seeds);
+
+class CoordinatorService final : public v1::WorkerService::CallbackService,
+                                 public v1::ControlService::CallbackService {
+ public:
+  using Log = std::function<void(const std::string&)>;
+  CoordinatorService(RunStore* store, Plan plan, Clock clock, ServiceOptions options, Log log);
+
+  // Returns expired leases' runs to the queue; the coordinator calls it periodically
+  // (Lease also calls it, so idle workers pick up abandoned runs promptly).
+  void ExpireLeases();
+
+  // WorkerService
+  grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* ctx,
+                                     const v1::RegisterRequest* req,
+                                     v1::RegisterResponse* resp) override;
+  grpc::ServerUnaryReactor* Lease(grpc::CallbackServerContext* ctx, const v1::LeaseRequest* req,
+                                  v1::LeaseResponse* resp) override;
+  grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* ctx,
+                                      const v1::HeartbeatRequest* req,
+                                      v1::HeartbeatResponse* resp) override;
+  grpc::ServerUnaryReactor* ReportEpoch(grpc::CallbackServerContext* ctx,
+                                        const v1::ReportEpochRequest* req,
+                                        v1::ReportEpochResponse* resp) override;
+  grpc::ServerUnaryReactor* Complete(grpc::CallbackServerContext* ctx,
+                                     const v1::CompleteRequest* req,
+                                     v1::CompleteResponse* resp) override;
+  grpc::ServerUnaryReactor* Fail(grpc::CallbackServerContext* ctx, const v1::FailRequest* req,
+                                 v1::FailResponse* resp) override;
+
+  // ControlService
+  grpc::ServerUnaryReactor* Status(grpc::CallbackServerContext* ctx,
+                                   const v1::StatusRequest* req,
+                                   v1::StatusResponse* resp) override;
+  grpc::ServerUnaryReactor* Report(grpc::CallbackServerContext* ctx,
+                                   const v1::ReportRequest* req,
+                                   v1::ReportResponse* resp) override;
+  grpc::ServerUnaryReactor* Workers(grpc::CallbackServerContext* ctx,
+                                    const v1::WorkersRequest* req,
+                                    v1::WorkersResponse* resp) override;
+  grpc::ServerUnaryReactor* Cancel(grpc::CallbackServerContext* ctx,
+                                   const v1::CancelRequest* req,
+                                   v1::CancelResponse* resp) override;
+
+ private:
+  grpc::Status DoRegister(const v1::RegisterRequest& req, v1::RegisterResponse* resp);
+  grpc::Status DoLease(const v1::LeaseRequest& req, v1::LeaseResponse* resp);
+  grpc::Status DoHeartbeat(const v1::HeartbeatRequest& req, v1::HeartbeatResponse* resp);
+  grpc::Status DoReportEpoch(const v1::ReportEpochRequest& req, v1::ReportEpochResponse* resp);
+  grpc::Status DoComplete(const v1::CompleteRequest& req, v1::CompleteResponse* resp);
+  grpc::Status DoFail(const v1::FailRequest& req, v1::FailResponse* resp);
+  grpc::Status DoReport(const v1::ReportRequest& req, v1::ReportResponse* resp);
+  grpc::Status CheckWorker(const std::string& worker);
+  const ArmSpec* FindArm(const std::string& name) const;
+  std::string Label(int64_t run_id);
+
+  RunStore* store_;
+  const Plan plan_;
+  Clock clock_;
+  ServiceOptions options_;
+  Log log_;
+};
+
+// Turns a Status from the store or the analyses into the gRPC status a client sees.
+grpc::Status ToGrpc(const absl::Status& status);
+
+}  // namespace repro
+
+#endif  // REPRO_COORDINATOR_SERVICE_H_

@@ -1,0 +1,160 @@
+#include "coordinator/status_view.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/status_macros.h"
+
+namespace repro {
+namespace {
+
+void Count(RunState state, v1::RunCounts* counts) {
+  switch (state) {
+    case RunState::kPending: counts->set_pending(counts->pending() + 1); break;
+    case RunState::kRunning: counts->set_running(counts->running() + 1); break;
+    case RunState::kDone: counts->set_done(counts->done() + 1); break;
+    case RunState::kFailed: counts->set_failed(counts->failed() + 1); break;
+  }
+}
+
+nlohmann::json CountsJson(const v1::RunCounts& c) {
+  return {{"pending", c.pending()}, {"running", c.running()}, {"done", c.done()},
+          {"failed", c.failed()}};
+}
+
+}  // namespace
+
+std::string FormatDuration(double seconds) {
+  if (seconds < 0 || !std::isfinite(seconds)) return "unknown";
+  const long long s = std::llround(seconds);
+  if (s >= 3600) return absl::StrFormat("%dh%02dm", s / 3600, (s % 3600) / 60);
+  if (s >= 60) return absl::StrFormat("%dm%02ds", s / 60, s % 60);
+  return absl::StrFormat("%ds", s);
+}
+
+absl::StatusOr<v1::StatusResponse> BuildStatus(RunStore& store, const std::string& experiment) {
+  ASSIGN_OR_RETURN(ExperimentView view, store.LoadView(experiment));
+  ASSIGN_OR_RETURN(RunTiming timing, store.Timing(experiment));
+  ASSIGN_OR_RETURN(std::vector<WorkerRecord> workers, store.Workers());
+  v1::StatusResponse out;
+  out.set_experiment(view.name);
+  out.set_epochs(view.epochs);
+  for (const std::string& arm : view.arms) {
+    v1::ArmProgress* progress = out.add_arms();
+    progress->set_name(arm);
+    progress->mutable_runs();
+  }
+  double running_fraction_left = 0;
+  for (const RunView& run : view.runs) {
+    Count(run.state, out.mutable_runs());
+    for (v1::ArmProgress& arm : *out.mutable_arms()) {
+      if (arm.name() == run.arm) {
+        arm.set_total(arm.total() + 1);
+        Count(run.state, arm.mutable_runs());
+      }
+    }
+    if (run.state == RunState::kRunning) {
+      v1::RunningRun* r = out.add_running();
+      r->set_arm(run.arm);
+      r->set_index(run.index);
+      r->set_worker(run.worker);
+      r->set_epoch(run.current_epoch);
+      r->set_epochs(view.epochs);
+      r->set_batch(run.current_batch);
+      r->set_batches(run.batches);
+      double done_fraction = run.current_epoch;
+      if (run.batches > 0) done_fraction += static_cast<double>(run.current_batch) / run.batches;
+      running_fraction_left += 1.0 - std::min(1.0, done_fraction / std::max(1, view.epochs));
+    }
+  }
+  const v1::RunCounts& c = out.runs();
+  out.set_complete(c.pending() == 0 && c.running() == 0);
+  // ETA: the work left (pending runs plus what running runs still have to do) at the
+  // mean time of a finished run, spread over the runs in flight.
+  if (out.complete()) {
+    out.set_eta_seconds(0);
+  } else if (timing.done > 0) {
+    const double parallel = std::max(1, c.running());
+    out.set_eta_seconds(timing.mean_run_seconds * (c.pending() + running_fraction_left) / parallel);
+  } else {
+    out.set_eta_seconds(-1);
+  }
+  for (const WorkerRecord& w : workers) {
+    v1::WorkerStatus* ws = out.add_workers();
+    ws->set_name(w.name);
+    ws->set_host(w.host);
+    ws->set_device(w.device);
+    ws->set_threads(w.threads);
+    ws->set_torch_version(w.torch_version);
+    ws->set_last_seen_unix_ms(w.last_seen_ms);
+    ws->set_current_run(w.current_run);
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> RenderStatus(const v1::StatusResponse& s, const std::string& format,
+                                         int64_t now_ms) {
+  if (format == "json") {
+    nlohmann::json j;
+    j["experiment"] = s.experiment();
+    j["complete"] = s.complete();
+    j["epochs"] = s.epochs();
+    j["runs"] = CountsJson(s.runs());
+    j["eta_seconds"] = s.eta_seconds() < 0 ? nlohmann::json(nullptr) : nlohmann::json(s.eta_seconds());
+    j["arms"] = nlohmann::json::array();
+    for (const auto& a : s.arms()) {
+      j["arms"].push_back({{"name", a.name()}, {"total", a.total()}, {"runs", CountsJson(a.runs())}});
+    }
+    j["running"] = nlohmann::json::array();
+    for (const auto& r : s.running()) {
+      j["running"].push_back({{"arm", r.arm()}, {"index", r.index()}, {"worker", r.worker()},
+                              {"epoch", r.epoch()}, {"epochs", r.epochs()},
+                              {"batch", r.batch()}, {"batches", r.batches()}});
+    }
+    j["workers"] = nlohmann::json::array();
+    for (const auto& w : s.workers()) {
+      j["workers"].push_back({{"name", w.name()}, {"host", w.host()}, {"device", w.device()},
+                              {"threads", w.threads()}, {"torch_version", w.torch_version()},
+                              {"last_seen_unix_ms", w.last_seen_unix_ms()},
+                              {"current_run", w.current_run()}});
+    }
+    return j.dump(2) + "\n";
+  }
+  if (format != "text") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--format: expected text or json, got \"", format, "\""));
+  }
+  const v1::RunCounts& c = s.runs();
+  const int total = c.pending() + c.running() + c.done() + c.failed();
+  std::string out = absl::StrFormat(
+      "Experiment %s: %s, %d of %d runs done, %d running, %d pending, %d failed\n",
+      s.experiment(), s.complete() ? "complete" : "in progress", c.done(), total, c.running(),
+      c.pending(), c.failed());
+  if (!s.complete()) absl::StrAppend(&out, "ETA: ", FormatDuration(s.eta_seconds()), "\n");
+  for (const auto& a : s.arms()) {
+    absl::StrAppendFormat(&out, "  %-20s %d/%d done", a.name(), a.runs().done(), a.total());
+    if (a.runs().failed() > 0) absl::StrAppendFormat(&out, ", %d failed", a.runs().failed());
+    absl::StrAppend(&out, "\n");
+  }
+  for (const auto& r : s.running()) {
+    absl::StrAppendFormat(&out, "  running %s#%d on %s: epoch %d/%d", r.arm(), r.index(),
+                          r.worker(), r.epoch() + 1, r.epochs());
+    if (r.batches() > 0) absl::StrAppendFormat(&out, ", batch %d/%d", r.batch(), r.batches());
+    absl::StrAppend(&out, "\n");
+  }
+  if (s.workers_size() > 0) absl::StrAppend(&out, "Workers:\n");
+  for (const auto& w : s.workers()) {
+    const double ago = (now_ms - w.last_seen_unix_ms()) / 1000.0;
+    absl::StrAppendFormat(&out, "  %-24s %s, %s, %d threads, LibTorch %s, seen %s ago, %s\n",
+                          w.name(), w.host(), w.device(), w.threads(), w.torch_version(),
+                          FormatDuration(std::max(0.0, ago)),
+                          w.current_run().empty() ? "idle" : "running " + w.current_run());
+  }
+  return out;
+}
+
+}  // namespace repro

@@ -1,0 +1,61 @@
+// worker: a daemon that trains the runs a coordinator hands it (one per GPU or machine).
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "common/cli.h"
+#include "worker/daemon.h"
+
+namespace {
+
+constexpr char kProgram[] = "worker";
+std::atomic<int> g_signal{0};
+void OnSignal(int sig) { g_signal.store(sig); }
+
+const std::vector<repro::cli::FlagSpec> kFlags = {
+    {"coordinator", true, "coordinator address (default $REPRO_COORDINATOR)", "HOST:PORT"},
+    {"name", true, "worker name, unique per process (default HOST-PID)", "NAME"},
+    {"threads", true, "intra-op threads when the plan leaves them unset (default: all cores)", "N"},
+    {"stay", false, "keep waiting for runs after the experiment finished"},
+};
+
+int Run(int argc, char** argv) {
+  namespace cli = repro::cli;
+  auto args = cli::Parse(argc, argv, kFlags);
+  if (!args.ok()) return cli::Fail(kProgram, std::string(args.status().message()), cli::kExitUsage);
+  if (args->Has("help")) {
+    std::fputs(cli::Usage("worker --coordinator HOST:PORT [--name NAME] [--threads N] [--stay]", kFlags).c_str(), stdout);
+    return cli::kExitOk;
+  }
+  if (!args->positional.empty()) {
+    return cli::Fail(kProgram, absl::StrCat("unexpected argument \"", args->positional[0], "\""), cli::kExitUsage);
+  }
+  repro::WorkerOptions options;
+  const char* env = std::getenv("REPRO_COORDINATOR");
+  options.coordinator = args->Get("coordinator", env != nullptr ? env : "");
+  if (options.coordinator.empty()) {
+    return cli::Fail(kProgram, "give --coordinator HOST:PORT or set REPRO_COORDINATOR", cli::kExitUsage);
+  }
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  options.name = args->Get("name", absl::StrCat(host, "-", getpid()));
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  auto threads = args->GetInt("threads", cores, 1, 1024);
+  if (!threads.ok()) return cli::Fail(kProgram, std::string(threads.status().message()), cli::kExitUsage);
+  options.threads = static_cast<int>(*threads);
+  options.stay = args->Has("stay");
+  signal(SIGINT, OnSignal);
+  signal(SIGTERM, OnSignal);
+  signal(SIGPIPE, SIG_IGN);
+  repro::WorkerDaemon daemon(options, &g_signal);
+  return daemon.Run();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return Run(argc, argv); }
