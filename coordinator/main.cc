@@ -127,20 +127,25 @@ int Run(int argc, char** argv) {
   } else if (access(o.db_path.c_str(), F_OK) != 0) {
     return cli::Fail(kProgram, absl::StrCat(o.db_path, ": no such database; give --plan to start an experiment"), cli::kExitUsage);
   }
+  auto check_data = [&]() -> absl::Status {
+    if (o.skip_data_check) return absl::OkStatus();
+    absl::Status data = engine::CheckDataset(plan.dataset.kind, plan.dataset.path,
+                                             plan.dataset.train_limit, plan.dataset.test_limit);
+    if (data.ok()) return data;
+    return absl::InvalidArgumentError(absl::StrCat(
+        "plan ", o.plan_path.empty() ? o.db_path : o.plan_path, ": dataset: ", data.message()));
+  };
+  // A new plan's data is checked before the database file is created.
+  if (!o.plan_path.empty()) {
+    if (absl::Status s = check_data(); !s.ok()) return cli::Fail(kProgram, std::string(s.message()), cli::kExitUsage);
+  }
   auto store = RunStore::Open(o.db_path);
   if (!store.ok()) return cli::Fail(kProgram, std::string(store.status().message()), cli::kExitUsage);
   if (o.plan_path.empty()) {
     auto loaded = LoadPlan(o, store->get());
     if (!loaded.ok()) return cli::Fail(kProgram, std::string(loaded.status().message()), cli::kExitUsage);
     std::tie(plan, plan_text) = *loaded;
-  }
-  if (!o.skip_data_check) {
-    absl::Status data = engine::CheckDataset(plan.dataset.kind, plan.dataset.path,
-                                             plan.dataset.train_limit, plan.dataset.test_limit);
-    if (!data.ok()) {
-      return cli::Fail(kProgram, absl::StrCat("plan ", o.plan_path.empty() ? o.db_path : o.plan_path,
-                                              ": dataset: ", data.message()), cli::kExitUsage);
-    }
+    if (absl::Status s = check_data(); !s.ok()) return cli::Fail(kProgram, std::string(s.message()), cli::kExitUsage);
   }
   auto created = (*store)->EnsureExperiment(plan, plan_text);
   if (!created.ok()) return cli::Fail(kProgram, std::string(created.status().message()), cli::kExitUsage);

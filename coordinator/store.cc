@@ -264,6 +264,22 @@ absl::StatusOr<bool> RunStore::Renew(int64_t run_id, int64_t lease_id, int64_t n
   return db_->Changes() == 1;
 }
 
+absl::Status RunStore::StoreEpochs(int64_t attempt_id, const std::vector<EpochRecord>& epochs) {
+  // Epochs are kept per attempt, so a stale attempt's records never mix with the
+  // current one's; INSERT OR REPLACE makes a resent epoch idempotent.
+  ASSIGN_OR_RETURN(auto q, db_->Prepare(
+      "INSERT OR REPLACE INTO epochs (attempt_id, epoch, loss, accuracy, val_loss, val_accuracy, "
+      "seconds, batch_digest, weights_hash, batch_digests) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+  for (const EpochRecord& e : epochs) {
+    q->Reset();
+    RETURN_IF_ERROR(q->Bind(1, attempt_id).Bind(2, e.epoch).Bind(3, e.loss).Bind(4, e.accuracy)
+                        .Bind(5, e.val_loss).Bind(6, e.val_accuracy).Bind(7, e.seconds)
+                        .Bind(8, e.batch_digest).Bind(9, e.weights_hash)
+                        .Bind(10, JoinDigests(e.batch_digests)).Run());
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<bool> RunStore::RecordEpoch(int64_t run_id, int64_t lease_id,
                                            const EpochRecord& e) {
   absl::MutexLock lock(&mu_);
@@ -274,15 +290,7 @@ absl::StatusOr<bool> RunStore::RecordEpoch(int64_t run_id, int64_t lease_id,
   check->Bind(1, lease_id).Bind(2, run_id);
   ASSIGN_OR_RETURN(bool known, check->Step());
   if (!known) return false;
-  // Epochs are kept per attempt, so a stale attempt's records never mix with the
-  // current one's; INSERT OR REPLACE makes a resent epoch idempotent.
-  ASSIGN_OR_RETURN(auto q, db_->Prepare(
-      "INSERT OR REPLACE INTO epochs (attempt_id, epoch, loss, accuracy, val_loss, val_accuracy, "
-      "seconds, batch_digest, weights_hash, batch_digests) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
-  RETURN_IF_ERROR(q->Bind(1, lease_id).Bind(2, e.epoch).Bind(3, e.loss).Bind(4, e.accuracy)
-                      .Bind(5, e.val_loss).Bind(6, e.val_accuracy).Bind(7, e.seconds)
-                      .Bind(8, e.batch_digest).Bind(9, e.weights_hash)
-                      .Bind(10, JoinDigests(e.batch_digests)).Run());
+  RETURN_IF_ERROR(StoreEpochs(lease_id, {e}));
   ASSIGN_OR_RETURN(auto current, db_->Prepare(
       "SELECT 1 FROM runs WHERE id = ? AND lease_attempt = ? AND state = 'running'"));
   current->Bind(1, run_id).Bind(2, lease_id);
@@ -329,16 +337,7 @@ absl::StatusOr<bool> RunStore::Complete(int64_t run_id, int64_t lease_id, const 
                           .Bind(4, (*list)[i].name).Bind(5, (*list)[i].hash).Run());
     }
   }
-  ASSIGN_OR_RETURN(auto epoch, db_->Prepare(
-      "INSERT OR REPLACE INTO epochs (attempt_id, epoch, loss, accuracy, val_loss, val_accuracy, "
-      "seconds, batch_digest, weights_hash, batch_digests) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
-  for (const EpochRecord& e : r.epochs) {
-    epoch->Reset();
-    RETURN_IF_ERROR(epoch->Bind(1, lease_id).Bind(2, e.epoch).Bind(3, e.loss).Bind(4, e.accuracy)
-                        .Bind(5, e.val_loss).Bind(6, e.val_accuracy).Bind(7, e.seconds)
-                        .Bind(8, e.batch_digest).Bind(9, e.weights_hash)
-                        .Bind(10, JoinDigests(e.batch_digests)).Run());
-  }
+  RETURN_IF_ERROR(StoreEpochs(lease_id, r.epochs));
   if (counted) {
     ASSIGN_OR_RETURN(auto run, db_->Prepare(
         "UPDATE runs SET state = 'done', result_attempt = ?, error = '', lease_expires_ms = NULL "

@@ -99,6 +99,28 @@ std::string TruncatedSuffix(const GzReader& reader) {
   return reader.cut_short() ? " (the gzip stream is cut short)" : "";
 }
 
+// Reads the `size`-byte IDX header of an opened file and checks its magic number.
+absl::Status ReadHeader(GzReader& reader, const std::string& path, unsigned char* header,
+                        size_t size, uint32_t expected_magic, const char* kind) {
+  if (!reader.is_open()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": cannot be opened for reading"));
+  }
+  auto got = reader.Read(header, size);
+  if (!got.ok()) return got.status();
+  if (*got < size) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": truncated: the file ends inside its ",
+                                                   size, "-byte IDX header",
+                                                   TruncatedSuffix(reader)));
+  }
+  const uint32_t magic = BigEndian32(header);
+  if (magic != expected_magic) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: bad magic number 0x%08x (an IDX %s file starts with 0x%08x)", path, magic, kind,
+        expected_magic));
+  }
+  return absl::OkStatus();
+}
+
 // After the declared records: the file must end there.
 absl::Status CheckAtEnd(GzReader& reader, const std::string& path, int64_t count,
                         const char* what) {
@@ -120,22 +142,10 @@ absl::StatusOr<IdxImages> ReadIdxImages(const std::string& path, int64_t keep,
                                         const std::string& limit_name) {
   if (absl::Status s = CheckFileExists(path); !s.ok()) return s;
   GzReader reader(path);
-  if (!reader.is_open()) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": cannot be opened for reading"));
-  }
   unsigned char header[16];
-  auto got = reader.Read(header, sizeof header);
-  if (!got.ok()) return got.status();
-  if (*got < sizeof header) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": truncated: the file ends inside its ",
-                                                   sizeof header, "-byte IDX header",
-                                                   TruncatedSuffix(reader)));
-  }
-  const uint32_t magic = BigEndian32(header);
-  if (magic != kImageMagic) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "%s: bad magic number 0x%08x (an IDX image file starts with 0x%08x)", path, magic,
-        kImageMagic));
+  if (absl::Status s = ReadHeader(reader, path, header, sizeof header, kImageMagic, "image");
+      !s.ok()) {
+    return s;
   }
   IdxImages images;
   images.path = path;
@@ -195,22 +205,10 @@ absl::StatusOr<IdxLabels> ReadIdxLabels(const std::string& path, int64_t keep,
                                         const std::string& limit_name) {
   if (absl::Status s = CheckFileExists(path); !s.ok()) return s;
   GzReader reader(path);
-  if (!reader.is_open()) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": cannot be opened for reading"));
-  }
   unsigned char header[8];
-  auto got = reader.Read(header, sizeof header);
-  if (!got.ok()) return got.status();
-  if (*got < sizeof header) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": truncated: the file ends inside its ",
-                                                   sizeof header, "-byte IDX header",
-                                                   TruncatedSuffix(reader)));
-  }
-  const uint32_t magic = BigEndian32(header);
-  if (magic != kLabelMagic) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "%s: bad magic number 0x%08x (an IDX label file starts with 0x%08x)", path, magic,
-        kLabelMagic));
+  if (absl::Status s = ReadHeader(reader, path, header, sizeof header, kLabelMagic, "label");
+      !s.ok()) {
+    return s;
   }
   IdxLabels labels;
   labels.path = path;
