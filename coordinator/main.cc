@@ -189,6 +189,9 @@ int Run(int argc, char** argv) {
     return cli::Fail(kProgram, absl::StrCat("cannot listen on ", o.listen,
                                             " (address in use or not valid?)"), cli::kExitError);
   }
+  for (const char* name : {"repro.v1.WorkerService", "repro.v1.ControlService"}) {
+    server->GetHealthCheckService()->SetServingStatus(name, true);
+  }
   const std::string host = o.listen.substr(0, o.listen.rfind(':'));
   const std::string address = absl::StrCat(host, ":", port);
   log(absl::StrCat("listening on ", address));
