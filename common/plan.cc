@@ -135,7 +135,10 @@ SeedMode ParseSeedMode(const Validator& v, const YAML::Node& node, const std::st
 
 void ParseDeterminism(const Validator& v, const YAML::Node& node, const std::string& key,
                       DeterminismSpec* out) {
-  v.CheckMap(node, key, {"deterministic_algorithms", "threads", "device"});
+  v.CheckMap(node, key, {"deterministic_algorithms", "cudnn_benchmark", "threads", "device"});
+  if (node["cudnn_benchmark"]) {
+    out->cudnn_benchmark = v.Boolean(node["cudnn_benchmark"], absl::StrCat(key, ".cudnn_benchmark"));
+  }
   if (node["deterministic_algorithms"]) {
     out->deterministic_algorithms = v.Boolean(node["deterministic_algorithms"],
                                               absl::StrCat(key, ".deterministic_algorithms"));
@@ -150,7 +153,7 @@ Plan ParseRoot(const Validator& v, const YAML::Node& root) {
   Plan plan;
   if (!root || root.IsNull()) v.Fail(root, "plan", "the file is empty");
   v.CheckMap(root, "", {"experiment", "runs", "epochs", "base_seed", "max_attempts", "dataset",
-                        "model", "training", "determinism", "fingerprints", "arms"});
+                        "model", "training", "determinism", "fingerprints", "exports", "arms"});
   for (const char* required : {"experiment", "runs", "epochs"}) {
     if (!root[required]) v.Fail(root, required, "missing (this key is required)");
   }
@@ -167,7 +170,7 @@ Plan ParseRoot(const Validator& v, const YAML::Node& root) {
 
   if (const YAML::Node d = root["dataset"]) {
     v.CheckMap(d, "dataset", {"kind", "path", "train_limit", "test_limit"});
-    if (d["kind"]) plan.dataset.kind = v.OneOf(d["kind"], "dataset.kind", {"fashion-mnist", "mnist"});
+    if (d["kind"]) plan.dataset.kind = v.OneOf(d["kind"], "dataset.kind", {"fashion-mnist", "mnist", "cifar10"});
     if (d["path"]) plan.dataset.path = v.Text(d["path"], "dataset.path");
     if (plan.dataset.path.empty()) v.Fail(d, "dataset.path", "must not be empty");
     const int64_t max_limit = std::numeric_limits<int32_t>::max();
@@ -175,11 +178,54 @@ Plan ParseRoot(const Validator& v, const YAML::Node& root) {
     if (d["test_limit"]) plan.dataset.test_limit = v.Integer(d["test_limit"], "dataset.test_limit", 0, max_limit);
   }
   if (const YAML::Node m = root["model"]) {
-    v.CheckMap(m, "model", {"kind"});
-    if (m["kind"]) plan.model.kind = v.OneOf(m["kind"], "model.kind", {"small-cnn"});
+    v.CheckMap(m, "model", {"kind", "version", "depth", "l2"});
+    if (m["kind"]) plan.model.kind = v.OneOf(m["kind"], "model.kind", {"small-cnn", "resnet"});
+    const bool resnet = plan.model.kind == "resnet";
+    for (const char* key : {"version", "depth"}) {
+      if (m[key] && !resnet) v.Fail(m[key], absl::StrCat("model.", key), "applies to model.kind resnet only");
+    }
+    if (m["version"]) plan.model.version = static_cast<int>(v.Integer(m["version"], "model.version", 1, 2));
+    if (m["depth"]) {
+      plan.model.depth = static_cast<int>(v.Integer(m["depth"], "model.depth", 8, 1001));
+    } else if (plan.model.version == 1) {
+      plan.model.depth = 20;  // ResNet20v1, the Keras example's own default
+    }
+    if (resnet) {
+      const int step = plan.model.version == 1 ? 6 : 9;
+      if ((plan.model.depth - 2) % step != 0) {
+        v.Fail(m["depth"] ? m["depth"] : m, "model.depth",
+               absl::StrCat("ResNet v", plan.model.version, " needs a depth of ", step,
+                            "n+2 (for example ", step * 3 + 2, "), got ", plan.model.depth));
+      }
+      plan.model.l2 = 1e-4;  // Keras's example: L2 1e-4 on every conv kernel
+    }
+    if (m["l2"]) plan.model.l2 = v.Real(m["l2"], "model.l2", 0, 1, false);
   }
   if (const YAML::Node t = root["training"]) {
-    v.CheckMap(t, "training", {"batch_size", "optimizer", "lr", "momentum"});
+    v.CheckMap(t, "training", {"batch_size", "optimizer", "lr", "momentum", "lr_schedule",
+                               "reduce_on_plateau", "augment"});
+    if (t["lr_schedule"]) plan.training.lr_schedule = v.OneOf(t["lr_schedule"], "training.lr_schedule", {"constant", "keras-cifar10"});
+    if (const YAML::Node p = t["reduce_on_plateau"]) {
+      if (p.IsMap()) {
+        v.CheckMap(p, "training.reduce_on_plateau", {"factor", "patience", "min_lr"});
+        plan.training.plateau = true;
+        if (p["factor"]) plan.training.plateau_factor = v.Real(p["factor"], "training.reduce_on_plateau.factor", 0, 0.9999, true);
+        if (p["patience"]) plan.training.plateau_patience = static_cast<int>(v.Integer(p["patience"], "training.reduce_on_plateau.patience", 0, 100000));
+        if (p["min_lr"]) plan.training.plateau_min_lr = v.Real(p["min_lr"], "training.reduce_on_plateau.min_lr", 0, 10, false);
+      } else {
+        plan.training.plateau = v.Boolean(p, "training.reduce_on_plateau");
+      }
+    }
+    if (const YAML::Node a = t["augment"]) {
+      if (a.IsMap()) {
+        v.CheckMap(a, "training.augment", {"shift", "flip"});
+        plan.training.augment = true;
+        if (a["shift"]) plan.training.augment_shift = v.Real(a["shift"], "training.augment.shift", 0, 0.5, false);
+        if (a["flip"]) plan.training.augment_flip = v.Boolean(a["flip"], "training.augment.flip");
+      } else {
+        plan.training.augment = v.Boolean(a, "training.augment");
+      }
+    }
     if (t["batch_size"]) plan.training.batch_size = v.Integer(t["batch_size"], "training.batch_size", 1, 65536);
     if (t["optimizer"]) plan.training.optimizer = v.OneOf(t["optimizer"], "training.optimizer", {"adam", "sgd"});
     if (t["lr"]) plan.training.lr = v.Real(t["lr"], "training.lr", 0, 10, true);
@@ -189,8 +235,20 @@ Plan ParseRoot(const Validator& v, const YAML::Node& root) {
     ParseDeterminism(v, d, "determinism", &plan.determinism);
   }
   if (const YAML::Node f = root["fingerprints"]) {
-    v.CheckMap(f, "fingerprints", {"batch_digests"});
+    v.CheckMap(f, "fingerprints", {"batch_digests", "predictions"});
     if (f["batch_digests"]) plan.batch_digests = v.Boolean(f["batch_digests"], "fingerprints.batch_digests");
+    if (f["predictions"]) plan.predictions = v.Boolean(f["predictions"], "fingerprints.predictions");
+  }
+  if (const YAML::Node x = root["exports"]) {
+    v.CheckMap(x, "exports", {"weights"});
+    if (const YAML::Node w = x["weights"]) {
+      if (!w.IsSequence()) v.Fail(w, "exports.weights", "expected a list such as [initial, final]");
+      for (const auto& item : w) {
+        const std::string which = v.OneOf(item, "exports.weights", {"initial", "final", "epochs"});
+        (which == "initial" ? plan.export_initial
+                            : which == "final" ? plan.export_final : plan.export_every_epoch) = true;
+      }
+    }
   }
 
   if (const YAML::Node arms = root["arms"]) {
@@ -201,17 +259,22 @@ Plan ParseRoot(const Validator& v, const YAML::Node& root) {
       arm.name = v.Name(item.first, "arms");
       const std::string key = absl::StrCat("arms.", arm.name);
       const YAML::Node body = item.second;
-      v.CheckMap(body, key, {"seed", "init", "shuffle", "determinism"});
+      v.CheckMap(body, key, {"seed", "init", "shuffle", "augment", "determinism"});
       arm.determinism = plan.determinism;
-      if (body["seed"]) arm.init = arm.shuffle = ParseSeedMode(v, body["seed"], key + ".seed");
+      if (body["seed"]) {
+        arm.init = arm.shuffle = arm.augment = ParseSeedMode(v, body["seed"], key + ".seed");
+      }
+      if (body["augment"]) arm.augment = ParseSeedMode(v, body["augment"], key + ".augment");
       if (body["init"]) arm.init = ParseSeedMode(v, body["init"], key + ".init");
       if (body["shuffle"]) arm.shuffle = ParseSeedMode(v, body["shuffle"], key + ".shuffle");
       if (body["determinism"]) ParseDeterminism(v, body["determinism"], key + ".determinism", &arm.determinism);
       plan.arms.push_back(arm);
     }
   } else {
-    ArmSpec same{"same_seed", SeedMode::kFixed, SeedMode::kFixed, plan.determinism};
-    ArmSpec different{"different_seeds", SeedMode::kPerRun, SeedMode::kPerRun, plan.determinism};
+    ArmSpec same{"same_seed", SeedMode::kFixed, SeedMode::kFixed, SeedMode::kFixed,
+                 plan.determinism};
+    ArmSpec different{"different_seeds", SeedMode::kPerRun, SeedMode::kPerRun, SeedMode::kPerRun,
+                      plan.determinism};
     plan.arms = {same, different};
   }
   return plan;
@@ -250,7 +313,8 @@ absl::StatusOr<Plan> LoadPlanFile(const std::string& path) {
 RunSeeds SeedsFor(const Plan& plan, const ArmSpec& arm, int index) {
   const uint64_t i = static_cast<uint64_t>(index);
   return RunSeeds{plan.base_seed + (arm.init == SeedMode::kPerRun ? i : 0),
-                  plan.base_seed + (arm.shuffle == SeedMode::kPerRun ? i : 0)};
+                  plan.base_seed + (arm.shuffle == SeedMode::kPerRun ? i : 0),
+                  plan.base_seed + (arm.augment == SeedMode::kPerRun ? i : 0)};
 }
 
 const char* SeedModeName(SeedMode mode) {
@@ -258,22 +322,31 @@ const char* SeedModeName(SeedMode mode) {
 }
 
 std::string CanonicalPlan(const Plan& p) {
+  auto num = [](double x) { return absl::StrFormat("%.17g", x); };
   auto det = [](const DeterminismSpec& d) {
     return absl::StrCat("{deterministic_algorithms:", d.deterministic_algorithms,
-                        ",threads:", d.threads, ",device:", d.device, "}");
+                        ",cudnn_benchmark:", d.cudnn_benchmark, ",threads:", d.threads,
+                        ",device:", d.device, "}");
   };
+  const TrainingSpec& t = p.training;
   std::string out = absl::StrCat(
       "experiment:", p.experiment, "\nruns:", p.runs, "\nepochs:", p.epochs,
       "\nbase_seed:", p.base_seed, "\nmax_attempts:", p.max_attempts,
-      "\nbatch_digests:", p.batch_digests, "\ndataset:{kind:", p.dataset.kind,
+      "\nfingerprints:{batch_digests:", p.batch_digests, ",predictions:", p.predictions,
+      "}\nexports:{initial:", p.export_initial, ",final:", p.export_final,
+      ",epochs:", p.export_every_epoch, "}\ndataset:{kind:", p.dataset.kind,
       ",path:", p.dataset.path, ",train_limit:", p.dataset.train_limit,
       ",test_limit:", p.dataset.test_limit, "}\nmodel:{kind:", p.model.kind,
-      "}\ntraining:{batch_size:", p.training.batch_size, ",optimizer:", p.training.optimizer,
-      ",lr:", absl::StrFormat("%.17g", p.training.lr), ",momentum:",
-      absl::StrFormat("%.17g", p.training.momentum), "}\ndeterminism:", det(p.determinism), "\n");
+      ",version:", p.model.version, ",depth:", p.model.depth, ",l2:", num(p.model.l2),
+      "}\ntraining:{batch_size:", t.batch_size, ",optimizer:", t.optimizer,
+      ",lr:", num(t.lr), ",momentum:", num(t.momentum), ",lr_schedule:", t.lr_schedule,
+      ",plateau:", t.plateau, ",", num(t.plateau_factor), ",", t.plateau_patience, ",",
+      num(t.plateau_min_lr), ",augment:", t.augment, ",", num(t.augment_shift), ",",
+      t.augment_flip, "}\ndeterminism:", det(p.determinism), "\n");
   for (const ArmSpec& arm : p.arms) {
     absl::StrAppend(&out, "arm:", arm.name, "{init:", SeedModeName(arm.init), ",shuffle:",
-                    SeedModeName(arm.shuffle), ",determinism:", det(arm.determinism), "}\n");
+                    SeedModeName(arm.shuffle), ",augment:", SeedModeName(arm.augment),
+                    ",determinism:", det(arm.determinism), "}\n");
   }
   return out;
 }

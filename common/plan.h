@@ -24,14 +24,17 @@ enum class SeedMode {
 };
 
 struct DatasetSpec {
-  std::string kind = "fashion-mnist";  // fashion-mnist | mnist
+  std::string kind = "fashion-mnist";  // fashion-mnist | mnist | cifar10
   std::string path = "/usr/share/datasets/fashion-mnist";
   int64_t train_limit = 0;  // 0 = the whole split
   int64_t test_limit = 0;
 };
 
 struct ModelSpec {
-  std::string kind = "small-cnn";
+  std::string kind = "small-cnn";  // small-cnn | resnet
+  int version = 2;                 // resnet: 1 (depth 6n+2) or 2 (depth 9n+2)
+  int depth = 29;                  // resnet
+  double l2 = 0;                   // L2 on conv kernels; resnet's default is Keras's 1e-4
 };
 
 struct TrainingSpec {
@@ -39,10 +42,19 @@ struct TrainingSpec {
   std::string optimizer = "adam";  // adam | sgd
   double lr = 0.001;
   double momentum = 0.9;
+  std::string lr_schedule = "constant";  // constant | keras-cifar10 (the study's)
+  bool plateau = false;                  // ReduceLROnPlateau on validation loss
+  double plateau_factor = 0.31622776601683794;  // sqrt(0.1), as the study
+  int plateau_patience = 5;
+  double plateau_min_lr = 0.5e-6;
+  bool augment = false;                  // shifts and horizontal flips (Keras's example)
+  double augment_shift = 0.1;
+  bool augment_flip = true;
 };
 
 struct DeterminismSpec {
   bool deterministic_algorithms = true;
+  bool cudnn_benchmark = false;
   int threads = 1;                 // 0 = each worker's --threads
   std::string device = "cpu";      // cpu | cuda
 };
@@ -51,6 +63,7 @@ struct ArmSpec {
   std::string name;
   SeedMode init = SeedMode::kFixed;
   SeedMode shuffle = SeedMode::kFixed;
+  SeedMode augment = SeedMode::kFixed;
   DeterminismSpec determinism;     // the plan's, with this arm's overrides applied
 };
 
@@ -61,6 +74,10 @@ struct Plan {
   uint64_t base_seed = 0;
   int max_attempts = 3;            // a run that fails this many times is marked failed
   bool batch_digests = false;      // keep per-batch digests (fingerprints.batch_digests)
+  bool predictions = true;         // keep the final model's test predictions
+  bool export_initial = false;     // exports.weights: initial, final, epochs
+  bool export_final = false;
+  bool export_every_epoch = false;
   DatasetSpec dataset;
   ModelSpec model;
   TrainingSpec training;
@@ -71,6 +88,7 @@ struct Plan {
 struct RunSeeds {
   uint64_t init = 0;
   uint64_t shuffle = 0;
+  uint64_t augment = 0;
 };
 
 // Parses and validates plan text. `source` names the file in error messages.

@@ -105,7 +105,7 @@ TEST(PlanTest, MissingRequiredKey) {
 TEST(PlanTest, BadValuesAreNamed) {
   EXPECT_TRUE(absl::StrContains(
       ErrorOf("experiment: x\nruns: 1\nepochs: 1\nmodel: {kind: vgg}\n"),
-      "model.kind: expected one of small-cnn, got \"vgg\""));
+      "model.kind: expected one of small-cnn, resnet, got \"vgg\""));
   EXPECT_TRUE(absl::StrContains(
       ErrorOf("experiment: x\nruns: 1\nepochs: 1\ntraining: {lr: 0}\n"), "training.lr: must be"));
   EXPECT_TRUE(absl::StrContains(
@@ -117,6 +117,50 @@ TEST(PlanTest, BadValuesAreNamed) {
       ErrorOf("experiment: x\nruns: 1\nepochs: 1\nruns: 2\n"), "key given twice"));
   EXPECT_TRUE(absl::StrContains(ErrorOf(""), "empty"));
   EXPECT_TRUE(absl::StrContains(ErrorOf("- a\n- b\n"), "expected a mapping"));
+}
+
+TEST(PlanTest, TheStudysRecipeParses) {
+  auto plan = ParsePlan(R"(experiment: cifar
+runs: 50
+epochs: 200
+dataset: {kind: cifar10, path: /data/cifar}
+model: {kind: resnet, version: 2, depth: 29}
+training: {batch_size: 32, optimizer: adam, lr: 0.001, lr_schedule: keras-cifar10,
+           reduce_on_plateau: true, augment: false}
+determinism: {deterministic_algorithms: false, cudnn_benchmark: true, device: cuda}
+exports: {weights: [initial, final]}
+arms:
+  augment_only: {seed: fixed, augment: per_run}
+)", "cifar.yaml");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->model.kind, "resnet");
+  EXPECT_EQ(plan->model.depth, 29);
+  EXPECT_DOUBLE_EQ(plan->model.l2, 1e-4);  // Keras's default for its ResNets
+  EXPECT_EQ(plan->training.lr_schedule, "keras-cifar10");
+  EXPECT_TRUE(plan->training.plateau);
+  EXPECT_NEAR(plan->training.plateau_factor, 0.316227766, 1e-9);
+  EXPECT_FALSE(plan->training.augment);
+  EXPECT_TRUE(plan->determinism.cudnn_benchmark);
+  EXPECT_TRUE(plan->export_initial && plan->export_final && !plan->export_every_epoch);
+  const RunSeeds seeds = SeedsFor(*plan, plan->arms[0], 4);
+  EXPECT_EQ(seeds.init, 0u);
+  EXPECT_EQ(seeds.shuffle, 0u);
+  EXPECT_EQ(seeds.augment, 4u);
+}
+
+TEST(PlanTest, ResNetDepthMustFitItsVersion) {
+  EXPECT_TRUE(absl::StrContains(
+      ErrorOf("experiment: x\nruns: 1\nepochs: 1\nmodel: {kind: resnet, version: 2, depth: 21}\n"),
+      "model.depth: ResNet v2 needs a depth of 9n+2 (for example 29), got 21"));
+  auto v1 = ParsePlan("experiment: x\nruns: 1\nepochs: 1\nmodel: {kind: resnet, version: 1}\n", "p");
+  ASSERT_TRUE(v1.ok()) << v1.status();
+  EXPECT_EQ(v1->model.depth, 20);
+  EXPECT_TRUE(absl::StrContains(
+      ErrorOf("experiment: x\nruns: 1\nepochs: 1\nmodel: {kind: small-cnn, depth: 20}\n"),
+      "model.depth: applies to model.kind resnet only"));
+  EXPECT_TRUE(absl::StrContains(
+      ErrorOf("experiment: x\nruns: 1\nepochs: 1\nexports: {weights: [everything]}\n"),
+      "exports.weights: expected one of initial, final, epochs"));
 }
 
 TEST(PlanTest, MissingFileIsAnError) {

@@ -7,6 +7,7 @@
 #define REPRO_COMMON_RECORDS_H_
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,7 @@ struct EpochRecord {
   double val_loss = 0;         // on the test set (the study used it as validation)
   double val_accuracy = 0;
   double seconds = 0;          // wall time of the epoch (training + validation)
+  double lr = 0;               // learning rate used during the epoch
   std::string batch_digest;    // hash of the epoch's per-batch digests, in order
   std::string weights_hash;    // model hash after the epoch
   std::vector<std::string> batch_digests;  // per-batch digests, when the plan asks
@@ -42,6 +44,16 @@ struct RunResult {
   std::vector<TensorHash> initial_tensors;
   std::vector<TensorHash> final_tensors;
   std::vector<EpochRecord> epochs;
+  // Where and how the run trained: host, cpu_model, gpu_name, driver, cuda, cudnn,
+  // torch, compiler, threads, deterministic_algorithms, cudnn_benchmark, device.
+  std::map<std::string, std::string> environment;
+  // The final model's predicted class for every test example, in test-set order
+  // (empty when the plan does not keep predictions).
+  std::vector<uint8_t> predictions;
+  // Exported weight files (safetensors), as paths on the worker; empty when not exported.
+  std::string initial_weights;
+  std::string final_weights;
+  std::vector<std::string> epoch_weights;  // one per epoch when every epoch is exported
 };
 
 }  // namespace repro

@@ -21,6 +21,7 @@ struct RunView {
   int index = 0;                // 0-based within the arm
   uint64_t init_seed = 0;
   uint64_t shuffle_seed = 0;
+  uint64_t augment_seed = 0;
   RunState state = RunState::kPending;
   int attempts = 0;
   std::string worker;           // worker that holds/held the run

@@ -90,7 +90,8 @@ Json RunJson(const RunView& run) {
   Json j = Json::object();
   j["arm"] = run.arm;
   j["index"] = run.index;
-  j["seeds"] = Json{{"init", run.init_seed}, {"shuffle", run.shuffle_seed}};
+  j["seeds"] = Json{{"init", run.init_seed}, {"shuffle", run.shuffle_seed},
+                    {"augment", run.augment_seed}};
   j["state"] = RunStateName(run.state);
   j["attempts"] = run.attempts;
   j["worker"] = run.worker;
@@ -113,14 +114,16 @@ Json RunJson(const RunView& run) {
     entry["val_loss"] = Number(e.val_loss);
     entry["val_accuracy"] = Number(e.val_accuracy);
     entry["seconds"] = Number(e.seconds);
+    entry["lr"] = Number(e.lr);
     entry["batch_digest"] = e.batch_digest;
     entry["weights_hash"] = e.weights_hash;
     epochs.push_back(std::move(entry));
   }
   j["epochs"] = std::move(epochs);
-  // Weight files are not exported yet; the paths are empty until they are.
-  j["artifacts"] = Json{{"worker", run.worker}, {"initial_weights", ""},
-                        {"final_weights", ""}};
+  j["environment"] = r.environment;
+  // Exported weight files stay on the worker that wrote them; empty when not exported.
+  j["artifacts"] = Json{{"worker", run.worker}, {"initial_weights", r.initial_weights},
+                        {"final_weights", r.final_weights}, {"epoch_weights", r.epoch_weights}};
   return j;
 }
 

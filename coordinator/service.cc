@@ -46,23 +46,41 @@ grpc::Status ToGrpc(const absl::Status& s) {
 }
 
 v1::RunSpec RunSpecFor(const Plan& plan, const ArmSpec& arm, const RunSeeds& seeds) {
+  const TrainingSpec& t = plan.training;
   v1::RunSpec spec;
   spec.set_dataset_kind(plan.dataset.kind);
   spec.set_dataset_path(plan.dataset.path);
   spec.set_train_limit(plan.dataset.train_limit);
   spec.set_test_limit(plan.dataset.test_limit);
   spec.set_model_kind(plan.model.kind);
-  spec.set_batch_size(plan.training.batch_size);
-  spec.set_optimizer(plan.training.optimizer);
-  spec.set_lr(plan.training.lr);
-  spec.set_momentum(plan.training.momentum);
+  spec.set_model_version(plan.model.version);
+  spec.set_model_depth(plan.model.depth);
+  spec.set_l2(plan.model.l2);
+  spec.set_batch_size(t.batch_size);
+  spec.set_optimizer(t.optimizer);
+  spec.set_lr(t.lr);
+  spec.set_momentum(t.momentum);
   spec.set_epochs(plan.epochs);
+  spec.set_lr_schedule(t.lr_schedule);
+  spec.set_plateau(t.plateau);
+  spec.set_plateau_factor(t.plateau_factor);
+  spec.set_plateau_patience(t.plateau_patience);
+  spec.set_plateau_min_lr(t.plateau_min_lr);
+  spec.set_augment(t.augment);
+  spec.set_augment_shift(t.augment_shift);
+  spec.set_augment_flip(t.augment_flip);
   spec.set_init_seed(seeds.init);
   spec.set_shuffle_seed(seeds.shuffle);
+  spec.set_augment_seed(seeds.augment);
   spec.set_deterministic_algorithms(arm.determinism.deterministic_algorithms);
+  spec.set_cudnn_benchmark(arm.determinism.cudnn_benchmark);
   spec.set_threads(arm.determinism.threads);
   spec.set_device(arm.determinism.device);
   spec.set_keep_batch_digests(plan.batch_digests);
+  spec.set_keep_predictions(plan.predictions);
+  spec.set_export_initial(plan.export_initial);
+  spec.set_export_final(plan.export_final);
+  spec.set_export_every_epoch(plan.export_every_epoch);
   return spec;
 }
 

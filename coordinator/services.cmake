@@ -4,7 +4,8 @@
 add_library(repro_store sqlite.cc store.cc status_view.cc)
 target_include_directories(repro_store PUBLIC ${PROJECT_SOURCE_DIR})
 target_link_libraries(repro_store PUBLIC repro_plan repro_analysis repro_proto SQLite::SQLite3
-                      absl::synchronization absl::status absl::statusor absl::strings)
+                      absl::synchronization absl::status absl::statusor absl::strings
+                      PRIVATE nlohmann_json::nlohmann_json)
 
 # The gRPC service, the scheduler and the local-worker launcher.
 add_library(repro_coordinator service.cc local_workers.cc progress.cc)

@@ -32,6 +32,10 @@ class Statement {
     sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
     return *this;
   }
+  Statement& BindBlob(int i, const void* data, size_t size) {
+    sqlite3_bind_blob(stmt_, i, size == 0 ? "" : data, static_cast<int>(size), SQLITE_TRANSIENT);
+    return *this;
+  }
   Statement& BindNull(int i) { sqlite3_bind_null(stmt_, i); return *this; }
 
   // Steps once: true when a row is ready, false when done.
@@ -44,6 +48,7 @@ class Statement {
   double Real(int col) const { return sqlite3_column_double(stmt_, col); }
   bool IsNull(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
   std::string Text(int col) const;
+  std::string Blob(int col) const;
 
  private:
   sqlite3* db_;

@@ -2,6 +2,8 @@
 
 #include <map>
 
+#include <nlohmann/json.hpp>
+
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 
@@ -27,6 +29,7 @@ CREATE TABLE IF NOT EXISTS runs (
   idx INTEGER NOT NULL,
   init_seed INTEGER NOT NULL,
   shuffle_seed INTEGER NOT NULL,
+  augment_seed INTEGER NOT NULL,
   state TEXT NOT NULL DEFAULT 'pending'
     CHECK (state IN ('pending', 'running', 'done', 'failed')),
   attempts INTEGER NOT NULL DEFAULT 0,
@@ -49,7 +52,12 @@ CREATE TABLE IF NOT EXISTS attempts (
     CHECK (outcome IN ('running', 'done', 'extra', 'failed', 'expired')),
   error TEXT NOT NULL DEFAULT '',
   test_loss REAL, test_accuracy REAL,
-  data_x_hash TEXT, data_y_hash TEXT, initial_hash TEXT, final_hash TEXT);
+  data_x_hash TEXT, data_y_hash TEXT, initial_hash TEXT, final_hash TEXT,
+  environment TEXT NOT NULL DEFAULT '{}',     -- JSON object of strings
+  predictions BLOB,                           -- one class byte per test example
+  initial_weights TEXT NOT NULL DEFAULT '',   -- exported files, paths on the worker
+  final_weights TEXT NOT NULL DEFAULT '',
+  epoch_weights TEXT NOT NULL DEFAULT '[]');  -- JSON array of paths
 CREATE INDEX IF NOT EXISTS attempts_by_run ON attempts (run_id);
 CREATE TABLE IF NOT EXISTS tensors (
   attempt_id INTEGER NOT NULL REFERENCES attempts(id),
@@ -61,7 +69,7 @@ CREATE TABLE IF NOT EXISTS tensors (
 CREATE TABLE IF NOT EXISTS epochs (
   attempt_id INTEGER NOT NULL REFERENCES attempts(id),
   epoch INTEGER NOT NULL,
-  loss REAL, accuracy REAL, val_loss REAL, val_accuracy REAL, seconds REAL,
+  loss REAL, accuracy REAL, val_loss REAL, val_accuracy REAL, seconds REAL, lr REAL,
   batch_digest TEXT NOT NULL,
   weights_hash TEXT NOT NULL,
   batch_digests TEXT NOT NULL DEFAULT '',   -- per-batch digests, space-separated
@@ -164,8 +172,8 @@ absl::StatusOr<bool> RunStore::EnsureExperiment(const Plan& plan, const std::str
                       .Bind(4, plan.runs).Bind(5, plan.epochs).Bind(6, plan.max_attempts).Run());
   const int64_t experiment_id = db_->LastInsertId();
   ASSIGN_OR_RETURN(auto run, db_->Prepare(
-      "INSERT INTO runs (experiment_id, arm, arm_order, idx, init_seed, shuffle_seed) "
-      "VALUES (?, ?, ?, ?, ?, ?)"));
+      "INSERT INTO runs (experiment_id, arm, arm_order, idx, init_seed, shuffle_seed, "
+      "augment_seed) VALUES (?, ?, ?, ?, ?, ?, ?)"));
   for (size_t a = 0; a < plan.arms.size(); ++a) {
     for (int i = 0; i < plan.runs; ++i) {
       const RunSeeds seeds = SeedsFor(plan, plan.arms[a], i);
@@ -173,7 +181,8 @@ absl::StatusOr<bool> RunStore::EnsureExperiment(const Plan& plan, const std::str
       RETURN_IF_ERROR(run->Bind(1, experiment_id).Bind(2, plan.arms[a].name)
                           .Bind(3, static_cast<int64_t>(a)).Bind(4, i)
                           .Bind(5, static_cast<int64_t>(seeds.init))
-                          .Bind(6, static_cast<int64_t>(seeds.shuffle)).Run());
+                          .Bind(6, static_cast<int64_t>(seeds.shuffle))
+                          .Bind(7, static_cast<int64_t>(seeds.augment)).Run());
     }
   }
   RETURN_IF_ERROR(tx.Commit());
@@ -226,7 +235,7 @@ absl::StatusOr<std::optional<LeasedRun>> RunStore::LeaseNext(const std::string& 
   RETURN_IF_ERROR(tx.status());
   ASSIGN_OR_RETURN(int64_t experiment_id, ExperimentId(experiment));
   ASSIGN_OR_RETURN(auto pick, db_->Prepare(
-      "SELECT id, arm, idx, init_seed, shuffle_seed, attempts FROM runs "
+      "SELECT id, arm, idx, init_seed, shuffle_seed, attempts, augment_seed FROM runs "
       "WHERE experiment_id = ? AND state = 'pending' ORDER BY idx, arm_order LIMIT 1"));
   pick->Bind(1, experiment_id);
   ASSIGN_OR_RETURN(bool found, pick->Step());
@@ -235,7 +244,8 @@ absl::StatusOr<std::optional<LeasedRun>> RunStore::LeaseNext(const std::string& 
   leased.run_id = pick->Int(0);
   leased.arm = pick->Text(1);
   leased.index = static_cast<int>(pick->Int(2));
-  leased.seeds = RunSeeds{static_cast<uint64_t>(pick->Int(3)), static_cast<uint64_t>(pick->Int(4))};
+  leased.seeds = RunSeeds{static_cast<uint64_t>(pick->Int(3)), static_cast<uint64_t>(pick->Int(4)),
+                          static_cast<uint64_t>(pick->Int(6))};
   leased.attempt = static_cast<int>(pick->Int(5)) + 1;
 
   ASSIGN_OR_RETURN(auto attempt, db_->Prepare(
@@ -269,13 +279,14 @@ absl::Status RunStore::StoreEpochs(int64_t attempt_id, const std::vector<EpochRe
   // current one's; INSERT OR REPLACE makes a resent epoch idempotent.
   ASSIGN_OR_RETURN(auto q, db_->Prepare(
       "INSERT OR REPLACE INTO epochs (attempt_id, epoch, loss, accuracy, val_loss, val_accuracy, "
-      "seconds, batch_digest, weights_hash, batch_digests) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+      "seconds, batch_digest, weights_hash, batch_digests, lr) "
+      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
   for (const EpochRecord& e : epochs) {
     q->Reset();
     RETURN_IF_ERROR(q->Bind(1, attempt_id).Bind(2, e.epoch).Bind(3, e.loss).Bind(4, e.accuracy)
                         .Bind(5, e.val_loss).Bind(6, e.val_accuracy).Bind(7, e.seconds)
                         .Bind(8, e.batch_digest).Bind(9, e.weights_hash)
-                        .Bind(10, JoinDigests(e.batch_digests)).Run());
+                        .Bind(10, JoinDigests(e.batch_digests)).Bind(11, e.lr).Run());
   }
   return absl::OkStatus();
 }
@@ -321,11 +332,16 @@ absl::StatusOr<bool> RunStore::Complete(int64_t run_id, int64_t lease_id, const 
   const bool counted = state != "done";
   ASSIGN_OR_RETURN(auto attempt, db_->Prepare(
       "UPDATE attempts SET ended_ms = ?, outcome = ?, test_loss = ?, test_accuracy = ?, "
-      "data_x_hash = ?, data_y_hash = ?, initial_hash = ?, final_hash = ? WHERE id = ?"));
+      "data_x_hash = ?, data_y_hash = ?, initial_hash = ?, final_hash = ?, environment = ?, "
+      "predictions = ?, initial_weights = ?, final_weights = ?, epoch_weights = ? WHERE id = ?"));
   RETURN_IF_ERROR(attempt->Bind(1, now_ms).Bind(2, std::string(counted ? "done" : "extra"))
                       .Bind(3, r.test_loss).Bind(4, r.test_accuracy).Bind(5, r.data_x_hash)
                       .Bind(6, r.data_y_hash).Bind(7, r.initial_hash).Bind(8, r.final_hash)
-                      .Bind(9, lease_id).Run());
+                      .Bind(9, nlohmann::json(r.environment).dump())
+                      .BindBlob(10, r.predictions.data(), r.predictions.size())
+                      .Bind(11, r.initial_weights).Bind(12, r.final_weights)
+                      .Bind(13, nlohmann::json(r.epoch_weights).dump())
+                      .Bind(14, lease_id).Run());
   ASSIGN_OR_RETURN(auto tensor, db_->Prepare(
       "INSERT OR REPLACE INTO tensors (attempt_id, which, ordinal, name, hash) "
       "VALUES (?, ?, ?, ?, ?)"));
@@ -439,7 +455,8 @@ absl::StatusOr<int> RunStore::Cancel(const std::string& experiment, const std::s
 
 absl::Status RunStore::LoadResult(int64_t attempt_id, RunResult* r) {
   ASSIGN_OR_RETURN(auto a, db_->Prepare(
-      "SELECT test_loss, test_accuracy, data_x_hash, data_y_hash, initial_hash, final_hash "
+      "SELECT test_loss, test_accuracy, data_x_hash, data_y_hash, initial_hash, final_hash, "
+      "environment, predictions, initial_weights, final_weights, epoch_weights "
       "FROM attempts WHERE id = ?"));
   a->Bind(1, attempt_id);
   ASSIGN_OR_RETURN(bool row, a->Step());
@@ -450,6 +467,23 @@ absl::Status RunStore::LoadResult(int64_t attempt_id, RunResult* r) {
     r->data_y_hash = a->Text(3);
     r->initial_hash = a->Text(4);
     r->final_hash = a->Text(5);
+    // Stored by Complete from well-formed values; a damaged cell reads as empty.
+    const auto environment = nlohmann::json::parse(a->Text(6), nullptr, false);
+    if (environment.is_object()) {
+      for (const auto& [key, value] : environment.items()) {
+        if (value.is_string()) r->environment[key] = value.get<std::string>();
+      }
+    }
+    const std::string predictions = a->Blob(7);
+    r->predictions.assign(predictions.begin(), predictions.end());
+    r->initial_weights = a->Text(8);
+    r->final_weights = a->Text(9);
+    const auto epoch_weights = nlohmann::json::parse(a->Text(10), nullptr, false);
+    if (epoch_weights.is_array()) {
+      for (const auto& path : epoch_weights) {
+        if (path.is_string()) r->epoch_weights.push_back(path.get<std::string>());
+      }
+    }
   }
   ASSIGN_OR_RETURN(auto t, db_->Prepare(
       "SELECT which, name, hash FROM tensors WHERE attempt_id = ? ORDER BY which, ordinal"));
@@ -462,7 +496,7 @@ absl::Status RunStore::LoadResult(int64_t attempt_id, RunResult* r) {
   }
   ASSIGN_OR_RETURN(auto e, db_->Prepare(
       "SELECT epoch, loss, accuracy, val_loss, val_accuracy, seconds, batch_digest, "
-      "weights_hash, batch_digests FROM epochs WHERE attempt_id = ? ORDER BY epoch"));
+      "weights_hash, batch_digests, lr FROM epochs WHERE attempt_id = ? ORDER BY epoch"));
   e->Bind(1, attempt_id);
   for (;;) {
     ASSIGN_OR_RETURN(bool more, e->Step());
@@ -477,6 +511,7 @@ absl::Status RunStore::LoadResult(int64_t attempt_id, RunResult* r) {
     rec.batch_digest = e->Text(6);
     rec.weights_hash = e->Text(7);
     rec.batch_digests = SplitDigests(e->Text(8));
+    rec.lr = e->Real(9);
     r->epochs.push_back(std::move(rec));
   }
   return absl::OkStatus();
@@ -514,7 +549,7 @@ absl::StatusOr<ExperimentView> RunStore::LoadView(const std::string& experiment)
   ASSIGN_OR_RETURN(auto q, db_->Prepare(
       "SELECT r.arm, r.idx, r.init_seed, r.shuffle_seed, r.state, r.attempts, r.error, "
       "r.progress_epoch, COALESCE(r.result_attempt, r.lease_attempt), "
-      "COALESCE(a.worker, ''), r.progress_batch, r.progress_batches FROM runs r "
+      "COALESCE(a.worker, ''), r.progress_batch, r.progress_batches, r.augment_seed FROM runs r "
       "LEFT JOIN attempts a ON a.id = COALESCE(r.result_attempt, r.lease_attempt) "
       "WHERE r.experiment_id = ? ORDER BY r.arm_order, r.idx"));
   q->Bind(1, experiment_id);
@@ -535,6 +570,7 @@ absl::StatusOr<ExperimentView> RunStore::LoadView(const std::string& experiment)
     run.worker = q->Text(9);
     run.current_batch = q->Int(10);
     run.batches = q->Int(11);
+    run.augment_seed = static_cast<uint64_t>(q->Int(12));
     if (view.arms.empty() || view.arms.back() != run.arm) view.arms.push_back(run.arm);
     view.runs.push_back(std::move(run));
   }

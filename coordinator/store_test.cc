@@ -41,7 +41,9 @@ class StoreTest : public ::testing::Test {
     r.final_hash = "f";
     r.initial_tensors = {{"a", "1"}, {"b", "2"}};
     r.final_tensors = {{"a", "3"}, {"b", "4"}};
-    r.epochs.push_back(EpochRecord{0, 1, 0.5, 1, 0.5, 2, "bd", "wh", {"x", "y"}});
+    r.epochs.push_back(EpochRecord{0, 1, 0.5, 1, 0.5, 2, 0.001, "bd", "wh", {"x", "y"}});
+    r.environment = {{"host", "h"}, {"torch", "1.13"}};
+    r.predictions = {3, 1, 4};
     return r;
   }
 
@@ -93,6 +95,9 @@ TEST_F(StoreTest, LeasesInterleaveArmsAndCompleteRecordsTheResult) {
   EXPECT_EQ(run.result.final_tensors[1].name, "b");
   ASSERT_EQ(run.result.epochs.size(), 1u);
   EXPECT_EQ(run.result.epochs[0].batch_digests, (std::vector<std::string>{"x", "y"}));
+  EXPECT_EQ(run.result.epochs[0].lr, 0.001);
+  EXPECT_EQ(run.result.environment.at("torch"), "1.13");
+  EXPECT_EQ(run.result.predictions, (std::vector<uint8_t>{3, 1, 4}));
   EXPECT_EQ(view->runs[2].state, RunState::kRunning);
 }
 

@@ -12,6 +12,7 @@ v1::Epoch ToProto(const EpochRecord& e) {
   out.set_seconds(e.seconds);
   out.set_batch_digest(e.batch_digest);
   out.set_weights_hash(e.weights_hash);
+  out.set_lr(e.lr);
   for (const auto& d : e.batch_digests) out.add_batch_digests(d);
   return out;
 }
@@ -26,6 +27,7 @@ EpochRecord FromProto(const v1::Epoch& e) {
   out.seconds = e.seconds();
   out.batch_digest = e.batch_digest();
   out.weights_hash = e.weights_hash();
+  out.lr = e.lr();
   out.batch_digests.assign(e.batch_digests().begin(), e.batch_digests().end());
   return out;
 }
@@ -49,6 +51,11 @@ v1::RunResult ToProto(const RunResult& r) {
     p->set_hash(t.hash);
   }
   for (const auto& e : r.epochs) *out.add_epochs() = ToProto(e);
+  out.mutable_environment()->insert(r.environment.begin(), r.environment.end());
+  out.set_predictions(std::string(r.predictions.begin(), r.predictions.end()));
+  out.set_initial_weights(r.initial_weights);
+  out.set_final_weights(r.final_weights);
+  for (const auto& path : r.epoch_weights) out.add_epoch_weights(path);
   return out;
 }
 
@@ -63,6 +70,11 @@ RunResult FromProto(const v1::RunResult& r) {
   for (const auto& t : r.initial_tensors()) out.initial_tensors.push_back({t.name(), t.hash()});
   for (const auto& t : r.final_tensors()) out.final_tensors.push_back({t.name(), t.hash()});
   for (const auto& e : r.epochs()) out.epochs.push_back(FromProto(e));
+  out.environment.insert(r.environment().begin(), r.environment().end());
+  out.predictions.assign(r.predictions().begin(), r.predictions().end());
+  out.initial_weights = r.initial_weights();
+  out.final_weights = r.final_weights();
+  out.epoch_weights.assign(r.epoch_weights().begin(), r.epoch_weights().end());
   return out;
 }
 

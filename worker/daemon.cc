@@ -41,17 +41,34 @@ engine::RunSpec ToEngineSpec(const v1::RunSpec& s, int default_threads) {
   e.train_limit = s.train_limit();
   e.test_limit = s.test_limit();
   e.model_kind = s.model_kind();
+  e.model_version = s.model_version();
+  e.model_depth = s.model_depth();
+  e.l2 = s.l2();
   e.batch_size = s.batch_size();
   e.optimizer = s.optimizer();
   e.lr = s.lr();
   e.momentum = s.momentum();
   e.epochs = s.epochs();
+  e.lr_schedule = s.lr_schedule().empty() ? "constant" : s.lr_schedule();
+  e.plateau = s.plateau();
+  e.plateau_factor = s.plateau_factor();
+  e.plateau_patience = s.plateau_patience();
+  e.plateau_min_lr = s.plateau_min_lr();
+  e.augment = s.augment();
+  e.augment_shift = s.augment_shift();
+  e.augment_flip = s.augment_flip();
   e.init_seed = s.init_seed();
   e.shuffle_seed = s.shuffle_seed();
+  e.augment_seed = s.augment_seed();
   e.deterministic_algorithms = s.deterministic_algorithms();
+  e.cudnn_benchmark = s.cudnn_benchmark();
   e.threads = s.threads() > 0 ? s.threads() : default_threads;
   e.device = s.device();
   e.keep_batch_digests = s.keep_batch_digests();
+  e.keep_predictions = s.keep_predictions();
+  e.export_initial = s.export_initial();
+  e.export_final = s.export_final();
+  e.export_every_epoch = s.export_every_epoch();
   return e;
 }
 
@@ -215,7 +232,12 @@ void WorkerDaemon::Train(const v1::RunAssignment& run) {
   };
   callbacks.should_stop = [&] { return Stopping() || lease_lost.load(); };
 
-  absl::StatusOr<RunResult> result = engine::TrainRun(ToEngineSpec(run.spec(), options_.threads), callbacks);
+  engine::RunSpec spec = ToEngineSpec(run.spec(), options_.threads);
+  if (spec.export_initial || spec.export_final || spec.export_every_epoch) {
+    spec.export_dir = absl::StrCat(options_.artifacts, "/", run.experiment(), "/", run.arm(),
+                                   "/run-", run.index());
+  }
+  absl::StatusOr<RunResult> result = engine::TrainRun(spec, callbacks);
   {
     std::lock_guard<std::mutex> lock(mu);
     done = true;

@@ -22,6 +22,7 @@ struct WorkerOptions {
   std::string coordinator;      // HOST:PORT
   std::string name;             // unique per worker process
   int threads = 1;              // intra-op threads when a plan leaves them unset
+  std::string artifacts = "artifacts";  // exported weights go under DIR/experiment/arm/run-i
   bool stay = false;            // keep polling after the experiment finished
   int rpc_timeout_ms = 10000;   // deadline of every call
   int max_backoff_ms = 30000;

@@ -21,6 +21,7 @@ const std::vector<repro::cli::FlagSpec> kFlags = {
     {"coordinator", true, "coordinator address (default $REPRO_COORDINATOR)", "HOST:PORT"},
     {"name", true, "worker name, unique per process (default HOST-PID)", "NAME"},
     {"threads", true, "intra-op threads when the plan leaves them unset (default: all cores)", "N"},
+    {"artifacts", true, "folder for exported weights (default ./artifacts)", "DIR"},
     {"stay", false, "keep waiting for runs after the experiment finished"},
 };
 
@@ -29,7 +30,7 @@ int Run(int argc, char** argv) {
   auto args = cli::Parse(argc, argv, kFlags);
   if (!args.ok()) return cli::Fail(kProgram, std::string(args.status().message()), cli::kExitUsage);
   if (args->Has("help")) {
-    std::fputs(cli::Usage("worker --coordinator HOST:PORT [--name NAME] [--threads N] [--stay]", kFlags).c_str(), stdout);
+    std::fputs(cli::Usage("worker --coordinator HOST:PORT [--name NAME] [--threads N] [--artifacts DIR] [--stay]", kFlags).c_str(), stdout);
     return cli::kExitOk;
   }
   if (!args->positional.empty()) {
@@ -49,6 +50,7 @@ int Run(int argc, char** argv) {
   if (!threads.ok()) return cli::Fail(kProgram, std::string(threads.status().message()), cli::kExitUsage);
   options.threads = static_cast<int>(*threads);
   options.stay = args->Has("stay");
+  options.artifacts = args->Get("artifacts", "artifacts");
   signal(SIGINT, OnSignal);
   signal(SIGTERM, OnSignal);
   signal(SIGPIPE, SIG_IGN);

@@ -18,25 +18,50 @@ namespace repro::engine {
 
 struct RunSpec {
   // Data
-  std::string dataset_kind = "fashion-mnist";  // fashion-mnist | mnist (IDX files)
+  std::string dataset_kind = "fashion-mnist";  // fashion-mnist | mnist (IDX) | cifar10 (binary)
   std::string dataset_path = "/usr/share/datasets/fashion-mnist";
   int64_t train_limit = 0;  // first N training samples; 0 = all
   int64_t test_limit = 0;   // first N test samples; 0 = all
-  // Model and training
-  std::string model_kind = "small-cnn";
+  // Model
+  std::string model_kind = "small-cnn";  // small-cnn | resnet
+  int model_version = 2;    // resnet: 1 (depth 6n+2) or 2 (depth 9n+2), as Keras's example
+  int model_depth = 29;     // resnet
+  double l2 = 0;            // L2 penalty on conv kernels, added to the loss (Keras: 1e-4)
+  // Training
   int64_t batch_size = 128;
   std::string optimizer = "adam";  // adam | sgd
   double lr = 0.001;
   double momentum = 0.9;           // sgd only
   int epochs = 1;
+  // "constant", or "keras-cifar10": the study's lr x1, x0.1 after epoch 80, x0.01 after
+  // 120, x0.001 after 160, x0.0005 after 180 (epochs counted from 1, as Keras's).
+  std::string lr_schedule = "constant";
+  // ReduceLROnPlateau on validation loss (Keras semantics), applied after the schedule.
+  bool plateau = false;
+  double plateau_factor = 0.31622776601683794;  // sqrt(0.1)
+  int plateau_patience = 5;
+  double plateau_min_lr = 0.5e-6;
+  // Augmentation (Keras's example): random shifts up to this fraction of the image,
+  // horizontal flips; drawn from its own generator seeded with augment_seed.
+  bool augment = false;
+  double augment_shift = 0.1;
+  bool augment_flip = true;
   // Seeds by source of randomness
   uint64_t init_seed = 0;
   uint64_t shuffle_seed = 0;
+  uint64_t augment_seed = 0;
   // Determinism
   bool deterministic_algorithms = true;
+  bool cudnn_benchmark = false;
   int threads = 1;                 // intra-op threads; 0 = leave LibTorch's default
   std::string device = "cpu";
+  // Fingerprints and exports
   bool keep_batch_digests = false; // fill EpochRecord::batch_digests
+  bool keep_predictions = true;    // fill RunResult::predictions
+  std::string export_dir;          // where weight files go; empty = no export
+  bool export_initial = false;
+  bool export_final = false;
+  bool export_every_epoch = false;
 };
 
 struct Callbacks {
