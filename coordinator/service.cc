@@ -248,6 +248,20 @@ grpc::Status CoordinatorService::DoFail(const v1::FailRequest& req, v1::FailResp
   return grpc::Status::OK;
 }
 
+grpc::Status CoordinatorService::DoRelease(const v1::ReleaseRequest& req,
+                                           v1::ReleaseResponse* resp) {
+  if (grpc::Status s = CheckWorker(req.worker()); !s.ok()) return s;
+  const std::string reason = req.reason().substr(0, 4000);
+  auto released = store_->Release(req.run_id(), req.lease_id(), reason, clock_());
+  if (!released.ok()) return ToGrpc(released.status());
+  resp->set_released(*released);
+  if (*released) {
+    log_(absl::StrCat("worker ", req.worker(), " handed back run ", Label(req.run_id()), " (",
+                      reason, "); it is queued again"));
+  }
+  return grpc::Status::OK;
+}
+
 grpc::Status CoordinatorService::DoReport(const v1::ReportRequest& req, v1::ReportResponse* resp) {
   auto format = ParseReportFormat(req.format().empty() ? "text" : req.format());
   if (!format.ok()) return ToGrpc(format.status());
@@ -297,6 +311,11 @@ grpc::ServerUnaryReactor* CoordinatorService::Fail(grpc::CallbackServerContext* 
                                                    const v1::FailRequest* req,
                                                    v1::FailResponse* resp) {
   return Unary(ctx, [&] { return DoFail(*req, resp); });
+}
+grpc::ServerUnaryReactor* CoordinatorService::Release(grpc::CallbackServerContext* ctx,
+                                                      const v1::ReleaseRequest* req,
+                                                      v1::ReleaseResponse* resp) {
+  return Unary(ctx, [&] { return DoRelease(*req, resp); });
 }
 grpc::ServerUnaryReactor* CoordinatorService::Status(grpc::CallbackServerContext* ctx,
                                                      const v1::StatusRequest*,

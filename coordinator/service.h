@@ -60,6 +60,9 @@ class CoordinatorService final : public v1::WorkerService::CallbackService,
                                      v1::CompleteResponse* resp) override;
   grpc::ServerUnaryReactor* Fail(grpc::CallbackServerContext* ctx, const v1::FailRequest* req,
                                  v1::FailResponse* resp) override;
+  grpc::ServerUnaryReactor* Release(grpc::CallbackServerContext* ctx,
+                                    const v1::ReleaseRequest* req,
+                                    v1::ReleaseResponse* resp) override;
 
   // ControlService
   grpc::ServerUnaryReactor* Status(grpc::CallbackServerContext* ctx,
@@ -82,6 +85,7 @@ class CoordinatorService final : public v1::WorkerService::CallbackService,
   grpc::Status DoReportEpoch(const v1::ReportEpochRequest& req, v1::ReportEpochResponse* resp);
   grpc::Status DoComplete(const v1::CompleteRequest& req, v1::CompleteResponse* resp);
   grpc::Status DoFail(const v1::FailRequest& req, v1::FailResponse* resp);
+  grpc::Status DoRelease(const v1::ReleaseRequest& req, v1::ReleaseResponse* resp);
   grpc::Status DoReport(const v1::ReportRequest& req, v1::ReportResponse* resp);
   grpc::Status CheckWorker(const std::string& worker);
   const ArmSpec* FindArm(const std::string& name) const;

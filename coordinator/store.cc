@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS attempts (
   started_ms INTEGER NOT NULL,
   ended_ms INTEGER,
   outcome TEXT NOT NULL DEFAULT 'running'
-    CHECK (outcome IN ('running', 'done', 'extra', 'failed', 'expired')),
+    CHECK (outcome IN ('running', 'done', 'extra', 'failed', 'expired', 'released')),
   error TEXT NOT NULL DEFAULT '',
   test_loss REAL, test_accuracy REAL,
   data_x_hash TEXT, data_y_hash TEXT, initial_hash TEXT, final_hash TEXT,
@@ -404,6 +404,31 @@ absl::StatusOr<bool> RunStore::Fail(int64_t run_id, int64_t lease_id, const std:
   }
   RETURN_IF_ERROR(tx.Commit());
   return will_retry;
+}
+
+absl::StatusOr<bool> RunStore::Release(int64_t run_id, int64_t lease_id, const std::string& reason,
+                                       int64_t now_ms) {
+  absl::MutexLock lock(&mu_);
+  sql::Transaction tx(db_.get());
+  RETURN_IF_ERROR(tx.status());
+  ASSIGN_OR_RETURN(auto q, db_->Prepare(
+      "SELECT a.worker FROM runs r JOIN attempts a ON a.id = r.lease_attempt "
+      "WHERE r.id = ? AND r.lease_attempt = ? AND r.state = 'running'"));
+  q->Bind(1, run_id).Bind(2, lease_id);
+  ASSIGN_OR_RETURN(bool current, q->Step());
+  if (!current) return false;
+  const std::string worker = q->Text(0);
+  ASSIGN_OR_RETURN(auto attempt, db_->Prepare(
+      "UPDATE attempts SET ended_ms = ?, outcome = 'released', error = ? WHERE id = ?"));
+  RETURN_IF_ERROR(attempt->Bind(1, now_ms).Bind(2, reason).Bind(3, lease_id).Run());
+  // A handed-back run did not fail: its attempt is not counted against max_attempts.
+  ASSIGN_OR_RETURN(auto run, db_->Prepare(
+      "UPDATE runs SET state = 'pending', attempts = attempts - 1, lease_attempt = NULL, "
+      "lease_expires_ms = NULL, progress_epoch = -1 WHERE id = ?"));
+  RETURN_IF_ERROR(run->Bind(1, run_id).Run());
+  RETURN_IF_ERROR(SetWorkerRun(worker, ""));
+  RETURN_IF_ERROR(tx.Commit());
+  return true;
 }
 
 absl::StatusOr<int> RunStore::ExpireLeases(int64_t now_ms) {

@@ -91,6 +91,10 @@ class RunStore {
   // is marked failed (attempts exhausted) or the lease was stale.
   absl::StatusOr<bool> Fail(int64_t run_id, int64_t lease_id, const std::string& error,
                             int64_t now_ms);
+  // A worker hands its run back (it is stopping): the run is queued again and the
+  // attempt does not count against max_attempts. False when the lease is not current.
+  absl::StatusOr<bool> Release(int64_t run_id, int64_t lease_id, const std::string& reason,
+                               int64_t now_ms);
   // Returns runs whose lease expired before now_ms to the queue (or marks them failed
   // when out of attempts). Returns how many leases expired.
   absl::StatusOr<int> ExpireLeases(int64_t now_ms);

@@ -33,6 +33,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "tests/fake_http.h"
 #include "tests/process.h"
 
 namespace repro::testing {
@@ -757,6 +758,93 @@ TEST_F(IntegrationTest, KilledCoordinatorResumes) {
     EXPECT_TRUE(worker == "wA" || worker == "wB") << run.dump();
   }
   ExpectSameSeedArmIdentical(*report, 3);
+}
+
+
+// ---------------------------------------------------------------------------------------
+// Draining: a worker told to stop (SIGTERM, or an eviction notice from the metadata
+// endpoint) hands its run back within 10 s without using up one of the run's attempts.
+
+class DrainTest : public IntegrationTest {
+ protected:
+  // Starts a coordinator and worker wA, waits until wA is training, and returns the
+  // run it holds as "arm#index".
+  std::string StartAndWaitForTraining(const std::vector<std::string>& worker_flags) {
+    plan_ = Path("plan.yaml");
+    db_ = Path("drain.db");
+    WriteFile(plan_, PlanText("drain", 1, 3, 20000, 100));
+    if (!StartCoordinator({"--plan", plan_, "--db", db_, "--heartbeat-ms",
+                           std::to_string(kHeartbeatMs)},
+                          "coordinator", &coordinator_)) {
+      ADD_FAILURE() << "no coordinator";
+      return "";
+    }
+    std::vector<std::string> argv = {kWorker, "--coordinator", coordinator_.address, "--name", "wA"};
+    argv.insert(argv.end(), worker_flags.begin(), worker_flags.end());
+    worker_ = Spawn(argv, "wA");
+    std::string held;
+    WaitFor(
+        [&] {
+          auto status = Status({"--coordinator", coordinator_.address});
+          if (!status) return false;
+          for (const Json& run : status->at("running")) {
+            if (run.at("worker") == "wA" && run.at("batch").get<int>() > 0) {
+              held = absl::StrCat(run.at("arm").get<std::string>(), "#", run.at("index").get<int>());
+            }
+          }
+          return !held.empty();
+        },
+        60s, 20ms);
+    return held;
+  }
+
+  // After the drain: wA exited 0 within 10 s, its attempt is 'released', the run is
+  // pending with no attempt used, and another worker finishes the experiment.
+  void ExpectDrainedAndFinishable(std::chrono::steady_clock::time_point asked) {
+    ASSERT_TRUE(worker_->Wait(10s)) << "the worker did not exit within 10 s of being asked to stop";
+    EXPECT_LE(std::chrono::steady_clock::now() - asked, 10s);
+    EXPECT_EQ(worker_->exit_code(), 0) << ReadFile(worker_->stderr_path());
+    {
+      Db store(db_);
+      EXPECT_EQ(store.Int("SELECT COUNT(*) FROM attempts WHERE worker = 'wA' AND outcome = 'released'"), 1)
+          << ReadFile(worker_->stderr_path());
+      // Both runs (one per arm) are queued, neither has used an attempt.
+      EXPECT_EQ(store.Int("SELECT COUNT(*) FROM runs WHERE state = 'pending' AND attempts = 0"), 2);
+    }
+    ChildProcess* wb = StartWorker(coordinator_.address, "wB");
+    ASSERT_NE(wb, nullptr);
+    ASSERT_TRUE(WaitForDone({"--db", db_}, 2, 120s));
+    Db store(db_);
+    EXPECT_EQ(store.Int("SELECT COUNT(*) FROM runs WHERE state = 'done'"), 2);
+    EXPECT_EQ(store.Int("SELECT COUNT(*) FROM attempts WHERE outcome = 'done'"), 2);
+  }
+
+  std::string plan_, db_;
+  Coordinator coordinator_;
+  ChildProcess* worker_ = nullptr;
+};
+
+TEST_F(DrainTest, SigtermHandsTheRunBackWithinTenSeconds) {
+  const std::string held = StartAndWaitForTraining({});
+  ASSERT_FALSE(held.empty()) << "wA never started training";
+  const auto asked = std::chrono::steady_clock::now();
+  worker_->Signal(SIGTERM);
+  ExpectDrainedAndFinishable(asked);
+}
+
+TEST_F(DrainTest, AnEvictionNoticeDrainsTheWorker) {
+  FakeEndpoint metadata(R"({"DocumentIncarnation": 1, "Events": []})");
+  const std::string url = absl::StrCat("http://127.0.0.1:", metadata.port(),
+                                       "/metadata/scheduledevents?api-version=2020-07-01");
+  const std::string held = StartAndWaitForTraining(
+      {"--scheduled-events", url, "--scheduled-events-interval-ms", "100"});
+  ASSERT_FALSE(held.empty()) << "wA never started training";
+  EXPECT_GT(metadata.metadata_requests(), 0) << "the worker never asked the endpoint";
+  const auto asked = std::chrono::steady_clock::now();
+  metadata.set_body(R"({"DocumentIncarnation": 2, "Events": [{"EventId": "e1",
+      "EventType": "Preempt", "ResourceType": "VirtualMachine", "NotBefore": ""}]})");
+  ExpectDrainedAndFinishable(asked);
+  EXPECT_TRUE(absl::StrContains(ReadFile(worker_->stderr_path()), "eviction announced (Preempt"));
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/cli.h"
 #include "proto/convert.h"
+#include "worker/scheduled_events.h"
 
 namespace repro {
 namespace {
@@ -133,6 +134,21 @@ bool WorkerDaemon::Register() {
 }
 
 int WorkerDaemon::Run() {
+  std::unique_ptr<PreemptionWatcher> watcher;
+  if (!options_.scheduled_events_url.empty()) {
+    auto url = ParseHttpUrl(options_.scheduled_events_url);
+    if (!url.ok()) {
+      cli::LogLine(absl::StrCat("--scheduled-events: ", url.status().message()));
+      return cli::kExitUsage;
+    }
+    watcher = std::make_unique<PreemptionWatcher>(
+        *url, options_.scheduled_events_interval_ms,
+        [this](const std::string& notice) {
+          cli::LogLine(absl::StrCat("eviction announced (", notice, "); draining"));
+          drain_.store(true);
+        },
+        [](const std::string& line) { cli::LogLine(line); });
+  }
   if (!Register()) return Stopping() ? cli::kExitOk : cli::kExitError;
   int backoff = 250;
   while (!Stopping()) {
@@ -174,7 +190,7 @@ int WorkerDaemon::Run() {
         break;
     }
   }
-  cli::LogLine("stopping on signal");
+  cli::LogLine(drain_.load() ? "drained after the eviction notice; exiting" : "stopping on signal");
   return cli::kExitOk;
 }
 
@@ -250,7 +266,7 @@ void WorkerDaemon::Train(const v1::RunAssignment& run) {
   } else if (lease_lost.load()) {
     cli::LogLine(absl::StrCat("run ", label, " was taken back by the coordinator; dropped it"));
   } else if (Stopping()) {
-    SendFailure(run, absl::StrCat("worker ", options_.name, " was stopped during the run"));
+    SendRelease(run, absl::StrCat("worker ", options_.name, " stopped during the run"));
   } else {
     cli::LogLine(absl::StrCat("run ", label, " failed: ", result.status().message()));
     SendFailure(run, std::string(result.status().message()));
@@ -289,6 +305,22 @@ void WorkerDaemon::SendResult(const v1::RunAssignment& run, const RunResult& res
                               backoff, " ms"));
     Sleep(backoff);
     backoff = std::min(backoff * 2, options_.max_backoff_ms);
+  }
+}
+
+void WorkerDaemon::SendRelease(const v1::RunAssignment& run, const std::string& reason) {
+  v1::ReleaseRequest req;
+  req.set_worker(options_.name);
+  req.set_run_id(run.run_id());
+  req.set_lease_id(run.lease_id());
+  req.set_reason(reason);
+  v1::ReleaseResponse resp;
+  grpc::Status s = stub_->Release(Context().get(), req, &resp);
+  if (s.ok()) {
+    cli::LogLine(absl::StrCat("handed run ", run.arm(), "#", run.index(), " back to the coordinator"));
+  } else {
+    // The lease will expire and the run will be queued again anyway.
+    cli::LogLine(absl::StrCat("cannot hand the run back: ", s.error_message()));
   }
 }
 

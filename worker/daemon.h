@@ -24,6 +24,9 @@ struct WorkerOptions {
   int threads = 1;              // intra-op threads when a plan leaves them unset
   std::string artifacts = "artifacts";  // exported weights go under DIR/experiment/arm/run-i
   bool stay = false;            // keep polling after the experiment finished
+  // Azure Scheduled Events URL to poll for preemption notices; empty = none.
+  std::string scheduled_events_url;
+  int scheduled_events_interval_ms = 5000;
   int rpc_timeout_ms = 10000;   // deadline of every call
   int max_backoff_ms = 30000;
 };
@@ -43,7 +46,9 @@ class WorkerDaemon {
   void Train(const v1::RunAssignment& run);
   void SendResult(const v1::RunAssignment& run, const RunResult& result);
   void SendFailure(const v1::RunAssignment& run, const std::string& error);
-  bool Stopping() const { return stop_signal_->load() != 0; }
+  void SendRelease(const v1::RunAssignment& run, const std::string& reason);
+  // A signal or a preemption notice: finish nothing new, hand the current run back.
+  bool Stopping() const { return stop_signal_->load() != 0 || drain_.load(); }
   // Sleeps up to ms, waking early on a stop signal.
   void Sleep(int ms) const;
   std::unique_ptr<grpc::ClientContext> Context() const;
@@ -53,6 +58,7 @@ class WorkerDaemon {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::WorkerService::Stub> stub_;
   int heartbeat_interval_ms_ = 2000;
+  std::atomic<bool> drain_{false};
 };
 
 }  // namespace repro

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/cli.h"
 #include "worker/daemon.h"
+#include "worker/scheduled_events.h"
 
 namespace {
 
@@ -23,6 +24,8 @@ const std::vector<repro::cli::FlagSpec> kFlags = {
     {"threads", true, "intra-op threads when the plan leaves them unset (default: all cores)", "N"},
     {"artifacts", true, "folder for exported weights (default ./artifacts)", "DIR"},
     {"stay", false, "keep waiting for runs after the experiment finished"},
+    {"scheduled-events", true, "poll this Azure Scheduled Events URL and drain on a preemption notice", "URL"},
+    {"scheduled-events-interval-ms", true, "how often to poll it (default 5000)", "MS"},
 };
 
 int Run(int argc, char** argv) {
@@ -51,6 +54,15 @@ int Run(int argc, char** argv) {
   options.threads = static_cast<int>(*threads);
   options.stay = args->Has("stay");
   options.artifacts = args->Get("artifacts", "artifacts");
+  options.scheduled_events_url = args->Get("scheduled-events");
+  auto interval = args->GetInt("scheduled-events-interval-ms", 5000, 100, 3600000);
+  if (!interval.ok()) return cli::Fail(kProgram, std::string(interval.status().message()), cli::kExitUsage);
+  options.scheduled_events_interval_ms = static_cast<int>(*interval);
+  if (!options.scheduled_events_url.empty()) {
+    if (auto url = repro::ParseHttpUrl(options.scheduled_events_url); !url.ok()) {
+      return cli::Fail(kProgram, absl::StrCat("--scheduled-events: ", url.status().message()), cli::kExitUsage);
+    }
+  }
   signal(SIGINT, OnSignal);
   signal(SIGTERM, OnSignal);
   signal(SIGPIPE, SIG_IGN);
