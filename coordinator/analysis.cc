@@ -1,10 +1,16 @@
 #include "coordinator/analysis.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/inference.h"
 #include "common/stats.h"
+#include "coordinator/across_arms.h"
+#include "coordinator/run_comparison.h"
 
 namespace repro {
 
@@ -38,44 +44,6 @@ const char* DifferenceKindName(DifferenceKind kind) {
 
 namespace {
 
-Difference NewDifference(int run, DifferenceKind what) {
-  Difference d;
-  d.run = run;
-  d.what = what;
-  return d;
-}
-
-// Sets d->tensor and d->index to the first position where the tensor lists differ
-// in name or hash; leaves them "" / -1 when the lists agree.
-void FindFirstDifferentTensor(const std::vector<TensorHash>& reference,
-                              const std::vector<TensorHash>& run, Difference* d) {
-  const size_t common = std::min(reference.size(), run.size());
-  for (size_t i = 0; i < common; ++i) {
-    if (reference[i].name != run[i].name || reference[i].hash != run[i].hash) {
-      d->tensor = run[i].name;
-      d->index = static_cast<int>(i);
-      return;
-    }
-  }
-  if (reference.size() != run.size()) {
-    d->tensor = run.size() > common ? run[common].name : reference[common].name;
-    d->index = static_cast<int>(common);
-  }
-}
-
-// The first epoch (by position) whose `field` differs, or that only one run recorded.
-std::optional<int> FirstDifferentEpoch(const std::vector<EpochRecord>& reference,
-                                       const std::vector<EpochRecord>& run,
-                                       std::string EpochRecord::*field) {
-  const size_t common = std::min(reference.size(), run.size());
-  for (size_t i = 0; i < common; ++i) {
-    if (reference[i].*field != run[i].*field) return run[i].epoch;
-  }
-  if (reference.size() > common) return reference[common].epoch;
-  if (run.size() > common) return run[common].epoch;
-  return std::nullopt;
-}
-
 std::optional<double> Defined(double value) {
   if (std::isnan(value)) return std::nullopt;
   return value;
@@ -91,58 +59,90 @@ ColumnStats Summarize(const std::vector<double>& values) {
   return stats;
 }
 
-// Compares every done run with the reference and fills the equality fields.
+// Compares every done run with the reference and fills the equality and divergence
+// fields.
 void CompareRuns(const std::vector<const RunView*>& done, ArmReport* arm) {
   if (done.empty()) return;
   const RunResult& ref = done.front()->result;
   arm->reference_run = done.front()->index;
   arm->epochs_compared = static_cast<int>(ref.epochs.size());
-  std::optional<int> first_divergence;
+  std::vector<RunComparison> comparisons;
   for (size_t i = 1; i < done.size(); ++i) {
-    const RunResult& run = done[i]->result;
-    const int index = done[i]->index;
-    if (run.initial_hash != ref.initial_hash) {
-      Difference d = NewDifference(index, DifferenceKind::kModel);
-      FindFirstDifferentTensor(ref.initial_tensors, run.initial_tensors, &d);
-      arm->differences.push_back(d);
-      arm->models_all_same = false;
+    RunComparison c = CompareRunResults(ref, done[i]->result, done[i]->index);
+    for (const std::optional<Difference>* d :
+         {&c.model, &c.data, &c.batches, &c.final_model}) {
+      if (*d) arm->differences.push_back(**d);
     }
-    if (run.data_x_hash != ref.data_x_hash || run.data_y_hash != ref.data_y_hash) {
-      arm->differences.push_back(NewDifference(index, DifferenceKind::kData));
-      arm->data_all_same = false;
-    }
-    if (auto epoch = FirstDifferentEpoch(ref.epochs, run.epochs,
-                                         &EpochRecord::batch_digest)) {
-      Difference d = NewDifference(index, DifferenceKind::kBatches);
-      d.epoch = epoch;
-      arm->differences.push_back(d);
-      arm->batches_all_same = false;
-    }
-    const std::optional<int> weights_epoch =
-        FirstDifferentEpoch(ref.epochs, run.epochs, &EpochRecord::weights_hash);
-    if (run.final_hash != ref.final_hash) {
-      Difference d = NewDifference(index, DifferenceKind::kFinalModel);
-      FindFirstDifferentTensor(ref.final_tensors, run.final_tensors, &d);
-      d.epoch = weights_epoch;
-      arm->differences.push_back(d);
-      arm->final_models_all_same = false;
-    }
-    if (weights_epoch && (!first_divergence || *weights_epoch < *first_divergence)) {
-      first_divergence = weights_epoch;
-    }
+    arm->models_all_same &= !c.model.has_value();
+    arm->data_all_same &= !c.data.has_value();
+    arm->batches_all_same &= !c.batches.has_value();
+    arm->final_models_all_same &= !c.final_model.has_value();
+    comparisons.push_back(std::move(c));
   }
   // A divergence is only meaningful for runs that started from the same state.
-  if (arm->models_all_same && arm->data_all_same) {
-    arm->first_divergence_epoch = first_divergence;
+  if (done.size() < 2 || !arm->models_all_same || !arm->data_all_same) return;
+  std::vector<int> diverged(ref.epochs.size(), 0);
+  for (const RunComparison& c : comparisons) {
+    if (!c.weights_epoch) continue;
+    if (!arm->first_divergence_epoch || *c.weights_epoch < *arm->first_divergence_epoch) {
+      arm->first_divergence_epoch = c.weights_epoch;
+    }
+    for (size_t e = *c.weights_position; e < diverged.size(); ++e) ++diverged[e];
   }
+  for (const RunComparison& c : comparisons) {
+    if (c.weights_epoch != arm->first_divergence_epoch || !c.weights_batch) continue;
+    if (!arm->first_divergence_batch || *c.weights_batch < *arm->first_divergence_batch) {
+      arm->first_divergence_batch = c.weights_batch;
+    }
+  }
+  arm->diverged_by_epoch = std::move(diverged);
 }
 
-ArmReport AnalyzeArm(const ExperimentView& view, const std::string& name) {
-  ArmReport arm;
-  arm.name = name;
-  std::vector<const RunView*> done;
+// Mean pairwise disagreement without visiting pairs: for each test example, the pairs
+// that disagree are all pairs less those within each predicted class, so the cost is
+// runs x examples, not runs^2 x examples.
+Instability MeasureInstability(const std::vector<const RunView*>& done) {
+  Instability out;
+  std::vector<const std::vector<uint8_t>*> predictions;
+  for (const RunView* run : done) {
+    const std::vector<uint8_t>& p = run->result.predictions;
+    if (p.empty()) continue;
+    if (!predictions.empty() && p.size() != predictions.front()->size()) continue;
+    predictions.push_back(&p);
+  }
+  const int64_t runs = static_cast<int64_t>(predictions.size());
+  out.runs = static_cast<int>(runs);
+  out.pairs = runs * (runs - 1) / 2;
+  if (runs < 2) return out;
+  const size_t examples = predictions.front()->size();
+  std::array<int64_t, 256> counts{};
+  uint64_t agreeing = 0;  // over all examples, pairs predicting the same class
+  for (size_t j = 0; j < examples; ++j) {
+    for (const std::vector<uint8_t>* p : predictions) ++counts[(*p)[j]];
+    for (const std::vector<uint8_t>* p : predictions) {
+      int64_t& n = counts[(*p)[j]];
+      agreeing += static_cast<uint64_t>(n * (n - 1) / 2);
+      n = 0;  // counted once per class
+    }
+  }
+  const double total = static_cast<double>(out.pairs) * static_cast<double>(examples);
+  out.mean_disagreement =
+      (total - static_cast<double>(agreeing)) / total;
+  return out;
+}
+
+// An arm's report with the done runs and their scores, which the comparisons use.
+struct AnalyzedArm {
+  ArmReport report;
   std::vector<double> losses;
   std::vector<double> accuracies;
+};
+
+AnalyzedArm AnalyzeArm(const ExperimentView& view, const std::string& name) {
+  AnalyzedArm analyzed;
+  ArmReport& arm = analyzed.report;
+  arm.name = name;
+  std::vector<const RunView*> done;
   int listed = 0;
   for (const RunView& run : view.runs) {
     if (run.arm != name) continue;
@@ -171,12 +171,13 @@ ArmReport AnalyzeArm(const ExperimentView& view, const std::string& name) {
   arm.runs_remaining = arm.runs_total - arm.runs_done - arm.runs_failed;
   CompareRuns(done, &arm);
   for (const RunView* run : done) {
-    losses.push_back(run->result.test_loss);
-    accuracies.push_back(run->result.test_accuracy);
+    analyzed.losses.push_back(run->result.test_loss);
+    analyzed.accuracies.push_back(run->result.test_accuracy);
   }
-  arm.loss = Summarize(losses);
-  arm.accuracy = Summarize(accuracies);
-  return arm;
+  arm.loss = Summarize(analyzed.losses);
+  arm.accuracy = Summarize(analyzed.accuracies);
+  arm.instability = MeasureInstability(done);
+  return analyzed;
 }
 
 std::optional<double> Ratio(const std::optional<double>& numerator,
@@ -185,35 +186,81 @@ std::optional<double> Ratio(const std::optional<double>& numerator,
   return Defined(*numerator / *denominator);
 }
 
+bool HasArm(const ExperimentView& view, const std::string& name) {
+  return std::find(view.arms.begin(), view.arms.end(), name) != view.arms.end();
+}
+
 }  // namespace
 
-Report Analyze(const ExperimentView& view) {
+absl::Status CheckAnalysisOptions(const ExperimentView& view,
+                                  const AnalysisOptions& options) {
+  if (!options.reference_arm.empty() && !HasArm(view, options.reference_arm)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unknown reference arm '", options.reference_arm,
+        "'; the experiment's arms are: ",
+        view.arms.empty() ? "(none)" : absl::StrJoin(view.arms, ", ")));
+  }
+  if (options.bootstrap_resamples < 0 ||
+      options.bootstrap_resamples > kMaxBootstrapResamples) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bootstrap resamples must be between 0 and ",
+                     kMaxBootstrapResamples, ", got ", options.bootstrap_resamples));
+  }
+  return absl::OkStatus();
+}
+
+Report Analyze(const ExperimentView& view, const AnalysisOptions& options) {
   Report report;
   report.experiment = view.name;
   report.epochs = view.epochs;
   report.runs_per_arm = view.runs_per_arm;
   report.runs = view.runs;
-  const ArmReport* same_seed = nullptr;
-  const ArmReport* different_seeds = nullptr;
-  report.arms.reserve(view.arms.size());
+  report.bootstrap_resamples = std::max(0, options.bootstrap_resamples);
+  report.seed = options.seed;
+  std::vector<AnalyzedArm> arms;
+  arms.reserve(view.arms.size());
   for (const std::string& name : view.arms) {
-    report.arms.push_back(AnalyzeArm(view, name));
-    const ArmReport& arm = report.arms.back();
+    arms.push_back(AnalyzeArm(view, name));
+    const ArmReport& arm = arms.back().report;
     report.runs_total += arm.runs_total;
     report.runs_done += arm.runs_done;
     report.runs_failed += arm.runs_failed;
     report.runs_remaining += arm.runs_remaining;
   }
-  for (const ArmReport& arm : report.arms) {
-    if (arm.name == kSameSeedArm) same_seed = &arm;
-    if (arm.name == kDifferentSeedsArm) different_seeds = &arm;
-  }
   report.complete = report.runs_remaining == 0;
-  if (same_seed != nullptr && different_seeds != nullptr) {
-    report.stdev_ratio_loss = Ratio(same_seed->loss.stdev, different_seeds->loss.stdev);
-    report.stdev_ratio_accuracy =
-        Ratio(same_seed->accuracy.stdev, different_seeds->accuracy.stdev);
+  const AnalyzedArm* same_seed = nullptr;
+  const AnalyzedArm* different_seeds = nullptr;
+  const AnalyzedArm* reference = nullptr;
+  const std::string reference_name =
+      options.reference_arm.empty() ? kDifferentSeedsArm : options.reference_arm;
+  for (const AnalyzedArm& arm : arms) {
+    if (arm.report.name == kSameSeedArm) same_seed = &arm;
+    if (arm.report.name == kDifferentSeedsArm) different_seeds = &arm;
+    if (arm.report.name == reference_name) reference = &arm;
   }
+  if (same_seed != nullptr && different_seeds != nullptr) {
+    report.stdev_ratio_loss =
+        Ratio(same_seed->report.loss.stdev, different_seeds->report.loss.stdev);
+    report.stdev_ratio_accuracy = Ratio(same_seed->report.accuracy.stdev,
+                                        different_seeds->report.accuracy.stdev);
+  }
+  if (reference != nullptr) {
+    report.reference_arm = reference->report.name;
+    for (const AnalyzedArm& arm : arms) {
+      if (&arm == reference) continue;
+      ArmComparison comparison;
+      comparison.arm = arm.report.name;
+      comparison.reference = reference->report.name;
+      comparison.scores = CompareScores(
+          arm.losses, arm.accuracies, reference->losses, reference->accuracies,
+          report.bootstrap_resamples,
+          DeriveSeed(options.seed,
+                     absl::StrCat(comparison.arm, " vs ", comparison.reference)));
+      report.comparisons.push_back(std::move(comparison));
+    }
+  }
+  report.cross_arm = CompareAcrossArms(view);
+  for (AnalyzedArm& arm : arms) report.arms.push_back(std::move(arm.report));
   return report;
 }
 

@@ -10,6 +10,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/stats.h"
+#include "coordinator/html_report.h"
+#include "coordinator/report_text.h"
 #include "nlohmann/json.hpp"
 
 namespace repro {
@@ -44,6 +46,10 @@ Json Number(const std::optional<double>& value) {
   return value ? Number(*value) : Json(nullptr);
 }
 
+Json Optional(const std::optional<int>& value) {
+  return value ? Json(*value) : Json(nullptr);
+}
+
 Json Pair(const std::optional<double>& loss, const std::optional<double>& accuracy) {
   Json pair = Json::object();
   pair["loss"] = Number(loss);
@@ -70,17 +76,63 @@ Json ArmJson(const ArmReport& arm) {
     entry["what"] = DifferenceKindName(d.what);
     entry["tensor"] = d.tensor;
     entry["index"] = d.index;
-    entry["epoch"] = d.epoch ? Json(*d.epoch) : Json(nullptr);
+    entry["epoch"] = Optional(d.epoch);
+    entry["batch"] = Optional(d.batch);
     differences.push_back(std::move(entry));
   }
   j["differences"] = std::move(differences);
-  j["first_divergence_epoch"] =
-      arm.first_divergence_epoch ? Json(*arm.first_divergence_epoch) : Json(nullptr);
+  j["first_divergence_epoch"] = Optional(arm.first_divergence_epoch);
+  j["first_divergence_batch"] = Optional(arm.first_divergence_batch);
+  j["diverged_by_epoch"] =
+      arm.diverged_by_epoch ? Json(*arm.diverged_by_epoch) : Json(nullptr);
   j["mean"] = Pair(arm.loss.mean, arm.accuracy.mean);
   j["stdev"] = Pair(arm.loss.stdev, arm.accuracy.stdev);
   j["stdev_ddof1"] = Pair(arm.loss.stdev_ddof1, arm.accuracy.stdev_ddof1);
   j["min"] = Pair(arm.loss.min, arm.accuracy.min);
   j["max"] = Pair(arm.loss.max, arm.accuracy.max);
+  j["instability"] = Json{{"runs", arm.instability.runs},
+                          {"pairs", arm.instability.pairs},
+                          {"mean_disagreement", Number(arm.instability.mean_disagreement)}};
+  return j;
+}
+
+Json Interval(const std::optional<double>& low, const std::optional<double>& high) {
+  if (!low || !high) return Json(nullptr);
+  return Json::array({Number(low), Number(high)});
+}
+
+Json ComparisonJson(const ArmComparison& c) {
+  const ScoreComparison& s = c.scores;
+  auto test = [](const ColumnComparison& column) {
+    return Json{{"F", Number(column.brown_forsythe_f)},
+                {"p", Number(column.brown_forsythe_p)}};
+  };
+  Json j = Json::object();
+  j["arm"] = c.arm;
+  j["reference"] = c.reference;
+  j["stdev_ratio"] = Pair(s.loss.stdev_ratio, s.accuracy.stdev_ratio);
+  j["variance_share"] = Pair(s.loss.variance_share, s.accuracy.variance_share);
+  j["ci95"] = Json{{"loss", Interval(s.loss.ci_low, s.loss.ci_high)},
+                   {"accuracy", Interval(s.accuracy.ci_low, s.accuracy.ci_high)}};
+  j["brown_forsythe"] = Json{{"loss", test(s.loss)}, {"accuracy", test(s.accuracy)}};
+  return j;
+}
+
+Json CrossArmJson(const CrossArmIdentity& identity) {
+  Json j = Json::object();
+  j["arm"] = identity.arm;
+  j["other"] = identity.other;
+  j["runs_with_same_seeds"] = identity.runs_with_same_seeds;
+  j["initial_identical"] = identity.initial_identical;
+  j["final_identical"] = identity.final_identical;
+  if (identity.first_difference) {
+    const Difference& d = *identity.first_difference;
+    j["first_difference"] = Json{{"run", d.run},         {"tensor", d.tensor},
+                                 {"index", d.index},     {"epoch", Optional(d.epoch)},
+                                 {"batch", Optional(d.batch)}};
+  } else {
+    j["first_difference"] = nullptr;
+  }
   return j;
 }
 
@@ -142,6 +194,17 @@ std::string RenderJson(const Report& report, const std::string& arm_filter) {
   }
   j["arms"] = std::move(arms);
   j["stdev_ratio"] = Pair(report.stdev_ratio_loss, report.stdev_ratio_accuracy);
+  j["reference_arm"] =
+      report.reference_arm.empty() ? Json(nullptr) : Json(report.reference_arm);
+  j["bootstrap"] = Json{{"resamples", report.bootstrap_resamples}, {"seed", report.seed}};
+  Json comparisons = Json::array();
+  for (const ArmComparison& c : report.comparisons) comparisons.push_back(ComparisonJson(c));
+  j["comparisons"] = std::move(comparisons);
+  Json cross_arm = Json::array();
+  for (const CrossArmIdentity& identity : report.cross_arm) {
+    cross_arm.push_back(CrossArmJson(identity));
+  }
+  j["cross_arm"] = std::move(cross_arm);
   Json runs = Json::array();
   for (const RunView& run : report.runs) {
     if (Shown(arm_filter, run.arm)) runs.push_back(RunJson(run));
@@ -149,148 +212,6 @@ std::string RenderJson(const Report& report, const std::string& arm_filter) {
   j["runs"] = std::move(runs);
   // Worker-supplied strings (errors) may hold invalid UTF-8: replace, never throw.
   return j.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
-}
-
-// ---- text ----
-
-std::string Row(const std::optional<double>& loss,
-                const std::optional<double>& accuracy) {
-  const double nan = std::nan("");
-  return FormatNumpyArray({loss.value_or(nan), accuracy.value_or(nan)});
-}
-
-const char* PyBool(bool value) { return value ? "True" : "False"; }
-
-std::string DifferenceLine(const Difference& d, int reference) {
-  const std::string tensor =
-      d.index >= 0 ? absl::StrFormat("tensor = %s, index = %d", d.tensor, d.index) : "";
-  switch (d.what) {
-    case DifferenceKind::kModel:
-      return absl::StrFormat(
-          "- Different model (layers and weights compared with run #%d) in this run: "
-          "#%d%s",
-          reference, d.run, tensor.empty() ? "" : absl::StrCat(" (", tensor, ")"));
-    case DifferenceKind::kData:
-      return absl::StrFormat(
-          "- Different XY training data (compared with run #%d) in this run: #%d",
-          reference, d.run);
-    case DifferenceKind::kBatches:
-      return absl::StrFormat(
-          "- Different batches (compared with run #%d) in this run: #%d%s", reference,
-          d.run, d.epoch ? absl::StrFormat(" (first at epoch %d)", *d.epoch) : "");
-    case DifferenceKind::kFinalModel: {
-      std::vector<std::string> details;
-      if (!tensor.empty()) details.push_back(tensor);
-      if (d.epoch) {
-        details.push_back(
-            absl::StrFormat("weights first differ after epoch %d", *d.epoch));
-      }
-      return absl::StrFormat(
-          "- Different final model (layers and weights compared with run #%d) in this "
-          "run: #%d%s",
-          reference, d.run,
-          details.empty() ? "" : absl::StrCat(" (", absl::StrJoin(details, ", "), ")"));
-    }
-  }
-  return "";
-}
-
-void AppendCheck(const ArmReport& arm, const char* title, bool all_same,
-                 DifferenceKind kind, std::string* out) {
-  absl::StrAppendFormat(out, "%s: %s (number of models checked: %d/%d)\n", title,
-                        PyBool(all_same), arm.runs_done, arm.runs_total);
-  for (const Difference& d : arm.differences) {
-    if (d.what == kind) absl::StrAppend(out, DifferenceLine(d, arm.reference_run), "\n");
-  }
-}
-
-std::string DivergenceLine(const ArmReport& arm) {
-  if (arm.runs_done < 2) return "none (fewer than 2 runs done)";
-  if (!arm.models_all_same || !arm.data_all_same) {
-    return "not applicable (runs do not start from the same initial model and data)";
-  }
-  if (arm.first_divergence_epoch) {
-    return absl::StrFormat(
-        "epoch %d (the first epoch after which some run's weights differ from run "
-        "#%d's)",
-        *arm.first_divergence_epoch, arm.reference_run);
-  }
-  if (arm.epochs_compared == 0) return "none (no epochs recorded)";
-  return absl::StrFormat("none (all runs identical through epoch %d)",
-                         arm.epochs_compared - 1);
-}
-
-void AppendArmText(const Report& report, const ArmReport& arm, std::string* out) {
-  absl::StrAppend(out, "\nComparison results for ", arm.name, ":\n\n");
-  if (arm.runs_done < arm.runs_total) {
-    absl::StrAppendFormat(out,
-                          "Runs: %d done, %d failed, %d running, %d pending (of %d)\n",
-                          arm.runs_done, arm.runs_failed, arm.runs_running,
-                          arm.runs_pending, arm.runs_total);
-  }
-  AppendCheck(arm, "Models all the same", arm.models_all_same, DifferenceKind::kModel,
-              out);
-  AppendCheck(arm, "XY training data all the same", arm.data_all_same,
-              DifferenceKind::kData, out);
-  AppendCheck(arm, "Batches all the same", arm.batches_all_same,
-              DifferenceKind::kBatches, out);
-  AppendCheck(arm, "Final models all the same", arm.final_models_all_same,
-              DifferenceKind::kFinalModel, out);
-  absl::StrAppend(out, "First divergence: ", DivergenceLine(arm), "\n");
-  if (arm.runs_failed > 0) {
-    absl::StrAppendFormat(out, "Failed runs: %d\n", arm.runs_failed);
-    for (const RunView& run : report.runs) {
-      if (run.arm != arm.name || run.state != RunState::kFailed) continue;
-      absl::StrAppendFormat(out, "- Run #%d (attempts: %d, worker: %s): %s\n", run.index,
-                            run.attempts, run.worker.empty() ? "none" : run.worker,
-                            run.error.empty() ? "no error recorded" : run.error);
-    }
-  }
-  if (arm.runs_done == 0) {
-    absl::StrAppend(out, "Scores [test loss, test accuracy]: none (no runs done)\n");
-    return;
-  }
-  absl::StrAppendFormat(out, "Scores [test loss, test accuracy] over %d run%s:\n",
-                        arm.runs_done, arm.runs_done == 1 ? "" : "s");
-  const struct {
-    const char* label;
-    std::optional<double> ColumnStats::*field;
-  } rows[] = {{"mean", &ColumnStats::mean},
-              {"stdev (ddof 0)", &ColumnStats::stdev},
-              {"stdev (ddof 1)", &ColumnStats::stdev_ddof1},
-              {"min", &ColumnStats::min},
-              {"max", &ColumnStats::max}};
-  for (const auto& row : rows) {
-    absl::StrAppendFormat(out, "  %-14s %s\n", row.label,
-                          Row(arm.loss.*row.field, arm.accuracy.*row.field));
-  }
-}
-
-std::string RenderText(const Report& report, const std::string& arm_filter) {
-  std::string out;
-  if (report.complete) {
-    absl::StrAppendFormat(&out, "Experiment %s: complete, %d of %d runs done%s\n",
-                          report.experiment, report.runs_done, report.runs_total,
-                          report.runs_failed > 0
-                              ? absl::StrFormat(" (%d failed)", report.runs_failed)
-                              : "");
-  } else {
-    absl::StrAppendFormat(
-        &out, "Experiment %s: incomplete, %d of %d runs done (%s%d remaining)\n",
-        report.experiment, report.runs_done, report.runs_total,
-        report.runs_failed > 0 ? absl::StrFormat("%d failed, ", report.runs_failed) : "",
-        report.runs_remaining);
-  }
-  for (const ArmReport& arm : report.arms) {
-    if (Shown(arm_filter, arm.name)) AppendArmText(report, arm, &out);
-  }
-  if (arm_filter.empty() && FindArm(report, kSameSeedArm) != nullptr &&
-      FindArm(report, kDifferentSeedsArm) != nullptr) {
-    absl::StrAppendFormat(
-        &out, "\nRatio of stdev %s / %s [test loss, test accuracy]: %s\n", kSameSeedArm,
-        kDifferentSeedsArm, Row(report.stdev_ratio_loss, report.stdev_ratio_accuracy));
-  }
-  return out;
 }
 
 // ---- CSV ----
@@ -317,9 +238,10 @@ absl::StatusOr<ReportFormat> ParseReportFormat(std::string_view name) {
   if (name == "text") return ReportFormat::kText;
   if (name == "json") return ReportFormat::kJson;
   if (name == "csv") return ReportFormat::kCsv;
-  return absl::InvalidArgumentError(absl::StrCat("unknown report format '",
-                                                 std::string(name),
-                                                 "'; expected one of: text, json, csv"));
+  if (name == "html") return ReportFormat::kHtml;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown report format '", std::string(name),
+                   "'; expected one of: text, json, csv, html"));
 }
 
 const char* ReportFormatName(ReportFormat format) {
@@ -330,6 +252,8 @@ const char* ReportFormatName(ReportFormat format) {
       return "json";
     case ReportFormat::kCsv:
       return "csv";
+    case ReportFormat::kHtml:
+      return "html";
   }
   return "unknown";
 }
@@ -352,6 +276,8 @@ absl::StatusOr<std::string> RenderReport(const Report& report, ReportFormat form
       return RenderJson(report, arm);
     case ReportFormat::kCsv:
       return RenderCsv(report, arm);
+    case ReportFormat::kHtml:
+      return RenderHtml(report, arm);
   }
   return absl::InvalidArgumentError("unknown report format");
 }

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/stats.h"
+#include "coordinator/sample_experiment.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -80,11 +81,13 @@ TEST(ReportTest, ParsesFormats) {
   EXPECT_EQ(*ParseReportFormat("text"), ReportFormat::kText);
   EXPECT_EQ(*ParseReportFormat("json"), ReportFormat::kJson);
   EXPECT_EQ(*ParseReportFormat("csv"), ReportFormat::kCsv);
+  EXPECT_EQ(*ParseReportFormat("html"), ReportFormat::kHtml);
+  EXPECT_STREQ(ReportFormatName(ReportFormat::kHtml), "html");
   auto bad = ParseReportFormat("yaml");
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(bad.status().message()), HasSubstr("'yaml'"));
-  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("text, json, csv"));
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("text, json, csv, html"));
 }
 
 TEST(ReportTest, TextFollowsTheStudysPrintout) {
@@ -303,6 +306,126 @@ TEST(ReportTest, CsvRoundTripsBitExactly) {
   auto parsed = ParseScoreCsv(csv, "report.csv");
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(*parsed, scores);
+}
+
+TEST(ReportTest, JsonHasTheAnalysesBeyondTheStudy) {
+  const Json j = Json::parse(Render(SampleExperiment(), ReportFormat::kJson));
+  EXPECT_EQ(j.at("reference_arm"), "different_seeds");
+  EXPECT_EQ(j.at("bootstrap").at("resamples"), 10000);
+  EXPECT_EQ(j.at("bootstrap").at("seed"), 0);
+
+  const Json& same = j.at("arms")[0];
+  EXPECT_EQ(same.at("first_divergence_epoch"), 2);
+  EXPECT_TRUE(same.at("first_divergence_batch").is_null());  // run 4: weights only
+  EXPECT_EQ(same.at("diverged_by_epoch"), Json::parse("[0, 0, 1, 2, 3, 3]"));
+  const Json& batches = same.at("differences")[0];
+  EXPECT_EQ(batches.at("what"), "batches");
+  EXPECT_EQ(batches.at("run"), 2);
+  EXPECT_EQ(batches.at("epoch"), 3);
+  EXPECT_EQ(batches.at("batch"), 7);
+  for (const Json& d : same.at("differences")) EXPECT_TRUE(d.contains("batch"));
+  EXPECT_EQ(same.at("instability").at("runs"), 5);
+  EXPECT_EQ(same.at("instability").at("pairs"), 10);
+  EXPECT_GT(same.at("instability").at("mean_disagreement").get<double>(), 0.0);
+  const Json& different = j.at("arms")[1];
+  EXPECT_TRUE(different.at("diverged_by_epoch").is_null());
+  EXPECT_TRUE(different.at("first_divergence_batch").is_null());
+
+  ASSERT_EQ(j.at("comparisons").size(), 2u);
+  const Json& c = j.at("comparisons")[0];
+  EXPECT_EQ(c.at("arm"), "same_seed");
+  EXPECT_EQ(c.at("reference"), "different_seeds");
+  EXPECT_EQ(c.at("stdev_ratio").at("loss"), j.at("stdev_ratio").at("loss"));
+  const double ratio = c.at("stdev_ratio").at("accuracy").get<double>();
+  EXPECT_DOUBLE_EQ(c.at("variance_share").at("accuracy").get<double>(), ratio * ratio);
+  for (const char* column : {"loss", "accuracy"}) {
+    const Json& ci = c.at("ci95").at(column);
+    ASSERT_TRUE(ci.is_array()) << column;
+    ASSERT_EQ(ci.size(), 2u);
+    EXPECT_LE(ci[0].get<double>(), ci[1].get<double>());
+    const Json& test = c.at("brown_forsythe").at(column);
+    EXPECT_GT(test.at("F").get<double>(), 0.0);
+    EXPECT_GT(test.at("p").get<double>(), 0.0);
+    EXPECT_LT(test.at("p").get<double>(), 1.0);
+  }
+
+  ASSERT_EQ(j.at("cross_arm").size(), 3u);
+  const Json& threads = j.at("cross_arm")[1];
+  EXPECT_EQ(threads.at("arm"), "same_seed");
+  EXPECT_EQ(threads.at("other"), "threads_2");
+  EXPECT_EQ(threads.at("runs_with_same_seeds"), 5);
+  EXPECT_EQ(threads.at("initial_identical"), 5);
+  EXPECT_EQ(threads.at("final_identical"), 0);
+  EXPECT_EQ(threads.at("first_difference").at("run"), 0);
+  EXPECT_EQ(threads.at("first_difference").at("tensor"), "conv1.weight");
+  EXPECT_EQ(threads.at("first_difference").at("epoch"), 0);
+  EXPECT_TRUE(j.at("cross_arm")[0].at("first_difference").is_null());
+}
+
+TEST(ReportTest, JsonNullsWhereComparisonsAreUndefined) {
+  ExperimentView view = Fashion();
+  for (int i = 4; i < 8; ++i) view.runs[i].result.test_loss = 0.5;  // no spread
+  const Json j = Json::parse(Render(view, ReportFormat::kJson));
+  const Json& c = j.at("comparisons")[0];
+  EXPECT_TRUE(c.at("stdev_ratio").at("loss").is_null());
+  EXPECT_TRUE(c.at("variance_share").at("loss").is_null());
+  EXPECT_TRUE(c.at("ci95").at("loss").is_null());
+  EXPECT_TRUE(c.at("brown_forsythe").at("loss").at("F").is_null());
+  EXPECT_TRUE(c.at("brown_forsythe").at("loss").at("p").is_null());
+  EXPECT_TRUE(c.at("ci95").at("accuracy").is_array());
+  // No predictions recorded.
+  EXPECT_TRUE(j.at("arms")[0].at("instability").at("mean_disagreement").is_null());
+  EXPECT_EQ(j.at("arms")[0].at("instability").at("pairs"), 0);
+}
+
+TEST(ReportTest, TextShowsTheAnalysesBeyondTheStudy) {
+  const std::string text = Render(SampleExperiment(), ReportFormat::kText);
+  for (const char* line : {
+           "- Different batches (compared with run #0) in this run: #2 (first at epoch 3, "
+           "batch 7)\n",
+           "in this run: #2 (tensor = conv1.weight, index = 0, weights first differ after "
+           "epoch 3, by batch 7 of it at the latest, where its batch order first "
+           "differs)\n",
+           "First divergence: epoch 2 (the first epoch after which some run's weights "
+           "differ from run #0's); weights are hashed once per epoch, so the batch cannot "
+           "be placed\n",
+           "Runs diverged from run #0 by epoch: epochs 0-1: 0; epoch 2: 1; epoch 3: 2; "
+           "epochs 4-5: 3 (of 4 compared)\n",
+           "Instability (mean pairwise disagreement of test predictions): 0 over 10 pairs "
+           "of 5 runs\n",
+           "\nSpread compared with the reference arm different_seeds [test loss, test "
+           "accuracy]\n",
+           "95% CI: percentile bootstrap, 10000 resamples, seed 0;",
+           "threads_2:\n  stdev ratio            [0 0]\n  variance share         [0 0]\n"
+           "  ratio 95% CI, loss     [0 0]\n  ratio 95% CI, accuracy [0 0]\n",
+           "  Brown-Forsythe p       [",
+           "\nAcross arms (run #i of each, where both are done with the same init, shuffle "
+           "and augment seeds):\n",
+           "same_seed vs threads_2: 5 runs with the same seeds, initial models identical in "
+           "5 of 5, final models identical in 0 of 5 (run #0, first differing tensor "
+           "conv1.weight, index 0, weights first differ after epoch 0)\n",
+           "same_seed vs different_seeds: 1 run with the same seeds, initial models "
+           "identical in 1 of 1, final models identical in 1 of 1\n",
+       }) {
+    EXPECT_THAT(text, HasSubstr(line));
+  }
+  // With an arm, nothing across arms.
+  const std::string one = Render(SampleExperiment(), ReportFormat::kText, "threads_2");
+  EXPECT_THAT(one, Not(HasSubstr("Across arms")));
+  EXPECT_THAT(one, Not(HasSubstr("Spread compared")));
+}
+
+TEST(ReportTest, TextWithoutAReferenceArmSaysHowToChooseOne) {
+  ExperimentView view = SampleExperiment();
+  view.arms = {"same_seed", "threads_2"};
+  const std::string text = Render(view, ReportFormat::kText);
+  EXPECT_THAT(text, HasSubstr("No reference arm: the experiment has no different_seeds "
+                              "arm (choose one with --reference-arm NAME)"));
+  AnalysisOptions options;
+  options.reference_arm = "same_seed";
+  auto chosen = RenderReport(Analyze(view, options), ReportFormat::kText, "");
+  ASSERT_TRUE(chosen.ok());
+  EXPECT_THAT(*chosen, HasSubstr("Spread compared with the reference arm same_seed"));
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/inference.h"
 #include "common/stats.h"
 
 namespace repro {
@@ -23,10 +24,7 @@ std::string BaseName(const std::string& path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
-double Divide(double numerator, double denominator) {
-  if (!(denominator > 0)) return std::nan("");
-  return numerator / denominator;
-}
+double Value(const std::optional<double>& value) { return value.value_or(std::nan("")); }
 
 void AppendRow(const char* label, const std::string& value, std::string* out) {
   absl::StrAppendFormat(out, "  %-20s %s\n", label, value);
@@ -34,10 +32,16 @@ void AppendRow(const char* label, const std::string& value, std::string* out) {
 
 }  // namespace
 
-absl::StatusOr<std::string> AnalyzeScores(const std::vector<std::string>& paths) {
+absl::StatusOr<std::string> AnalyzeScores(const std::vector<std::string>& paths,
+                                          int bootstrap_resamples, uint64_t seed) {
   if (paths.empty()) {
     return absl::InvalidArgumentError(
         "analyze-scores needs at least one score file (FILE.csv [FILE.csv ...])");
+  }
+  if (bootstrap_resamples < 0 || bootstrap_resamples > kMaxBootstrapResamples) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bootstrap resamples must be between 0 and ", kMaxBootstrapResamples,
+                     ", got ", bootstrap_resamples));
   }
   std::set<std::string> seen;
   bool names_collide = false;
@@ -63,14 +67,20 @@ absl::StatusOr<std::string> AnalyzeScores(const std::vector<std::string>& paths)
   }
 
   const ScoreFile& reference = files.back();
-  const double reference_loss = Stdev(reference.loss, 0);
-  const double reference_accuracy = Stdev(reference.accuracy, 0);
   std::string out = absl::StrFormat(
       "Scores [test loss, test accuracy] of %d file%s; reference: %s (the last)\n",
       files.size(), files.size() == 1 ? "" : "s", reference.name);
   if (files.size() > 1) {
     absl::StrAppend(&out, "stdev ratio: stdev (ddof 0) over ", reference.name,
                     "'s; variance share: its square\n");
+    if (bootstrap_resamples > 0) {
+      absl::StrAppendFormat(&out,
+                            "95%% CI: of the stdev ratio, percentile bootstrap, %d "
+                            "resamples, seed %d\n",
+                            bootstrap_resamples, seed);
+    }
+    absl::StrAppend(&out,
+                    "Brown-Forsythe: test of equal variances (Levene's, median-centred)\n");
   }
   for (const ScoreFile& file : files) {
     const std::vector<double>& loss = file.loss;
@@ -85,12 +95,30 @@ absl::StatusOr<std::string> AnalyzeScores(const std::vector<std::string>& paths)
     AppendRow("min", FormatNumpyArray({Min(loss), Min(accuracy)}), &out);
     AppendRow("max", FormatNumpyArray({Max(loss), Max(accuracy)}), &out);
     if (&file == &reference) continue;
-    const double loss_ratio = Divide(Stdev(loss, 0), reference_loss);
-    const double accuracy_ratio = Divide(Stdev(accuracy, 0), reference_accuracy);
-    AppendRow("stdev ratio", FormatNumpyArray({loss_ratio, accuracy_ratio}), &out);
+    const ScoreComparison c = CompareScores(
+        loss, accuracy, reference.loss, reference.accuracy, bootstrap_resamples,
+        DeriveSeed(seed, absl::StrCat(file.name, " vs ", reference.name)));
+    AppendRow("stdev ratio",
+              FormatNumpyArray({Value(c.loss.stdev_ratio), Value(c.accuracy.stdev_ratio)}),
+              &out);
     AppendRow("variance share",
               FormatNumpyArray(
-                  {loss_ratio * loss_ratio, accuracy_ratio * accuracy_ratio}),
+                  {Value(c.loss.variance_share), Value(c.accuracy.variance_share)}),
+              &out);
+    if (bootstrap_resamples > 0) {
+      AppendRow("95% CI loss",
+                FormatNumpyArray({Value(c.loss.ci_low), Value(c.loss.ci_high)}), &out);
+      AppendRow("95% CI accuracy",
+                FormatNumpyArray({Value(c.accuracy.ci_low), Value(c.accuracy.ci_high)}),
+                &out);
+    }
+    AppendRow("Brown-Forsythe F",
+              FormatNumpyArray({Value(c.loss.brown_forsythe_f),
+                                Value(c.accuracy.brown_forsythe_f)}),
+              &out);
+    AppendRow("Brown-Forsythe p",
+              FormatNumpyArray({Value(c.loss.brown_forsythe_p),
+                                Value(c.accuracy.brown_forsythe_p)}),
               &out);
   }
   return out;

@@ -13,16 +13,25 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "coordinator/analysis.h"
 
 namespace repro {
 
 // Reads every file and returns the printout: per file n, mean, stdev (ddof 0, the
 // study's figure, printed like NumPy: "[0.01994929 0.00301954]"), stdev (ddof 1), min
-// and max of [test loss, test accuracy]; and for each file but the reference, its stdev
-// over the reference's per column ("nan" where the reference's is 0) and that ratio
-// squared, the share of the reference's variance. Errors: InvalidArgument with no
-// paths or for a file without rows; ReadScoreCsv's errors, which name the file and line.
-absl::StatusOr<std::string> AnalyzeScores(const std::vector<std::string>& paths);
+// and max of [test loss, test accuracy]; and for each file but the reference, as the
+// report compares an arm with its reference arm (CompareScores in analysis.h): its
+// stdev over the reference's per column, that ratio squared (the share of the
+// reference's variance), the percentile-bootstrap 95% interval of the ratio
+// (`bootstrap_resamples` resamples, 0 for none, seeded with DeriveSeed(seed, "<file>
+// vs <reference>")) and the Brown-Forsythe test of equal variances (F and p); "nan"
+// where undefined (fewer than 2 rows in either file; for the ratio and its interval, a
+// reference stdev of 0), "inf" for an unbounded interval. Errors: InvalidArgument with
+// no paths, for a file without rows or a bootstrap count outside [0,
+// kMaxBootstrapResamples]; ReadScoreCsv's errors, which name the file and line.
+absl::StatusOr<std::string> AnalyzeScores(
+    const std::vector<std::string>& paths,
+    int bootstrap_resamples = kDefaultBootstrapResamples, uint64_t seed = 0);
 
 }  // namespace repro
 

@@ -2,6 +2,7 @@
 
 #include <fstream>
 #include <string>
+#include <utility>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -46,6 +47,57 @@ TEST(ScoresTest, RatiosAgainstTheLastFile) {
   ASSERT_TRUE(flat.ok()) << flat.status();
   EXPECT_THAT(*flat, HasSubstr("  stdev ratio          [2 nan]\n"
                                 "  variance share       [4 nan]\n"));
+  // Two rows each: the loss interval exists, the accuracy one does not.
+  EXPECT_THAT(*flat, HasSubstr("  95% CI accuracy      [nan nan]\n"));
+}
+
+// The study's same-seed file split in two: rows 0-24 and rows 25-49, as written.
+std::pair<std::string, std::string> SplitStudyFile() {
+  std::ifstream in(kSameSeedCsv);
+  std::string line, first, last;
+  for (int row = 0; std::getline(in, line); ++row) (row < 25 ? first : last) += line + "\n";
+  return {WriteTemp("first.csv", first), WriteTemp("last.csv", last)};
+}
+
+TEST(ScoresTest, ComparesWithTheReferenceLikeNumpyAndScipy) {
+  const auto [first, last] = SplitStudyFile();
+  auto out = AnalyzeScores({first, last});
+  ASSERT_TRUE(out.ok()) << out.status();
+  // NumPy 1.24 / SciPy 1.10.1 (Debian 12's python3-scipy) on the same rows:
+  // np.std(first, axis=0) = [0.02108622 0.00312831], np.std(last, axis=0) =
+  // [0.01874298 0.00290642], their ratio [1.12501949 1.07634427] and its square
+  // [1.26566886 1.158517]; stats.levene(first[:, c], last[:, c], center='median'):
+  // F 0.2158946673913182 and 0.4503946295154504, p 0.6442867718387224 and
+  // 0.5053644861471194.
+  EXPECT_THAT(*out, HasSubstr("reference: last.csv"));
+  EXPECT_THAT(*out, HasSubstr("first.csv:\n  n                    25\n"));
+  EXPECT_THAT(*out, HasSubstr("  stdev (ddof 0)       [0.02108622 0.00312831]\n"));
+  EXPECT_THAT(*out, HasSubstr("  stdev (ddof 0)       [0.01874298 0.00290642]\n"));
+  EXPECT_THAT(*out, HasSubstr("  stdev ratio          [1.12501949 1.07634427]\n"
+                              "  variance share       [1.26566886 1.158517]\n"));
+  EXPECT_THAT(*out, HasSubstr("  Brown-Forsythe F     [0.21589467 0.45039463]\n"
+                              "  Brown-Forsythe p     [0.64428677 0.50536449]\n"));
+  EXPECT_THAT(*out, HasSubstr("95% CI: of the stdev ratio, percentile bootstrap, 10000 "
+                              "resamples, seed 0\n"));
+  EXPECT_THAT(*out, HasSubstr("  95% CI loss          ["));
+  EXPECT_THAT(*out, HasSubstr("  95% CI accuracy      ["));
+}
+
+TEST(ScoresTest, BootstrapIsReproducibleAndSeeded) {
+  const auto [first, last] = SplitStudyFile();
+  auto a = AnalyzeScores({first, last}, 2000, 3);
+  auto b = AnalyzeScores({first, last}, 2000, 3);
+  auto c = AnalyzeScores({first, last}, 2000, 4);
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  EXPECT_EQ(*a, *b);
+  EXPECT_NE(*a, *c);
+  EXPECT_THAT(*a, HasSubstr("2000 resamples, seed 3"));
+  auto none = AnalyzeScores({first, last}, 0, 0);
+  ASSERT_TRUE(none.ok());
+  EXPECT_THAT(*none, ::testing::Not(HasSubstr("95% CI")));
+  EXPECT_THAT(*none, HasSubstr("Brown-Forsythe p"));
+  EXPECT_EQ(AnalyzeScores({first, last}, -1, 0).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(ScoresTest, Errors) {
