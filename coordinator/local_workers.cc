@@ -66,6 +66,7 @@ absl::StatusOr<std::string> FindWorkerBinary() {
 absl::Status LocalWorkers::Spawn(Child* child) {
   const std::string name = absl::StrCat("local-", getpid(), "-", child->slot);
   std::vector<std::string> args = {binary_, "--coordinator", address_, "--name", name};
+  args.insert(args.end(), extra_args_.begin(), extra_args_.end());
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);

@@ -25,10 +25,12 @@ absl::StatusOr<std::string> FindWorkerBinary();
 class LocalWorkers {
  public:
   using Log = std::function<void(const std::string&)>;
+  // `extra_args` are added to every worker's command line (TLS files).
   LocalWorkers(std::string binary, std::string coordinator_address, std::string log_prefix,
-               Log log)
+               Log log, std::vector<std::string> extra_args = {})
       : binary_(std::move(binary)), address_(std::move(coordinator_address)),
-        log_prefix_(std::move(log_prefix)), log_(std::move(log)) {}
+        log_prefix_(std::move(log_prefix)), log_(std::move(log)),
+        extra_args_(std::move(extra_args)) {}
   ~LocalWorkers() { StopAll(); }
 
   absl::Status Start(int count);
@@ -50,6 +52,7 @@ class LocalWorkers {
   std::string address_;
   std::string log_prefix_;
   Log log_;
+  std::vector<std::string> extra_args_;
   std::vector<Child> children_;
 };
 

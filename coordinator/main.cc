@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/cli.h"
 #include "common/plan.h"
+#include "common/security.h"
 #include "coordinator/local_workers.h"
 #include "coordinator/progress.h"
 #include "coordinator/service.h"
@@ -38,6 +39,11 @@ const std::vector<cli::FlagSpec> kFlags = {
     {"skip-data-check", false, "do not read the plan's dataset here (workers see other disks)"},
     {"heartbeat-ms", true, "heartbeat interval asked of workers (default 2000); leases expire after 3", "MS"},
     {"port-file", true, "write the port actually bound to this file (for scripts and tests)", "PATH"},
+    {"token-file", true, "admin token: every call needs it or the worker token (default $REPRO_TOKEN)", "PATH"},
+    {"worker-token-file", true, "a token for worker calls only (default $REPRO_WORKER_TOKEN)", "PATH"},
+    {"tls-cert", true, "serve TLS with this PEM certificate", "PEM"},
+    {"tls-key", true, "the certificate's PEM private key", "PEM"},
+    {"tls-ca", true, "require client certificates signed by this PEM CA (mutual TLS)", "PEM"},
 };
 
 struct Options {
@@ -49,7 +55,17 @@ struct Options {
   bool skip_data_check = false;
   int heartbeat_ms = 2000;
   std::string port_file;
+  std::string admin_token;
+  std::string worker_token;
+  TlsFiles tls;
 };
+
+// A token from a file flag, else from an environment variable, else none.
+absl::StatusOr<std::string> TokenFrom(const cli::ParsedArgs& args, const char* flag, const char* env) {
+  if (args.Has(flag)) return ReadSecretFile(args.Get(flag));
+  const char* value = std::getenv(env);
+  return std::string(value != nullptr ? value : "");
+}
 
 absl::StatusOr<Options> ParseOptions(int argc, char** argv, bool* help) {
   auto args = cli::Parse(argc, argv, kFlags);
@@ -72,6 +88,23 @@ absl::StatusOr<Options> ParseOptions(int argc, char** argv, bool* help) {
   o.exit_when_done = args->Has("exit-when-done");
   o.skip_data_check = args->Has("skip-data-check");
   o.port_file = args->Get("port-file");
+  auto admin = TokenFrom(*args, "token-file", "REPRO_TOKEN");
+  if (!admin.ok()) return admin.status();
+  o.admin_token = *admin;
+  auto worker = TokenFrom(*args, "worker-token-file", "REPRO_WORKER_TOKEN");
+  if (!worker.ok()) return worker.status();
+  o.worker_token = *worker;
+  if (!o.worker_token.empty() && o.admin_token.empty()) {
+    return absl::InvalidArgumentError(
+        "a worker token needs an admin token too (--token-file or REPRO_TOKEN), or nobody could read reports");
+  }
+  o.tls = TlsFiles{args->Get("tls-cert"), args->Get("tls-key"), args->Get("tls-ca")};
+  const std::string host = o.listen.substr(0, o.listen.rfind(':'));
+  if (!IsLoopbackHost(host) && o.admin_token.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--listen ", o.listen, " is reachable from other machines; give a token (--token-file or "
+        "REPRO_TOKEN) so that only your workers can lease runs"));
+  }
   if (o.plan_path.empty() && o.db_path.empty() && !*help) {
     return absl::InvalidArgumentError("give --plan PLAN.yaml (or --db PATH to resume a stored experiment)");
   }
@@ -170,13 +203,16 @@ int Run(int argc, char** argv) {
   ServiceOptions service_options;
   service_options.heartbeat_interval_ms = o.heartbeat_ms;
   service_options.lease_ttl_ms = 3 * o.heartbeat_ms;
-  CoordinatorService service(store->get(), plan, SystemClockMs, service_options, log);
+  CoordinatorService service(store->get(), plan, SystemClockMs, service_options, log,
+                             Authenticator(o.admin_token, o.worker_token));
+  auto credentials = MakeServerCredentials(o.tls);
+  if (!credentials.ok()) return cli::Fail(kProgram, std::string(credentials.status().message()), cli::kExitUsage);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(o.listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(o.listen, *credentials, &port);
   builder.RegisterService(static_cast<v1::WorkerService::CallbackService*>(&service));
   builder.RegisterService(static_cast<v1::ControlService::CallbackService*>(&service));
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
@@ -211,7 +247,16 @@ int Run(int argc, char** argv) {
   if (o.local_workers > 0) {
     auto binary = FindWorkerBinary();
     if (!binary.ok()) return cli::Fail(kProgram, std::string(binary.status().message()), cli::kExitUsage);
-    local = std::make_unique<LocalWorkers>(*binary, address, o.db_path + ".", log);
+    // Local workers dial this address with the coordinator's own secrets: the admin
+    // token, and for TLS its CA (or its certificate, when self-signed) and, for mutual
+    // TLS, its certificate and key.
+    std::vector<std::string> extra;
+    if (o.tls.enabled()) {
+      extra = {"--tls-ca", o.tls.ca.empty() ? o.tls.cert : o.tls.ca};
+      if (!o.tls.ca.empty()) extra.insert(extra.end(), {"--tls-cert", o.tls.cert, "--tls-key", o.tls.key});
+    }
+    if (!o.admin_token.empty()) setenv("REPRO_TOKEN", o.admin_token.c_str(), 1);
+    local = std::make_unique<LocalWorkers>(*binary, address, o.db_path + ".", log, extra);
     if (absl::Status s = local->Start(o.local_workers); !s.ok()) {
       return cli::Fail(kProgram, std::string(s.message()), cli::kExitError);
     }

@@ -13,11 +13,12 @@
 namespace repro {
 namespace {
 
-// Every handler does its (short, SQLite-bound) work inline and finishes at once.
+// Every handler does its (short, SQLite-bound) work inline and finishes at once; a
+// refused authorization finishes the call before any work.
 template <typename Fn>
-grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx, Fn&& fn) {
+grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx, const grpc::Status& auth, Fn&& fn) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  reactor->Finish(fn());
+  reactor->Finish(auth.ok() ? fn() : auth);
   return reactor;
 }
 
@@ -85,9 +86,28 @@ v1::RunSpec RunSpecFor(const Plan& plan, const ArmSpec& arm, const RunSeeds& see
 }
 
 CoordinatorService::CoordinatorService(RunStore* store, Plan plan, Clock clock,
-                                       ServiceOptions options, Log log)
+                                       ServiceOptions options, Log log, Authenticator auth)
     : store_(store), plan_(std::move(plan)), clock_(std::move(clock)), options_(options),
-      log_(std::move(log)) {}
+      log_(std::move(log)), auth_(std::move(auth)) {}
+
+grpc::Status CoordinatorService::Authorize(grpc::CallbackServerContext* ctx, Role needed,
+                                           const char* method) {
+  grpc::Status s = auth_.Check(*ctx, needed);
+  if (!s.ok()) log_(absl::StrCat("refused ", method, " from ", ctx->peer(), ": ", s.error_message()));
+  return s;
+}
+
+grpc::Status CoordinatorService::CheckLease(const std::string& worker, int64_t run_id,
+                                            int64_t lease_id) {
+  auto owner = store_->LeaseOwner(run_id, lease_id);
+  if (!owner.ok()) return ToGrpc(owner.status());
+  if (*owner != worker) {
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                        absl::StrCat("lease ", lease_id, " of run ", run_id,
+                                     " belongs to another worker"));
+  }
+  return grpc::Status::OK;
+}
 
 std::string CoordinatorService::Label(int64_t run_id) {
   auto label = store_->RunLabel(run_id);
@@ -178,6 +198,7 @@ grpc::Status CoordinatorService::DoHeartbeat(const v1::HeartbeatRequest& req,
                                              v1::HeartbeatResponse* resp) {
   if (grpc::Status s = CheckWorker(req.worker()); !s.ok()) return s;
   if (req.run_id() == 0) return grpc::Status::OK;
+  if (grpc::Status s = CheckLease(req.worker(), req.run_id(), req.lease_id()); !s.ok()) return s;
   if (req.epoch() < 0 || req.epoch() >= plan_.epochs || req.batch() < 0 || req.batches() < 0) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         absl::StrCat("heartbeat progress out of range: epoch ", req.epoch(),
@@ -193,6 +214,7 @@ grpc::Status CoordinatorService::DoHeartbeat(const v1::HeartbeatRequest& req,
 grpc::Status CoordinatorService::DoReportEpoch(const v1::ReportEpochRequest& req,
                                                v1::ReportEpochResponse* resp) {
   if (grpc::Status s = CheckWorker(req.worker()); !s.ok()) return s;
+  if (grpc::Status s = CheckLease(req.worker(), req.run_id(), req.lease_id()); !s.ok()) return s;
   if (req.epoch().epoch() < 0 || req.epoch().epoch() >= plan_.epochs) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         absl::StrCat("epoch ", req.epoch().epoch(), " is outside the plan's ",
@@ -207,6 +229,7 @@ grpc::Status CoordinatorService::DoReportEpoch(const v1::ReportEpochRequest& req
 grpc::Status CoordinatorService::DoComplete(const v1::CompleteRequest& req,
                                             v1::CompleteResponse* resp) {
   if (grpc::Status s = CheckWorker(req.worker()); !s.ok()) return s;
+  if (grpc::Status s = CheckLease(req.worker(), req.run_id(), req.lease_id()); !s.ok()) return s;
   const v1::RunResult& r = req.result();
   // A result is checked against the plan before anything is stored.
   std::string problem;
@@ -239,6 +262,7 @@ grpc::Status CoordinatorService::DoComplete(const v1::CompleteRequest& req,
 
 grpc::Status CoordinatorService::DoFail(const v1::FailRequest& req, v1::FailResponse* resp) {
   if (grpc::Status s = CheckWorker(req.worker()); !s.ok()) return s;
+  if (grpc::Status s = CheckLease(req.worker(), req.run_id(), req.lease_id()); !s.ok()) return s;
   const std::string error = req.error().substr(0, 4000);
   auto retry = store_->Fail(req.run_id(), req.lease_id(), error, clock_());
   if (!retry.ok()) return ToGrpc(retry.status());
@@ -251,6 +275,7 @@ grpc::Status CoordinatorService::DoFail(const v1::FailRequest& req, v1::FailResp
 grpc::Status CoordinatorService::DoRelease(const v1::ReleaseRequest& req,
                                            v1::ReleaseResponse* resp) {
   if (grpc::Status s = CheckWorker(req.worker()); !s.ok()) return s;
+  if (grpc::Status s = CheckLease(req.worker(), req.run_id(), req.lease_id()); !s.ok()) return s;
   const std::string reason = req.reason().substr(0, 4000);
   auto released = store_->Release(req.run_id(), req.lease_id(), reason, clock_());
   if (!released.ok()) return ToGrpc(released.status());
@@ -267,7 +292,12 @@ grpc::Status CoordinatorService::DoReport(const v1::ReportRequest& req, v1::Repo
   if (!format.ok()) return ToGrpc(format.status());
   auto view = store_->LoadView(plan_.experiment);
   if (!view.ok()) return ToGrpc(view.status());
-  const repro::Report report = Analyze(*view);
+  AnalysisOptions options;
+  options.reference_arm = req.reference_arm();
+  if (req.has_bootstrap_resamples()) options.bootstrap_resamples = req.bootstrap_resamples();
+  options.seed = req.seed();
+  if (absl::Status s = CheckAnalysisOptions(*view, options); !s.ok()) return ToGrpc(s);
+  const repro::Report report = Analyze(*view, options);
   resp->set_complete(report.complete);
   resp->set_runs_remaining(report.runs_remaining);
   if (!report.complete && !req.partial()) {
@@ -285,42 +315,42 @@ grpc::Status CoordinatorService::DoReport(const v1::ReportRequest& req, v1::Repo
 grpc::ServerUnaryReactor* CoordinatorService::Register(grpc::CallbackServerContext* ctx,
                                                        const v1::RegisterRequest* req,
                                                        v1::RegisterResponse* resp) {
-  return Unary(ctx, [&] { return DoRegister(*req, resp); });
+  return Unary(ctx, Authorize(ctx, Role::kWorker, "Register"), [&] { return DoRegister(*req, resp); });
 }
 grpc::ServerUnaryReactor* CoordinatorService::Lease(grpc::CallbackServerContext* ctx,
                                                     const v1::LeaseRequest* req,
                                                     v1::LeaseResponse* resp) {
-  return Unary(ctx, [&] { return DoLease(*req, resp); });
+  return Unary(ctx, Authorize(ctx, Role::kWorker, "Lease"), [&] { return DoLease(*req, resp); });
 }
 grpc::ServerUnaryReactor* CoordinatorService::Heartbeat(grpc::CallbackServerContext* ctx,
                                                         const v1::HeartbeatRequest* req,
                                                         v1::HeartbeatResponse* resp) {
-  return Unary(ctx, [&] { return DoHeartbeat(*req, resp); });
+  return Unary(ctx, Authorize(ctx, Role::kWorker, "Heartbeat"), [&] { return DoHeartbeat(*req, resp); });
 }
 grpc::ServerUnaryReactor* CoordinatorService::ReportEpoch(grpc::CallbackServerContext* ctx,
                                                           const v1::ReportEpochRequest* req,
                                                           v1::ReportEpochResponse* resp) {
-  return Unary(ctx, [&] { return DoReportEpoch(*req, resp); });
+  return Unary(ctx, Authorize(ctx, Role::kWorker, "ReportEpoch"), [&] { return DoReportEpoch(*req, resp); });
 }
 grpc::ServerUnaryReactor* CoordinatorService::Complete(grpc::CallbackServerContext* ctx,
                                                        const v1::CompleteRequest* req,
                                                        v1::CompleteResponse* resp) {
-  return Unary(ctx, [&] { return DoComplete(*req, resp); });
+  return Unary(ctx, Authorize(ctx, Role::kWorker, "Complete"), [&] { return DoComplete(*req, resp); });
 }
 grpc::ServerUnaryReactor* CoordinatorService::Fail(grpc::CallbackServerContext* ctx,
                                                    const v1::FailRequest* req,
                                                    v1::FailResponse* resp) {
-  return Unary(ctx, [&] { return DoFail(*req, resp); });
+  return Unary(ctx, Authorize(ctx, Role::kWorker, "Fail"), [&] { return DoFail(*req, resp); });
 }
 grpc::ServerUnaryReactor* CoordinatorService::Release(grpc::CallbackServerContext* ctx,
                                                       const v1::ReleaseRequest* req,
                                                       v1::ReleaseResponse* resp) {
-  return Unary(ctx, [&] { return DoRelease(*req, resp); });
+  return Unary(ctx, Authorize(ctx, Role::kWorker, "Release"), [&] { return DoRelease(*req, resp); });
 }
 grpc::ServerUnaryReactor* CoordinatorService::Status(grpc::CallbackServerContext* ctx,
                                                      const v1::StatusRequest*,
                                                      v1::StatusResponse* resp) {
-  return Unary(ctx, [&] {
+  return Unary(ctx, Authorize(ctx, Role::kAdmin, "Status"), [&] {
     auto status = BuildStatus(*store_, plan_.experiment);
     if (!status.ok()) return ToGrpc(status.status());
     *resp = std::move(*status);
@@ -330,12 +360,12 @@ grpc::ServerUnaryReactor* CoordinatorService::Status(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* CoordinatorService::Report(grpc::CallbackServerContext* ctx,
                                                      const v1::ReportRequest* req,
                                                      v1::ReportResponse* resp) {
-  return Unary(ctx, [&] { return DoReport(*req, resp); });
+  return Unary(ctx, Authorize(ctx, Role::kAdmin, "Report"), [&] { return DoReport(*req, resp); });
 }
 grpc::ServerUnaryReactor* CoordinatorService::Workers(grpc::CallbackServerContext* ctx,
                                                       const v1::WorkersRequest*,
                                                       v1::WorkersResponse* resp) {
-  return Unary(ctx, [&] {
+  return Unary(ctx, Authorize(ctx, Role::kAdmin, "Workers"), [&] {
     auto status = BuildStatus(*store_, plan_.experiment);
     if (!status.ok()) return ToGrpc(status.status());
     *resp->mutable_workers() = status->workers();
@@ -345,7 +375,7 @@ grpc::ServerUnaryReactor* CoordinatorService::Workers(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* CoordinatorService::Cancel(grpc::CallbackServerContext* ctx,
                                                      const v1::CancelRequest* req,
                                                      v1::CancelResponse* resp) {
-  return Unary(ctx, [&] {
+  return Unary(ctx, Authorize(ctx, Role::kAdmin, "Cancel"), [&] {
     const std::string reason = req->reason().empty() ? "by reproctl" : req->reason().substr(0, 500);
     auto n = store_->Cancel(plan_.experiment, reason);
     if (!n.ok()) return ToGrpc(n.status());

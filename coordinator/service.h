@@ -13,6 +13,7 @@
 #include <string>
 
 #include "common/plan.h"
+#include "common/security.h"
 #include "coordinator/store.h"
 #include "repro/v1/repro.grpc.pb.h"
 
@@ -37,7 +38,8 @@ class CoordinatorService final : public v1::WorkerService::CallbackService,
                                  public v1::ControlService::CallbackService {
  public:
   using Log = std::function<void(const std::string&)>;
-  CoordinatorService(RunStore* store, Plan plan, Clock clock, ServiceOptions options, Log log);
+  CoordinatorService(RunStore* store, Plan plan, Clock clock, ServiceOptions options, Log log,
+                     Authenticator auth = Authenticator("", ""));
 
   // Returns expired leases' runs to the queue; the coordinator calls it periodically
   // (Lease also calls it, so idle workers pick up abandoned runs promptly).
@@ -88,6 +90,10 @@ class CoordinatorService final : public v1::WorkerService::CallbackService,
   grpc::Status DoRelease(const v1::ReleaseRequest& req, v1::ReleaseResponse* resp);
   grpc::Status DoReport(const v1::ReportRequest& req, v1::ReportResponse* resp);
   grpc::Status CheckWorker(const std::string& worker);
+  // The caller's token allows `needed`; a refusal is logged with the peer, never the token.
+  grpc::Status Authorize(grpc::CallbackServerContext* ctx, Role needed, const char* method);
+  // The lease is the worker's own: no worker may report for another's run.
+  grpc::Status CheckLease(const std::string& worker, int64_t run_id, int64_t lease_id);
   const ArmSpec* FindArm(const std::string& name) const;
   std::string Label(int64_t run_id);
 
@@ -96,6 +102,7 @@ class CoordinatorService final : public v1::WorkerService::CallbackService,
   Clock clock_;
   ServiceOptions options_;
   Log log_;
+  const Authenticator auth_;
 };
 
 // Turns a Status from the store or the analyses into the gRPC status a client sees.

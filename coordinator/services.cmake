@@ -10,7 +10,7 @@ target_link_libraries(repro_store PUBLIC repro_plan repro_analysis repro_proto S
 # The gRPC service, the scheduler and the local-worker launcher.
 add_library(repro_coordinator service.cc local_workers.cc progress.cc)
 target_include_directories(repro_coordinator PUBLIC ${PROJECT_SOURCE_DIR})
-target_link_libraries(repro_coordinator PUBLIC repro_store repro_proto repro_dataset repro_cli gRPC::grpc++
+target_link_libraries(repro_coordinator PUBLIC repro_store repro_proto repro_dataset repro_cli repro_security gRPC::grpc++
                       gRPC::grpc++_reflection absl::synchronization)
 
 add_executable(coordinator main.cc)

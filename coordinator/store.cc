@@ -542,6 +542,15 @@ absl::Status RunStore::LoadResult(int64_t attempt_id, RunResult* r) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::string> RunStore::LeaseOwner(int64_t run_id, int64_t lease_id) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(auto q, db_->Prepare("SELECT worker FROM attempts WHERE id = ? AND run_id = ?"));
+  q->Bind(1, lease_id).Bind(2, run_id);
+  ASSIGN_OR_RETURN(bool row, q->Step());
+  if (!row) return absl::NotFoundError(absl::StrCat("run ", run_id, " has no attempt ", lease_id));
+  return q->Text(0);
+}
+
 absl::StatusOr<std::string> RunStore::RunLabel(int64_t run_id) {
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(auto q, db_->Prepare("SELECT arm, idx FROM runs WHERE id = ?"));

@@ -101,6 +101,9 @@ class RunStore {
   // Marks every pending and running run of the experiment failed with the reason.
   absl::StatusOr<int> Cancel(const std::string& experiment, const std::string& reason);
 
+  // The worker that holds (or held) attempt `lease_id` of the run; NOT_FOUND when the
+  // run has no such attempt.
+  absl::StatusOr<std::string> LeaseOwner(int64_t run_id, int64_t lease_id);
   // "arm#index" of a run, for log lines.
   absl::StatusOr<std::string> RunLabel(int64_t run_id);
 

@@ -6,10 +6,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <limits>
 #include <unistd.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/cli.h"
+#include "common/security.h"
 #include "coordinator/analysis.h"
 #include "coordinator/report.h"
 #include "coordinator/scores.h"
@@ -27,23 +29,32 @@ const std::vector<cli::FlagSpec> kFlags = {
     {"coordinator", true, "coordinator address (default $REPRO_COORDINATOR)", "HOST:PORT"},
     {"db", true, "read this SQLite file directly instead of asking a coordinator", "PATH"},
     {"experiment", true, "with --db: which experiment (default: the only or latest one)", "NAME"},
-    {"format", true, "status: text|json; report: text|json|csv (default text)", "FORMAT"},
+    {"format", true, "status: text|json; report: text|json|csv|html (default text)", "FORMAT"},
     {"arm", true, "report: only this arm (csv needs it)", "NAME"},
+    {"reference-arm", true, "report: compare every arm's spread with this arm (default different_seeds)", "NAME"},
+    {"bootstrap", true, "report, analyze-scores: bootstrap resamples of the stdev ratio's 95% CI (default 10000; 0: none)", "N"},
+    {"seed", true, "report, analyze-scores: seed of the bootstrap (default 0)", "S"},
     {"partial", false, "report: report an experiment that has not finished"},
     {"output", true, "write to this file instead of standard output", "FILE"},
     {"timeout-ms", true, "deadline of each call to the coordinator (default 10000)", "MS"},
     {"reason", true, "cancel: why, kept with every cancelled run", "TEXT"},
+    {"token-file", true, "the coordinator's token (default $REPRO_TOKEN)", "PATH"},
+    {"tls-ca", true, "connect with TLS, verifying the coordinator with this PEM CA", "PEM"},
+    {"tls-cert", true, "client certificate for mutual TLS", "PEM"},
+    {"tls-key", true, "its PEM private key", "PEM"},
 };
 
 constexpr char kSynopsis[] =
     "reproctl [--coordinator HOST:PORT | --db PATH] COMMAND [flags]\n\n"
     "commands:\n"
     "  status [--format text|json]                 runs pending/running/done/failed, workers, ETA\n"
-    "  report [--format text|json|csv] [--arm NAME] [--partial] [--output FILE]\n"
+    "  report [--format text|json|csv|html] [--arm NAME] [--partial] [--output FILE]\n"
+    "         [--reference-arm NAME] [--bootstrap N] [--seed S]\n"
     "                                              equality, divergence and spread per arm\n"
     "  workers                                     the workers and what they run\n"
     "  cancel [--reason TEXT]                      stop handing out runs (coordinator only)\n"
-    "  analyze-scores FILE.csv [FILE.csv ...]      spread of score files like the study's";
+    "  analyze-scores FILE.csv [FILE.csv ...] [--bootstrap N] [--seed S]\n"
+    "                                              spread of score files like the study's";
 
 struct Result {
   std::string body;
@@ -87,10 +98,31 @@ absl::StatusOr<std::string> PickExperiment(RunStore& store, const cli::ParsedArg
                                                  args.Get("experiment"), "\""));
 }
 
+// The bootstrap flags shared by report and analyze-scores.
+absl::Status ParseBootstrap(const cli::ParsedArgs& args, AnalysisOptions* options) {
+  auto resamples = args.GetInt("bootstrap", kDefaultBootstrapResamples, 0, kMaxBootstrapResamples);
+  if (!resamples.ok()) return resamples.status();
+  auto seed = args.GetInt("seed", 0, 0, std::numeric_limits<long long>::max());
+  if (!seed.ok()) return seed.status();
+  options->bootstrap_resamples = static_cast<int>(*resamples);
+  options->seed = static_cast<uint64_t>(*seed);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<AnalysisOptions> ReportOptions(const cli::ParsedArgs& args) {
+  AnalysisOptions options;
+  options.reference_arm = args.Get("reference-arm");
+  if (absl::Status s = ParseBootstrap(args, &options); !s.ok()) return s;
+  return options;
+}
+
 Result ReportFromView(const ExperimentView& view, const cli::ParsedArgs& args) {
+  auto options = ReportOptions(args);
+  if (!options.ok()) return Error(options.status());
+  if (absl::Status s = CheckAnalysisOptions(view, *options); !s.ok()) return Error(s);
   auto format = ParseReportFormat(args.Get("format", "text"));
   if (!format.ok()) return Error(format.status());
-  const repro::Report report = Analyze(view);
+  const repro::Report report = Analyze(view, *options);
   if (!report.complete && !args.Has("partial")) {
     return Result{"", cli::kExitIncomplete,
                   absl::StrCat("experiment ", view.name, " has not finished: ", report.runs_remaining,
@@ -132,10 +164,15 @@ Result FromCoordinator(const std::string& command, const cli::ParsedArgs& args,
                        const std::string& address) {
   auto timeout = args.GetInt("timeout-ms", 10000, 1, 3600000);
   if (!timeout.ok()) return Error(timeout.status());
-  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  auto token = ClientToken(args.Get("token-file"));
+  if (!token.ok()) return Error(token.status());
+  auto credentials = MakeChannelCredentials({args.Get("tls-cert"), args.Get("tls-key"), args.Get("tls-ca")});
+  if (!credentials.ok()) return Error(credentials.status());
+  auto channel = grpc::CreateChannel(address, *credentials);
   auto stub = v1::ControlService::NewStub(channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(*timeout));
+  AttachToken(&ctx, *token);
   auto rpc_error = [&](const grpc::Status& s) {
     if (s.error_code() == grpc::StatusCode::UNAVAILABLE ||
         s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
@@ -161,6 +198,11 @@ Result FromCoordinator(const std::string& command, const cli::ParsedArgs& args,
     req.set_format(ReportFormatName(*format));
     req.set_arm(args.Get("arm"));
     req.set_partial(args.Has("partial"));
+    auto options = ReportOptions(args);
+    if (!options.ok()) return Error(options.status());
+    req.set_reference_arm(options->reference_arm);
+    req.set_bootstrap_resamples(options->bootstrap_resamples);
+    req.set_seed(options->seed);
     v1::ReportResponse resp;
     grpc::Status s = stub->Report(&ctx, req, &resp);
     if (s.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
@@ -191,7 +233,11 @@ int Run(int argc, char** argv) {
   if (command == "analyze-scores") {
     std::vector<std::string> files(args->positional.begin() + 1, args->positional.end());
     if (files.empty()) return cli::Fail(kProgram, "analyze-scores needs at least one FILE.csv", cli::kExitUsage);
-    auto body = AnalyzeScores(files);
+    AnalysisOptions options;
+    if (absl::Status s = ParseBootstrap(*args, &options); !s.ok()) {
+      return cli::Fail(kProgram, std::string(s.message()), cli::kExitUsage);
+    }
+    auto body = AnalyzeScores(files, options.bootstrap_resamples, options.seed);
     if (!body.ok()) return Emit(*args, Result{"", cli::kExitUsage, std::string(body.status().message())});
     return Emit(*args, Ok(*body));
   }

@@ -23,7 +23,14 @@ using testing::ChildProcess;
 
 class RpcTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void SetUp() override { StartCoordinator({}); }
+
+  // Starts a coordinator on a free loopback port with `extra` flags and connects to it
+  // with `credentials` (insecure by default).
+  void StartCoordinator(const std::vector<std::string>& extra,
+                        std::shared_ptr<grpc::ChannelCredentials> credentials =
+                            grpc::InsecureChannelCredentials(),
+                        const std::string& target_host = "127.0.0.1") {
     std::string pattern = ::testing::TempDir() + "repro_rpc_XXXXXX";
     ASSERT_NE(mkdtemp(pattern.data()), nullptr);
     dir_ = pattern;
@@ -31,39 +38,53 @@ class RpcTest : public ::testing::Test {
                        "experiment: rpc\nruns: 1\nepochs: 2\n"
                        "dataset: {path: " REPRO_FASHION_MNIST ", train_limit: 100, test_limit: 50}\n");
     const std::string port_file = dir_ + "/port";
-    ASSERT_EQ(coordinator_.Start({REPRO_COORDINATOR_BIN, "--plan", dir_ + "/plan.yaml", "--db",
-                                  dir_ + "/rpc.db", "--listen", "127.0.0.1:0", "--port-file",
-                                  port_file},
-                                 dir_, dir_ + "/c.out", dir_ + "/c.err"),
-              "");
-    for (int i = 0; i < 1500 && port_ == 0; ++i) {
+    std::vector<std::string> argv = {REPRO_COORDINATOR_BIN, "--plan", dir_ + "/plan.yaml", "--db",
+                                     dir_ + "/rpc.db", "--listen", "127.0.0.1:0", "--port-file",
+                                     port_file};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    ASSERT_EQ(coordinator_.Start(argv, dir_, dir_ + "/c.out", dir_ + "/c.err"), "");
+    for (int i = 0; i < 1500 && port_ == 0 && coordinator_.Running(); ++i) {
       const std::string text = testing::ReadFile(port_file);
       if (!text.empty() && text.back() == '\n') port_ = std::atoi(text.c_str());
       if (port_ == 0) std::this_thread::sleep_for(20ms);
     }
     ASSERT_GT(port_, 0) << testing::ReadFile(dir_ + "/c.err");
-    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port_),
-                                   grpc::InsecureChannelCredentials());
+    grpc::ChannelArguments args;
+    if (target_host != "127.0.0.1") args.SetSslTargetNameOverride(target_host);
+    channel_ = grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port_), credentials, args);
     workers_ = v1::WorkerService::NewStub(channel_);
+    control_ = v1::ControlService::NewStub(channel_);
   }
+
   void TearDown() override {
     coordinator_.KillAll();
     std::error_code ignored;
     if (!HasFailure()) std::filesystem::remove_all(dir_, ignored);
   }
 
-  std::unique_ptr<grpc::ClientContext> Ctx() {
+  std::unique_ptr<grpc::ClientContext> Ctx(const std::string& token = "") {
     auto ctx = std::make_unique<grpc::ClientContext>();
     ctx->set_deadline(std::chrono::system_clock::now() + 10s);
+    if (!token.empty()) ctx->AddMetadata("authorization", "Bearer " + token);
     return ctx;
   }
 
-  void Register(const std::string& name) {
+  void Register(const std::string& name, const std::string& token = "") {
     v1::RegisterRequest req;
     req.mutable_worker()->set_name(name);
     v1::RegisterResponse resp;
-    ASSERT_TRUE(workers_->Register(Ctx().get(), req, &resp).ok());
+    ASSERT_TRUE(workers_->Register(Ctx(token).get(), req, &resp).ok());
     EXPECT_EQ(resp.experiment(), "rpc");
+  }
+
+  v1::RunAssignment LeaseOne(const std::string& worker, const std::string& token = "") {
+    v1::LeaseRequest req;
+    req.set_worker(worker);
+    v1::LeaseResponse resp;
+    grpc::Status s = workers_->Lease(Ctx(token).get(), req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    EXPECT_TRUE(resp.has_run());
+    return resp.run();
   }
 
   std::string dir_;
@@ -71,6 +92,7 @@ class RpcTest : public ::testing::Test {
   int port_ = 0;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::WorkerService::Stub> workers_;
+  std::unique_ptr<v1::ControlService::Stub> control_;
 };
 
 TEST_F(RpcTest, HealthServiceSaysServing) {
@@ -143,6 +165,184 @@ TEST_F(RpcTest, AResultThatDoesNotFitThePlanIsRefusedAndNothingIsCounted) {
   hb.set_epoch(7);  // outside the plan's two epochs
   EXPECT_EQ(workers_->Heartbeat(Ctx().get(), hb, &hb_resp).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(RpcTest, AWorkerMayNotReportForAnotherWorkersLease) {
+  Register("owner");
+  Register("intruder");
+  const v1::RunAssignment run = LeaseOne("owner");
+  v1::HeartbeatRequest hb;
+  hb.set_worker("intruder");
+  hb.set_run_id(run.run_id());
+  hb.set_lease_id(run.lease_id());
+  v1::HeartbeatResponse hb_resp;
+  EXPECT_EQ(workers_->Heartbeat(Ctx().get(), hb, &hb_resp).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  v1::FailRequest fail;
+  fail.set_worker("intruder");
+  fail.set_run_id(run.run_id());
+  fail.set_lease_id(run.lease_id());
+  fail.set_error("sabotage");
+  v1::FailResponse fail_resp;
+  grpc::Status s = workers_->Fail(Ctx().get(), fail, &fail_resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(absl::StrContains(s.error_message(), "belongs to another worker")) << s.error_message();
+  // The owner's lease is untouched.
+  hb.set_worker("owner");
+  ASSERT_TRUE(workers_->Heartbeat(Ctx().get(), hb, &hb_resp).ok());
+  EXPECT_TRUE(hb_resp.lease_valid());
+}
+
+TEST(ListenTest, AnAddressOtherMachinesCanReachNeedsAToken) {
+  const std::string dir = ::testing::TempDir();
+  testing::WriteFile(dir + "/open.yaml", "experiment: open\nruns: 1\nepochs: 1\n"
+                     "dataset: {path: " REPRO_FASHION_MNIST ", train_limit: 100, test_limit: 50}\n");
+  testing::CommandResult r = testing::RunCommand(
+      {REPRO_COORDINATOR_BIN, "--plan", dir + "/open.yaml", "--db", dir + "/open.db", "--listen",
+       "0.0.0.0:0"},
+      dir, 30s);
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "reachable from other machines")) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/open.db"));
+}
+
+// ------------------------------------------------------------------ tokens
+
+class TokenTest : public RpcTest {
+ protected:
+  void SetUp() override {
+    std::string pattern = ::testing::TempDir() + "repro_tokens_XXXXXX";
+    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
+    secrets_ = pattern;
+    testing::WriteFile(secrets_ + "/admin", "admin-secret-1234\n");
+    testing::WriteFile(secrets_ + "/worker", "worker-secret-5678\n");
+    StartCoordinator({"--token-file", secrets_ + "/admin", "--worker-token-file", secrets_ + "/worker"});
+  }
+  void TearDown() override {
+    RpcTest::TearDown();
+    std::error_code ignored;
+    std::filesystem::remove_all(secrets_, ignored);
+  }
+  grpc::StatusCode StatusCall(const std::string& token) {
+    v1::StatusResponse resp;
+    return control_->Status(Ctx(token).get(), v1::StatusRequest(), &resp).error_code();
+  }
+  std::string secrets_;
+};
+
+TEST_F(TokenTest, CallsWithoutTheRightTokenAreRefusedAndLoggedWithoutIt) {
+  EXPECT_EQ(StatusCall(""), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(StatusCall("admin-secret-123"), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(StatusCall("admin-secret-1234"), grpc::StatusCode::OK);
+  v1::RegisterRequest req;
+  req.mutable_worker()->set_name("w");
+  v1::RegisterResponse resp;
+  EXPECT_EQ(workers_->Register(Ctx("").get(), req, &resp).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(workers_->Register(Ctx("wrong").get(), req, &resp).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_TRUE(workers_->Register(Ctx("worker-secret-5678").get(), req, &resp).ok());
+  EXPECT_TRUE(workers_->Register(Ctx("admin-secret-1234").get(), req, &resp).ok());
+  const std::string log = testing::ReadFile(dir_ + "/c.err");
+  EXPECT_TRUE(absl::StrContains(log, "refused Status from")) << log;
+  EXPECT_FALSE(absl::StrContains(log, "secret")) << "a token reached the log:\n" << log;
+}
+
+TEST_F(TokenTest, AWorkerTokenCannotMakeAdminCalls) {
+  EXPECT_EQ(StatusCall("worker-secret-5678"), grpc::StatusCode::PERMISSION_DENIED);
+  v1::CancelRequest req;
+  v1::CancelResponse resp;
+  EXPECT_EQ(control_->Cancel(Ctx("worker-secret-5678").get(), req, &resp).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  v1::ReportRequest report;
+  report.set_partial(true);
+  v1::ReportResponse report_resp;
+  EXPECT_EQ(control_->Report(Ctx("worker-secret-5678").get(), report, &report_resp).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+}
+
+TEST_F(TokenTest, HealthNeedsNoToken) {
+  auto health = grpc::health::v1::Health::NewStub(channel_);
+  grpc::health::v1::HealthCheckRequest req;
+  grpc::health::v1::HealthCheckResponse resp;
+  ASSERT_TRUE(health->Check(Ctx().get(), req, &resp).ok());
+  EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+}
+
+// ------------------------------------------------------------------ TLS
+
+// Certificates made by the test with openssl: a CA, a server certificate for
+// "repro.test" and 127.0.0.1, and a client certificate, all signed by the CA.
+class TlsTest : public RpcTest {
+ protected:
+  void SetUp() override {
+    std::string pattern = ::testing::TempDir() + "repro_tls_XXXXXX";
+    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
+    pki_ = pattern;
+    const std::string script = absl::StrCat(
+        "set -e; cd ", pki_, "; exec 2>openssl.log;"
+        "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=repro-test-ca;"
+        "printf 'subjectAltName=DNS:repro.test,IP:127.0.0.1' > san.ext;"
+        "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=repro.test;"
+        "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile san.ext;"
+        "openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj /CN=repro-worker;"
+        "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2;");
+    if (std::system(("bash -c '" + script + "'").c_str()) != 0) {
+      GTEST_SKIP() << "openssl could not make test certificates: "
+                   << testing::ReadFile(pki_ + "/openssl.log");
+    }
+  }
+  void TearDown() override {
+    RpcTest::TearDown();
+    std::error_code ignored;
+    std::filesystem::remove_all(pki_, ignored);
+  }
+  std::shared_ptr<grpc::ChannelCredentials> Client(bool with_certificate) {
+    grpc::SslCredentialsOptions options;
+    options.pem_root_certs = testing::ReadFile(pki_ + "/ca.pem");
+    if (with_certificate) {
+      options.pem_cert_chain = testing::ReadFile(pki_ + "/client.pem");
+      options.pem_private_key = testing::ReadFile(pki_ + "/client.key");
+    }
+    return grpc::SslCredentials(options);
+  }
+  bool Healthy() {
+    auto health = grpc::health::v1::Health::NewStub(channel_);
+    grpc::health::v1::HealthCheckRequest req;
+    grpc::health::v1::HealthCheckResponse resp;
+    auto ctx = Ctx();
+    ctx->set_deadline(std::chrono::system_clock::now() + 5s);
+    return health->Check(ctx.get(), req, &resp).ok();
+  }
+  std::string pki_;
+};
+
+TEST_F(TlsTest, ServerTlsRoundTrip) {
+  StartCoordinator({"--tls-cert", pki_ + "/server.pem", "--tls-key", pki_ + "/server.key"},
+                   Client(false), "repro.test");
+  EXPECT_TRUE(Healthy());
+  Register("w");
+}
+
+TEST_F(TlsTest, PlainTextIsRefusedByATlsServer) {
+  StartCoordinator({"--tls-cert", pki_ + "/server.pem", "--tls-key", pki_ + "/server.key"},
+                   grpc::InsecureChannelCredentials());
+  EXPECT_FALSE(Healthy());
+}
+
+TEST_F(TlsTest, MutualTlsNeedsAClientCertificateFromTheCa) {
+  StartCoordinator({"--tls-cert", pki_ + "/server.pem", "--tls-key", pki_ + "/server.key",
+                    "--tls-ca", pki_ + "/ca.pem"},
+                   Client(true), "repro.test");
+  EXPECT_TRUE(Healthy());
+  Register("w");
+  // The same server, a client without a certificate.
+  channel_ = grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port_), Client(false), [] {
+    grpc::ChannelArguments args;
+    args.SetSslTargetNameOverride("repro.test");
+    return args;
+  }());
+  EXPECT_FALSE(Healthy());
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/cli.h"
+#include "common/security.h"
 #include "proto/convert.h"
 #include "worker/scheduled_events.h"
 
@@ -83,7 +84,8 @@ WorkerDaemon::WorkerDaemon(WorkerOptions options, const std::atomic<int>* stop_s
   // up to two minutes between connection attempts.
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   args.SetMaxSendMessageSize(64 << 20);
-  channel_ = grpc::CreateCustomChannel(options_.coordinator, grpc::InsecureChannelCredentials(), args);
+  auto credentials = options_.credentials ? options_.credentials : grpc::InsecureChannelCredentials();
+  channel_ = grpc::CreateCustomChannel(options_.coordinator, credentials, args);
   stub_ = v1::WorkerService::NewStub(channel_);
 }
 
@@ -91,6 +93,7 @@ std::unique_ptr<grpc::ClientContext> WorkerDaemon::Context() const {
   auto ctx = std::make_unique<grpc::ClientContext>();
   ctx->set_deadline(std::chrono::system_clock::now() +
                     std::chrono::milliseconds(options_.rpc_timeout_ms));
+  AttachToken(ctx.get(), options_.token);
   return ctx;
 }
 

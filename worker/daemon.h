@@ -13,6 +13,8 @@
 #include <memory>
 #include <string>
 
+#include <grpcpp/security/credentials.h>
+
 #include "repro/v1/repro.grpc.pb.h"
 #include "worker/engine/engine.h"
 
@@ -27,6 +29,8 @@ struct WorkerOptions {
   // Azure Scheduled Events URL to poll for preemption notices; empty = none.
   std::string scheduled_events_url;
   int scheduled_events_interval_ms = 5000;
+  std::string token;            // sent with every call ("" = none)
+  std::shared_ptr<grpc::ChannelCredentials> credentials;  // TLS or insecure
   int rpc_timeout_ms = 10000;   // deadline of every call
   int max_backoff_ms = 30000;
 };

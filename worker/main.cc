@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/cli.h"
+#include "common/security.h"
 #include "worker/daemon.h"
 #include "worker/scheduled_events.h"
 
@@ -24,6 +25,10 @@ const std::vector<repro::cli::FlagSpec> kFlags = {
     {"threads", true, "intra-op threads when the plan leaves them unset (default: all cores)", "N"},
     {"artifacts", true, "folder for exported weights (default ./artifacts)", "DIR"},
     {"stay", false, "keep waiting for runs after the experiment finished"},
+    {"token-file", true, "the coordinator's token (default $REPRO_TOKEN)", "PATH"},
+    {"tls-ca", true, "connect with TLS, verifying the coordinator with this PEM CA", "PEM"},
+    {"tls-cert", true, "client certificate for mutual TLS", "PEM"},
+    {"tls-key", true, "its PEM private key", "PEM"},
     {"scheduled-events", true, "poll this Azure Scheduled Events URL and drain on a preemption notice", "URL"},
     {"scheduled-events-interval-ms", true, "how often to poll it (default 5000)", "MS"},
 };
@@ -54,6 +59,13 @@ int Run(int argc, char** argv) {
   options.threads = static_cast<int>(*threads);
   options.stay = args->Has("stay");
   options.artifacts = args->Get("artifacts", "artifacts");
+  auto token = repro::ClientToken(args->Get("token-file"));
+  if (!token.ok()) return cli::Fail(kProgram, std::string(token.status().message()), cli::kExitUsage);
+  options.token = *token;
+  auto credentials = repro::MakeChannelCredentials(
+      {args->Get("tls-cert"), args->Get("tls-key"), args->Get("tls-ca")});
+  if (!credentials.ok()) return cli::Fail(kProgram, std::string(credentials.status().message()), cli::kExitUsage);
+  options.credentials = *credentials;
   options.scheduled_events_url = args->Get("scheduled-events");
   auto interval = args->GetInt("scheduled-events-interval-ms", 5000, 100, 3600000);
   if (!interval.ok()) return cli::Fail(kProgram, std::string(interval.status().message()), cli::kExitUsage);
