@@ -11,11 +11,14 @@ PACKAGES=(cmake ninja-build g++ pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libsqlite3-dev sqlite3 libyaml-cpp-dev libtorch-dev libxxhash-dev zlib1g-dev
   nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev dataset-fashion-mnist)
+# Only the tests need these: certificates for the TLS tests, a browser for the HTML
+# report, shellcheck and a YAML parser for deploy/, NumPy to read exported weights.
+TEST_PACKAGES=(openssl chromium shellcheck python3-yaml python3-numpy)
 BUILD_DIR=${REPRO_BUILD_DIR:-build}
 
-install_packages() {
+install_packages() {  # install_packages PACKAGE...
   local missing=()
-  for p in "${PACKAGES[@]}"; do
+  for p in "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
@@ -34,7 +37,7 @@ build() {
 
 case "${1:-}" in
   demo)
-    install_packages
+    install_packages "${PACKAGES[@]}"
     build
     mkdir -p demo
     rm -f demo/fashion-quick.db demo/fashion-quick.db-wal demo/fashion-quick.db-shm
@@ -45,7 +48,7 @@ case "${1:-}" in
     "$BUILD_DIR/reproctl/reproctl" --db demo/fashion-quick.db report
     ;;
   test)
-    install_packages
+    install_packages "${PACKAGES[@]}" "${TEST_PACKAGES[@]}"
     build
     echo "==> running the tests"
     ctest --test-dir "$BUILD_DIR" --output-on-failure --timeout 600
