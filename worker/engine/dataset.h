@@ -13,8 +13,8 @@
 
 namespace repro::engine {
 
-// OK for the dataset kinds the engine reads ("fashion-mnist", "mnist": IDX files);
-// INVALID_ARGUMENT naming the kind otherwise.
+// OK for the dataset kinds the engine reads ("fashion-mnist", "mnist": IDX files;
+// "cifar10": CIFAR-10's binary version); INVALID_ARGUMENT naming the kind otherwise.
 absl::Status CheckDatasetKind(const std::string& kind);
 
 // Reads and validates both splits of a dataset directory as a run would: the
@@ -22,8 +22,10 @@ absl::Status CheckDatasetKind(const std::string& kind);
 // same name without ".gz"), magic numbers and image size are right, no file is
 // truncated or corrupt, image and label counts agree, labels are in range, and the
 // limits (0 = all) do not exceed the samples there are. Decompresses everything
-// (about 30 MB for Fashion-MNIST, well under a second). Errors are INVALID_ARGUMENT
-// with one sentence naming the file or value at fault.
+// (about 30 MB for Fashion-MNIST, well under a second). For "cifar10" the same through
+// cifar_dataset.h: the six .bin files exist, each is a whole, non-zero number of
+// 3073-byte records, every label is 0..9 (reads all 180 MB, keeping none of it).
+// Errors are INVALID_ARGUMENT with one sentence naming the file or value at fault.
 absl::Status CheckDataset(const std::string& kind, const std::string& path,
                           int64_t train_limit = 0, int64_t test_limit = 0);
 

@@ -33,16 +33,22 @@ struct RunSpec {
   double lr = 0.001;
   double momentum = 0.9;           // sgd only
   int epochs = 1;
-  // "constant", or "keras-cifar10": the study's lr x1, x0.1 after epoch 80, x0.01 after
-  // 120, x0.001 after 160, x0.0005 after 180 (epochs counted from 1, as Keras's).
+  // "constant", or "keras-cifar10": the study's lr_schedule(epoch) with Keras's 0-based
+  // epoch index: lr x1 for epochs 0..80, x0.1 from 81, x0.01 from 121, x0.001 from 161,
+  // x0.0005 from 181 (schedule.h has the exact rule). EpochRecord::lr records it.
   std::string lr_schedule = "constant";
-  // ReduceLROnPlateau on validation loss (Keras semantics), applied after the schedule.
+  // ReduceLROnPlateau on validation loss (Keras 2.2.4 semantics, schedule.h). As in
+  // Keras, the keras-cifar10 schedule resets the lr at every epoch's begin, so with it
+  // the plateau callback never changes the lr an epoch trains with (the study's case);
+  // with "constant" it reduces the lr as it does alone.
   bool plateau = false;
   double plateau_factor = 0.31622776601683794;  // sqrt(0.1)
   int plateau_patience = 5;
   double plateau_min_lr = 0.5e-6;
-  // Augmentation (Keras's example): random shifts up to this fraction of the image,
-  // horizontal flips; drawn from its own generator seeded with augment_seed.
+  // Augmentation (Keras's example): random shifts up to this fraction of the image
+  // (rounded to whole pixels, nearest-edge fill), horizontal flips with probability 0.5;
+  // drawn per (augment_seed, epoch, sample index) from the engine's own generator
+  // (augment.h). Batch digests then cover the draws too.
   bool augment = false;
   double augment_shift = 0.1;
   bool augment_flip = true;
@@ -51,14 +57,21 @@ struct RunSpec {
   uint64_t shuffle_seed = 0;
   uint64_t augment_seed = 0;
   // Determinism
+  // at::globalContext().setDeterministicAlgorithms and setDeterministicCuDNN; on cuda
+  // also CUBLAS_WORKSPACE_CONFIG=:4096:8 (unless already :4096:8 or :16:8), set before
+  // any CUDA work. RunResult::environment records what was in force.
   bool deterministic_algorithms = true;
-  bool cudnn_benchmark = false;
+  bool cudnn_benchmark = false;    // at::globalContext().setBenchmarkCuDNN
   int threads = 1;                 // intra-op threads; 0 = leave LibTorch's default
   std::string device = "cpu";
   // Fingerprints and exports
   bool keep_batch_digests = false; // fill EpochRecord::batch_digests
   bool keep_predictions = true;    // fill RunResult::predictions
-  std::string export_dir;          // where weight files go; empty = no export
+  // Weight exports (safetensors.h; tensors named and ordered as the fingerprints):
+  // <export_dir>/initial.safetensors before the first step, epoch-K.safetensors after
+  // epoch K (0-based, as EpochRecord::epoch), final.safetensors after the last; the
+  // directory is created. Empty export_dir = no export whatever the flags say.
+  std::string export_dir;
   bool export_initial = false;
   bool export_final = false;
   bool export_every_epoch = false;

@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "worker/engine/cifar_dataset.h"
 #include "worker/engine/dataset.h"
 
 namespace repro::engine {
@@ -303,14 +304,18 @@ absl::StatusOr<IdxSplit> ReadIdxSplit(const std::string& dir, Split split, int64
 }
 
 absl::Status CheckDatasetKind(const std::string& kind) {
-  if (kind == "fashion-mnist" || kind == "mnist") return absl::OkStatus();
+  if (kind == "fashion-mnist" || kind == "mnist" || kind == "cifar10") return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(
-      "unknown dataset kind \"", kind, "\" (this engine reads fashion-mnist and mnist)"));
+      "unknown dataset kind \"", kind, "\" (this engine reads fashion-mnist, mnist and cifar10)"));
 }
 
 absl::Status CheckDataset(const std::string& kind, const std::string& path, int64_t train_limit,
                           int64_t test_limit) {
   if (absl::Status s = CheckDatasetKind(kind); !s.ok()) return s;
+  if (kind == "cifar10") {
+    if (absl::Status s = CheckCifarSplit(path, Split::kTrain, train_limit); !s.ok()) return s;
+    return CheckCifarSplit(path, Split::kTest, test_limit);
+  }
   auto train = ReadIdxSplit(path, Split::kTrain, train_limit);
   if (!train.ok()) return train.status();
   auto test = ReadIdxSplit(path, Split::kTest, test_limit);

@@ -5,16 +5,28 @@
 #include <ATen/ops/relu.h>
 
 #include "absl/strings/str_cat.h"
+#include "worker/engine/resnet.h"
 
 namespace repro::engine {
 namespace {
 
 constexpr char kSmallCnn[] = "small-cnn";
+constexpr char kResNet[] = "resnet";
 
 // Output side of a valid 5x5 convolution followed by 2x2 max pooling.
 int64_t ConvPoolSide(int64_t side) { return (side - 4) / 2; }
 
 }  // namespace
+
+std::vector<at::Tensor> ClassifierImpl::RegularizedWeights() const {
+  std::vector<at::Tensor> weights;
+  for (const auto& module : modules(/*include_self=*/false)) {
+    if (const auto* conv = dynamic_cast<const torch::nn::Conv2dImpl*>(module.get())) {
+      weights.push_back(conv->weight);
+    }
+  }
+  return weights;
+}
 
 SmallCnnImpl::SmallCnnImpl(const InputShape& shape) {
   const int64_t side_h = ConvPoolSide(ConvPoolSide(shape.height));
@@ -34,14 +46,34 @@ at::Tensor SmallCnnImpl::forward(at::Tensor x) {
 }
 
 absl::Status CheckModelKind(const std::string& kind) {
-  if (kind == kSmallCnn) return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown model kind \"", kind, "\" (this engine builds: ", kSmallCnn, ")"));
+  if (kind == kSmallCnn || kind == kResNet) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("unknown model kind \"", kind,
+                                                 "\" (this engine builds: ", kSmallCnn, ", ",
+                                                 kResNet, ")"));
+}
+
+absl::Status CheckModel(const ModelOptions& options) {
+  if (absl::Status s = CheckModelKind(options.kind); !s.ok()) return s;
+  if (options.kind == kResNet) return CheckResNet(options.version, options.depth);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::shared_ptr<ClassifierImpl>> MakeModel(const std::string& kind,
                                                           const InputShape& shape) {
-  if (absl::Status s = CheckModelKind(kind); !s.ok()) return s;
+  ModelOptions options;
+  options.kind = kind;
+  return MakeModel(options, shape);
+}
+
+absl::StatusOr<std::shared_ptr<ClassifierImpl>> MakeModel(const ModelOptions& options,
+                                                          const InputShape& shape) {
+  if (absl::Status s = CheckModel(options); !s.ok()) return s;
+  const std::string& kind = options.kind;
+  if (kind == kResNet) {
+    if (absl::Status s = CheckResNetShape(shape); !s.ok()) return s;
+    return std::shared_ptr<ClassifierImpl>(
+        ResNet(options.version, options.depth, shape).ptr());
+  }
   if (shape.channels < 1 || shape.classes < 2) {
     return absl::InvalidArgumentError(absl::StrCat(
         "model ", kind, " needs at least 1 input channel and 2 classes, got ", shape.channels,

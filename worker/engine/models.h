@@ -1,9 +1,10 @@
 // The models the engine trains, built by kind from the plan's `model.kind`. Each is a
 // torch::nn::Module in the pytorch/examples style (XImpl + TORCH_MODULE(X)) deriving
 // from ClassifierImpl, so the training loop sees one interface whatever the model.
-// To add a model (ResNet v1/v2 next): derive from ClassifierImpl, register submodules
-// in a fixed order (the order is part of the model's fingerprint) and add its kind to
-// MakeModel and CheckModelKind in models.cc.
+// The kinds: "small-cnn" (below) and "resnet" (resnet.h: Keras's ResNet v1 and v2).
+// To add a model: derive from ClassifierImpl, register submodules in a fixed order (the
+// order is part of the model's fingerprint) and add its kind to MakeModel, CheckModel
+// and CheckModelKind in models.cc.
 //
 // Thread safety: a model is not thread-safe; MakeModel draws from LibTorch's global
 // generator, so the caller seeds it (torch::manual_seed) right before.
@@ -13,6 +14,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <torch/nn/module.h>
 #include <torch/nn/modules/conv.h>
@@ -28,6 +30,11 @@ namespace repro::engine {
 struct ClassifierImpl : torch::nn::Module {
   // x: float32 [N, channels, height, width]; returns float32 [N, classes] logits.
   virtual at::Tensor forward(at::Tensor x) = 0;
+
+  // The weights an L2 penalty applies to (RunSpec::l2; Keras's kernel_regularizer on
+  // every Conv2D of its ResNets): by default the kernel (weight) of every Conv2d in
+  // the model, in module order; never biases, batch-norm or dense weights.
+  virtual std::vector<at::Tensor> RegularizedWeights() const;
 };
 
 // What a model is built for.
@@ -52,12 +59,25 @@ struct SmallCnnImpl : ClassifierImpl {
 };
 TORCH_MODULE(SmallCnn);
 
+// Which model to build (RunSpec's model_kind, model_version, model_depth).
+struct ModelOptions {
+  std::string kind = "small-cnn";  // small-cnn | resnet
+  int version = 2;                 // resnet: 1 (depth 6n+2) or 2 (depth 9n+2)
+  int depth = 29;                  // resnet
+};
+
 // OK for the model kinds MakeModel builds; INVALID_ARGUMENT naming the kind otherwise.
 absl::Status CheckModelKind(const std::string& kind);
 
-// Builds a model of `kind` on the CPU, initialized from LibTorch's default generator.
-// INVALID_ARGUMENT for an unknown kind or a shape the model cannot take. May throw
-// c10::Error (LibTorch), as any LibTorch call.
+// CheckModelKind, and for resnet a version and depth that Keras's example builds.
+absl::Status CheckModel(const ModelOptions& options);
+
+// Builds the model `options` describe on the CPU, initialized from LibTorch's default
+// generator. INVALID_ARGUMENT for an unknown kind, a bad version or depth, or a shape
+// the model cannot take. May throw c10::Error (LibTorch), as any LibTorch call.
+absl::StatusOr<std::shared_ptr<ClassifierImpl>> MakeModel(const ModelOptions& options,
+                                                          const InputShape& shape);
+// The same with the other options at their defaults (resnet: ResNet29v2).
 absl::StatusOr<std::shared_ptr<ClassifierImpl>> MakeModel(const std::string& kind,
                                                           const InputShape& shape);
 

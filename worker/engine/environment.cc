@@ -1,0 +1,160 @@
+#include "worker/engine/environment.h"
+
+#include <ATen/Context.h>
+#include <ATen/Parallel.h>
+#include <ATen/detail/CUDAHooksInterface.h>
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "worker/engine/engine.h"
+
+namespace repro::engine {
+namespace {
+
+constexpr char kUnknown[] = "unknown";
+
+std::string Trim(const std::string& text) {
+  size_t begin = 0, end = text.size();
+  while (begin < end && std::isspace(static_cast<unsigned char>(text[begin]))) ++begin;
+  while (end > begin && std::isspace(static_cast<unsigned char>(text[end - 1]))) --end;
+  return text.substr(begin, end - begin);
+}
+
+// The CUDA driver API through dlopen, so that this file needs no CUDA headers and the
+// CPU build links no CUDA library. Returns the name of device `ordinal` or "".
+std::string GpuNameFromDriver(int ordinal) {
+  void* lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (lib == nullptr) return "";
+  using InitFn = int (*)(unsigned);
+  using DeviceGetFn = int (*)(int*, int);
+  using DeviceGetNameFn = int (*)(char*, int, int);
+  auto init = reinterpret_cast<InitFn>(dlsym(lib, "cuInit"));
+  auto device_get = reinterpret_cast<DeviceGetFn>(dlsym(lib, "cuDeviceGet"));
+  auto device_get_name = reinterpret_cast<DeviceGetNameFn>(dlsym(lib, "cuDeviceGetName"));
+  std::string name;
+  int device = 0;
+  char buffer[256] = {};
+  if (init != nullptr && device_get != nullptr && device_get_name != nullptr && init(0) == 0 &&
+      device_get(&device, ordinal) == 0 &&
+      device_get_name(buffer, static_cast<int>(sizeof buffer) - 1, device) == 0) {
+    name = buffer;
+  }
+  dlclose(lib);
+  return name;
+}
+
+// The driver version through NVML (libnvidia-ml), for hosts without /proc/driver/nvidia.
+std::string DriverFromNvml() {
+  void* lib = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (lib == nullptr) return "";
+  using InitFn = int (*)();
+  using VersionFn = int (*)(char*, unsigned);
+  auto init = reinterpret_cast<InitFn>(dlsym(lib, "nvmlInit_v2"));
+  auto version = reinterpret_cast<VersionFn>(dlsym(lib, "nvmlSystemGetDriverVersion"));
+  auto shutdown = reinterpret_cast<InitFn>(dlsym(lib, "nvmlShutdown"));
+  std::string out;
+  if (init != nullptr && version != nullptr && init() == 0) {
+    char buffer[96] = {};
+    if (version(buffer, sizeof buffer - 1) == 0) out = buffer;
+    if (shutdown != nullptr) shutdown();
+  }
+  dlclose(lib);
+  return out;
+}
+
+// cuDNN encodes 8.9.2 as 8902 and 9.1.0 as 90100.
+std::string CudnnVersionText(long v) {
+  if (v >= 90000) return absl::StrCat(v / 10000, ".", (v % 10000) / 100, ".", v % 100);
+  return absl::StrCat(v / 1000, ".", (v % 1000) / 100, ".", v % 100);
+}
+
+// CUDA encodes 12.4 as 12040.
+std::string CudaVersionText(long v) { return absl::StrCat(v / 1000, ".", (v % 1000) / 10); }
+
+void AddCuda(std::map<std::string, std::string>& env) {
+  env["gpu_name"] = kUnknown;
+  env["driver"] = kUnknown;
+  env["cuda"] = kUnknown;
+  env["cudnn"] = kUnknown;
+  try {
+    const at::CUDAHooksInterface& hooks = at::detail::getCUDAHooks();
+    if (!hooks.hasCUDA()) return;
+    const std::string name = GpuNameFromDriver(static_cast<int>(hooks.current_device()));
+    if (!name.empty()) env["gpu_name"] = name;
+    env["cuda"] = CudaVersionText(hooks.versionCUDART());
+    env["cudnn"] = hooks.hasCuDNN() ? CudnnVersionText(hooks.versionCuDNN()) : "none";
+  } catch (...) {
+    // A LibTorch without the query: keep "unknown".
+  }
+  std::string driver = NvidiaDriverFromProc();
+  if (driver.empty()) driver = DriverFromNvml();
+  if (!driver.empty()) env["driver"] = driver;
+}
+
+}  // namespace
+
+std::string HostName() {
+  char buffer[256] = {};
+  if (gethostname(buffer, sizeof buffer - 1) != 0) return kUnknown;
+  return buffer;
+}
+
+std::string CpuModel(const std::string& cpuinfo_path) {
+  std::ifstream in(cpuinfo_path);
+  std::string line;
+  while (std::getline(in, line)) {
+    const size_t colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    if (Trim(line.substr(0, colon)) == "model name") {
+      const std::string value = Trim(line.substr(colon + 1));
+      if (!value.empty()) return value;
+    }
+  }
+  return kUnknown;
+}
+
+std::string NvidiaDriverFromProc(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    const size_t at = line.find("Kernel Module");
+    if (line.rfind("NVRM version:", 0) != 0 || at == std::string::npos) continue;
+    std::istringstream words(line.substr(at + 13));
+    std::string version;
+    words >> version;
+    return version;
+  }
+  return "";
+}
+
+std::string CompilerVersion() {
+#if defined(__clang__)
+  return absl::StrCat("clang ", __clang_major__, ".", __clang_minor__, ".", __clang_patchlevel__);
+#elif defined(__GNUC__)
+  return absl::StrCat("gcc ", __VERSION__);
+#else
+  return kUnknown;
+#endif
+}
+
+std::map<std::string, std::string> RunEnvironment(const std::string& device) {
+  std::map<std::string, std::string> env;
+  env["host"] = HostName();
+  env["cpu_model"] = CpuModel();
+  env["torch"] = TorchVersion();
+  env["compiler"] = CompilerVersion();
+  env["threads"] = absl::StrCat(at::get_num_threads());
+  env["deterministic_algorithms"] =
+      at::globalContext().deterministicAlgorithms() ? "true" : "false";
+  env["cudnn_benchmark"] = at::globalContext().benchmarkCuDNN() ? "true" : "false";
+  env["device"] = device;
+  if (device == "cuda") AddCuda(env);
+  return env;
+}
+
+}  // namespace repro::engine
