@@ -268,7 +268,11 @@ int Run(int argc, char** argv) {
     if (int sig = g_signal.load(); sig != 0) {
       log(absl::StrCat("stopping on signal ", sig, "; finished results are kept in ", o.db_path,
                        " and the same command resumes the experiment"));
-      exit_code = cli::kExitError;
+      // A service asked to stop has done its job; a run to the end that was cut short has
+      // not (exit 1, so a script waiting for --exit-when-done notices).
+      auto counts = (*store)->Counts(plan.experiment);
+      const bool finished = counts.ok() && counts->finished();
+      exit_code = o.exit_when_done && !finished ? cli::kExitError : cli::kExitOk;
       break;
     }
     service.ExpireLeases();
