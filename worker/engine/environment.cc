@@ -124,10 +124,18 @@ std::string NvidiaDriverFromProc(const std::string& path) {
   while (std::getline(in, line)) {
     const size_t at = line.find("Kernel Module");
     if (line.rfind("NVRM version:", 0) != 0 || at == std::string::npos) continue;
+    // "NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05  Sat Aug ..." or, for
+    // the open modules, "... Open Kernel Module for x86_64  580.159.04  Release Build ...":
+    // the version is the first word made of digits and dots.
     std::istringstream words(line.substr(at + 13));
-    std::string version;
-    words >> version;
-    return version;
+    std::string word;
+    while (words >> word) {
+      const bool version = std::isdigit(static_cast<unsigned char>(word[0])) &&
+                           word.find_first_not_of("0123456789.") == std::string::npos &&
+                           word.find('.') != std::string::npos;
+      if (version) return word;
+    }
+    return "";
   }
   return "";
 }
