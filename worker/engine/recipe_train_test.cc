@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "worker/engine/augment.h"
 #include "worker/engine/engine.h"
+#include "worker/engine/environment.h"
 #include "worker/engine/fingerprint.h"
 #include "worker/engine/safetensors.h"
 #include "worker/engine/schedule.h"
@@ -387,6 +389,28 @@ TEST(RecipeTrainTest, BadRecipeValuesAreRejectedWithTheValueNamed) {
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << c.text;
     EXPECT_THAT(r.status().message(), HasSubstr(c.text));
   }
+}
+
+}  // namespace
+}  // namespace repro::engine
+
+namespace repro::engine {
+namespace {
+
+// The two forms of /proc/driver/nvidia/version: the proprietary module's, and the open
+// module's (seen on an H200 host), where a word stands between "Kernel Module" and the
+// version.
+TEST(EnvironmentTest, ReadsTheDriverVersionOfEitherKernelModule) {
+  const std::string path = ::testing::TempDir() + "nvidia_version";
+  for (const auto& [text, expected] : std::vector<std::pair<std::string, std::string>>{
+           {"NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05  Sat Aug 19 01:15:15 UTC 2023\n", "535.104.05"},
+           {"NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build  (nixbld@)\n"
+            "GCC version:  gcc version 15.3.0 (GCC)\n", "580.159.04"},
+           {"GCC version: 12\n", ""}}) {
+    std::ofstream(path) << text;
+    EXPECT_EQ(NvidiaDriverFromProc(path), expected) << text;
+  }
+  EXPECT_EQ(NvidiaDriverFromProc("/nonexistent/version"), "");
 }
 
 }  // namespace
