@@ -20,6 +20,11 @@ namespace repro {
 namespace {
 
 constexpr size_t kMaxPlanBytes = 1 << 20;
+// The store holds a row per run and the report compares every pair of arms, so a small
+// plan must not ask for billions of runs (plans are also bounded by kMaxPlanBytes, and
+// yaml-cpp shares an alias's node instead of copying it, so aliases cannot blow up).
+constexpr size_t kMaxArms = 100;
+constexpr int64_t kMaxTotalRuns = 1000000;
 
 // Thrown inside this file only, caught in ParsePlan: keeps the validators linear.
 struct PlanError {
@@ -153,7 +158,8 @@ Plan ParseRoot(const Validator& v, const YAML::Node& root) {
   Plan plan;
   if (!root || root.IsNull()) v.Fail(root, "plan", "the file is empty");
   v.CheckMap(root, "", {"experiment", "runs", "epochs", "base_seed", "max_attempts", "dataset",
-                        "model", "training", "determinism", "fingerprints", "exports", "arms"});
+                        "model", "training", "determinism", "fingerprints", "exports", "arms",
+                        "checkpoint_every"});
   for (const char* required : {"experiment", "runs", "epochs"}) {
     if (!root[required]) v.Fail(root, required, "missing (this key is required)");
   }
@@ -163,6 +169,10 @@ Plan ParseRoot(const Validator& v, const YAML::Node& root) {
   if (root["base_seed"]) {
     plan.base_seed = static_cast<uint64_t>(
         v.Integer(root["base_seed"], "base_seed", 0, std::numeric_limits<int64_t>::max() / 2));
+  }
+  if (root["checkpoint_every"]) {
+    plan.checkpoint_every =
+        static_cast<int>(v.Integer(root["checkpoint_every"], "checkpoint_every", 0, 100000));
   }
   if (root["max_attempts"]) {
     plan.max_attempts = static_cast<int>(v.Integer(root["max_attempts"], "max_attempts", 1, 100));
@@ -254,6 +264,9 @@ Plan ParseRoot(const Validator& v, const YAML::Node& root) {
   if (const YAML::Node arms = root["arms"]) {
     v.CheckMap(arms, "arms", {});
     if (arms.size() == 0) v.Fail(arms, "arms", "must name at least one arm");
+    if (arms.size() > kMaxArms) {
+      v.Fail(arms, "arms", absl::StrCat("at most ", kMaxArms, " arms, got ", arms.size()));
+    }
     for (const auto& item : arms) {
       ArmSpec arm;
       arm.name = v.Name(item.first, "arms");
@@ -276,6 +289,12 @@ Plan ParseRoot(const Validator& v, const YAML::Node& root) {
     ArmSpec different{"different_seeds", SeedMode::kPerRun, SeedMode::kPerRun, SeedMode::kPerRun,
                       plan.determinism};
     plan.arms = {same, different};
+  }
+  const int64_t total_runs = int64_t{plan.runs} * static_cast<int64_t>(plan.arms.size());
+  if (total_runs > kMaxTotalRuns) {
+    v.Fail(root["runs"], "runs",
+           absl::StrCat(plan.runs, " runs in each of ", plan.arms.size(), " arms is ", total_runs,
+                        " runs; a plan may have at most ", kMaxTotalRuns));
   }
   return plan;
 }
@@ -332,6 +351,7 @@ std::string CanonicalPlan(const Plan& p) {
   std::string out = absl::StrCat(
       "experiment:", p.experiment, "\nruns:", p.runs, "\nepochs:", p.epochs,
       "\nbase_seed:", p.base_seed, "\nmax_attempts:", p.max_attempts,
+      "\ncheckpoint_every:", p.checkpoint_every,
       "\nfingerprints:{batch_digests:", p.batch_digests, ",predictions:", p.predictions,
       "}\nexports:{initial:", p.export_initial, ",final:", p.export_final,
       ",epochs:", p.export_every_epoch, "}\ndataset:{kind:", p.dataset.kind,

@@ -73,6 +73,7 @@ struct Plan {
   int epochs = 0;
   uint64_t base_seed = 0;
   int max_attempts = 3;            // a run that fails this many times is marked failed
+  int checkpoint_every = 0;        // epochs between checkpoints a retry resumes from; 0 = none
   bool batch_digests = false;      // keep per-batch digests (fingerprints.batch_digests)
   bool predictions = true;         // keep the final model's test predictions
   bool export_initial = false;     // exports.weights: initial, final, epochs

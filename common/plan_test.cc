@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 
 namespace repro {
 namespace {
@@ -161,6 +162,61 @@ TEST(PlanTest, ResNetDepthMustFitItsVersion) {
   EXPECT_TRUE(absl::StrContains(
       ErrorOf("experiment: x\nruns: 1\nepochs: 1\nexports: {weights: [everything]}\n"),
       "exports.weights: expected one of initial, final, epochs"));
+}
+
+// Anchors and aliases as a user writes them: one block shared by several arms.
+TEST(PlanTest, AnchorsAndAliasesShareABlock) {
+  auto plan = ParsePlan(R"(experiment: x
+runs: 2
+epochs: 1
+determinism: &det {deterministic_algorithms: true, threads: 3, device: cpu}
+arms:
+  a: {seed: fixed, determinism: *det}
+  b: {seed: per_run, determinism: *det}
+)", "p.yaml");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_EQ(plan->arms.size(), 2u);
+  EXPECT_EQ(plan->arms[0].determinism.threads, 3);
+  EXPECT_EQ(plan->arms[1].determinism.threads, 3);
+}
+
+// "Billion laughs": ten levels of ten aliases would be 10^10 nodes if they were copied.
+// yaml-cpp shares an alias's node, and the validator never walks a value it does not
+// expect, so this fails at once with a small error (fuzz/corpus/plan_fuzzer has it).
+TEST(PlanTest, AliasesAreNotExpanded) {
+  std::string text = "experiment: lol\nruns: 1\nepochs: 1\narms:\n  a: {seed: fixed}\n"
+                     "  l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n";
+  for (int i = 1; i < 10; ++i) {
+    absl::StrAppend(&text, "  l", i, ": &l", i, " [");
+    for (int j = 0; j < 10; ++j) absl::StrAppend(&text, j ? ", " : "", "*l", i - 1);
+    absl::StrAppend(&text, "]\n");
+  }
+  EXPECT_EQ(ErrorOf(text), "p.yaml:6:7: arms.l0: expected a mapping of keys to values");
+  // An alias to the mapping that holds it (a cycle) is an error too, not a loop.
+  EXPECT_TRUE(absl::StrContains(ErrorOf("experiment: x\nruns: 1\nepochs: 1\narms: &a {a: *a}\n"),
+                                "arms.a.a: unknown key"));
+}
+
+TEST(PlanTest, DeepNestingIsAnErrorNotAStackOverflow) {
+  const std::string text = "experiment: x\nruns: 1\nepochs: 1\nmodel: " +
+                           std::string(100000, '[') + std::string(100000, ']') + "\n";
+  EXPECT_TRUE(absl::StrContains(ErrorOf(text), "YAML syntax error"));
+}
+
+// A small plan cannot ask for billions of runs: the store keeps a row per run.
+TEST(PlanTest, ArmsAndTotalRunsAreBounded) {
+  std::string arms = "experiment: x\nruns: 1\nepochs: 1\narms:\n";
+  for (int i = 0; i < 101; ++i) absl::StrAppend(&arms, "  a", i, ": {seed: fixed}\n");
+  EXPECT_EQ(ErrorOf(arms), "p.yaml:5:3: arms: at most 100 arms, got 101");
+  EXPECT_EQ(ErrorOf("experiment: x\nruns: 100000\nepochs: 1\n"
+                    "arms: {a: {seed: fixed}, b: {seed: fixed}, c: {seed: fixed},\n"
+                    "       d: {seed: fixed}, e: {seed: fixed}, f: {seed: fixed},\n"
+                    "       g: {seed: fixed}, h: {seed: fixed}, i: {seed: fixed},\n"
+                    "       j: {seed: fixed}, k: {seed: fixed}}\n"),
+            "p.yaml:2:7: runs: 100000 runs in each of 11 arms is 1100000 runs; a plan may "
+            "have at most 1000000");
+  auto most = ParsePlan("experiment: x\nruns: 100000\nepochs: 1\n", "p.yaml");  // 2 arms
+  EXPECT_TRUE(most.ok()) << most.status();
 }
 
 TEST(PlanTest, MissingFileIsAnError) {

@@ -82,6 +82,7 @@ v1::RunSpec RunSpecFor(const Plan& plan, const ArmSpec& arm, const RunSeeds& see
   spec.set_export_initial(plan.export_initial);
   spec.set_export_final(plan.export_final);
   spec.set_export_every_epoch(plan.export_every_epoch);
+  spec.set_checkpoint_every(plan.checkpoint_every);
   return spec;
 }
 
@@ -189,8 +190,13 @@ grpc::Status CoordinatorService::DoLease(const v1::LeaseRequest& req, v1::LeaseR
   a->set_index(run.index);
   *a->mutable_spec() = RunSpecFor(plan_, *arm, run.seeds);
   a->set_lease_ttl_ms(options_.lease_ttl_ms);
+  a->set_checkpoint(run.checkpoint);
+  a->set_checkpoint_epoch(run.checkpoint_epoch);
   log_(absl::StrCat("worker ", req.worker(), " took run ", run.arm, "#", run.index,
-                    run.attempt > 1 ? absl::StrCat(" (attempt ", run.attempt, ")") : ""));
+                    run.attempt > 1 ? absl::StrCat(" (attempt ", run.attempt, ")") : "",
+                    run.checkpoint_epoch >= 0
+                        ? absl::StrCat(", resuming after epoch ", run.checkpoint_epoch)
+                        : ""));
   return grpc::Status::OK;
 }
 
@@ -287,6 +293,21 @@ grpc::Status CoordinatorService::DoRelease(const v1::ReleaseRequest& req,
   return grpc::Status::OK;
 }
 
+grpc::Status CoordinatorService::DoSaveCheckpoint(const v1::SaveCheckpointRequest& req,
+                                                  v1::SaveCheckpointResponse* resp) {
+  if (grpc::Status s = CheckWorker(req.worker()); !s.ok()) return s;
+  if (grpc::Status s = CheckLease(req.worker(), req.run_id(), req.lease_id()); !s.ok()) return s;
+  if (plan_.checkpoint_every <= 0 || req.epoch() < 0 || req.epoch() + 1 >= plan_.epochs ||
+      req.state().empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("no checkpoint is expected after epoch ", req.epoch()));
+  }
+  auto saved = store_->SaveCheckpoint(req.run_id(), req.lease_id(), req.epoch(), req.state(), clock_());
+  if (!saved.ok()) return ToGrpc(saved.status());
+  resp->set_saved(*saved);
+  return grpc::Status::OK;
+}
+
 grpc::Status CoordinatorService::DoReport(const v1::ReportRequest& req, v1::ReportResponse* resp) {
   auto format = ParseReportFormat(req.format().empty() ? "text" : req.format());
   if (!format.ok()) return ToGrpc(format.status());
@@ -346,6 +367,12 @@ grpc::ServerUnaryReactor* CoordinatorService::Release(grpc::CallbackServerContex
                                                       const v1::ReleaseRequest* req,
                                                       v1::ReleaseResponse* resp) {
   return Unary(ctx, Authorize(ctx, Role::kWorker, "Release"), [&] { return DoRelease(*req, resp); });
+}
+grpc::ServerUnaryReactor* CoordinatorService::SaveCheckpoint(grpc::CallbackServerContext* ctx,
+                                                             const v1::SaveCheckpointRequest* req,
+                                                             v1::SaveCheckpointResponse* resp) {
+  return Unary(ctx, Authorize(ctx, Role::kWorker, "SaveCheckpoint"),
+               [&] { return DoSaveCheckpoint(*req, resp); });
 }
 grpc::ServerUnaryReactor* CoordinatorService::Status(grpc::CallbackServerContext* ctx,
                                                      const v1::StatusRequest*,

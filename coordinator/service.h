@@ -65,6 +65,9 @@ class CoordinatorService final : public v1::WorkerService::CallbackService,
   grpc::ServerUnaryReactor* Release(grpc::CallbackServerContext* ctx,
                                     const v1::ReleaseRequest* req,
                                     v1::ReleaseResponse* resp) override;
+  grpc::ServerUnaryReactor* SaveCheckpoint(grpc::CallbackServerContext* ctx,
+                                           const v1::SaveCheckpointRequest* req,
+                                           v1::SaveCheckpointResponse* resp) override;
 
   // ControlService
   grpc::ServerUnaryReactor* Status(grpc::CallbackServerContext* ctx,
@@ -88,6 +91,8 @@ class CoordinatorService final : public v1::WorkerService::CallbackService,
   grpc::Status DoComplete(const v1::CompleteRequest& req, v1::CompleteResponse* resp);
   grpc::Status DoFail(const v1::FailRequest& req, v1::FailResponse* resp);
   grpc::Status DoRelease(const v1::ReleaseRequest& req, v1::ReleaseResponse* resp);
+  grpc::Status DoSaveCheckpoint(const v1::SaveCheckpointRequest& req,
+                                v1::SaveCheckpointResponse* resp);
   grpc::Status DoReport(const v1::ReportRequest& req, v1::ReportResponse* resp);
   grpc::Status CheckWorker(const std::string& worker);
   // The caller's token allows `needed`; a refusal is logged with the peer, never the token.

@@ -74,6 +74,12 @@ CREATE TABLE IF NOT EXISTS epochs (
   weights_hash TEXT NOT NULL,
   batch_digests TEXT NOT NULL DEFAULT '',   -- per-batch digests, space-separated
   PRIMARY KEY (attempt_id, epoch));
+CREATE TABLE IF NOT EXISTS checkpoints (   -- the latest state of an unfinished run
+  run_id INTEGER PRIMARY KEY REFERENCES runs(id),
+  attempt_id INTEGER NOT NULL REFERENCES attempts(id),
+  epoch INTEGER NOT NULL,
+  state BLOB NOT NULL,
+  saved_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS workers (
   name TEXT PRIMARY KEY,
   host TEXT NOT NULL,
@@ -247,6 +253,14 @@ absl::StatusOr<std::optional<LeasedRun>> RunStore::LeaseNext(const std::string& 
   leased.seeds = RunSeeds{static_cast<uint64_t>(pick->Int(3)), static_cast<uint64_t>(pick->Int(4)),
                           static_cast<uint64_t>(pick->Int(6))};
   leased.attempt = static_cast<int>(pick->Int(5)) + 1;
+  ASSIGN_OR_RETURN(auto checkpoint, db_->Prepare(
+      "SELECT epoch, state FROM checkpoints WHERE run_id = ?"));
+  checkpoint->Bind(1, leased.run_id);
+  ASSIGN_OR_RETURN(bool has_checkpoint, checkpoint->Step());
+  if (has_checkpoint) {
+    leased.checkpoint_epoch = static_cast<int>(checkpoint->Int(0));
+    leased.checkpoint = checkpoint->Blob(1);
+  }
 
   ASSIGN_OR_RETURN(auto attempt, db_->Prepare(
       "INSERT INTO attempts (run_id, worker, started_ms) VALUES (?, ?, ?)"));
@@ -355,6 +369,9 @@ absl::StatusOr<bool> RunStore::Complete(int64_t run_id, int64_t lease_id, const 
   }
   RETURN_IF_ERROR(StoreEpochs(lease_id, r.epochs));
   if (counted) {
+    // A finished run needs its checkpoint no more.
+    ASSIGN_OR_RETURN(auto drop, db_->Prepare("DELETE FROM checkpoints WHERE run_id = ?"));
+    RETURN_IF_ERROR(drop->Bind(1, run_id).Run());
     ASSIGN_OR_RETURN(auto run, db_->Prepare(
         "UPDATE runs SET state = 'done', result_attempt = ?, error = '', lease_expires_ms = NULL "
         "WHERE id = ?"));
@@ -404,6 +421,25 @@ absl::StatusOr<bool> RunStore::Fail(int64_t run_id, int64_t lease_id, const std:
   }
   RETURN_IF_ERROR(tx.Commit());
   return will_retry;
+}
+
+absl::StatusOr<bool> RunStore::SaveCheckpoint(int64_t run_id, int64_t lease_id, int epoch,
+                                              const std::string& state, int64_t now_ms) {
+  absl::MutexLock lock(&mu_);
+  sql::Transaction tx(db_.get());
+  RETURN_IF_ERROR(tx.status());
+  ASSIGN_OR_RETURN(auto current, db_->Prepare(
+      "SELECT 1 FROM runs WHERE id = ? AND lease_attempt = ? AND state = 'running'"));
+  current->Bind(1, run_id).Bind(2, lease_id);
+  ASSIGN_OR_RETURN(bool valid, current->Step());
+  if (!valid) return false;
+  ASSIGN_OR_RETURN(auto q, db_->Prepare(
+      "INSERT OR REPLACE INTO checkpoints (run_id, attempt_id, epoch, state, saved_ms) "
+      "VALUES (?, ?, ?, ?, ?)"));
+  RETURN_IF_ERROR(q->Bind(1, run_id).Bind(2, lease_id).Bind(3, epoch)
+                      .BindBlob(4, state.data(), state.size()).Bind(5, now_ms).Run());
+  RETURN_IF_ERROR(tx.Commit());
+  return true;
 }
 
 absl::StatusOr<bool> RunStore::Release(int64_t run_id, int64_t lease_id, const std::string& reason,

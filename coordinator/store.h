@@ -38,6 +38,8 @@ struct LeasedRun {
   int index = 0;
   RunSeeds seeds;
   int attempt = 0;       // 1 for the first attempt
+  std::string checkpoint;     // a previous attempt's saved state; empty = start afresh
+  int checkpoint_epoch = -1;  // the last epoch it covers
 };
 
 struct WorkerRecord {
@@ -91,6 +93,10 @@ class RunStore {
   // is marked failed (attempts exhausted) or the lease was stale.
   absl::StatusOr<bool> Fail(int64_t run_id, int64_t lease_id, const std::string& error,
                             int64_t now_ms);
+  // Keeps the state of the run after `epoch` (replacing an older one), for the next
+  // attempt. False when the attempt is not the run's current lease.
+  absl::StatusOr<bool> SaveCheckpoint(int64_t run_id, int64_t lease_id, int epoch,
+                                      const std::string& state, int64_t now_ms);
   // A worker hands its run back (it is stopping): the run is queued again and the
   // attempt does not count against max_attempts. False when the lease is not current.
   absl::StatusOr<bool> Release(int64_t run_id, int64_t lease_id, const std::string& reason,

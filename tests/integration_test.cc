@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <regex>
@@ -845,6 +846,73 @@ TEST_F(DrainTest, AnEvictionNoticeDrainsTheWorker) {
       "EventType": "Preempt", "ResourceType": "VirtualMachine", "NotBefore": ""}]})");
   ExpectDrainedAndFinishable(asked);
   EXPECT_TRUE(absl::StrContains(ReadFile(worker_->stderr_path()), "eviction announced (Preempt"));
+}
+
+
+// ---------------------------------------------------------------------------------------
+// Checkpoints: a run whose worker dies resumes on another worker from its last
+// checkpoint and ends bit-identical to the same run never interrupted (CPU,
+// deterministic algorithms, one thread).
+
+TEST_F(IntegrationTest, AResumedRunEndsWithTheUninterruptedRunsFinalHash) {
+  const std::string plan = Path("plan.yaml");
+  WriteFile(plan, PlanText("checkpoints", 1, 4, 6000, 100) + "checkpoint_every: 1\n");
+
+  // The reference: the same plan, never interrupted.
+  const std::string reference_db = Path("reference.db");
+  CommandResult reference =
+      Run({kCoordinator, "--plan", plan, "--db", reference_db, "--listen", "127.0.0.1:0",
+           "--local-workers", "1", "--exit-when-done"});
+  ASSERT_EQ(reference.code, 0) << reference.err;
+  std::map<std::string, std::string> uninterrupted;
+  {
+    Db store(reference_db);
+    for (const auto& row : store.Rows("SELECT r.arm, a.final_hash FROM runs r JOIN attempts a "
+                                      "ON a.id = r.result_attempt")) {
+      uninterrupted[row[0]] = row[1];
+    }
+  }
+  ASSERT_EQ(uninterrupted.size(), 2u);
+
+  // The same plan again: wA trains until it has saved a checkpoint and is well into the
+  // next epoch, then dies; wB takes the run over from the checkpoint.
+  const std::string db = Path("interrupted.db");
+  Coordinator c;
+  ASSERT_TRUE(StartCoordinator({"--plan", plan, "--db", db, "--heartbeat-ms",
+                                std::to_string(kHeartbeatMs)},
+                               "coordinator", &c));
+  ChildProcess* wa = StartWorker(c.address, "wA");
+  ASSERT_NE(wa, nullptr);
+  std::string victim_arm;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        Db store(db);
+        victim_arm = store.Text(
+            "SELECT r.arm FROM runs r JOIN checkpoints k ON k.run_id = r.id "
+            "WHERE r.state = 'running' AND k.epoch >= 0 AND r.progress_epoch > k.epoch "
+            "AND r.progress_batch > 0");
+        return !victim_arm.empty();
+      },
+      120s, 20ms))
+      << "wA never got past a checkpoint";
+  wa->Signal(SIGKILL);
+  ASSERT_TRUE(wa->Wait(10s));
+  ChildProcess* wb = StartWorker(c.address, "wB");
+  ASSERT_NE(wb, nullptr);
+  ASSERT_TRUE(WaitForDone({"--db", db}, 2, 180s));
+
+  Db store(db);
+  for (const auto& row : store.Rows("SELECT r.arm, a.final_hash, r.attempts FROM runs r "
+                                    "JOIN attempts a ON a.id = r.result_attempt")) {
+    EXPECT_EQ(row[1], uninterrupted[row[0]]) << "run of arm " << row[0];
+    if (row[0] == victim_arm) {
+      EXPECT_EQ(row[2], "2") << "the interrupted run's attempts";
+    }
+  }
+  EXPECT_EQ(store.Int("SELECT COUNT(*) FROM checkpoints"), 0) << "finished runs keep no checkpoint";
+  EXPECT_TRUE(absl::StrContains(ReadFile(wb->stderr_path()), "resuming from the checkpoint after epoch"))
+      << ReadFile(wb->stderr_path());
+  ExpectStoreComplete(db, 2);
 }
 
 }  // namespace

@@ -71,6 +71,7 @@ engine::RunSpec ToEngineSpec(const v1::RunSpec& s, int default_threads) {
   e.export_initial = s.export_initial();
   e.export_final = s.export_final();
   e.export_every_epoch = s.export_every_epoch();
+  e.checkpoint_every = s.checkpoint_every();
   return e;
 }
 
@@ -84,6 +85,7 @@ WorkerDaemon::WorkerDaemon(WorkerOptions options, const std::atomic<int>* stop_s
   // up to two minutes between connection attempts.
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   args.SetMaxSendMessageSize(64 << 20);
+  args.SetMaxReceiveMessageSize(64 << 20);  // an assignment may carry a checkpoint
   auto credentials = options_.credentials ? options_.credentials : grpc::InsecureChannelCredentials();
   channel_ = grpc::CreateCustomChannel(options_.coordinator, credentials, args);
   stub_ = v1::WorkerService::NewStub(channel_);
@@ -250,8 +252,27 @@ void WorkerDaemon::Train(const v1::RunAssignment& run) {
                               ", val_accuracy ", record.val_accuracy, ", ", record.seconds, " s"));
   };
   callbacks.should_stop = [&] { return Stopping() || lease_lost.load(); };
+  callbacks.on_checkpoint = [&](int done_epoch, const std::string& state) {
+    v1::SaveCheckpointRequest req;
+    req.set_worker(options_.name);
+    req.set_run_id(run.run_id());
+    req.set_lease_id(run.lease_id());
+    req.set_epoch(done_epoch);
+    req.set_state(state);
+    v1::SaveCheckpointResponse resp;
+    // Best effort: without it a retry starts from the beginning, which costs time only.
+    grpc::Status s = stub_->SaveCheckpoint(Context().get(), req, &resp);
+    cli::LogLine(s.ok() ? absl::StrCat("run ", label, ": checkpoint after epoch ", done_epoch,
+                                       " saved (", state.size(), " bytes)")
+                        : absl::StrCat("run ", label, ": checkpoint not saved: ", s.error_message()));
+  };
 
   engine::RunSpec spec = ToEngineSpec(run.spec(), options_.threads);
+  spec.resume_state = run.checkpoint();
+  if (!spec.resume_state.empty()) {
+    cli::LogLine(absl::StrCat("run ", label, ": resuming from the checkpoint after epoch ",
+                              run.checkpoint_epoch()));
+  }
   if (spec.export_initial || spec.export_final || spec.export_every_epoch) {
     spec.export_dir = absl::StrCat(options_.artifacts, "/", run.experiment(), "/", run.arm(),
                                    "/run-", run.index());

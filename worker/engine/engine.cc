@@ -27,6 +27,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/hash.h"
 #include "worker/engine/augment.h"
+#include "worker/engine/checkpoint.h"
 #include "worker/engine/dataset.h"
 #include "worker/engine/environment.h"
 #include "worker/engine/fingerprint.h"
@@ -292,8 +293,23 @@ absl::StatusOr<RunResult> Train(const RunSpec& spec, const Callbacks& callbacks)
   const int64_t batches = (n + spec.batch_size - 1) / spec.batch_size;  // last one partial
 
   LrPolicy lr_policy(LrOptions(spec));
+  int first_epoch = 0;
+  if (!spec.resume_state.empty()) {
+    auto epochs = LoadCheckpoint(spec.resume_state, result.initial_hash, *model, *optimizer, device);
+    if (!epochs.ok()) return epochs.status();
+    if (static_cast<int>(epochs->size()) >= spec.epochs) {
+      return absl::InvalidArgumentError("checkpoint: it has every epoch of the run already");
+    }
+    // The learning-rate policy is rebuilt by replaying the epochs it saw.
+    for (const EpochRecord& e : *epochs) {
+      lr_policy.BeginEpoch(e.epoch);
+      lr_policy.EndEpoch(e.val_loss);
+    }
+    first_epoch = static_cast<int>(epochs->size());
+    result.epochs = std::move(*epochs);
+  }
   std::vector<AugmentDraw> draws;
-  for (int epoch = 0; epoch < spec.epochs; ++epoch) {
+  for (int epoch = first_epoch; epoch < spec.epochs; ++epoch) {
     const auto started = std::chrono::steady_clock::now();
     const double lr = lr_policy.BeginEpoch(epoch);
     SetLearningRate(*optimizer, lr);
@@ -314,10 +330,12 @@ absl::StatusOr<RunResult> Train(const RunSpec& spec, const Callbacks& callbacks)
       at::Tensor x;
       if (spec.augment) {
         x = AugmentedBatch(train->x, indices, size, spec, epoch, &draws).to(device);
-        digests.push_back(AugmentedBatchDigest(indices, draws.data(), static_cast<size_t>(size)));
+        if (spec.fingerprints) {
+          digests.push_back(AugmentedBatchDigest(indices, draws.data(), static_cast<size_t>(size)));
+        }
       } else {
         x = train_x.index_select(0, index);
-        digests.push_back(BatchDigest(indices, static_cast<size_t>(size)));
+        if (spec.fingerprints) digests.push_back(BatchDigest(indices, static_cast<size_t>(size)));
       }
       const at::Tensor y = train_y.index_select(0, index);
 
@@ -346,9 +364,11 @@ absl::StatusOr<RunResult> Train(const RunSpec& spec, const Callbacks& callbacks)
     record.val_accuracy = val.accuracy;
     record.lr = lr;
     lr_policy.EndEpoch(val.loss);
-    record.batch_digest = HashSequence(digests);
-    if (spec.keep_batch_digests) record.batch_digests = std::move(digests);
-    record.weights_hash = FingerprintModel(*model).hash;
+    if (spec.fingerprints) {
+      record.batch_digest = HashSequence(digests);
+      if (spec.keep_batch_digests) record.batch_digests = std::move(digests);
+      record.weights_hash = FingerprintModel(*model).hash;
+    }
     record.seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     if (exporting && spec.export_every_epoch) {  // not counted in the epoch's seconds
@@ -359,6 +379,10 @@ absl::StatusOr<RunResult> Train(const RunSpec& spec, const Callbacks& callbacks)
     }
     result.epochs.push_back(std::move(record));
     if (callbacks.on_epoch) callbacks.on_epoch(result.epochs.back());
+    if (spec.checkpoint_every > 0 && (epoch + 1) % spec.checkpoint_every == 0 &&
+        epoch + 1 < spec.epochs && callbacks.on_checkpoint) {
+      callbacks.on_checkpoint(epoch, SaveCheckpoint(result.initial_hash, result.epochs, *model, *optimizer));
+    }
   }
 
   // The last epoch's validation is the evaluation after training: nothing has changed

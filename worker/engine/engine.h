@@ -67,6 +67,10 @@ struct RunSpec {
   // Fingerprints and exports
   bool keep_batch_digests = false; // fill EpochRecord::batch_digests
   bool keep_predictions = true;    // fill RunResult::predictions
+  // Per-batch digests and per-epoch weight hashes. Only benchmarks turn them off
+  // (bench/train_bench.cc), to measure what they cost: EpochRecord::batch_digest and
+  // weights_hash are then empty. No plan key sets it; a worker always fingerprints.
+  bool fingerprints = true;
   // Weight exports (safetensors.h; tensors named and ordered as the fingerprints):
   // <export_dir>/initial.safetensors before the first step, epoch-K.safetensors after
   // epoch K (0-based, as EpochRecord::epoch), final.safetensors after the last; the
@@ -75,6 +79,10 @@ struct RunSpec {
   bool export_initial = false;
   bool export_final = false;
   bool export_every_epoch = false;
+  // Checkpoints: every this many epochs (0 = never) the state goes to on_checkpoint;
+  // a non-empty resume_state (a checkpoint of this run) continues from it.
+  int checkpoint_every = 0;
+  std::string resume_state;
 };
 
 struct Callbacks {
@@ -84,6 +92,8 @@ struct Callbacks {
   std::function<void(int epoch, int64_t batch, int64_t batches)> on_batch;
   // Polled at batch boundaries; true stops the run with a CANCELLED status.
   std::function<bool()> should_stop;
+  // After epoch `epoch` when spec.checkpoint_every says so: the state to resume from.
+  std::function<void(int epoch, const std::string& state)> on_checkpoint;
 };
 
 // Trains one run. Bad input (missing or truncated data files, unknown model kind, a

@@ -354,6 +354,73 @@ TEST_F(ExportTest, OnlyTheAskedFilesAndErrorsNameTheDirectory) {
 
 // ---------------------------------------------------------------- validation
 
+// ---------------------------------------------------------------- checkpoints
+
+// A run checkpointed after each epoch and resumed from the checkpoint after epoch 1 ends
+// bit-identical to the run never interrupted, with the plateau policy, Adam's state and
+// augmentation all in play.
+TEST(CheckpointTest, AResumedRunEndsWithTheUninterruptedRunsWeights) {
+  RunSpec spec = Small();
+  spec.epochs = 4;
+  spec.augment = true;
+  spec.plateau = true;
+  spec.plateau_patience = 0;
+  spec.checkpoint_every = 1;
+  std::vector<std::string> states;
+  Callbacks callbacks;
+  callbacks.on_checkpoint = [&](int epoch, const std::string& state) {
+    EXPECT_EQ(epoch, static_cast<int>(states.size()));
+    states.push_back(state);
+  };
+  auto whole = TrainRun(spec, callbacks);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  ASSERT_EQ(states.size(), 3u);  // after epochs 0, 1, 2; none after the last
+
+  RunSpec resumed_spec = spec;
+  resumed_spec.resume_state = states[1];
+  int epochs_trained = 0;
+  Callbacks count;
+  count.on_epoch = [&](const EpochRecord&) { ++epochs_trained; };
+  auto resumed = TrainRun(resumed_spec, count);
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_EQ(epochs_trained, 2);  // epochs 2 and 3 only
+  EXPECT_EQ(resumed->final_hash, whole->final_hash);
+  EXPECT_EQ(resumed->test_loss, whole->test_loss);
+  ASSERT_EQ(resumed->epochs.size(), 4u);
+  for (size_t e = 0; e < 4; ++e) {
+    EXPECT_EQ(resumed->epochs[e].weights_hash, whole->epochs[e].weights_hash) << e;
+    EXPECT_EQ(resumed->epochs[e].batch_digest, whole->epochs[e].batch_digest) << e;
+    EXPECT_EQ(resumed->epochs[e].lr, whole->epochs[e].lr) << e;
+  }
+  EXPECT_EQ(resumed->initial_hash, whole->initial_hash);
+}
+
+TEST(CheckpointTest, ACheckpointOfAnotherRunIsRefused) {
+  RunSpec spec = Small();
+  spec.epochs = 2;
+  spec.checkpoint_every = 1;
+  std::string state;
+  Callbacks callbacks;
+  callbacks.on_checkpoint = [&](int, const std::string& s) { state = s; };
+  ASSERT_TRUE(TrainRun(spec, callbacks).ok());
+  ASSERT_FALSE(state.empty());
+  RunSpec other = spec;
+  other.init_seed = 99;
+  other.resume_state = state;
+  auto r = TrainRun(other);
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("checkpoint: saved by a run whose initial model"));
+  RunSpec garbage = spec;
+  garbage.resume_state = "not a checkpoint";
+  r = TrainRun(garbage);
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("not a repro checkpoint"));
+  garbage.resume_state = state.substr(0, state.size() - 10);
+  r = TrainRun(garbage);
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("truncated"));
+}
+
 TEST(RecipeTrainTest, BadRecipeValuesAreRejectedWithTheValueNamed) {
   struct Case {
     void (*edit)(RunSpec&);

@@ -1,0 +1,122 @@
+#include "worker/engine/checkpoint.h"
+
+#include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace repro::engine {
+namespace {
+
+constexpr char kMagic[] = "repro-checkpoint 1";
+
+std::string Real(double value) { return absl::StrFormat("%.17g", value); }
+
+// One epoch record per line: numbers, then the digests, space-separated.
+std::string EpochLine(const EpochRecord& e) {
+  std::string line = absl::StrCat(e.epoch, " ", Real(e.loss), " ", Real(e.accuracy), " ",
+                                  Real(e.val_loss), " ", Real(e.val_accuracy), " ",
+                                  Real(e.seconds), " ", Real(e.lr), " ", e.batch_digest, " ",
+                                  e.weights_hash, " ", e.batch_digests.size());
+  for (const auto& d : e.batch_digests) absl::StrAppend(&line, " ", d);
+  return line;
+}
+
+bool ParseEpochLine(const std::string& line, EpochRecord* e) {
+  std::istringstream in(line);
+  size_t digests = 0;
+  if (!(in >> e->epoch >> e->loss >> e->accuracy >> e->val_loss >> e->val_accuracy >>
+        e->seconds >> e->lr >> e->batch_digest >> e->weights_hash >> digests)) {
+    return false;
+  }
+  if (digests > (1u << 24)) return false;
+  e->batch_digests.resize(digests);
+  for (auto& d : e->batch_digests) {
+    if (!(in >> d)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string SaveCheckpoint(const std::string& initial_hash, const std::vector<EpochRecord>& epochs,
+                           const torch::nn::Module& model, torch::optim::Optimizer& optimizer) {
+  torch::serialize::OutputArchive archive;
+  for (const auto& p : model.named_parameters()) archive.write("model." + p.key(), p.value().detach());
+  for (const auto& b : model.named_buffers()) archive.write("model." + b.key(), b.value(), true);
+  torch::serialize::OutputArchive optimizer_archive;
+  optimizer.save(optimizer_archive);
+  archive.write("optimizer", optimizer_archive);
+  std::ostringstream tensors;
+  archive.save_to(tensors);
+
+  std::string out = absl::StrCat(kMagic, "\ninitial ", initial_hash, "\nepochs ", epochs.size(), "\n");
+  for (const EpochRecord& e : epochs) absl::StrAppend(&out, EpochLine(e), "\n");
+  absl::StrAppend(&out, "archive ", tensors.str().size(), "\n", tensors.str());
+  return out;
+}
+
+absl::StatusOr<std::vector<EpochRecord>> LoadCheckpoint(const std::string& bytes,
+                                                        const std::string& initial_hash,
+                                                        torch::nn::Module& model,
+                                                        torch::optim::Optimizer& optimizer,
+                                                        const torch::Device& device) {
+  auto bad = [](const std::string& what) {
+    return absl::InvalidArgumentError(absl::StrCat("checkpoint: ", what));
+  };
+  size_t pos = 0;
+  auto next_line = [&](std::string* line) {
+    const size_t end = bytes.find('\n', pos);
+    if (end == std::string::npos) return false;
+    *line = bytes.substr(pos, end - pos);
+    pos = end + 1;
+    return true;
+  };
+  std::string line;
+  if (!next_line(&line) || line != kMagic) return bad("not a repro checkpoint");
+  if (!next_line(&line) || line.rfind("initial ", 0) != 0) return bad("no initial model hash");
+  if (line.substr(8) != initial_hash) {
+    return bad(absl::StrCat("saved by a run whose initial model is ", line.substr(8),
+                            ", not this run's ", initial_hash));
+  }
+  if (!next_line(&line) || line.rfind("epochs ", 0) != 0) return bad("no epoch count");
+  const long count = std::strtol(line.c_str() + 7, nullptr, 10);
+  if (count <= 0 || count > 1000000) return bad("bad epoch count");
+  std::vector<EpochRecord> epochs(static_cast<size_t>(count));
+  for (long i = 0; i < count; ++i) {
+    if (!next_line(&line) || !ParseEpochLine(line, &epochs[i]) || epochs[i].epoch != i) {
+      return bad(absl::StrCat("epoch record ", i, " is malformed"));
+    }
+  }
+  if (!next_line(&line) || line.rfind("archive ", 0) != 0) return bad("no tensor archive");
+  const size_t size = std::strtoull(line.c_str() + 8, nullptr, 10);
+  if (size != bytes.size() - pos) return bad("the tensor archive is truncated");
+
+  std::istringstream stream(bytes.substr(pos));
+  torch::serialize::InputArchive archive;
+  archive.load_from(stream, device);
+  torch::NoGradGuard no_grad;
+  for (auto& p : model.named_parameters()) {
+    at::Tensor saved;
+    archive.read("model." + p.key(), saved);
+    if (!saved.sizes().equals(p.value().sizes())) return bad(absl::StrCat("tensor ", p.key(), " has another shape"));
+    p.value().copy_(saved);
+  }
+  for (auto& b : model.named_buffers()) {
+    at::Tensor saved;
+    archive.read("model." + b.key(), saved, true);
+    if (!saved.sizes().equals(b.value().sizes())) return bad(absl::StrCat("buffer ", b.key(), " has another shape"));
+    b.value().copy_(saved);
+  }
+  torch::serialize::InputArchive optimizer_archive;
+  archive.read("optimizer", optimizer_archive);
+  optimizer.load(optimizer_archive);
+  return epochs;
+}
+
+}  // namespace repro::engine

@@ -1,0 +1,41 @@
+// Training state at an epoch boundary, so that a run interrupted on one worker resumes
+// on another and ends with the same final weights as a run never interrupted.
+//
+// What a checkpoint holds: the run's initial model hash (to refuse a checkpoint from
+// another run), the epoch records so far (their validation losses also rebuild the
+// learning-rate policy, by replay), every model tensor and the optimizer's state. What
+// it needs not hold: the shuffle and augmentation generators are functions of (seed,
+// epoch), and LibTorch's global generator is used only to initialize, so nothing of them
+// is saved. Format: a text header of epoch records, then LibTorch's archive.
+//
+// Thread safety: free functions; the model and optimizer must not be in use elsewhere.
+#ifndef REPRO_WORKER_ENGINE_CHECKPOINT_H_
+#define REPRO_WORKER_ENGINE_CHECKPOINT_H_
+
+#include <torch/nn/module.h>
+#include <torch/optim/optimizer.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/records.h"
+
+namespace repro::engine {
+
+// Serializes the state after the last of `epochs` (epochs.back().epoch).
+std::string SaveCheckpoint(const std::string& initial_hash, const std::vector<EpochRecord>& epochs,
+                           const torch::nn::Module& model, torch::optim::Optimizer& optimizer);
+
+// Loads a checkpoint into `model` and `optimizer` (built as for a fresh run, already on
+// `device`) and returns its epoch records. INVALID_ARGUMENT when the bytes are not a
+// checkpoint, or belong to a run whose initial model differs.
+absl::StatusOr<std::vector<EpochRecord>> LoadCheckpoint(const std::string& bytes,
+                                                        const std::string& initial_hash,
+                                                        torch::nn::Module& model,
+                                                        torch::optim::Optimizer& optimizer,
+                                                        const torch::Device& device);
+
+}  // namespace repro::engine
+
+#endif  // REPRO_WORKER_ENGINE_CHECKPOINT_H_
