@@ -16,6 +16,15 @@ namespace repro {
 enum class RunState { kPending, kRunning, kDone, kFailed };
 const char* RunStateName(RunState state);  // "pending", "running", "done", "failed"
 
+// A result that arrived for a run that already had one (a lease that expired while
+// its worker went on training): kept as evidence, never counted in the statistics.
+struct ExtraResult {
+  std::string worker;
+  std::string final_hash;
+  double test_loss = 0;
+  double test_accuracy = 0;
+};
+
 struct RunView {
   std::string arm;
   int index = 0;                // 0-based within the arm
@@ -30,6 +39,7 @@ struct RunView {
   int64_t current_batch = 0;    // running runs: batches done in that epoch
   int64_t batches = 0;          // running runs: batches per epoch (0 = not known yet)
   RunResult result;             // complete for kDone runs; epochs so far otherwise
+  std::vector<ExtraResult> extra_results;
 };
 
 struct ExperimentView {

@@ -647,6 +647,21 @@ absl::StatusOr<ExperimentView> RunStore::LoadView(const std::string& experiment)
   for (size_t i = 0; i < view.runs.size(); ++i) {
     if (attempt_ids[i] != 0) RETURN_IF_ERROR(LoadResult(attempt_ids[i], &view.runs[i].result));
   }
+  ASSIGN_OR_RETURN(auto extra, db_->Prepare(
+      "SELECT r.arm, r.idx, a.worker, a.final_hash, a.test_loss, a.test_accuracy FROM attempts a "
+      "JOIN runs r ON r.id = a.run_id WHERE r.experiment_id = ? AND a.outcome = 'extra' "
+      "ORDER BY a.id"));
+  extra->Bind(1, experiment_id);
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, extra->Step());
+    if (!row) break;
+    for (RunView& run : view.runs) {
+      if (run.arm == extra->Text(0) && run.index == extra->Int(1)) {
+        run.extra_results.push_back(
+            ExtraResult{extra->Text(2), extra->Text(3), extra->Real(4), extra->Real(5)});
+      }
+    }
+  }
   return view;
 }
 

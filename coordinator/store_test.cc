@@ -118,6 +118,9 @@ TEST_F(StoreTest, ALateResultFromAnExpiredLeaseIsKeptButNotCountedTwice) {
   auto view = store_->LoadView("t");
   EXPECT_EQ(view->runs[0].state, RunState::kDone);
   EXPECT_EQ(view->runs[0].result.test_loss, 0.1);
+  ASSERT_EQ(view->runs[0].extra_results.size(), 1u);  // kept as evidence
+  EXPECT_EQ(view->runs[0].extra_results[0].worker, "w2");
+  EXPECT_EQ(view->runs[0].extra_results[0].test_loss, 0.2);
   int done = 0;
   for (const RunView& r : view->runs) done += r.state == RunState::kDone;
   EXPECT_EQ(done, 1);
