@@ -468,6 +468,8 @@ elif [ ! -f "$DATASET/train-images-idx3-ubyte.gz" ]; then
   skip "no Fashion-MNIST in $DATASET (Debian package: dataset-fashion-mnist)"
 else
   mkdir -p "$TMP/coordinator" "$TMP/creds" "$TMP/w1" "$TMP/w2" "$TMP/slurm"
+  # The units read the token from systemd's credentials directory (%d).
+  (umask 077; head -c 24 /dev/urandom | base64 > "$TMP/creds/token")
   cat > "$TMP/plan.yaml" <<PLAN
 experiment: deploy-check
 runs: 1
@@ -554,7 +556,7 @@ exit "$rc"
 SRUN
     chmod +x "$TMP/fake-bin/srun"
     if (cd "$TMP/slurm" && PATH="$TMP/fake-bin:$PATH" SLURM_JOB_ID=42 SLURM_NTASKS=2 SLURM_CPUS_PER_TASK=1 \
-          REPRO_WORKER="$WORKER" SLURM_SUBMIT_DIR="$TMP/slurm" \
+          REPRO_WORKER="$WORKER" SLURM_SUBMIT_DIR="$TMP/slurm" REPRO_TOKEN="$(cat "$TMP/creds/token")" \
           timeout 120 "$DEPLOY/slurm/repro-workers.sbatch" "$ADDR" > "$TMP/slurm.log" 2>&1); then
       pass "repro-workers.sbatch (stand-in srun): 2 workers reached the coordinator and exited 0"
     else

@@ -47,7 +47,7 @@ flags (environment variable in brackets):
   --worker-image IMAGE       image built from deploy/docker/Dockerfile.cuda [REPRO_WORKER_IMAGE]
   --plan FILE                experiment plan to install and start on the coordinator
                              (default: none; copy one later) [REPRO_AZ_PLAN]
-  --token-file FILE          token for coordinator and workers (issue 6); default
+  --token-file FILE          token for coordinator and workers; default
                              ./repro-GROUP.token, created with a random token if missing
                              [REPRO_AZ_TOKEN_FILE]
   --scale-set                one VM scale set of --count instances instead of single VMs
