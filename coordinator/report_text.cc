@@ -78,6 +78,18 @@ void AppendArmText(const Report& report, const ArmReport& arm, std::string* out)
                             run.error.empty() ? "no error recorded" : run.error);
     }
   }
+  // A second result for a run (its first worker's lease had expired while it trained
+  // on) is not counted, but whether it agrees is evidence of reproducibility.
+  for (const RunView& run : report.runs) {
+    if (run.arm != arm.name) continue;
+    for (const ExtraResult& extra : run.extra_results) {
+      absl::StrAppendFormat(out,
+                            "- Run #%d: an extra result from worker %s (not counted) has %s final "
+                            "model\n",
+                            run.index, extra.worker,
+                            extra.final_hash == run.result.final_hash ? "the same" : "a different");
+    }
+  }
   AppendScores(arm, out);
   absl::StrAppend(out, "Instability (mean pairwise disagreement of test predictions): ",
                   InstabilityLine(arm.instability), "\n");

@@ -21,10 +21,13 @@ for bin in "$coordinator" "$worker"; do
 done
 command -v sqlite3 >/dev/null || { echo "chaos: needs the sqlite3 command (Debian package sqlite3)" >&2; exit 2; }
 
+# Every kill costs the run it interrupts an attempt; enough attempts that no run is
+# failed by chance, so the checks below are about counting, not the retry limit.
 cat >"$dir/plan.yaml" <<PLAN
 experiment: chaos
 runs: $runs
 epochs: $epochs
+max_attempts: 50
 dataset: {kind: fashion-mnist, path: /usr/share/datasets/fashion-mnist, train_limit: 6000, test_limit: 1000}
 PLAN
 
@@ -47,6 +50,7 @@ start_worker() {
   started=$((started + 1))
   "$worker" --coordinator "$address" --name "chaos-$started" >"$dir/worker-$started.log" 2>&1 &
   pids+=($!)
+  disown $!  # no "Killed" notice from the shell for each victim
 }
 for _ in $(seq $workers); do start_worker; done
 
