@@ -305,6 +305,13 @@ absl::Status RunStore::StoreEpochs(int64_t attempt_id, const std::vector<EpochRe
   return absl::OkStatus();
 }
 
+absl::StatusOr<bool> RunStore::IsCurrentLease(int64_t run_id, int64_t lease_id) {
+  ASSIGN_OR_RETURN(auto q, db_->Prepare(
+      "SELECT 1 FROM runs WHERE id = ? AND lease_attempt = ? AND state = 'running'"));
+  q->Bind(1, run_id).Bind(2, lease_id);
+  return q->Step();
+}
+
 absl::StatusOr<bool> RunStore::RecordEpoch(int64_t run_id, int64_t lease_id,
                                            const EpochRecord& e) {
   absl::MutexLock lock(&mu_);
@@ -316,10 +323,7 @@ absl::StatusOr<bool> RunStore::RecordEpoch(int64_t run_id, int64_t lease_id,
   ASSIGN_OR_RETURN(bool known, check->Step());
   if (!known) return false;
   RETURN_IF_ERROR(StoreEpochs(lease_id, {e}));
-  ASSIGN_OR_RETURN(auto current, db_->Prepare(
-      "SELECT 1 FROM runs WHERE id = ? AND lease_attempt = ? AND state = 'running'"));
-  current->Bind(1, run_id).Bind(2, lease_id);
-  ASSIGN_OR_RETURN(bool valid, current->Step());
+  ASSIGN_OR_RETURN(bool valid, IsCurrentLease(run_id, lease_id));
   RETURN_IF_ERROR(tx.Commit());
   return valid;
 }
@@ -428,10 +432,7 @@ absl::StatusOr<bool> RunStore::SaveCheckpoint(int64_t run_id, int64_t lease_id, 
   absl::MutexLock lock(&mu_);
   sql::Transaction tx(db_.get());
   RETURN_IF_ERROR(tx.status());
-  ASSIGN_OR_RETURN(auto current, db_->Prepare(
-      "SELECT 1 FROM runs WHERE id = ? AND lease_attempt = ? AND state = 'running'"));
-  current->Bind(1, run_id).Bind(2, lease_id);
-  ASSIGN_OR_RETURN(bool valid, current->Step());
+  ASSIGN_OR_RETURN(bool valid, IsCurrentLease(run_id, lease_id));
   if (!valid) return false;
   ASSIGN_OR_RETURN(auto q, db_->Prepare(
       "INSERT OR REPLACE INTO checkpoints (run_id, attempt_id, epoch, state, saved_ms) "

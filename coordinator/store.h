@@ -130,6 +130,9 @@ class RunStore {
   absl::StatusOr<int64_t> ExperimentId(const std::string& experiment)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<int> MaxAttempts(int64_t run_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // True when attempt `lease_id` is the run's current lease and the run is running.
+  absl::StatusOr<bool> IsCurrentLease(int64_t run_id, int64_t lease_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status StoreEpochs(int64_t attempt_id, const std::vector<EpochRecord>& epochs)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status LoadResult(int64_t attempt_id, RunResult* result) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "worker/engine/dataset.h"
 
 namespace repro::engine {
 namespace {
@@ -89,18 +90,9 @@ absl::Status ReadFile(const std::string& path, int64_t records, int64_t keep, Ci
 absl::StatusOr<CifarSplit> ReadOrCheck(const std::string& dir, Split split, int64_t limit,
                                        bool keep_data) {
   const std::string limit_name = absl::StrCat(SplitName(split), "_limit");
-  if (limit < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(limit_name, " must be 0 (all) or positive, got ", limit));
-  }
-  std::error_code ec;
+  if (absl::Status s = CheckSplitLimit(limit_name, limit); !s.ok()) return s;
+  if (absl::Status s = CheckDatasetDirectory(dir); !s.ok()) return s;
   const std::filesystem::path directory(dir);
-  if (!std::filesystem::exists(directory, ec)) {
-    return absl::InvalidArgumentError(absl::StrCat(dir, ": dataset directory does not exist"));
-  }
-  if (!std::filesystem::is_directory(directory, ec)) {
-    return absl::InvalidArgumentError(absl::StrCat(dir, ": dataset path is not a directory"));
-  }
 
   CifarSplit out;
   const std::vector<std::string> names = CifarFileNames(split);

@@ -13,6 +13,13 @@
 
 namespace repro::engine {
 
+// OK when `dir` exists and is a directory; INVALID_ARGUMENT naming it otherwise.
+absl::Status CheckDatasetDirectory(const std::string& dir);
+
+// OK when a split limit (`limit_name`: "train_limit" or "test_limit") is 0 (all) or
+// positive; INVALID_ARGUMENT naming it otherwise.
+absl::Status CheckSplitLimit(const std::string& limit_name, int64_t limit);
+
 // OK for the dataset kinds the engine reads ("fashion-mnist", "mnist": IDX files;
 // "cifar10": CIFAR-10's binary version); INVALID_ARGUMENT naming the kind otherwise.
 absl::Status CheckDatasetKind(const std::string& kind);

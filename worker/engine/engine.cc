@@ -32,6 +32,7 @@
 #include "worker/engine/environment.h"
 #include "worker/engine/fingerprint.h"
 #include "worker/engine/models.h"
+#include "worker/engine/noop.h"
 #include "worker/engine/schedule.h"
 #include "worker/engine/shuffle.h"
 #include "worker/engine/tensor_dataset.h"
@@ -73,14 +74,8 @@ absl::Status ValidateSpec(const RunSpec& spec) {
       !s.ok()) {
     return s;
   }
-  if (spec.train_limit < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("train_limit must be 0 (all) or positive, got ", spec.train_limit));
-  }
-  if (spec.test_limit < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("test_limit must be 0 (all) or positive, got ", spec.test_limit));
-  }
+  if (absl::Status s = CheckSplitLimit("train_limit", spec.train_limit); !s.ok()) return s;
+  if (absl::Status s = CheckSplitLimit("test_limit", spec.test_limit); !s.ok()) return s;
   if (spec.batch_size <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("batch_size must be positive, got ", spec.batch_size));
@@ -238,8 +233,35 @@ std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(const RunSpec& spec,
                                               torch::optim::AdamOptions(spec.lr));
 }
 
+// Model kind noop (noop.h): no data, no training, but the device must be usable and
+// the environment is recorded, since checking the fleet is the point.
+absl::StatusOr<RunResult> NoopRun(const RunSpec& spec, const Callbacks& callbacks) {
+  if (spec.epochs < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("epochs must be at least 1, got ", spec.epochs));
+  }
+  if (spec.device != "cpu" && spec.device != "cuda") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown device \"", spec.device, "\" (this engine runs on cpu or cuda)"));
+  }
+  ApplyDeterminism(spec);
+  if (spec.device == "cuda" && !torch::cuda::is_available()) {
+    return absl::FailedPreconditionError(
+        "device cuda requested but this LibTorch has no CUDA (or no GPU visible)");
+  }
+  if (callbacks.should_stop && callbacks.should_stop()) {
+    return absl::CancelledError("run stopped on request at epoch 0, batch 0");
+  }
+  RunResult result = NoopResult(spec.epochs, spec.lr);
+  result.environment = RunEnvironment(spec.device);
+  if (callbacks.on_epoch) {
+    for (const EpochRecord& record : result.epochs) callbacks.on_epoch(record);
+  }
+  return result;
+}
+
 // The run itself; LibTorch may throw anywhere in here.
 absl::StatusOr<RunResult> Train(const RunSpec& spec, const Callbacks& callbacks) {
+  if (spec.model_kind == kNoopModel) return NoopRun(spec, callbacks);
   if (absl::Status s = ValidateSpec(spec); !s.ok()) return s;
   ApplyDeterminism(spec);
   if (spec.device == "cuda" && !torch::cuda::is_available()) {

@@ -85,10 +85,7 @@ absl::Status CheckFileExists(const std::string& path) {
 
 absl::Status CheckKeep(int64_t keep, int64_t count, const std::string& limit_name,
                        const std::string& path, const char* what) {
-  if (keep < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(limit_name, " must be 0 (all) or positive, got ", keep));
-  }
+  if (absl::Status s = CheckSplitLimit(limit_name, keep); !s.ok()) return s;
   if (keep > count) {
     return absl::InvalidArgumentError(absl::StrCat(limit_name, " ", keep, " is larger than the ",
                                                    count, " ", what, " in ", path));
@@ -253,7 +250,7 @@ absl::StatusOr<IdxLabels> ReadIdxLabels(const std::string& path, int64_t keep,
   return labels;
 }
 
-absl::StatusOr<std::string> FindIdxFile(const std::string& dir, const std::string& base_name) {
+absl::Status CheckDatasetDirectory(const std::string& dir) {
   std::error_code ec;
   const std::filesystem::path directory(dir);
   if (!std::filesystem::exists(directory, ec)) {
@@ -262,6 +259,21 @@ absl::StatusOr<std::string> FindIdxFile(const std::string& dir, const std::strin
   if (!std::filesystem::is_directory(directory, ec)) {
     return absl::InvalidArgumentError(absl::StrCat(dir, ": dataset path is not a directory"));
   }
+  return absl::OkStatus();
+}
+
+absl::Status CheckSplitLimit(const std::string& limit_name, int64_t limit) {
+  if (limit < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(limit_name, " must be 0 (all) or positive, got ", limit));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> FindIdxFile(const std::string& dir, const std::string& base_name) {
+  if (absl::Status s = CheckDatasetDirectory(dir); !s.ok()) return s;
+  std::error_code ec;
+  const std::filesystem::path directory(dir);
   const std::filesystem::path gz = directory / (base_name + ".gz");
   if (std::filesystem::exists(gz, ec)) return gz.string();
   const std::filesystem::path plain = directory / base_name;
@@ -273,10 +285,7 @@ absl::StatusOr<std::string> FindIdxFile(const std::string& dir, const std::strin
 absl::StatusOr<IdxSplit> ReadIdxSplit(const std::string& dir, Split split, int64_t limit) {
   const std::string prefix = split == Split::kTrain ? "train" : "t10k";
   const std::string limit_name = absl::StrCat(SplitName(split), "_limit");
-  if (limit < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(limit_name, " must be 0 (all) or positive, got ", limit));
-  }
+  if (absl::Status s = CheckSplitLimit(limit_name, limit); !s.ok()) return s;
   auto images_path = FindIdxFile(dir, prefix + "-images-idx3-ubyte");
   if (!images_path.ok()) return images_path.status();
   auto labels_path = FindIdxFile(dir, prefix + "-labels-idx1-ubyte");
