@@ -189,7 +189,9 @@ Plan ParseRoot(const Validator& v, const YAML::Node& root) {
   }
   if (const YAML::Node m = root["model"]) {
     v.CheckMap(m, "model", {"kind", "version", "depth", "l2"});
-    if (m["kind"]) plan.model.kind = v.OneOf(m["kind"], "model.kind", {"small-cnn", "resnet"});
+    // noop: no data read, no training; each run returns a valid result at once, so a
+    // fleet of workers can be checked (and dispatch measured) before paying for GPUs.
+    if (m["kind"]) plan.model.kind = v.OneOf(m["kind"], "model.kind", {"small-cnn", "resnet", "noop"});
     const bool resnet = plan.model.kind == "resnet";
     for (const char* key : {"version", "depth"}) {
       if (m[key] && !resnet) v.Fail(m[key], absl::StrCat("model.", key), "applies to model.kind resnet only");

@@ -31,7 +31,7 @@ struct DatasetSpec {
 };
 
 struct ModelSpec {
-  std::string kind = "small-cnn";  // small-cnn | resnet
+  std::string kind = "small-cnn";  // small-cnn | resnet | noop (no training: checks a fleet)
   int version = 2;                 // resnet: 1 (depth 6n+2) or 2 (depth 9n+2)
   int depth = 29;                  // resnet
   double l2 = 0;                   // L2 on conv kernels; resnet's default is Keras's 1e-4

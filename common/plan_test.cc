@@ -106,7 +106,7 @@ TEST(PlanTest, MissingRequiredKey) {
 TEST(PlanTest, BadValuesAreNamed) {
   EXPECT_TRUE(absl::StrContains(
       ErrorOf("experiment: x\nruns: 1\nepochs: 1\nmodel: {kind: vgg}\n"),
-      "model.kind: expected one of small-cnn, resnet, got \"vgg\""));
+      "model.kind: expected one of small-cnn, resnet, noop, got \"vgg\""));
   EXPECT_TRUE(absl::StrContains(
       ErrorOf("experiment: x\nruns: 1\nepochs: 1\ntraining: {lr: 0}\n"), "training.lr: must be"));
   EXPECT_TRUE(absl::StrContains(
@@ -118,6 +118,16 @@ TEST(PlanTest, BadValuesAreNamed) {
       ErrorOf("experiment: x\nruns: 1\nepochs: 1\nruns: 2\n"), "key given twice"));
   EXPECT_TRUE(absl::StrContains(ErrorOf(""), "empty"));
   EXPECT_TRUE(absl::StrContains(ErrorOf("- a\n- b\n"), "expected a mapping"));
+}
+
+TEST(PlanTest, NoopModelParses) {
+  auto plan = ParsePlan("experiment: fleet-check\nruns: 100\nepochs: 1\nmodel: {kind: noop}\n",
+                        "noop.yaml");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->model.kind, "noop");
+  EXPECT_TRUE(absl::StrContains(
+      ErrorOf("experiment: x\nruns: 1\nepochs: 1\nmodel: {kind: noop, depth: 20}\n"),
+      "model.depth: applies to model.kind resnet only"));
 }
 
 TEST(PlanTest, TheStudysRecipeParses) {

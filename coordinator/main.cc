@@ -161,7 +161,7 @@ int Run(int argc, char** argv) {
     return cli::Fail(kProgram, absl::StrCat(o.db_path, ": no such database; give --plan to start an experiment"), cli::kExitUsage);
   }
   auto check_data = [&]() -> absl::Status {
-    if (o.skip_data_check) return absl::OkStatus();
+    if (o.skip_data_check || plan.model.kind == "noop") return absl::OkStatus();  // noop reads no data
     absl::Status data = engine::CheckDataset(plan.dataset.kind, plan.dataset.path,
                                              plan.dataset.train_limit, plan.dataset.test_limit);
     if (data.ok()) return data;

@@ -6,6 +6,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
 #include <ATen/ops/ones.h>
 
@@ -558,6 +559,34 @@ TEST(TrainRunTest, DISABLED_TimingOneEpochOfTenThousandImages) {
               "loss %.4f, train accuracy %.4f, test loss %.4f, test accuracy %.4f\n",
               r->epochs[0].seconds, total, r->epochs[0].loss, r->epochs[0].accuracy,
               r->test_loss, r->test_accuracy);
+}
+
+TEST(TrainRunTest, NoopRunReturnsAtOnceWithAnEmptyModel) {
+  RunSpec spec;
+  spec.model_kind = "noop";
+  spec.dataset_path = "/nonexistent";  // a noop run reads no data
+  spec.epochs = 3;
+  spec.init_seed = 7;
+  int epochs_reported = 0;
+  Callbacks callbacks;
+  callbacks.on_epoch = [&](const EpochRecord& e) { EXPECT_EQ(e.epoch, epochs_reported++); };
+  auto result = TrainRun(spec, callbacks);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(epochs_reported, 3);
+  ASSERT_EQ(result->epochs.size(), 3u);
+  // One empty float tensor named "noop", hashed as any empty float tensor is.
+  ASSERT_EQ(result->initial_tensors.size(), 1u);
+  EXPECT_EQ(result->initial_tensors[0].name, "noop");
+  EXPECT_EQ(result->initial_tensors[0].hash, HashTensor(at::empty({0}, at::kFloat)));
+  EXPECT_EQ(result->final_hash, result->initial_hash);
+  EXPECT_EQ(result->data_x_hash, HashBytes("", 0));
+  EXPECT_EQ(result->epochs[2].batch_digest, HashSequence({}));
+  EXPECT_EQ(result->epochs[2].weights_hash, result->initial_hash);
+  EXPECT_TRUE(result->predictions.empty());
+  EXPECT_EQ(result->environment.at("device"), "cpu");
+  // Seeds change nothing: every noop run is the same run.
+  spec.init_seed = 8;
+  EXPECT_EQ(TrainRun(spec)->initial_hash, result->initial_hash);
 }
 
 TEST(TrainRunTest, TorchVersionIsDotted) {
