@@ -231,6 +231,8 @@ absl::Status CheckAnalysisOptions(const ExperimentView& view,
 
 // Options are used as given; a reference arm the view lacks gives no comparisons.
 Report Analyze(const ExperimentView& view, const AnalysisOptions& options = {});
+// The same, moving the view's runs into Report::runs instead of copying them.
+Report Analyze(ExperimentView&& view, const AnalysisOptions& options = {});
 
 }  // namespace repro
 

@@ -11,13 +11,11 @@
 #include "absl/strings/str_join.h"
 #include "common/stats.h"
 #include "coordinator/html_report.h"
+#include "coordinator/json_writer.h"
 #include "coordinator/report_text.h"
-#include "nlohmann/json.hpp"
 
 namespace repro {
 namespace {
-
-using Json = nlohmann::ordered_json;
 
 // ---- shared ----
 
@@ -39,179 +37,261 @@ bool Shown(const std::string& arm_filter, const std::string& arm) {
 }
 
 // ---- JSON ----
+// Streamed with JsonWriter, never built as a tree: a 10,000-run x 200-epoch report is
+// some 600 MB of JSON. The keys, their order and the number formatting are nlohmann's
+// dump(2) of the documented structure (report_test checks the two agree byte for byte).
 
-Json Number(double value) { return std::isfinite(value) ? Json(value) : Json(nullptr); }
-
-Json Number(const std::optional<double>& value) {
-  return value ? Number(*value) : Json(nullptr);
+void Pair(JsonWriter& w, std::string_view key, const std::optional<double>& loss,
+          const std::optional<double>& accuracy) {
+  w.Key(key);
+  w.BeginObject();
+  w.Field("loss", loss);
+  w.Field("accuracy", accuracy);
+  w.EndObject();
 }
 
-Json Optional(const std::optional<int>& value) {
-  return value ? Json(*value) : Json(nullptr);
-}
-
-Json Pair(const std::optional<double>& loss, const std::optional<double>& accuracy) {
-  Json pair = Json::object();
-  pair["loss"] = Number(loss);
-  pair["accuracy"] = Number(accuracy);
-  return pair;
-}
-
-Json ArmJson(const ArmReport& arm) {
-  Json j = Json::object();
-  j["name"] = arm.name;
-  j["runs_total"] = arm.runs_total;
-  j["runs_done"] = arm.runs_done;
-  j["runs_failed"] = arm.runs_failed;
-  j["runs_remaining"] = arm.runs_remaining;
-  j["reference_run"] = arm.reference_run >= 0 ? Json(arm.reference_run) : Json(nullptr);
-  j["models_all_same"] = arm.models_all_same;
-  j["data_all_same"] = arm.data_all_same;
-  j["batches_all_same"] = arm.batches_all_same;
-  j["final_models_all_same"] = arm.final_models_all_same;
-  Json differences = Json::array();
+void WriteArm(JsonWriter& w, const ArmReport& arm) {
+  w.BeginObject();
+  w.Field("name", arm.name);
+  w.Field("runs_total", arm.runs_total);
+  w.Field("runs_done", arm.runs_done);
+  w.Field("runs_failed", arm.runs_failed);
+  w.Field("runs_remaining", arm.runs_remaining);
+  w.Field("reference_run",
+          arm.reference_run >= 0 ? std::optional<int>(arm.reference_run) : std::nullopt);
+  w.Field("models_all_same", arm.models_all_same);
+  w.Field("data_all_same", arm.data_all_same);
+  w.Field("batches_all_same", arm.batches_all_same);
+  w.Field("final_models_all_same", arm.final_models_all_same);
+  w.Key("differences");
+  w.BeginArray();
   for (const Difference& d : arm.differences) {
-    Json entry = Json::object();
-    entry["run"] = d.run;
-    entry["what"] = DifferenceKindName(d.what);
-    entry["tensor"] = d.tensor;
-    entry["index"] = d.index;
-    entry["epoch"] = Optional(d.epoch);
-    entry["batch"] = Optional(d.batch);
-    differences.push_back(std::move(entry));
+    w.BeginObject();
+    w.Field("run", d.run);
+    w.Field("what", DifferenceKindName(d.what));
+    w.Field("tensor", d.tensor);
+    w.Field("index", d.index);
+    w.Field("epoch", d.epoch);
+    w.Field("batch", d.batch);
+    w.EndObject();
   }
-  j["differences"] = std::move(differences);
-  j["first_divergence_epoch"] = Optional(arm.first_divergence_epoch);
-  j["first_divergence_batch"] = Optional(arm.first_divergence_batch);
-  j["diverged_by_epoch"] =
-      arm.diverged_by_epoch ? Json(*arm.diverged_by_epoch) : Json(nullptr);
-  j["mean"] = Pair(arm.loss.mean, arm.accuracy.mean);
-  j["stdev"] = Pair(arm.loss.stdev, arm.accuracy.stdev);
-  j["stdev_ddof1"] = Pair(arm.loss.stdev_ddof1, arm.accuracy.stdev_ddof1);
-  j["min"] = Pair(arm.loss.min, arm.accuracy.min);
-  j["max"] = Pair(arm.loss.max, arm.accuracy.max);
-  j["instability"] = Json{{"runs", arm.instability.runs},
-                          {"pairs", arm.instability.pairs},
-                          {"mean_disagreement", Number(arm.instability.mean_disagreement)}};
-  return j;
+  w.EndArray();
+  w.Field("first_divergence_epoch", arm.first_divergence_epoch);
+  w.Field("first_divergence_batch", arm.first_divergence_batch);
+  w.Key("diverged_by_epoch");
+  if (arm.diverged_by_epoch) {
+    w.BeginArray();
+    for (const int n : *arm.diverged_by_epoch) w.Number(n);
+    w.EndArray();
+  } else {
+    w.Null();
+  }
+  Pair(w, "mean", arm.loss.mean, arm.accuracy.mean);
+  Pair(w, "stdev", arm.loss.stdev, arm.accuracy.stdev);
+  Pair(w, "stdev_ddof1", arm.loss.stdev_ddof1, arm.accuracy.stdev_ddof1);
+  Pair(w, "min", arm.loss.min, arm.accuracy.min);
+  Pair(w, "max", arm.loss.max, arm.accuracy.max);
+  w.Key("instability");
+  w.BeginObject();
+  w.Field("runs", arm.instability.runs);
+  w.Field("pairs", arm.instability.pairs);
+  w.Field("mean_disagreement", arm.instability.mean_disagreement);
+  w.EndObject();
+  w.EndObject();
 }
 
-Json Interval(const std::optional<double>& low, const std::optional<double>& high) {
-  if (!low || !high) return Json(nullptr);
-  return Json::array({Number(low), Number(high)});
+void Interval(JsonWriter& w, std::string_view key, const std::optional<double>& low,
+              const std::optional<double>& high) {
+  w.Key(key);
+  if (!low || !high) {
+    w.Null();
+    return;
+  }
+  w.BeginArray();
+  w.Double(*low);
+  w.Double(*high);
+  w.EndArray();
 }
 
-Json ComparisonJson(const ArmComparison& c) {
+void WriteComparison(JsonWriter& w, const ArmComparison& c) {
   const ScoreComparison& s = c.scores;
-  auto test = [](const ColumnComparison& column) {
-    return Json{{"F", Number(column.brown_forsythe_f)},
-                {"p", Number(column.brown_forsythe_p)}};
+  auto test = [&](std::string_view key, const ColumnComparison& column) {
+    w.Key(key);
+    w.BeginObject();
+    w.Field("F", column.brown_forsythe_f);
+    w.Field("p", column.brown_forsythe_p);
+    w.EndObject();
   };
-  Json j = Json::object();
-  j["arm"] = c.arm;
-  j["reference"] = c.reference;
-  j["stdev_ratio"] = Pair(s.loss.stdev_ratio, s.accuracy.stdev_ratio);
-  j["variance_share"] = Pair(s.loss.variance_share, s.accuracy.variance_share);
-  j["ci95"] = Json{{"loss", Interval(s.loss.ci_low, s.loss.ci_high)},
-                   {"accuracy", Interval(s.accuracy.ci_low, s.accuracy.ci_high)}};
-  j["brown_forsythe"] = Json{{"loss", test(s.loss)}, {"accuracy", test(s.accuracy)}};
-  return j;
+  w.BeginObject();
+  w.Field("arm", c.arm);
+  w.Field("reference", c.reference);
+  Pair(w, "stdev_ratio", s.loss.stdev_ratio, s.accuracy.stdev_ratio);
+  Pair(w, "variance_share", s.loss.variance_share, s.accuracy.variance_share);
+  w.Key("ci95");
+  w.BeginObject();
+  Interval(w, "loss", s.loss.ci_low, s.loss.ci_high);
+  Interval(w, "accuracy", s.accuracy.ci_low, s.accuracy.ci_high);
+  w.EndObject();
+  w.Key("brown_forsythe");
+  w.BeginObject();
+  test("loss", s.loss);
+  test("accuracy", s.accuracy);
+  w.EndObject();
+  w.EndObject();
 }
 
-Json CrossArmJson(const CrossArmIdentity& identity) {
-  Json j = Json::object();
-  j["arm"] = identity.arm;
-  j["other"] = identity.other;
-  j["runs_with_same_seeds"] = identity.runs_with_same_seeds;
-  j["initial_identical"] = identity.initial_identical;
-  j["final_identical"] = identity.final_identical;
+void WriteCrossArm(JsonWriter& w, const CrossArmIdentity& identity) {
+  w.BeginObject();
+  w.Field("arm", identity.arm);
+  w.Field("other", identity.other);
+  w.Field("runs_with_same_seeds", identity.runs_with_same_seeds);
+  w.Field("initial_identical", identity.initial_identical);
+  w.Field("final_identical", identity.final_identical);
+  w.Key("first_difference");
   if (identity.first_difference) {
     const Difference& d = *identity.first_difference;
-    j["first_difference"] = Json{{"run", d.run},         {"tensor", d.tensor},
-                                 {"index", d.index},     {"epoch", Optional(d.epoch)},
-                                 {"batch", Optional(d.batch)}};
+    w.BeginObject();
+    w.Field("run", d.run);
+    w.Field("tensor", d.tensor);
+    w.Field("index", d.index);
+    w.Field("epoch", d.epoch);
+    w.Field("batch", d.batch);
+    w.EndObject();
   } else {
-    j["first_difference"] = nullptr;
+    w.Null();
   }
-  return j;
+  w.EndObject();
 }
 
-Json RunJson(const RunView& run) {
+void WriteRun(JsonWriter& w, const RunView& run) {
   const bool done = run.state == RunState::kDone;
   const RunResult& r = run.result;
-  Json j = Json::object();
-  j["arm"] = run.arm;
-  j["index"] = run.index;
-  j["seeds"] = Json{{"init", run.init_seed}, {"shuffle", run.shuffle_seed},
-                    {"augment", run.augment_seed}};
-  j["state"] = RunStateName(run.state);
-  j["attempts"] = run.attempts;
-  j["worker"] = run.worker;
-  j["error"] = run.error;
-  j["current_epoch"] = run.state == RunState::kRunning && run.current_epoch >= 0
-                           ? Json(run.current_epoch)
-                           : Json(nullptr);
-  j["test_loss"] = done ? Number(r.test_loss) : Json(nullptr);
-  j["test_accuracy"] = done ? Number(r.test_accuracy) : Json(nullptr);
-  j["initial_hash"] = r.initial_hash;
-  j["final_hash"] = r.final_hash;
-  j["data_x_hash"] = r.data_x_hash;
-  j["data_y_hash"] = r.data_y_hash;
-  Json epochs = Json::array();
+  w.BeginObject();
+  w.Field("arm", run.arm);
+  w.Field("index", run.index);
+  w.Key("seeds");
+  w.BeginObject();
+  w.Field("init", run.init_seed);
+  w.Field("shuffle", run.shuffle_seed);
+  w.Field("augment", run.augment_seed);
+  w.EndObject();
+  w.Field("state", RunStateName(run.state));
+  w.Field("attempts", run.attempts);
+  w.Field("worker", run.worker);
+  w.Field("error", run.error);
+  w.Field("current_epoch", run.state == RunState::kRunning && run.current_epoch >= 0
+                               ? std::optional<int>(run.current_epoch)
+                               : std::nullopt);
+  w.Field("test_loss", done ? std::optional<double>(r.test_loss) : std::nullopt);
+  w.Field("test_accuracy", done ? std::optional<double>(r.test_accuracy) : std::nullopt);
+  w.Field("initial_hash", r.initial_hash);
+  w.Field("final_hash", r.final_hash);
+  w.Field("data_x_hash", r.data_x_hash);
+  w.Field("data_y_hash", r.data_y_hash);
+  w.Key("epochs");
+  w.BeginArray();
   for (const EpochRecord& e : r.epochs) {
-    Json entry = Json::object();
-    entry["epoch"] = e.epoch;
-    entry["loss"] = Number(e.loss);
-    entry["accuracy"] = Number(e.accuracy);
-    entry["val_loss"] = Number(e.val_loss);
-    entry["val_accuracy"] = Number(e.val_accuracy);
-    entry["seconds"] = Number(e.seconds);
-    entry["lr"] = Number(e.lr);
-    entry["batch_digest"] = e.batch_digest;
-    entry["weights_hash"] = e.weights_hash;
-    epochs.push_back(std::move(entry));
+    w.BeginObject();
+    w.Field("epoch", e.epoch);
+    w.Field("loss", e.loss);
+    w.Field("accuracy", e.accuracy);
+    w.Field("val_loss", e.val_loss);
+    w.Field("val_accuracy", e.val_accuracy);
+    w.Field("seconds", e.seconds);
+    w.Field("lr", e.lr);
+    w.Field("batch_digest", e.batch_digest);
+    w.Field("weights_hash", e.weights_hash);
+    w.EndObject();
   }
-  j["epochs"] = std::move(epochs);
-  j["environment"] = r.environment;
+  w.EndArray();
+  w.Key("environment");
+  w.BeginObject();
+  for (const auto& [key, value] : r.environment) w.Field(key, value);
+  w.EndObject();
   // Exported weight files stay on the worker that wrote them; empty when not exported.
-  j["artifacts"] = Json{{"worker", run.worker}, {"initial_weights", r.initial_weights},
-                        {"final_weights", r.final_weights}, {"epoch_weights", r.epoch_weights}};
-  return j;
+  w.Key("artifacts");
+  w.BeginObject();
+  w.Field("worker", run.worker);
+  w.Field("initial_weights", r.initial_weights);
+  w.Field("final_weights", r.final_weights);
+  w.Key("epoch_weights");
+  w.BeginArray();
+  for (const std::string& path : r.epoch_weights) w.String(path);
+  w.EndArray();
+  w.EndObject();
+  w.EndObject();
 }
 
-std::string RenderJson(const Report& report, const std::string& arm_filter) {
-  Json j = Json::object();
-  j["experiment"] = report.experiment;
-  j["complete"] = report.complete;
-  j["epochs"] = report.epochs;
-  j["runs_total"] = report.runs_total;
-  j["runs_done"] = report.runs_done;
-  j["runs_failed"] = report.runs_failed;
-  j["runs_remaining"] = report.runs_remaining;
-  Json arms = Json::array();
+// With a sink, the text goes to it in pieces of about kPiece bytes (and the returned
+// string holds nothing); without, it is returned whole.
+constexpr size_t kPiece = 1 << 20;
+
+std::string RenderJson(const Report& report, const std::string& arm_filter,
+                       const ReportSink* sink = nullptr) {
+  std::string out;
+  if (sink != nullptr) {
+    out.reserve(2 * kPiece);
+  } else {
+    // About 400 bytes per epoch record dominate a large report: one allocation up front.
+    size_t epochs = 0;
+    for (const RunView& run : report.runs) {
+      if (Shown(arm_filter, run.arm)) epochs += run.result.epochs.size();
+    }
+    out.reserve(4096 + 1024 * report.runs.size() + 420 * epochs);
+  }
+  JsonWriter w(&out);
+  w.BeginObject();
+  w.Field("experiment", report.experiment);
+  w.Field("complete", report.complete);
+  w.Field("epochs", report.epochs);
+  w.Field("runs_total", report.runs_total);
+  w.Field("runs_done", report.runs_done);
+  w.Field("runs_failed", report.runs_failed);
+  w.Field("runs_remaining", report.runs_remaining);
+  w.Key("arms");
+  w.BeginArray();
   for (const ArmReport& arm : report.arms) {
-    if (Shown(arm_filter, arm.name)) arms.push_back(ArmJson(arm));
+    if (Shown(arm_filter, arm.name)) WriteArm(w, arm);
   }
-  j["arms"] = std::move(arms);
-  j["stdev_ratio"] = Pair(report.stdev_ratio_loss, report.stdev_ratio_accuracy);
-  j["reference_arm"] =
-      report.reference_arm.empty() ? Json(nullptr) : Json(report.reference_arm);
-  j["bootstrap"] = Json{{"resamples", report.bootstrap_resamples}, {"seed", report.seed}};
-  Json comparisons = Json::array();
-  for (const ArmComparison& c : report.comparisons) comparisons.push_back(ComparisonJson(c));
-  j["comparisons"] = std::move(comparisons);
-  Json cross_arm = Json::array();
-  for (const CrossArmIdentity& identity : report.cross_arm) {
-    cross_arm.push_back(CrossArmJson(identity));
+  w.EndArray();
+  Pair(w, "stdev_ratio", report.stdev_ratio_loss, report.stdev_ratio_accuracy);
+  w.Key("reference_arm");
+  if (report.reference_arm.empty()) {
+    w.Null();
+  } else {
+    w.String(report.reference_arm);
   }
-  j["cross_arm"] = std::move(cross_arm);
-  Json runs = Json::array();
+  w.Key("bootstrap");
+  w.BeginObject();
+  w.Field("resamples", report.bootstrap_resamples);
+  w.Field("seed", report.seed);
+  w.EndObject();
+  w.Key("comparisons");
+  w.BeginArray();
+  for (const ArmComparison& c : report.comparisons) WriteComparison(w, c);
+  w.EndArray();
+  w.Key("cross_arm");
+  w.BeginArray();
+  for (const CrossArmIdentity& identity : report.cross_arm) WriteCrossArm(w, identity);
+  w.EndArray();
+  w.Key("runs");
+  w.BeginArray();
   for (const RunView& run : report.runs) {
-    if (Shown(arm_filter, run.arm)) runs.push_back(RunJson(run));
+    if (!Shown(arm_filter, run.arm)) continue;
+    WriteRun(w, run);
+    if (sink != nullptr && out.size() >= kPiece) {
+      (*sink)(out);
+      out.clear();
+    }
   }
-  j["runs"] = std::move(runs);
-  // Worker-supplied strings (errors) may hold invalid UTF-8: replace, never throw.
-  return j.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
+  w.EndArray();
+  w.EndObject();
+  out.push_back('\n');
+  if (sink != nullptr) {
+    (*sink)(out);
+    out.clear();
+  }
+  return out;
 }
 
 // ---- CSV ----
@@ -258,8 +338,9 @@ const char* ReportFormatName(ReportFormat format) {
   return "unknown";
 }
 
-absl::StatusOr<std::string> RenderReport(const Report& report, ReportFormat format,
-                                         const std::string& arm) {
+namespace {
+
+absl::Status CheckRenderable(const Report& report, ReportFormat format, const std::string& arm) {
   if (format == ReportFormat::kCsv && arm.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "csv needs --arm NAME (the experiment's arms: ", ArmNames(report), ")"));
@@ -269,6 +350,14 @@ absl::StatusOr<std::string> RenderReport(const Report& report, ReportFormat form
                                                    "'; the experiment's arms are: ",
                                                    ArmNames(report)));
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> RenderReport(const Report& report, ReportFormat format,
+                                         const std::string& arm) {
+  if (absl::Status s = CheckRenderable(report, format, arm); !s.ok()) return s;
   switch (format) {
     case ReportFormat::kText:
       return RenderText(report, arm);
@@ -280,6 +369,19 @@ absl::StatusOr<std::string> RenderReport(const Report& report, ReportFormat form
       return RenderHtml(report, arm);
   }
   return absl::InvalidArgumentError("unknown report format");
+}
+
+absl::Status WriteReport(const Report& report, ReportFormat format, const std::string& arm,
+                         const ReportSink& sink) {
+  if (absl::Status s = CheckRenderable(report, format, arm); !s.ok()) return s;
+  if (format == ReportFormat::kJson) {
+    RenderJson(report, arm, &sink);
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::string> whole = RenderReport(report, format, arm);
+  if (!whole.ok()) return whole.status();
+  sink(*whole);
+  return absl::OkStatus();
 }
 
 }  // namespace repro

@@ -12,6 +12,7 @@
 #ifndef REPRO_COORDINATOR_REPORT_H_
 #define REPRO_COORDINATOR_REPORT_H_
 
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -48,6 +49,14 @@ const char* ReportFormatName(ReportFormat format);
 // HTML: see coordinator/html_report.h.
 absl::StatusOr<std::string> RenderReport(const Report& report, ReportFormat format,
                                          const std::string& arm);
+
+// The same text, handed to `sink` as it is rendered: JSON in pieces of about 1 MB (a
+// report of 10,000 runs x 200 epochs is some 800 MB of JSON, which need not be held
+// whole), the other formats in one piece. The errors are RenderReport's, returned
+// before anything reaches the sink.
+using ReportSink = std::function<void(std::string_view)>;
+absl::Status WriteReport(const Report& report, ReportFormat format, const std::string& arm,
+                         const ReportSink& sink);
 
 }  // namespace repro
 

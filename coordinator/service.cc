@@ -6,6 +6,7 @@
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "coordinator/analysis.h"
+#include "coordinator/handler_pool.h"
 #include "coordinator/report.h"
 #include "coordinator/status_view.h"
 #include "proto/convert.h"
@@ -13,12 +14,19 @@
 namespace repro {
 namespace {
 
-// Every handler does its (short, SQLite-bound) work inline and finishes at once; a
-// refused authorization finishes the call before any work.
+// Every handler does its (SQLite-bound) work on the handler pool (handler_pool.h),
+// where it may wait for its change to be committed, and finishes from there; a refused
+// authorization finishes the call at once, before any work. `fn` captures by value:
+// it runs after the handler method has returned.
 template <typename Fn>
 grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx, const grpc::Status& auth, Fn&& fn) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  reactor->Finish(auth.ok() ? fn() : auth);
+  if (!auth.ok()) {
+    reactor->Finish(auth);
+    return reactor;
+  }
+  HandlerPool::ForHandlers().Run(
+      [reactor, fn = std::forward<Fn>(fn)]() mutable { reactor->Finish(fn()); });
   return reactor;
 }
 
@@ -318,7 +326,7 @@ grpc::Status CoordinatorService::DoReport(const v1::ReportRequest& req, v1::Repo
   if (req.has_bootstrap_resamples()) options.bootstrap_resamples = req.bootstrap_resamples();
   options.seed = req.seed();
   if (absl::Status s = CheckAnalysisOptions(*view, options); !s.ok()) return ToGrpc(s);
-  const repro::Report report = Analyze(*view, options);
+  const repro::Report report = Analyze(std::move(*view), options);
   resp->set_complete(report.complete);
   resp->set_runs_remaining(report.runs_remaining);
   if (!report.complete && !req.partial()) {
@@ -336,48 +344,48 @@ grpc::Status CoordinatorService::DoReport(const v1::ReportRequest& req, v1::Repo
 grpc::ServerUnaryReactor* CoordinatorService::Register(grpc::CallbackServerContext* ctx,
                                                        const v1::RegisterRequest* req,
                                                        v1::RegisterResponse* resp) {
-  return Unary(ctx, Authorize(ctx, Role::kWorker, "Register"), [&] { return DoRegister(*req, resp); });
+  return Unary(ctx, Authorize(ctx, Role::kWorker, "Register"), [=] { return DoRegister(*req, resp); });
 }
 grpc::ServerUnaryReactor* CoordinatorService::Lease(grpc::CallbackServerContext* ctx,
                                                     const v1::LeaseRequest* req,
                                                     v1::LeaseResponse* resp) {
-  return Unary(ctx, Authorize(ctx, Role::kWorker, "Lease"), [&] { return DoLease(*req, resp); });
+  return Unary(ctx, Authorize(ctx, Role::kWorker, "Lease"), [=] { return DoLease(*req, resp); });
 }
 grpc::ServerUnaryReactor* CoordinatorService::Heartbeat(grpc::CallbackServerContext* ctx,
                                                         const v1::HeartbeatRequest* req,
                                                         v1::HeartbeatResponse* resp) {
-  return Unary(ctx, Authorize(ctx, Role::kWorker, "Heartbeat"), [&] { return DoHeartbeat(*req, resp); });
+  return Unary(ctx, Authorize(ctx, Role::kWorker, "Heartbeat"), [=] { return DoHeartbeat(*req, resp); });
 }
 grpc::ServerUnaryReactor* CoordinatorService::ReportEpoch(grpc::CallbackServerContext* ctx,
                                                           const v1::ReportEpochRequest* req,
                                                           v1::ReportEpochResponse* resp) {
-  return Unary(ctx, Authorize(ctx, Role::kWorker, "ReportEpoch"), [&] { return DoReportEpoch(*req, resp); });
+  return Unary(ctx, Authorize(ctx, Role::kWorker, "ReportEpoch"), [=] { return DoReportEpoch(*req, resp); });
 }
 grpc::ServerUnaryReactor* CoordinatorService::Complete(grpc::CallbackServerContext* ctx,
                                                        const v1::CompleteRequest* req,
                                                        v1::CompleteResponse* resp) {
-  return Unary(ctx, Authorize(ctx, Role::kWorker, "Complete"), [&] { return DoComplete(*req, resp); });
+  return Unary(ctx, Authorize(ctx, Role::kWorker, "Complete"), [=] { return DoComplete(*req, resp); });
 }
 grpc::ServerUnaryReactor* CoordinatorService::Fail(grpc::CallbackServerContext* ctx,
                                                    const v1::FailRequest* req,
                                                    v1::FailResponse* resp) {
-  return Unary(ctx, Authorize(ctx, Role::kWorker, "Fail"), [&] { return DoFail(*req, resp); });
+  return Unary(ctx, Authorize(ctx, Role::kWorker, "Fail"), [=] { return DoFail(*req, resp); });
 }
 grpc::ServerUnaryReactor* CoordinatorService::Release(grpc::CallbackServerContext* ctx,
                                                       const v1::ReleaseRequest* req,
                                                       v1::ReleaseResponse* resp) {
-  return Unary(ctx, Authorize(ctx, Role::kWorker, "Release"), [&] { return DoRelease(*req, resp); });
+  return Unary(ctx, Authorize(ctx, Role::kWorker, "Release"), [=] { return DoRelease(*req, resp); });
 }
 grpc::ServerUnaryReactor* CoordinatorService::SaveCheckpoint(grpc::CallbackServerContext* ctx,
                                                              const v1::SaveCheckpointRequest* req,
                                                              v1::SaveCheckpointResponse* resp) {
   return Unary(ctx, Authorize(ctx, Role::kWorker, "SaveCheckpoint"),
-               [&] { return DoSaveCheckpoint(*req, resp); });
+               [=] { return DoSaveCheckpoint(*req, resp); });
 }
 grpc::ServerUnaryReactor* CoordinatorService::Status(grpc::CallbackServerContext* ctx,
                                                      const v1::StatusRequest*,
                                                      v1::StatusResponse* resp) {
-  return Unary(ctx, Authorize(ctx, Role::kAdmin, "Status"), [&] {
+  return Unary(ctx, Authorize(ctx, Role::kAdmin, "Status"), [=] {
     auto status = BuildStatus(*store_, plan_.experiment);
     if (!status.ok()) return ToGrpc(status.status());
     *resp = std::move(*status);
@@ -387,12 +395,12 @@ grpc::ServerUnaryReactor* CoordinatorService::Status(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* CoordinatorService::Report(grpc::CallbackServerContext* ctx,
                                                      const v1::ReportRequest* req,
                                                      v1::ReportResponse* resp) {
-  return Unary(ctx, Authorize(ctx, Role::kAdmin, "Report"), [&] { return DoReport(*req, resp); });
+  return Unary(ctx, Authorize(ctx, Role::kAdmin, "Report"), [=] { return DoReport(*req, resp); });
 }
 grpc::ServerUnaryReactor* CoordinatorService::Workers(grpc::CallbackServerContext* ctx,
                                                       const v1::WorkersRequest*,
                                                       v1::WorkersResponse* resp) {
-  return Unary(ctx, Authorize(ctx, Role::kAdmin, "Workers"), [&] {
+  return Unary(ctx, Authorize(ctx, Role::kAdmin, "Workers"), [=] {
     auto status = BuildStatus(*store_, plan_.experiment);
     if (!status.ok()) return ToGrpc(status.status());
     *resp->mutable_workers() = status->workers();
@@ -402,7 +410,7 @@ grpc::ServerUnaryReactor* CoordinatorService::Workers(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* CoordinatorService::Cancel(grpc::CallbackServerContext* ctx,
                                                      const v1::CancelRequest* req,
                                                      v1::CancelResponse* resp) {
-  return Unary(ctx, Authorize(ctx, Role::kAdmin, "Cancel"), [&] {
+  return Unary(ctx, Authorize(ctx, Role::kAdmin, "Cancel"), [=] {
     const std::string reason = req->reason().empty() ? "by reproctl" : req->reason().substr(0, 500);
     auto n = store_->Cancel(plan_.experiment, reason);
     if (!n.ok()) return ToGrpc(n.status());

@@ -2,7 +2,8 @@
 // bound parameters only (no SQL is ever built from values), errors as absl::Status.
 //
 // Thread safety: a Database and its Statements belong to one thread at a time; the
-// RunStore serializes access with its own mutex.
+// RunStore serializes access with its own mutex (so the connection is opened without
+// SQLite's own per-call mutex).
 #ifndef REPRO_COORDINATOR_SQLITE_H_
 #define REPRO_COORDINATOR_SQLITE_H_
 
@@ -11,16 +12,23 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_map>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 namespace repro::sql {
 
+class Database;
+
 class Statement {
  public:
   Statement(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
-  ~Statement() { sqlite3_finalize(stmt_); }
+  // A statement of `cache`'s (Database::Prepare): handed back, reset, when destroyed.
+  Statement(sqlite3* db, sqlite3_stmt* stmt, Database* cache, const std::string* sql)
+      : db_(db), stmt_(stmt), cache_(cache), sql_(sql) {}
+  ~Statement();
   Statement(const Statement&) = delete;
   Statement& operator=(const Statement&) = delete;
 
@@ -53,6 +61,23 @@ class Statement {
  private:
   sqlite3* db_;
   sqlite3_stmt* stmt_;
+  Database* cache_ = nullptr;
+  const std::string* sql_ = nullptr;
+};
+
+// A commit shared by many transactions (RunStore's group commit, group_commit.h).
+// With one set on the Database, a Transaction is a savepoint inside one open
+// transaction that the group commits, so that many writers pay for one fsync.
+class CommitGroup {
+ public:
+  virtual ~CommitGroup() = default;
+  // Before a transaction: makes sure the shared transaction is open.
+  virtual absl::Status Join() = 0;
+  // After a transaction's savepoint was released: returns once its changes (if it
+  // `changed` any row) are committed, with the status of that commit.
+  virtual absl::Status Durable(bool changed) = 0;
+  // After a transaction was rolled back to its savepoint.
+  virtual void Left() = 0;
 };
 
 class Database {
@@ -63,20 +88,35 @@ class Database {
   Database(const Database&) = delete;
   Database& operator=(const Database&) = delete;
 
+  // Compiled once per SQL text and kept: a Statement goes back to the cache, reset and
+  // unbound, when destroyed (the coordinator runs the same few statements thousands of
+  // times a second, and compiling them was a good part of its time).
   absl::StatusOr<std::unique_ptr<Statement>> Prepare(const std::string& sql);
   absl::Status Exec(const std::string& sql);  // for schema and pragmas only
   int64_t LastInsertId() const { return sqlite3_last_insert_rowid(db_); }
   int Changes() const { return sqlite3_changes(db_); }
+  // Rows changed by every statement since the connection opened.
+  int64_t TotalChanges() const { return sqlite3_total_changes64(db_); }
   const std::string& path() const { return path_; }
+  // Not owned; null (the default) for one commit per Transaction.
+  void set_commit_group(CommitGroup* group) { group_ = group; }
+  CommitGroup* commit_group() const { return group_; }
 
  private:
+  friend class Statement;
   Database(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  void Return(const std::string* sql, sqlite3_stmt* stmt) { cache_[*sql].push_back(stmt); }
   sqlite3* db_;
   std::string path_;
+  CommitGroup* group_ = nullptr;
+  // Idle compiled statements by SQL text (several when a text is in use more than once).
+  std::unordered_map<std::string, std::vector<sqlite3_stmt*>> cache_;
 };
 
 // Runs BEGIN IMMEDIATE on construction and ROLLBACK on destruction unless Commit()ed,
-// so an early error return never leaves half a change behind.
+// so an early error return never leaves half a change behind. With a CommitGroup on
+// the Database: SAVEPOINT, ROLLBACK TO, and Commit() returns once the group's commit
+// holding the changes is done (so, as without, a change is durable when Commit() is OK).
 class Transaction {
  public:
   explicit Transaction(Database* db);
@@ -86,8 +126,10 @@ class Transaction {
 
  private:
   Database* db_;
+  CommitGroup* group_;
   absl::Status status_;
   bool open_ = false;
+  int64_t changes_at_start_ = 0;
 };
 
 }  // namespace repro::sql

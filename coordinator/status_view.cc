@@ -37,7 +37,8 @@ std::string FormatDuration(double seconds) {
 }
 
 absl::StatusOr<v1::StatusResponse> BuildStatus(RunStore& store, const std::string& experiment) {
-  ASSIGN_OR_RETURN(ExperimentView view, store.LoadView(experiment));
+  // The runs' states only: the coordinator builds this every second for its progress line.
+  ASSIGN_OR_RETURN(ExperimentView view, store.LoadView(experiment, /*with_results=*/false));
   ASSIGN_OR_RETURN(RunTiming timing, store.Timing(experiment));
   ASSIGN_OR_RETURN(std::vector<WorkerRecord> workers, store.Workers());
   v1::StatusResponse out;

@@ -60,10 +60,12 @@ struct Result {
   std::string body;
   int code = cli::kExitOk;
   std::string error;
+  bool written = false;  // the body went out already (a streamed report)
 };
 
 int Emit(const cli::ParsedArgs& args, const Result& r) {
   if (!r.error.empty()) return cli::Fail(kProgram, r.error, r.code);
+  if (r.written) return r.code;
   if (args.Has("output")) {
     std::ofstream out(args.Get("output"), std::ios::binary);
     out << r.body;
@@ -116,21 +118,36 @@ absl::StatusOr<AnalysisOptions> ReportOptions(const cli::ParsedArgs& args) {
   return options;
 }
 
-Result ReportFromView(const ExperimentView& view, const cli::ParsedArgs& args) {
+Result ReportFromView(ExperimentView view, const cli::ParsedArgs& args) {
   auto options = ReportOptions(args);
   if (!options.ok()) return Error(options.status());
   if (absl::Status s = CheckAnalysisOptions(view, *options); !s.ok()) return Error(s);
   auto format = ParseReportFormat(args.Get("format", "text"));
   if (!format.ok()) return Error(format.status());
-  const repro::Report report = Analyze(view, *options);
+  const repro::Report report = Analyze(std::move(view), *options);
   if (!report.complete && !args.Has("partial")) {
     return Result{"", cli::kExitIncomplete,
-                  absl::StrCat("experiment ", view.name, " has not finished: ", report.runs_remaining,
+                  absl::StrCat("experiment ", report.experiment, " has not finished: ", report.runs_remaining,
                                " run(s) remain; use --partial for a report so far")};
   }
-  auto body = RenderReport(report, *format, args.Get("arm"));
-  if (!body.ok()) return Error(body.status());
-  return Ok(*body);
+  // Written as it is rendered, not held whole (a large JSON report is hundreds of MB);
+  // the output file is opened with the first piece, so an error leaves none behind.
+  const std::string output = args.Get("output");
+  std::FILE* out = output.empty() ? stdout : nullptr;
+  bool write_failed = false;
+  absl::Status s = WriteReport(report, *format, args.Get("arm"), [&](std::string_view piece) {
+    if (out == nullptr) out = std::fopen(output.c_str(), "wb");
+    if (out == nullptr || std::fwrite(piece.data(), 1, piece.size(), out) != piece.size()) {
+      write_failed = true;
+    }
+  });
+  if (!s.ok()) return Error(s);
+  if (out != nullptr && out != stdout && std::fclose(out) != 0) write_failed = true;
+  if (write_failed) {
+    return Result{"", cli::kExitError,
+                  absl::StrCat(output.empty() ? "standard output" : output, ": cannot write")};
+  }
+  return Result{"", cli::kExitOk, "", /*written=*/true};
 }
 
 Result FromDb(const std::string& command, const cli::ParsedArgs& args) {
@@ -145,7 +162,7 @@ Result FromDb(const std::string& command, const cli::ParsedArgs& args) {
   if (command == "report") {
     auto view = (*store)->LoadView(*experiment);
     if (!view.ok()) return Error(view.status());
-    return ReportFromView(*view, args);
+    return ReportFromView(std::move(*view), args);
   }
   if (command == "status" || command == "workers") {
     auto status = BuildStatus(**store, *experiment);
