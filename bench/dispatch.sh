@@ -56,7 +56,7 @@ coordinator=${coordinator:-$build/coordinator/coordinator}
 work=$(mktemp -d /tmp/repro-dispatch.XXXXXX)
 coordinator_pid=""
 cleanup() {
-  [[ -n $coordinator_pid ]] && kill "$coordinator_pid" 2>/dev/null || true
+  if [[ -n $coordinator_pid ]]; then kill "$coordinator_pid" 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -40,7 +40,7 @@ fi
 work=$(mktemp -d /tmp/repro-memory.XXXXXX)
 pid=""
 cleanup() {
-  [[ -n $pid ]] && kill "$pid" 2>/dev/null || true
+  if [[ -n $pid ]]; then kill "$pid" 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -106,9 +106,11 @@ for model in $models; do
   out="$work/$model.jsonl"
   "$engine" "${a[@]}" --fingerprint-cost > "$out"
   for ((r = 1; r <= rounds; ++r)); do
-    "$engine" "${a[@]}" >> "$out"
-    "$python" "$script" "${a[@]}" >> "$out"
-    "$engine" "${a[@]}" --no-fingerprints >> "$out"
+    {
+      "$engine" "${a[@]}"
+      "$python" "$script" "${a[@]}"
+      "$engine" "${a[@]}" --no-fingerprints
+    } >> "$out"
   done
   "$python" - "$model" "$out" <<'EOF'
 import json, statistics, sys
