@@ -169,7 +169,7 @@ absl::StatusOr<IdxImages> ReadIdxImages(const std::string& path, int64_t keep,
   // is kept; images past the kept ones go through a scratch buffer. The buffer grows as
   // data arrives, so a header that claims billions of images cannot make us allocate.
   constexpr int64_t kChunkImages = 1024;
-  images.pixels.reserve(static_cast<size_t>(std::min<int64_t>(kept, 1 << 17)) * image_bytes);
+  images.pixels.reserve(static_cast<size_t>(std::min<int64_t>(kept, 1 << 12)) * image_bytes);
   std::vector<unsigned char> scratch;
   int64_t complete = 0;
   while (complete < images.count) {
