@@ -44,13 +44,9 @@ while [[ $# -gt 0 ]]; do
   esac
   shift
 done
-if [[ ! -f $build/CMakeCache.txt ]]; then
-  cmake -S "$here" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DREPRO_BUILD_BENCH=ON \
-        -DREPRO_BUILD_TESTS=OFF > "$build.configure.log" 2>&1 ||
-    { echo "dispatch.sh: configuring $build failed (see $build.configure.log)" >&2; exit 1; }
-fi
-cmake --build "$build" --target coordinator dispatch_bench > "$build/dispatch.build.log" 2>&1 ||
-  { echo "dispatch.sh: the build failed (see $build/dispatch.build.log)" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+source "$here/bench/lib.sh"
+bench_build dispatch.sh "$build" dispatch.build.log coordinator dispatch_bench
 coordinator=${coordinator:-$build/coordinator/coordinator}
 
 work=$(mktemp -d /tmp/repro-dispatch.XXXXXX)

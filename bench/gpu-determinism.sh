@@ -256,30 +256,7 @@ data="$build/bench-data/cifar-synthetic-$train-$test_records"
 if [[ ! -f $data/test_batch.bin ]]; then
   echo "writing synthetic CIFAR-10 data: 5 x $train training and $test_records test records"
   mkdir -p "$data"
-  python3 - "$data" "$train" "$test_records" <<'EOF'
-# CIFAR-10 binary records (label byte + 3072 pixel bytes), seeded, with a
-# label-dependent bright 8x8 patch so that the task is learnable.
-import os, random, sys
-out, train, test = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-rng = random.Random(20010396)
-def write(name, count):
-    records = bytearray()
-    for _ in range(count):
-        label = rng.randrange(10)
-        pixels = bytearray(rng.randbytes(3072))
-        row, col = 8 * (label // 4), 8 * (label % 4)
-        for c in range(3):
-            for y in range(row, row + 8):
-                start = c * 1024 + y * 32 + col
-                pixels[start:start + 8] = bytes([255 - 60 * c]) * 8
-        records.append(label)
-        records += pixels
-    with open(os.path.join(out, name), "wb") as f:
-        f.write(records)
-for i in range(1, 6):
-    write("data_batch_%d.bin" % i, train)
-write("test_batch.bin", test)
-EOF
+  python3 "$here/bench/write_cifar.py" "$data" "$train" "$test_records"
 fi
 
 # ---------------------------------------------------------------- runs

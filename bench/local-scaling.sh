@@ -40,13 +40,9 @@ while [[ $# -gt 0 ]]; do
   esac
   shift
 done
-if [[ ! -f $build/CMakeCache.txt ]]; then
-  cmake -S "$here" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DREPRO_BUILD_BENCH=ON \
-        -DREPRO_BUILD_TESTS=OFF > "$build.configure.log" 2>&1 ||
-    { echo "local-scaling.sh: configuring $build failed (see $build.configure.log)" >&2; exit 1; }
-fi
-cmake --build "$build" --target coordinator worker > "$build/scaling.build.log" 2>&1 ||
-  { echo "local-scaling.sh: the build failed (see $build/scaling.build.log)" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+source "$here/bench/lib.sh"
+bench_build local-scaling.sh "$build" scaling.build.log coordinator worker
 build=$(cd "$build" && pwd)  # the experiments run in their own directories
 
 work=$(mktemp -d /tmp/repro-scaling.XXXXXX)

@@ -26,13 +26,9 @@ while [[ $# -gt 0 ]]; do
   esac
   shift
 done
-if [[ ! -f $build/CMakeCache.txt ]]; then
-  cmake -S "$here" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DREPRO_BUILD_BENCH=ON \
-        -DREPRO_BUILD_TESTS=OFF > "$build.configure.log" 2>&1 ||
-    { echo "memory.sh: configuring $build failed (see $build.configure.log)" >&2; exit 1; }
-fi
-cmake --build "$build" --target coordinator worker reproctl synth_store > "$build/memory.build.log" 2>&1 ||
-  { echo "memory.sh: the build failed (see $build/memory.build.log)" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+source "$here/bench/lib.sh"
+bench_build memory.sh "$build" memory.build.log coordinator worker reproctl synth_store
 if [[ ! -f $db ]]; then
   echo "writing $db (10,000 runs x 200 epochs)"
   "$build/bench/synth_store" --db "$db" | tail -n 1
@@ -65,28 +61,7 @@ kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
 
 # ---- 2. a worker training ResNet29v2
 mkdir -p "$work/cifar"
-python3 - "$work/cifar" 200 200 <<'EOF'
-import os, random, sys
-out, train, test = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-rng = random.Random(20010396)
-def write(name, count):
-    records = bytearray()
-    for _ in range(count):
-        label = rng.randrange(10)
-        pixels = bytearray(rng.randbytes(3072))
-        row, col = 8 * (label // 4), 8 * (label % 4)
-        for c in range(3):
-            for y in range(row, row + 8):
-                start = c * 1024 + y * 32 + col
-                pixels[start:start + 8] = bytes([255 - 60 * c]) * 8
-        records.append(label)
-        records += pixels
-    with open(os.path.join(out, name), "wb") as f:
-        f.write(records)
-for i in range(1, 6):
-    write("data_batch_%d.bin" % i, train)
-write("test_batch.bin", test)
-EOF
+python3 "$here/bench/write_cifar.py" "$work/cifar" 200 200
 cat > "$work/resnet.yaml" <<EOF
 experiment: memory-resnet29v2
 runs: 1

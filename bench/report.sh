@@ -37,13 +37,9 @@ while [[ $# -gt 0 ]]; do
   esac
   shift
 done
-if [[ ! -f $build/CMakeCache.txt ]]; then
-  cmake -S "$here" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DREPRO_BUILD_BENCH=ON \
-        -DREPRO_BUILD_TESTS=OFF > "$build.configure.log" 2>&1 ||
-    { echo "report.sh: configuring $build failed (see $build.configure.log)" >&2; exit 1; }
-fi
-cmake --build "$build" --target reproctl synth_store > "$build/report.build.log" 2>&1 ||
-  { echo "report.sh: the build failed (see $build/report.build.log)" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+source "$here/bench/lib.sh"
+bench_build report.sh "$build" report.build.log reproctl synth_store
 db=${db:-/tmp/repro-report-bench-$runs_per_arm-$epochs.db}
 if [[ ! -f $db ]]; then
   echo "writing $db ($((2 * runs_per_arm)) runs x $epochs epochs)"

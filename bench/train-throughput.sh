@@ -44,13 +44,9 @@ while [[ $# -gt 0 ]]; do
   shift
 done
 
-if [[ ! -f $build/CMakeCache.txt ]]; then
-  cmake -S "$here" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DREPRO_BUILD_BENCH=ON \
-        -DREPRO_BUILD_TESTS=OFF > "$build.configure.log" 2>&1 ||
-    { echo "train-throughput.sh: configuring $build failed (see $build.configure.log)" >&2; exit 1; }
-fi
-cmake --build "$build" --target train_bench > "$build/train_bench.build.log" 2>&1 ||
-  { echo "train-throughput.sh: building train_bench failed (see $build/train_bench.build.log)" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+source "$here/bench/lib.sh"
+bench_build train-throughput.sh "$build" train_bench.build.log train_bench
 engine="$build/bench/train_bench"
 script="$here/bench/train_throughput.py"
 
@@ -58,30 +54,7 @@ work=$(mktemp -d /tmp/repro-train-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 cifar="$work/cifar"
 mkdir -p "$cifar"
-"$python" - "$cifar" 200 200 <<'EOF'
-# CIFAR-10 binary records (label byte + 3072 pixel bytes), seeded, with a
-# label-dependent bright 8x8 patch (as bench/gpu-determinism.sh writes them).
-import os, random, sys
-out, train, test = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-rng = random.Random(20010396)
-def write(name, count):
-    records = bytearray()
-    for _ in range(count):
-        label = rng.randrange(10)
-        pixels = bytearray(rng.randbytes(3072))
-        row, col = 8 * (label // 4), 8 * (label % 4)
-        for c in range(3):
-            for y in range(row, row + 8):
-                start = c * 1024 + y * 32 + col
-                pixels[start:start + 8] = bytes([255 - 60 * c]) * 8
-        records.append(label)
-        records += pixels
-    with open(os.path.join(out, name), "wb") as f:
-        f.write(records)
-for i in range(1, 6):
-    write("data_batch_%d.bin" % i, train)
-write("test_batch.bin", test)
-EOF
+"$python" "$here/bench/write_cifar.py" "$cifar" 200 200
 
 args_for() {
   local common="--threads $threads --epochs $epochs"
