@@ -322,13 +322,13 @@ absl::StatusOr<Plan> ParsePlan(std::string_view yaml_text, std::string_view sour
   }
 }
 
-absl::StatusOr<Plan> LoadPlanFile(const std::string& path) {
+absl::StatusOr<std::string> ReadPlanFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::InvalidArgumentError(absl::StrCat(path, ": cannot open plan file"));
   std::ostringstream text;
   text << in.rdbuf();
   if (in.bad()) return absl::InvalidArgumentError(absl::StrCat(path, ": cannot read plan file"));
-  return ParsePlan(text.str(), path);
+  return text.str();
 }
 
 RunSeeds SeedsFor(const Plan& plan, const ArmSpec& arm, int index) {

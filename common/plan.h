@@ -95,8 +95,9 @@ struct RunSeeds {
 // Parses and validates plan text. `source` names the file in error messages.
 // Errors are INVALID_ARGUMENT: "<source>:<line>:<col>: <key>: <what is wrong>".
 absl::StatusOr<Plan> ParsePlan(std::string_view yaml_text, std::string_view source);
-// Reads the file and parses it; a missing or unreadable file is INVALID_ARGUMENT too.
-absl::StatusOr<Plan> LoadPlanFile(const std::string& path);
+// The text of a plan file (the store keeps it beside the parsed plan); a missing or
+// unreadable file is INVALID_ARGUMENT naming it. Parse it with ParsePlan(text, path).
+absl::StatusOr<std::string> ReadPlanFile(const std::string& path);
 
 // The seeds of run `index` (0-based) of `arm`.
 RunSeeds SeedsFor(const Plan& plan, const ArmSpec& arm, int index);

@@ -230,7 +230,7 @@ TEST(PlanTest, ArmsAndTotalRunsAreBounded) {
 }
 
 TEST(PlanTest, MissingFileIsAnError) {
-  auto plan = LoadPlanFile("/nonexistent/plan.yaml");
+  auto plan = ReadPlanFile("/nonexistent/plan.yaml");
   ASSERT_FALSE(plan.ok());
   EXPECT_EQ(plan.status().message(), "/nonexistent/plan.yaml: cannot open plan file");
 }

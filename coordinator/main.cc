@@ -114,16 +114,11 @@ absl::StatusOr<Options> ParseOptions(int argc, char** argv, bool* help) {
 // The plan to run: from --plan, or the one stored in --db when --plan is left out.
 absl::StatusOr<std::pair<Plan, std::string>> LoadPlan(const Options& o, RunStore* store) {
   if (!o.plan_path.empty()) {
-    std::FILE* f = std::fopen(o.plan_path.c_str(), "rb");
-    if (f == nullptr) return absl::InvalidArgumentError(absl::StrCat(o.plan_path, ": cannot open plan file"));
-    std::string text;
-    char buf[65536];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
-    std::fclose(f);
-    auto plan = ParsePlan(text, o.plan_path);
+    auto text = ReadPlanFile(o.plan_path);
+    if (!text.ok()) return text.status();
+    auto plan = ParsePlan(*text, o.plan_path);
     if (!plan.ok()) return plan.status();
-    return std::make_pair(*plan, text);
+    return std::make_pair(*plan, *text);
   }
   auto names = store->ExperimentNames();
   if (!names.ok()) return names.status();
