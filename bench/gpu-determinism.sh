@@ -118,7 +118,7 @@ if [[ -n $deps ]]; then
   mapfile -t absl_libs < <(find "$deps" -name 'libabsl_*.so*' \( -type f -o -type l \) | sort)
   if [[ ${#absl_libs[@]} -gt 0 && -d $deps/include/absl ]]; then
     mapfile -t absl_targets < <(grep -rhoE 'absl::[A-Za-z0-9_]+' --include=CMakeLists.txt \
-      --include='*.cmake' "$here/common" "$here/worker" "$here/coordinator" "$here/CMakeLists.txt" | sort -u)
+      --include='*.cmake' "$here/common" "$here/data" "$here/worker" "$here/CMakeLists.txt" | sort -u)
     # One library per name: the .so the linker would pick (unversioned first).
     declare -A seen=()
     absl_link=()

@@ -25,7 +25,7 @@
 #include "common/cli.h"
 #include "common/hash.h"
 #include "common/plan.h"
-#include "coordinator/store.h"
+#include "store/store.h"
 
 namespace {
 

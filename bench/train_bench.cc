@@ -99,7 +99,7 @@ int Main(int argc, char** argv) {
     std::fputs(repro::cli::Usage("train_bench [flags]", Flags()).c_str(), stdout);
     return 0;
   }
-  repro::engine::RunSpec spec;
+  repro::RunSpec spec;
   spec.dataset_kind = args->Get("dataset-kind", "fashion-mnist");
   spec.dataset_path = args->Get("dataset", "/usr/share/datasets/fashion-mnist");
   spec.model_kind = args->Get("model", "small-cnn");

@@ -18,9 +18,9 @@
 #include "coordinator/local_workers.h"
 #include "coordinator/progress.h"
 #include "coordinator/service.h"
-#include "coordinator/status_view.h"
-#include "coordinator/store.h"
-#include "worker/engine/dataset.h"
+#include "store/status_view.h"
+#include "store/store.h"
+#include "data/dataset_check.h"
 
 namespace repro {
 namespace {
@@ -157,11 +157,11 @@ int Run(int argc, char** argv) {
   }
   auto check_data = [&]() -> absl::Status {
     if (o.skip_data_check || plan.model.kind == "noop") return absl::OkStatus();  // noop reads no data
-    absl::Status data = engine::CheckDataset(plan.dataset.kind, plan.dataset.path,
-                                             plan.dataset.train_limit, plan.dataset.test_limit);
-    if (data.ok()) return data;
+    absl::Status checked = data::CheckDataset(plan.dataset.kind, plan.dataset.path,
+                                              plan.dataset.train_limit, plan.dataset.test_limit);
+    if (checked.ok()) return checked;
     return absl::InvalidArgumentError(absl::StrCat(
-        "plan ", o.plan_path.empty() ? o.db_path : o.plan_path, ": dataset: ", data.message()));
+        "plan ", o.plan_path.empty() ? o.db_path : o.plan_path, ": dataset: ", checked.message()));
   };
   // A new plan's data is checked before the database file is created.
   if (!o.plan_path.empty()) {

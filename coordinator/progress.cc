@@ -5,7 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/cli.h"
-#include "coordinator/status_view.h"
+#include "store/status_view.h"
 
 namespace repro {
 namespace {
@@ -41,32 +41,32 @@ void ProgressDisplay::Log(const std::string& line) {
   std::fflush(out_);
 }
 
-void ProgressDisplay::Show(const v1::StatusResponse& s) {
-  const v1::RunCounts& c = s.runs();
-  const int total = c.pending() + c.running() + c.done() + c.failed();
+void ProgressDisplay::Show(const ExperimentStatus& s) {
+  const RunCounts& c = s.runs;
+  const int total = c.total();
   absl::MutexLock lock(&mu_);
   if (!live_) {
-    if (c.done() + c.failed() == last_done_) return;
-    last_done_ = c.done() + c.failed();
-    std::string line = absl::StrCat("progress: ", c.done(), "/", total, " runs done");
-    for (const auto& a : s.arms()) absl::StrAppend(&line, ", ", a.name(), " ", a.runs().done(), "/", a.total());
-    if (c.failed() > 0) absl::StrAppend(&line, ", ", c.failed(), " failed");
-    if (!s.complete()) absl::StrAppend(&line, "; ETA ", FormatDuration(s.eta_seconds()));
+    if (c.done + c.failed == last_done_) return;
+    last_done_ = c.done + c.failed;
+    std::string line = absl::StrCat("progress: ", c.done, "/", total, " runs done");
+    for (const auto& a : s.arms) absl::StrAppend(&line, ", ", a.name, " ", a.runs.done, "/", a.total);
+    if (c.failed > 0) absl::StrAppend(&line, ", ", c.failed, " failed");
+    if (!s.complete) absl::StrAppend(&line, "; ETA ", FormatDuration(s.eta_seconds));
     std::fprintf(out_, "[%s] %s\n", cli::ClockTime().c_str(), line.c_str());
     std::fflush(out_);
     return;
   }
   std::string block = absl::StrFormat("%s: %d/%d runs done, %d running, %d failed, ETA %s\n",
-                                      s.experiment(), c.done(), total, c.running(), c.failed(),
-                                      s.complete() ? "done" : FormatDuration(s.eta_seconds()));
-  for (const auto& a : s.arms()) {
-    absl::StrAppendFormat(&block, "  %-18s [%s] %d/%d\n", a.name(),
-                          Bar(a.runs().done(), a.total(), 20), a.runs().done(), a.total());
+                                      s.experiment, c.done, total, c.running, c.failed,
+                                      s.complete ? "done" : FormatDuration(s.eta_seconds));
+  for (const auto& a : s.arms) {
+    absl::StrAppendFormat(&block, "  %-18s [%s] %d/%d\n", a.name,
+                          Bar(a.runs.done, a.total, 20), a.runs.done, a.total);
   }
-  for (const auto& r : s.running()) {
-    absl::StrAppendFormat(&block, "  %s#%d on %s: epoch %d/%d", r.arm(), r.index(), r.worker(),
-                          r.epoch() + 1, r.epochs());
-    if (r.batches() > 0) absl::StrAppendFormat(&block, ", batch %d/%d", r.batch(), r.batches());
+  for (const auto& r : s.running) {
+    absl::StrAppendFormat(&block, "  %s#%d on %s: epoch %d/%d", r.arm, r.index, r.worker,
+                          r.epoch + 1, r.epochs);
+    if (r.batches > 0) absl::StrAppendFormat(&block, ", batch %d/%d", r.batch, r.batches);
     absl::StrAppend(&block, "\n");
   }
   EraseLocked();

@@ -11,7 +11,7 @@
 #include <string>
 
 #include "absl/synchronization/mutex.h"
-#include "repro/v1/repro.pb.h"
+#include "common/experiment_view.h"
 
 namespace repro {
 
@@ -21,7 +21,7 @@ class ProgressDisplay {
   ProgressDisplay(FILE* out, bool live) : out_(out), live_(live) {}
 
   void Log(const std::string& line);
-  void Show(const v1::StatusResponse& status);
+  void Show(const ExperimentStatus& status);
   // Leaves the last block on screen and stops redrawing.
   void Finish();
 

@@ -4,12 +4,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "analysis/analysis.h"
+#include "analysis/report.h"
+#include "common/run_spec.h"
 #include "common/status_macros.h"
-#include "coordinator/analysis.h"
 #include "coordinator/handler_pool.h"
-#include "coordinator/report.h"
-#include "coordinator/status_view.h"
 #include "proto/convert.h"
+#include "store/status_view.h"
 
 namespace repro {
 namespace {
@@ -42,56 +43,10 @@ bool IsHash(const std::string& s) {
 
 }  // namespace
 
-int64_t SystemClockMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 grpc::Status ToGrpc(const absl::Status& s) {
   if (s.ok()) return grpc::Status::OK;
   // absl and gRPC share the canonical code numbers.
   return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
-}
-
-v1::RunSpec RunSpecFor(const Plan& plan, const ArmSpec& arm, const RunSeeds& seeds) {
-  const TrainingSpec& t = plan.training;
-  v1::RunSpec spec;
-  spec.set_dataset_kind(plan.dataset.kind);
-  spec.set_dataset_path(plan.dataset.path);
-  spec.set_train_limit(plan.dataset.train_limit);
-  spec.set_test_limit(plan.dataset.test_limit);
-  spec.set_model_kind(plan.model.kind);
-  spec.set_model_version(plan.model.version);
-  spec.set_model_depth(plan.model.depth);
-  spec.set_l2(plan.model.l2);
-  spec.set_batch_size(t.batch_size);
-  spec.set_optimizer(t.optimizer);
-  spec.set_lr(t.lr);
-  spec.set_momentum(t.momentum);
-  spec.set_epochs(plan.epochs);
-  spec.set_lr_schedule(t.lr_schedule);
-  spec.set_plateau(t.plateau);
-  spec.set_plateau_factor(t.plateau_factor);
-  spec.set_plateau_patience(t.plateau_patience);
-  spec.set_plateau_min_lr(t.plateau_min_lr);
-  spec.set_augment(t.augment);
-  spec.set_augment_shift(t.augment_shift);
-  spec.set_augment_flip(t.augment_flip);
-  spec.set_init_seed(seeds.init);
-  spec.set_shuffle_seed(seeds.shuffle);
-  spec.set_augment_seed(seeds.augment);
-  spec.set_deterministic_algorithms(arm.determinism.deterministic_algorithms);
-  spec.set_cudnn_benchmark(arm.determinism.cudnn_benchmark);
-  spec.set_threads(arm.determinism.threads);
-  spec.set_device(arm.determinism.device);
-  spec.set_keep_batch_digests(plan.batch_digests);
-  spec.set_keep_predictions(plan.predictions);
-  spec.set_export_initial(plan.export_initial);
-  spec.set_export_final(plan.export_final);
-  spec.set_export_every_epoch(plan.export_every_epoch);
-  spec.set_checkpoint_every(plan.checkpoint_every);
-  return spec;
 }
 
 CoordinatorService::CoordinatorService(RunStore* store, Plan plan, Clock clock,
@@ -196,7 +151,7 @@ grpc::Status CoordinatorService::DoLease(const v1::LeaseRequest& req, v1::LeaseR
   a->set_experiment(plan_.experiment);
   a->set_arm(run.arm);
   a->set_index(run.index);
-  *a->mutable_spec() = RunSpecFor(plan_, *arm, run.seeds);
+  *a->mutable_spec() = ToProto(RunSpecFor(plan_, *arm, run.seeds));
   a->set_lease_ttl_ms(options_.lease_ttl_ms);
   a->set_checkpoint(run.checkpoint);
   a->set_checkpoint_epoch(run.checkpoint_epoch);
@@ -388,7 +343,7 @@ grpc::ServerUnaryReactor* CoordinatorService::Status(grpc::CallbackServerContext
   return Unary(ctx, Authorize(ctx, Role::kAdmin, "Status"), [=] {
     auto status = BuildStatus(*store_, plan_.experiment);
     if (!status.ok()) return ToGrpc(status.status());
-    *resp = std::move(*status);
+    *resp = ToProto(*status);
     return grpc::Status::OK;
   });
 }
@@ -403,7 +358,7 @@ grpc::ServerUnaryReactor* CoordinatorService::Workers(grpc::CallbackServerContex
   return Unary(ctx, Authorize(ctx, Role::kAdmin, "Workers"), [=] {
     auto status = BuildStatus(*store_, plan_.experiment);
     if (!status.ok()) return ToGrpc(status.status());
-    *resp->mutable_workers() = status->workers();
+    for (const WorkerRecord& w : status->workers) *resp->add_workers() = ToProto(w);
     return grpc::Status::OK;
   });
 }

@@ -12,16 +12,13 @@
 #include <functional>
 #include <string>
 
+#include "common/clock.h"
 #include "common/plan.h"
 #include "common/security.h"
-#include "coordinator/store.h"
+#include "store/store.h"
 #include "repro/v1/repro.grpc.pb.h"
 
 namespace repro {
-
-// Milliseconds since the Unix epoch.
-using Clock = std::function<int64_t()>;
-int64_t SystemClockMs();
 
 struct ServiceOptions {
   int heartbeat_interval_ms = 2000;
@@ -30,9 +27,6 @@ struct ServiceOptions {
   int lease_ttl_ms = 6000;
   int idle_retry_ms = 500;  // how long an idle worker waits before asking again
 };
-
-// The run spec a worker trains: the plan's recipe, the arm's determinism, the run's seeds.
-v1::RunSpec RunSpecFor(const Plan& plan, const ArmSpec& arm, const RunSeeds& seeds);
 
 class CoordinatorService final : public v1::WorkerService::CallbackService,
                                  public v1::ControlService::CallbackService {

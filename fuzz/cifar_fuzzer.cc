@@ -14,11 +14,11 @@
 
 #include "absl/status/status.h"
 #include "fuzz/fuzz_support.h"
-#include "worker/engine/cifar_dataset.h"
+#include "data/cifar_dataset.h"
 
 namespace {
 
-using namespace repro::engine;
+using namespace repro::data;
 
 [[noreturn]] void Fail(const std::string& what) {
   std::fprintf(stderr, "cifar_fuzzer: %s\n", what.c_str());

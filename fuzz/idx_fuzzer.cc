@@ -11,7 +11,7 @@
 
 #include "absl/status/status.h"
 #include "fuzz/fuzz_support.h"
-#include "worker/engine/idx_dataset.h"
+#include "data/idx_dataset.h"
 
 namespace {
 
@@ -37,7 +37,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string path = repro::fuzz::ScratchDir() + (gzip ? "/input.gz" : "/input");
   repro::fuzz::WriteFile(path, data + 1, size - 1, gzip);
 
-  using namespace repro::engine;
+  using namespace repro::data;
   if (labels) {
     const absl::StatusOr<IdxLabels> read = ReadIdxLabels(path, keep, "fuzz_limit");
     if (!read.ok()) return CheckError(read.status()), 0;

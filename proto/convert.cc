@@ -2,6 +2,85 @@
 
 namespace repro {
 
+v1::RunSpec ToProto(const RunSpec& s) {
+  v1::RunSpec out;
+  out.set_dataset_kind(s.dataset_kind);
+  out.set_dataset_path(s.dataset_path);
+  out.set_train_limit(s.train_limit);
+  out.set_test_limit(s.test_limit);
+  out.set_model_kind(s.model_kind);
+  out.set_model_version(s.model_version);
+  out.set_model_depth(s.model_depth);
+  out.set_l2(s.l2);
+  out.set_batch_size(s.batch_size);
+  out.set_optimizer(s.optimizer);
+  out.set_lr(s.lr);
+  out.set_momentum(s.momentum);
+  out.set_epochs(s.epochs);
+  out.set_lr_schedule(s.lr_schedule);
+  out.set_plateau(s.plateau);
+  out.set_plateau_factor(s.plateau_factor);
+  out.set_plateau_patience(s.plateau_patience);
+  out.set_plateau_min_lr(s.plateau_min_lr);
+  out.set_augment(s.augment);
+  out.set_augment_shift(s.augment_shift);
+  out.set_augment_flip(s.augment_flip);
+  out.set_init_seed(s.init_seed);
+  out.set_shuffle_seed(s.shuffle_seed);
+  out.set_augment_seed(s.augment_seed);
+  out.set_deterministic_algorithms(s.deterministic_algorithms);
+  out.set_cudnn_benchmark(s.cudnn_benchmark);
+  out.set_threads(s.threads);
+  out.set_device(s.device);
+  out.set_keep_batch_digests(s.keep_batch_digests);
+  out.set_keep_predictions(s.keep_predictions);
+  out.set_export_initial(s.export_initial);
+  out.set_export_final(s.export_final);
+  out.set_export_every_epoch(s.export_every_epoch);
+  out.set_checkpoint_every(s.checkpoint_every);
+  return out;
+}
+
+RunSpec FromProto(const v1::RunSpec& s) {
+  RunSpec out;
+  out.dataset_kind = s.dataset_kind();
+  out.dataset_path = s.dataset_path();
+  out.train_limit = s.train_limit();
+  out.test_limit = s.test_limit();
+  out.model_kind = s.model_kind();
+  out.model_version = s.model_version();
+  out.model_depth = s.model_depth();
+  out.l2 = s.l2();
+  out.batch_size = s.batch_size();
+  out.optimizer = s.optimizer();
+  out.lr = s.lr();
+  out.momentum = s.momentum();
+  out.epochs = s.epochs();
+  // Coordinators older than the lr_schedule field send none: the constant rate.
+  out.lr_schedule = s.lr_schedule().empty() ? "constant" : s.lr_schedule();
+  out.plateau = s.plateau();
+  out.plateau_factor = s.plateau_factor();
+  out.plateau_patience = s.plateau_patience();
+  out.plateau_min_lr = s.plateau_min_lr();
+  out.augment = s.augment();
+  out.augment_shift = s.augment_shift();
+  out.augment_flip = s.augment_flip();
+  out.init_seed = s.init_seed();
+  out.shuffle_seed = s.shuffle_seed();
+  out.augment_seed = s.augment_seed();
+  out.deterministic_algorithms = s.deterministic_algorithms();
+  out.cudnn_benchmark = s.cudnn_benchmark();
+  out.threads = s.threads();
+  out.device = s.device();
+  out.keep_batch_digests = s.keep_batch_digests();
+  out.keep_predictions = s.keep_predictions();
+  out.export_initial = s.export_initial();
+  out.export_final = s.export_final();
+  out.export_every_epoch = s.export_every_epoch();
+  out.checkpoint_every = s.checkpoint_every();
+  return out;
+}
+
 v1::Epoch ToProto(const EpochRecord& e) {
   v1::Epoch out;
   out.set_epoch(e.epoch);
@@ -75,6 +154,85 @@ RunResult FromProto(const v1::RunResult& r) {
   out.initial_weights = r.initial_weights();
   out.final_weights = r.final_weights();
   out.epoch_weights.assign(r.epoch_weights().begin(), r.epoch_weights().end());
+  return out;
+}
+
+namespace {
+
+v1::RunCounts ToProto(const RunCounts& c) {
+  v1::RunCounts out;
+  out.set_pending(c.pending);
+  out.set_running(c.running);
+  out.set_done(c.done);
+  out.set_failed(c.failed);
+  return out;
+}
+
+RunCounts FromProto(const v1::RunCounts& c) {
+  return RunCounts{c.pending(), c.running(), c.done(), c.failed()};
+}
+
+}  // namespace
+
+v1::WorkerStatus ToProto(const WorkerRecord& w) {
+  v1::WorkerStatus out;
+  out.set_name(w.name);
+  out.set_host(w.host);
+  out.set_device(w.device);
+  out.set_threads(w.threads);
+  out.set_torch_version(w.torch_version);
+  out.set_last_seen_unix_ms(w.last_seen_ms);
+  out.set_current_run(w.current_run);
+  return out;
+}
+
+WorkerRecord FromProto(const v1::WorkerStatus& w) {
+  return WorkerRecord{w.name(), w.host(), w.torch_version(), w.device(), w.threads(),
+                      w.last_seen_unix_ms(), w.current_run()};
+}
+
+v1::StatusResponse ToProto(const ExperimentStatus& s) {
+  v1::StatusResponse out;
+  out.set_experiment(s.experiment);
+  out.set_epochs(s.epochs);
+  out.set_complete(s.complete);
+  out.set_eta_seconds(s.eta_seconds);
+  *out.mutable_runs() = ToProto(s.runs);
+  for (const ArmProgress& a : s.arms) {
+    v1::ArmProgress* arm = out.add_arms();
+    arm->set_name(a.name);
+    arm->set_total(a.total);
+    *arm->mutable_runs() = ToProto(a.runs);
+  }
+  for (const RunningRun& r : s.running) {
+    v1::RunningRun* run = out.add_running();
+    run->set_arm(r.arm);
+    run->set_index(r.index);
+    run->set_worker(r.worker);
+    run->set_epoch(r.epoch);
+    run->set_epochs(r.epochs);
+    run->set_batch(r.batch);
+    run->set_batches(r.batches);
+  }
+  for (const WorkerRecord& w : s.workers) *out.add_workers() = ToProto(w);
+  return out;
+}
+
+ExperimentStatus FromProto(const v1::StatusResponse& s) {
+  ExperimentStatus out;
+  out.experiment = s.experiment();
+  out.epochs = s.epochs();
+  out.complete = s.complete();
+  out.eta_seconds = s.eta_seconds();
+  out.runs = FromProto(s.runs());
+  for (const v1::ArmProgress& a : s.arms()) {
+    out.arms.push_back(ArmProgress{a.name(), a.total(), FromProto(a.runs())});
+  }
+  for (const v1::RunningRun& r : s.running()) {
+    out.running.push_back(RunningRun{r.arm(), r.index(), r.worker(), r.epoch(), r.epochs(),
+                                     r.batch(), r.batches()});
+  }
+  for (const v1::WorkerStatus& w : s.workers()) out.workers.push_back(FromProto(w));
   return out;
 }
 

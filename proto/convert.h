@@ -1,19 +1,29 @@
 // Conversions between the wire messages (repro.v1) and the plain records in
-// common/records.h, so the engine and the store never see protobuf types.
+// common/records.h and common/experiment_view.h, so the engine, the store and the
+// analyses never see protobuf types. Each record crosses the wire through this file only.
 //
 // Thread safety: pure functions.
 #ifndef REPRO_PROTO_CONVERT_H_
 #define REPRO_PROTO_CONVERT_H_
 
+#include "common/experiment_view.h"
 #include "common/records.h"
+#include "common/run_spec.h"
 #include "repro/v1/repro.pb.h"
 
 namespace repro {
 
+// Every field of RunSpec but those its header marks "set by the worker".
+v1::RunSpec ToProto(const RunSpec& spec);
+RunSpec FromProto(const v1::RunSpec& spec);
 v1::Epoch ToProto(const EpochRecord& epoch);
 EpochRecord FromProto(const v1::Epoch& epoch);
 v1::RunResult ToProto(const RunResult& result);
 RunResult FromProto(const v1::RunResult& result);
+v1::WorkerStatus ToProto(const WorkerRecord& worker);
+WorkerRecord FromProto(const v1::WorkerStatus& worker);
+v1::StatusResponse ToProto(const ExperimentStatus& status);
+ExperimentStatus FromProto(const v1::StatusResponse& status);
 
 }  // namespace repro
 

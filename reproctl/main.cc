@@ -11,13 +11,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/cli.h"
+#include "common/clock.h"
 #include "common/security.h"
-#include "coordinator/analysis.h"
-#include "coordinator/report.h"
-#include "coordinator/scores.h"
-#include "coordinator/service.h"
-#include "coordinator/status_view.h"
-#include "coordinator/store.h"
+#include "analysis/analysis.h"
+#include "analysis/report.h"
+#include "analysis/scores.h"
+#include "store/status_view.h"
+#include "store/store.h"
+#include "proto/convert.h"
 #include "repro/v1/repro.grpc.pb.h"
 
 namespace repro {
@@ -167,7 +168,7 @@ Result FromDb(const std::string& command, const cli::ParsedArgs& args) {
   if (command == "status" || command == "workers") {
     auto status = BuildStatus(**store, *experiment);
     if (!status.ok()) return Error(status.status());
-    if (command == "workers") status->clear_running();
+    if (command == "workers") status->running.clear();
     auto body = RenderStatus(*status, args.Get("format", "text"), SystemClockMs());
     if (!body.ok()) return Error(body.status());
     return Ok(*body);
@@ -200,10 +201,11 @@ Result FromCoordinator(const std::string& command, const cli::ParsedArgs& args,
     return Result{"", code, s.error_message()};
   };
   if (command == "status" || command == "workers") {
-    v1::StatusResponse status;
-    grpc::Status s = stub->Status(&ctx, v1::StatusRequest(), &status);
+    v1::StatusResponse response;
+    grpc::Status s = stub->Status(&ctx, v1::StatusRequest(), &response);
     if (!s.ok()) return rpc_error(s);
-    if (command == "workers") status.clear_running();
+    ExperimentStatus status = FromProto(response);
+    if (command == "workers") status.running.clear();
     auto body = RenderStatus(status, args.Get("format", "text"), SystemClockMs());
     if (!body.ok()) return Error(body.status());
     return Ok(*body);

@@ -1,6 +1,6 @@
 #!/bin/sh
 # The HTML report in a real browser: renders the report of the sample experiment
-# (coordinator/sample_experiment.h) in headless Chromium and checks that the page logs
+# (analysis/sample_experiment.h) in headless Chromium and checks that the page logs
 # nothing to the console (no errors, no failed loads), references no network address,
 # and that its plots are in the DOM with one mark per run.
 #

@@ -36,45 +36,6 @@ std::string Describe(const grpc::Status& s) {
 
 }  // namespace
 
-engine::RunSpec ToEngineSpec(const v1::RunSpec& s, int default_threads) {
-  engine::RunSpec e;
-  e.dataset_kind = s.dataset_kind();
-  e.dataset_path = s.dataset_path();
-  e.train_limit = s.train_limit();
-  e.test_limit = s.test_limit();
-  e.model_kind = s.model_kind();
-  e.model_version = s.model_version();
-  e.model_depth = s.model_depth();
-  e.l2 = s.l2();
-  e.batch_size = s.batch_size();
-  e.optimizer = s.optimizer();
-  e.lr = s.lr();
-  e.momentum = s.momentum();
-  e.epochs = s.epochs();
-  e.lr_schedule = s.lr_schedule().empty() ? "constant" : s.lr_schedule();
-  e.plateau = s.plateau();
-  e.plateau_factor = s.plateau_factor();
-  e.plateau_patience = s.plateau_patience();
-  e.plateau_min_lr = s.plateau_min_lr();
-  e.augment = s.augment();
-  e.augment_shift = s.augment_shift();
-  e.augment_flip = s.augment_flip();
-  e.init_seed = s.init_seed();
-  e.shuffle_seed = s.shuffle_seed();
-  e.augment_seed = s.augment_seed();
-  e.deterministic_algorithms = s.deterministic_algorithms();
-  e.cudnn_benchmark = s.cudnn_benchmark();
-  e.threads = s.threads() > 0 ? s.threads() : default_threads;
-  e.device = s.device();
-  e.keep_batch_digests = s.keep_batch_digests();
-  e.keep_predictions = s.keep_predictions();
-  e.export_initial = s.export_initial();
-  e.export_final = s.export_final();
-  e.export_every_epoch = s.export_every_epoch();
-  e.checkpoint_every = s.checkpoint_every();
-  return e;
-}
-
 WorkerDaemon::WorkerDaemon(WorkerOptions options, const std::atomic<int>* stop_signal)
     : options_(std::move(options)), stop_signal_(stop_signal) {
   grpc::ChannelArguments args;
@@ -267,7 +228,8 @@ void WorkerDaemon::Train(const v1::RunAssignment& run) {
                         : absl::StrCat("run ", label, ": checkpoint not saved: ", s.error_message()));
   };
 
-  engine::RunSpec spec = ToEngineSpec(run.spec(), options_.threads);
+  RunSpec spec = FromProto(run.spec());
+  if (spec.threads == 0) spec.threads = options_.threads;  // the plan leaves it to the worker
   spec.resume_state = run.checkpoint();
   if (!spec.resume_state.empty()) {
     cli::LogLine(absl::StrCat("run ", label, ": resuming from the checkpoint after epoch ",

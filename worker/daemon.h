@@ -35,9 +35,6 @@ struct WorkerOptions {
   int max_backoff_ms = 30000;
 };
 
-// The engine's run spec for an assignment; `default_threads` fills threads = 0.
-engine::RunSpec ToEngineSpec(const v1::RunSpec& spec, int default_threads);
-
 class WorkerDaemon {
  public:
   WorkerDaemon(WorkerOptions options, const std::atomic<int>* stop_signal);

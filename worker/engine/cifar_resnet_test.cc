@@ -26,8 +26,8 @@
 #include "common/hash.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "worker/engine/cifar_dataset.h"
-#include "worker/engine/dataset.h"
+#include "data/cifar_dataset.h"
+#include "data/dataset_check.h"
 #include "worker/engine/engine.h"
 #include "worker/engine/fingerprint.h"
 #include "worker/engine/models.h"
@@ -55,7 +55,7 @@ std::vector<uint8_t> Records(int64_t first, int64_t count, const LabelFn& label,
   std::vector<uint8_t> out;
   for (int64_t g = first; g < first + count; ++g) {
     out.push_back(label(g));
-    for (int64_t i = 0; i < kCifarImageBytes; ++i) out.push_back(pixel(g, i));
+    for (int64_t i = 0; i < data::kCifarImageBytes; ++i) out.push_back(pixel(g, i));
   }
   return out;
 }
@@ -104,7 +104,7 @@ float ExpectedMean(int64_t n, int64_t i) {
 
 TEST_F(CifarTest, ReadsLabelsAndPixelsInFileOrder) {
   WriteDataset(20, 10);
-  auto train = ReadCifarSplit(dir_.string(), Split::kTrain, 0);
+  auto train = data::ReadCifarSplit(dir_.string(), data::Split::kTrain, 0);
   ASSERT_TRUE(train.ok()) << train.status();
   EXPECT_EQ(train->count, 100);
   EXPECT_EQ(train->file_count, 100);
@@ -120,21 +120,21 @@ TEST_F(CifarTest, ReadsLabelsAndPixelsInFileOrder) {
   }
 
   // A limit keeps the first samples across files but still reads all of them.
-  auto some = ReadCifarSplit(dir_.string(), Split::kTrain, 30);
+  auto some = data::ReadCifarSplit(dir_.string(), data::Split::kTrain, 30);
   ASSERT_TRUE(some.ok()) << some.status();
   EXPECT_EQ(some->count, 30);
   EXPECT_EQ(some->file_count, 100);
   EXPECT_EQ(some->labels.size(), 30u);
   EXPECT_EQ(some->pixels[29 * 3072 + 5], PatternPixel(29, 5));
 
-  auto test = ReadCifarSplit(dir_.string(), Split::kTest, 0);
+  auto test = data::ReadCifarSplit(dir_.string(), data::Split::kTest, 0);
   ASSERT_TRUE(test.ok()) << test.status();
   EXPECT_EQ(test->count, 10);
   EXPECT_EQ(fs::path(test->paths[0]).filename(), "test_batch.bin");
 
-  EXPECT_TRUE(CheckDatasetKind("cifar10").ok());
-  EXPECT_TRUE(CheckDataset("cifar10", dir_.string()).ok());
-  EXPECT_TRUE(CheckDataset("cifar10", dir_.string(), 100, 10).ok());
+  EXPECT_TRUE(data::CheckDatasetKind("cifar10").ok());
+  EXPECT_TRUE(data::CheckDataset("cifar10", dir_.string()).ok());
+  EXPECT_TRUE(data::CheckDataset("cifar10", dir_.string(), 100, 10).ok());
 }
 
 TEST_F(CifarTest, PreprocessingDividesBy255AndSubtractsTheTrainingPixelMean) {
@@ -173,7 +173,7 @@ TEST_F(CifarTest, PreprocessingDividesBy255AndSubtractsTheTrainingPixelMean) {
                 ExpectedMean(30, 2 * 1024 + 31 * 32));
 
   // LoadSplit agrees with LoadDataset for the training split.
-  auto split = LoadSplit("cifar10", dir_.string(), Split::kTrain, 30);
+  auto split = LoadSplit("cifar10", dir_.string(), data::Split::kTrain, 30);
   ASSERT_TRUE(split.ok()) << split.status();
   EXPECT_TRUE(split->x.equal(limited->train.x));
 }
@@ -185,26 +185,26 @@ TEST_F(CifarTest, TruncatedFileIsAnErrorNamingTheFileAndItsSize) {
   std::vector<uint8_t> bytes = Records(40, 10, CyclicLabel, PatternPixel);
   bytes.push_back(0);  // 10 records and one byte: 30731 bytes
   WriteFile(dir_ / "data_batch_3.bin", bytes);
-  for (const absl::Status& s : {ReadCifarSplit(dir_.string(), Split::kTrain).status(),
-                                CheckDataset("cifar10", dir_.string())}) {
+  for (const absl::Status& s : {data::ReadCifarSplit(dir_.string(), data::Split::kTrain).status(),
+                                data::CheckDataset("cifar10", dir_.string())}) {
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
     EXPECT_THAT(std::string(s.message()),
                 HasSubstr(Path("data_batch_3.bin") +
                           ": 30731 bytes is not a whole number of 3073-byte records (truncated?)"));
   }
   // Even when the limit keeps only samples before the bad file.
-  EXPECT_FALSE(ReadCifarSplit(dir_.string(), Split::kTrain, 5).ok());
+  EXPECT_FALSE(data::ReadCifarSplit(dir_.string(), data::Split::kTrain, 5).ok());
 }
 
 TEST_F(CifarTest, EmptyFileAndBadLabelAreErrorsNamingTheFile) {
   WriteDataset(20, 10);
   WriteFile(dir_ / "data_batch_2.bin", {});
-  absl::Status s = CheckDataset("cifar10", dir_.string());
+  absl::Status s = data::CheckDataset("cifar10", dir_.string());
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(s.message()), HasSubstr(Path("data_batch_2.bin") + ": is empty"));
 
   WriteDataset(20, 10, [](int64_t g) { return static_cast<uint8_t>(g == 4 ? 12 : g % 10); });
-  s = ReadCifarSplit(dir_.string(), Split::kTest).status();
+  s = data::ReadCifarSplit(dir_.string(), data::Split::kTest).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(s.message()),
               HasSubstr(Path("test_batch.bin") + ": record 4 has label 12, outside 0..9"));
@@ -212,24 +212,24 @@ TEST_F(CifarTest, EmptyFileAndBadLabelAreErrorsNamingTheFile) {
 
 TEST_F(CifarTest, MissingDirectoryFileAndTooLargeLimitAreErrors) {
   const std::string missing = (dir_ / "nope").string();
-  absl::Status s = CheckDataset("cifar10", missing);
+  absl::Status s = data::CheckDataset("cifar10", missing);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(s.message()), HasSubstr(missing + ": dataset directory does not exist"));
 
   WriteDataset(20, 10);
   fs::remove(dir_ / "data_batch_5.bin");
-  s = CheckDataset("cifar10", dir_.string());
+  s = data::CheckDataset("cifar10", dir_.string());
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(s.message()), HasSubstr(Path("data_batch_5.bin") + ": file does not exist"));
 
   WriteDataset(20, 10);
-  s = CheckDataset("cifar10", dir_.string(), 101, 0);
+  s = data::CheckDataset("cifar10", dir_.string(), 101, 0);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(s.message()), HasSubstr("train_limit 101 is larger than the 100 samples"));
-  s = CheckDataset("cifar10", dir_.string(), 0, 11);
+  s = data::CheckDataset("cifar10", dir_.string(), 0, 11);
   EXPECT_THAT(std::string(s.message()),
               HasSubstr("test_limit 11 is larger than the 10 samples in test_batch.bin"));
-  s = CheckDataset("cifar10", dir_.string(), -1, 0);
+  s = data::CheckDataset("cifar10", dir_.string(), -1, 0);
   EXPECT_THAT(std::string(s.message()), HasSubstr("train_limit must be 0 (all) or positive"));
 
   // A run reports the same as INVALID_ARGUMENT.

@@ -28,7 +28,7 @@
 #include "common/hash.h"
 #include "worker/engine/augment.h"
 #include "worker/engine/checkpoint.h"
-#include "worker/engine/dataset.h"
+#include "data/dataset_check.h"
 #include "worker/engine/environment.h"
 #include "worker/engine/fingerprint.h"
 #include "worker/engine/models.h"
@@ -68,14 +68,14 @@ absl::Status ValidateRecipe(const RunSpec& spec) {
 }
 
 absl::Status ValidateSpec(const RunSpec& spec) {
-  if (absl::Status s = CheckDatasetKind(spec.dataset_kind); !s.ok()) return s;
+  if (absl::Status s = data::CheckDatasetKind(spec.dataset_kind); !s.ok()) return s;
   if (absl::Status s = CheckModel(ModelOptions{spec.model_kind, spec.model_version,
                                                  spec.model_depth});
       !s.ok()) {
     return s;
   }
-  if (absl::Status s = CheckSplitLimit("train_limit", spec.train_limit); !s.ok()) return s;
-  if (absl::Status s = CheckSplitLimit("test_limit", spec.test_limit); !s.ok()) return s;
+  if (absl::Status s = data::CheckSplitLimit("train_limit", spec.train_limit); !s.ok()) return s;
+  if (absl::Status s = data::CheckSplitLimit("test_limit", spec.test_limit); !s.ok()) return s;
   if (spec.batch_size <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("batch_size must be positive, got ", spec.batch_size));

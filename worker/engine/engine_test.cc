@@ -26,9 +26,9 @@
 #include "common/hash.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "worker/engine/dataset.h"
+#include "data/dataset_check.h"
 #include "worker/engine/fingerprint.h"
-#include "worker/engine/idx_dataset.h"
+#include "data/idx_dataset.h"
 #include "worker/engine/shuffle.h"
 #include "worker/engine/tensor_dataset.h"
 
@@ -114,7 +114,7 @@ class IdxTest : public ::testing::Test {
 // ---------------------------------------------------------------- (a) real data
 
 TEST(RealDataTest, FashionMnistLoadsWithShapesRangesAndLabels) {
-  auto train = LoadSplit("fashion-mnist", REPRO_FASHION_MNIST, Split::kTrain, 0);
+  auto train = LoadSplit("fashion-mnist", REPRO_FASHION_MNIST, data::Split::kTrain, 0);
   ASSERT_TRUE(train.ok()) << train.status();
   EXPECT_EQ(train->x.sizes(), (std::vector<int64_t>{60000, 1, 28, 28}));
   EXPECT_EQ(train->x.scalar_type(), at::kFloat);
@@ -126,27 +126,27 @@ TEST(RealDataTest, FashionMnistLoadsWithShapesRangesAndLabels) {
   EXPECT_EQ(train->y.min().item<int64_t>(), 0);
   EXPECT_EQ(train->y.max().item<int64_t>(), 9);
 
-  auto test = LoadSplit("fashion-mnist", REPRO_FASHION_MNIST, Split::kTest, 2000);
+  auto test = LoadSplit("fashion-mnist", REPRO_FASHION_MNIST, data::Split::kTest, 2000);
   ASSERT_TRUE(test.ok()) << test.status();
   EXPECT_EQ(test->x.sizes(), (std::vector<int64_t>{2000, 1, 28, 28}));
   EXPECT_EQ(test->y.sizes(), (std::vector<int64_t>{2000}));
 
-  EXPECT_TRUE(CheckDataset("fashion-mnist", REPRO_FASHION_MNIST).ok());
-  EXPECT_TRUE(CheckDataset("fashion-mnist", REPRO_FASHION_MNIST, 10000, 2000).ok());
+  EXPECT_TRUE(data::CheckDataset("fashion-mnist", REPRO_FASHION_MNIST).ok());
+  EXPECT_TRUE(data::CheckDataset("fashion-mnist", REPRO_FASHION_MNIST, 10000, 2000).ok());
 }
 
 TEST(RealDataTest, LimitLargerThanTheFileIsAnErrorNamingTheLimit) {
-  absl::Status s = CheckDataset("fashion-mnist", REPRO_FASHION_MNIST, 70000, 0);
+  absl::Status s = data::CheckDataset("fashion-mnist", REPRO_FASHION_MNIST, 70000, 0);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(s.message(), HasSubstr("train_limit 70000"));
   EXPECT_THAT(s.message(), HasSubstr("60000"));
-  s = CheckDataset("fashion-mnist", REPRO_FASHION_MNIST, 0, -1);
+  s = data::CheckDataset("fashion-mnist", REPRO_FASHION_MNIST, 0, -1);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(s.message(), HasSubstr("test_limit"));
 }
 
 TEST(RealDataTest, UnknownDatasetKindIsAnError) {
-  absl::Status s = CheckDataset("cifar-100", REPRO_FASHION_MNIST);
+  absl::Status s = data::CheckDataset("cifar-100", REPRO_FASHION_MNIST);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(s.message(), HasSubstr("cifar-100"));
 }
@@ -155,8 +155,8 @@ TEST(RealDataTest, UnknownDatasetKindIsAnError) {
 
 TEST_F(IdxTest, SmallValidDatasetReadsAndPreprocesses) {
   WriteDataset(20, 5);
-  ASSERT_TRUE(CheckDataset("mnist", dir_.string()).ok());
-  auto train = LoadSplit("mnist", dir_.string(), Split::kTrain, 7);
+  ASSERT_TRUE(data::CheckDataset("mnist", dir_.string()).ok());
+  auto train = LoadSplit("mnist", dir_.string(), data::Split::kTrain, 7);
   ASSERT_TRUE(train.ok()) << train.status();
   ASSERT_EQ(train->size(), 7);
   // Pixel i of the file is i % 251; preprocessing is exactly float(p) / 255.
@@ -170,7 +170,7 @@ TEST_F(IdxTest, UncompressedFilesAreAcceptedWhenTheGzipIsAbsent) {
   WritePlain(Path("train-labels-idx1-ubyte"), LabelFile(12, 12));
   WriteGzip(Path("t10k-images-idx3-ubyte.gz"), ImageFile(3, 3));
   WriteGzip(Path("t10k-labels-idx1-ubyte.gz"), LabelFile(3, 3));
-  auto train = ReadIdxSplit(dir_.string(), Split::kTrain, 0);
+  auto train = data::ReadIdxSplit(dir_.string(), data::Split::kTrain, 0);
   ASSERT_TRUE(train.ok()) << train.status();
   EXPECT_EQ(train->images.count, 12);
   EXPECT_EQ(train->images.path, Path("train-images-idx3-ubyte"));
@@ -179,14 +179,14 @@ TEST_F(IdxTest, UncompressedFilesAreAcceptedWhenTheGzipIsAbsent) {
 TEST_F(IdxTest, ShortImageDataIsTruncatedNamingTheFile) {
   const std::string path = Path("train-images-idx3-ubyte.gz");
   WriteGzip(path, ImageFile(/*declared=*/100, /*actual=*/10));
-  auto images = ReadIdxImages(path);
+  auto images = data::ReadIdxImages(path);
   ASSERT_EQ(images.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(images.status().message(), HasSubstr(path));
   EXPECT_THAT(images.status().message(), HasSubstr("truncated"));
   EXPECT_THAT(images.status().message(),
               HasSubstr("header says 100 images of 28x28 but the file ends after 10 of them"));
   // Also when only a prefix is kept: the whole file is still checked.
-  EXPECT_THAT(ReadIdxImages(path, 5).status().message(), HasSubstr("truncated"));
+  EXPECT_THAT(data::ReadIdxImages(path, 5).status().message(), HasSubstr("truncated"));
 }
 
 TEST_F(IdxTest, CutGzipStreamIsTruncatedNamingTheFile) {
@@ -196,7 +196,7 @@ TEST_F(IdxTest, CutGzipStreamIsTruncatedNamingTheFile) {
   bytes.resize(bytes.size() / 2);
   const std::string path = Path("train-images-idx3-ubyte.gz");
   WritePlain(path, bytes);
-  auto images = ReadIdxImages(path);
+  auto images = data::ReadIdxImages(path);
   ASSERT_EQ(images.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(images.status().message(), HasSubstr(path));
   EXPECT_THAT(images.status().message(), HasSubstr("truncated"));
@@ -209,7 +209,7 @@ TEST_F(IdxTest, CorruptGzipIsAnErrorNamingTheFile) {
   for (size_t i = 20; i < bytes.size() - 8; i += 7) bytes[i] ^= 0x5a;
   const std::string path = Path("train-labels-idx1-ubyte.gz");
   WritePlain(path, bytes);
-  auto labels = ReadIdxLabels(path);
+  auto labels = data::ReadIdxLabels(path);
   ASSERT_EQ(labels.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(labels.status().message(), HasSubstr(path));
 }
@@ -217,14 +217,14 @@ TEST_F(IdxTest, CorruptGzipIsAnErrorNamingTheFile) {
 TEST_F(IdxTest, WrongMagicIsAnErrorNamingTheFile) {
   const std::string images = Path("train-images-idx3-ubyte.gz");
   WriteGzip(images, ImageFile(3, 3, 28, 28, /*magic=*/0x00000801));
-  auto read = ReadIdxImages(images);
+  auto read = data::ReadIdxImages(images);
   ASSERT_EQ(read.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(read.status().message(), HasSubstr(images));
   EXPECT_THAT(read.status().message(), HasSubstr("magic"));
 
   const std::string labels = Path("train-labels-idx1-ubyte.gz");
   WriteGzip(labels, ImageFile(3, 3));  // an image file where labels belong
-  auto read_labels = ReadIdxLabels(labels);
+  auto read_labels = data::ReadIdxLabels(labels);
   ASSERT_EQ(read_labels.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(read_labels.status().message(), HasSubstr(labels));
   EXPECT_THAT(read_labels.status().message(), HasSubstr("magic"));
@@ -233,7 +233,7 @@ TEST_F(IdxTest, WrongMagicIsAnErrorNamingTheFile) {
 TEST_F(IdxTest, WrongImageSizeIsAnErrorNamingTheFile) {
   const std::string path = Path("train-images-idx3-ubyte.gz");
   WriteGzip(path, ImageFile(2, 2, 32, 32));
-  auto read = ReadIdxImages(path);
+  auto read = data::ReadIdxImages(path);
   ASSERT_EQ(read.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(read.status().message(), HasSubstr(path));
   EXPECT_THAT(read.status().message(), HasSubstr("32x32"));
@@ -242,12 +242,12 @@ TEST_F(IdxTest, WrongImageSizeIsAnErrorNamingTheFile) {
 TEST_F(IdxTest, HeaderOnlyFileAndEmptyFileAreErrors) {
   const std::string empty = Path("empty.gz");
   WriteGzip(empty, {});
-  EXPECT_THAT(ReadIdxImages(empty).status().message(), HasSubstr("inside its 16-byte IDX header"));
+  EXPECT_THAT(data::ReadIdxImages(empty).status().message(), HasSubstr("inside its 16-byte IDX header"));
   const std::string trailing = Path("trailing.gz");
   std::vector<unsigned char> bytes = LabelFile(4, 4);
   bytes.push_back(1);
   WriteGzip(trailing, bytes);
-  EXPECT_THAT(ReadIdxLabels(trailing).status().message(), HasSubstr("has data after the 4 labels"));
+  EXPECT_THAT(data::ReadIdxLabels(trailing).status().message(), HasSubstr("has data after the 4 labels"));
 }
 
 TEST_F(IdxTest, LabelOutOfRangeIsAnError) {
@@ -255,14 +255,14 @@ TEST_F(IdxTest, LabelOutOfRangeIsAnError) {
   std::vector<unsigned char> bytes = LabelFile(4, 4);
   bytes[8 + 2] = 10;
   WriteGzip(path, bytes);
-  auto read = ReadIdxLabels(path);
+  auto read = data::ReadIdxLabels(path);
   EXPECT_THAT(read.status().message(), HasSubstr("label 10 at index 2"));
 }
 
 TEST_F(IdxTest, CountMismatchNamesBothFiles) {
   WriteGzip(Path("train-images-idx3-ubyte.gz"), ImageFile(10, 10));
   WriteGzip(Path("train-labels-idx1-ubyte.gz"), LabelFile(9, 9));
-  auto split = ReadIdxSplit(dir_.string(), Split::kTrain, 0);
+  auto split = data::ReadIdxSplit(dir_.string(), data::Split::kTrain, 0);
   ASSERT_EQ(split.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(split.status().message(), HasSubstr("train-images-idx3-ubyte.gz"));
   EXPECT_THAT(split.status().message(), HasSubstr("train-labels-idx1-ubyte.gz"));
@@ -270,7 +270,7 @@ TEST_F(IdxTest, CountMismatchNamesBothFiles) {
 
 TEST_F(IdxTest, MissingDirectoryIsAnErrorNamingIt) {
   const std::string missing = Path("no-such-dir");
-  absl::Status s = CheckDataset("fashion-mnist", missing);
+  absl::Status s = data::CheckDataset("fashion-mnist", missing);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(s.message(), HasSubstr(missing));
   EXPECT_THAT(s.message(), HasSubstr("does not exist"));
@@ -278,7 +278,7 @@ TEST_F(IdxTest, MissingDirectoryIsAnErrorNamingIt) {
 
 TEST_F(IdxTest, MissingFileIsAnErrorNamingTheDirectoryAndFile) {
   WriteGzip(Path("train-images-idx3-ubyte.gz"), ImageFile(10, 10));
-  absl::Status s = CheckDataset("fashion-mnist", dir_.string());
+  absl::Status s = data::CheckDataset("fashion-mnist", dir_.string());
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(s.message(), HasSubstr(dir_.string()));
   EXPECT_THAT(s.message(), HasSubstr("train-labels-idx1-ubyte"));
@@ -426,7 +426,7 @@ TEST(TrainRunTest, SameSeedsGiveBitIdenticalRuns) {
   EXPECT_EQ(a->epochs[1].batch_digests[5], BatchDigest(order.data() + 240, 16));
 
   // Data hashes are of the tensors as fed to the model.
-  auto train = LoadSplit("fashion-mnist", REPRO_FASHION_MNIST, Split::kTrain, 256);
+  auto train = LoadSplit("fashion-mnist", REPRO_FASHION_MNIST, data::Split::kTrain, 256);
   ASSERT_TRUE(train.ok());
   EXPECT_EQ(a->data_x_hash, HashBytes(train->x.data_ptr(), train->x.nbytes()));
   EXPECT_EQ(a->data_y_hash, HashBytes(train->y.data_ptr(), train->y.nbytes()));

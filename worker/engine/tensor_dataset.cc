@@ -2,7 +2,7 @@
 
 #include <ATen/ops/empty.h>
 
-#include "worker/engine/dataset.h"
+#include "data/dataset_check.h"
 
 namespace repro::engine {
 namespace {
@@ -11,8 +11,8 @@ constexpr char kCifar10[] = "cifar10";
 
 }  // namespace
 
-TensorSplit ToTensors(const IdxSplit& split) {
-  const IdxImages& images = split.images;
+TensorSplit ToTensors(const data::IdxSplit& split) {
+  const data::IdxImages& images = split.images;
   TensorSplit out;
   out.x = at::empty({images.count, 1, images.rows, images.cols}, at::kFloat);
   out.y = at::empty({split.labels.count}, at::kLong);
@@ -24,10 +24,10 @@ TensorSplit ToTensors(const IdxSplit& split) {
   return out;
 }
 
-std::vector<float> CifarPixelMean(const CifarSplit& train) {
-  std::vector<double> sum(static_cast<size_t>(kCifarImageBytes), 0.0);
+std::vector<float> CifarPixelMean(const data::CifarSplit& train) {
+  std::vector<double> sum(static_cast<size_t>(data::kCifarImageBytes), 0.0);
   for (int64_t n = 0; n < train.count; ++n) {
-    const uint8_t* image = train.pixels.data() + n * kCifarImageBytes;
+    const uint8_t* image = train.pixels.data() + n * data::kCifarImageBytes;
     for (size_t i = 0; i < sum.size(); ++i) sum[i] += static_cast<float>(image[i]) / 255.0f;
   }
   std::vector<float> mean(sum.size(), 0.0f);
@@ -38,16 +38,16 @@ std::vector<float> CifarPixelMean(const CifarSplit& train) {
   return mean;
 }
 
-TensorSplit ToTensors(const CifarSplit& split, const std::vector<float>& mean) {
+TensorSplit ToTensors(const data::CifarSplit& split, const std::vector<float>& mean) {
   TensorSplit out;
-  out.x = at::empty({split.count, kCifarChannels, kCifarSide, kCifarSide}, at::kFloat);
+  out.x = at::empty({split.count, data::kCifarChannels, data::kCifarSide, data::kCifarSide}, at::kFloat);
   out.y = at::empty({split.count}, at::kLong);
   float* x = out.x.data_ptr<float>();
   // The file's layout is already NCHW: each image is its R, G and B planes in turn.
   for (int64_t n = 0; n < split.count; ++n) {
-    const uint8_t* image = split.pixels.data() + n * kCifarImageBytes;
-    float* row = x + n * kCifarImageBytes;
-    for (int64_t i = 0; i < kCifarImageBytes; ++i) {
+    const uint8_t* image = split.pixels.data() + n * data::kCifarImageBytes;
+    float* row = x + n * data::kCifarImageBytes;
+    for (int64_t i = 0; i < data::kCifarImageBytes; ++i) {
       row[i] = static_cast<float>(image[i]) / 255.0f - mean[static_cast<size_t>(i)];
     }
   }
@@ -58,21 +58,21 @@ TensorSplit ToTensors(const CifarSplit& split, const std::vector<float>& mean) {
 
 absl::StatusOr<TensorDataset> LoadDataset(const std::string& kind, const std::string& dir,
                                           int64_t train_limit, int64_t test_limit) {
-  if (absl::Status s = CheckDatasetKind(kind); !s.ok()) return s;
+  if (absl::Status s = data::CheckDatasetKind(kind); !s.ok()) return s;
   TensorDataset out;
   if (kind == kCifar10) {
-    auto train = ReadCifarSplit(dir, Split::kTrain, train_limit);
+    auto train = data::ReadCifarSplit(dir, data::Split::kTrain, train_limit);
     if (!train.ok()) return train.status();
-    auto test = ReadCifarSplit(dir, Split::kTest, test_limit);
+    auto test = data::ReadCifarSplit(dir, data::Split::kTest, test_limit);
     if (!test.ok()) return test.status();
     const std::vector<float> mean = CifarPixelMean(*train);
     out.train = ToTensors(*train, mean);
     out.test = ToTensors(*test, mean);
     return out;
   }
-  auto train = ReadIdxSplit(dir, Split::kTrain, train_limit);
+  auto train = data::ReadIdxSplit(dir, data::Split::kTrain, train_limit);
   if (!train.ok()) return train.status();
-  auto test = ReadIdxSplit(dir, Split::kTest, test_limit);
+  auto test = data::ReadIdxSplit(dir, data::Split::kTest, test_limit);
   if (!test.ok()) return test.status();
   out.train = ToTensors(*train);
   out.test = ToTensors(*test);
@@ -80,18 +80,18 @@ absl::StatusOr<TensorDataset> LoadDataset(const std::string& kind, const std::st
 }
 
 absl::StatusOr<TensorSplit> LoadSplit(const std::string& kind, const std::string& dir,
-                                      Split split, int64_t limit) {
-  if (absl::Status s = CheckDatasetKind(kind); !s.ok()) return s;
+                                      data::Split split, int64_t limit) {
+  if (absl::Status s = data::CheckDatasetKind(kind); !s.ok()) return s;
   if (kind == kCifar10) {
-    auto train = ReadCifarSplit(dir, Split::kTrain, split == Split::kTrain ? limit : 0);
+    auto train = data::ReadCifarSplit(dir, data::Split::kTrain, split == data::Split::kTrain ? limit : 0);
     if (!train.ok()) return train.status();
     const std::vector<float> mean = CifarPixelMean(*train);
-    if (split == Split::kTrain) return ToTensors(*train, mean);
-    auto test = ReadCifarSplit(dir, Split::kTest, limit);
+    if (split == data::Split::kTrain) return ToTensors(*train, mean);
+    auto test = data::ReadCifarSplit(dir, data::Split::kTest, limit);
     if (!test.ok()) return test.status();
     return ToTensors(*test, mean);
   }
-  auto read = ReadIdxSplit(dir, split, limit);
+  auto read = data::ReadIdxSplit(dir, split, limit);
   if (!read.ok()) return read.status();
   return ToTensors(*read);
 }

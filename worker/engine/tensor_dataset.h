@@ -22,8 +22,8 @@
 #include <ATen/core/Tensor.h>
 
 #include "absl/status/statusor.h"
-#include "worker/engine/cifar_dataset.h"
-#include "worker/engine/idx_dataset.h"
+#include "data/cifar_dataset.h"
+#include "data/idx_dataset.h"
 
 namespace repro::engine {
 
@@ -41,14 +41,14 @@ struct TensorDataset {
 };
 
 // Preprocesses a read split. Throws only what at::empty throws (out of memory).
-TensorSplit ToTensors(const IdxSplit& split);
+TensorSplit ToTensors(const data::IdxSplit& split);
 
 // The per-pixel mean of `train`'s float32 pixels (byte / 255): kCifarImageBytes values
 // in the file's channel-major order. Zeros for an empty split.
-std::vector<float> CifarPixelMean(const CifarSplit& train);
+std::vector<float> CifarPixelMean(const data::CifarSplit& train);
 
 // `split`'s pixels as float32 byte / 255 - mean[pixel], with its labels.
-TensorSplit ToTensors(const CifarSplit& split, const std::vector<float>& mean);
+TensorSplit ToTensors(const data::CifarSplit& split, const std::vector<float>& mean);
 
 // Reads both splits of data set `kind` in `dir`, keeping the first `train_limit` and
 // `test_limit` samples (0 = all). INVALID_ARGUMENT naming the file or value for bad
@@ -61,7 +61,7 @@ absl::StatusOr<TensorDataset> LoadDataset(const std::string& kind, const std::st
 // samples when `split` is kTrain, and of the whole training split when it is kTest
 // (use LoadDataset to centre a test split on a limited training split).
 absl::StatusOr<TensorSplit> LoadSplit(const std::string& kind, const std::string& dir,
-                                      Split split, int64_t limit);
+                                      data::Split split, int64_t limit);
 
 }  // namespace repro::engine
 

@@ -1,0 +1,239 @@
+// The analyses of an experiment: per arm, are the initial models, the training data,
+// the per-epoch batch orders and the final models identical across runs, where did
+// runs that started identical first diverge (epoch, batch where it can be placed, and
+// how many runs had diverged by each epoch), how large is the spread of the test
+// scores, and how often do two runs' final models disagree on a test example
+// (instability). Across arms: each arm's spread against a reference arm (stdev ratio,
+// variance share, bootstrap confidence interval, Brown-Forsythe test), and whether runs
+// of two arms trained from the same seeds ended identical (which shows non-determinism
+// of the tooling: thread count, device, deterministic algorithms). Analyze() turns an
+// ExperimentView (what the store holds) into a Report that the renderers
+// (analysis/report.h) print as text, JSON, CSV or HTML.
+//
+// Only done runs (RunState::kDone) are compared and counted in the statistics; failed,
+// running and pending runs are only counted. Within an arm every done run is compared
+// with the arm's reference run: the done run with the lowest index (normally #0).
+//
+// Thread safety: Analyze is a pure function; Report is a plain value.
+#ifndef REPRO_ANALYSIS_ANALYSIS_H_
+#define REPRO_ANALYSIS_ANALYSIS_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "common/experiment_view.h"
+
+namespace repro {
+
+// What of a run differs from the reference run.
+enum class DifferenceKind {
+  kModel,       // initial weights (initial_hash)
+  kData,        // training inputs or labels (data_x_hash, data_y_hash)
+  kBatches,     // per-epoch batch order (batch_digest)
+  kFinalModel,  // final weights (final_hash)
+};
+// "model", "data", "batches", "final_model": the JSON report's "what".
+const char* DifferenceKindName(DifferenceKind kind);
+
+// One (run, what) that differs from the reference.
+struct Difference {
+  int run = 0;  // the differing run's index within its arm
+  DifferenceKind what = DifferenceKind::kModel;
+  // kModel / kFinalModel: the first tensor, by position in initial_tensors or
+  // final_tensors, whose name or hash differs (the run's name; the reference's where
+  // the run has fewer tensors). "" and -1 when the tensor lists do not tell.
+  std::string tensor;
+  int index = -1;
+  // kBatches: the first epoch whose batch_digest differs. kFinalModel: the first epoch
+  // whose weights_hash differs (nullopt when every recorded epoch agrees). An epoch
+  // recorded by one run and not the other counts as differing. Epochs are 0-based.
+  std::optional<int> epoch;
+  // Only when both runs kept per-batch digests (EpochRecord::batch_digests) for
+  // `epoch`; 0-based within the epoch. kBatches: the first batch whose digest differs.
+  // kFinalModel: the first batch of `epoch` fed in a different order, when the order
+  // differs there. Weights are hashed only after each epoch, so this is the most that
+  // can be placed: the weights had parted by the end of this batch at the latest
+  // (non-determinism may have parted them earlier). nullopt otherwise.
+  std::optional<int> batch;
+};
+
+// Summary statistics of one score column over an arm's done runs. nullopt where
+// undefined: every field with no done run, stdev_ddof1 with fewer than two.
+struct ColumnStats {
+  std::optional<double> mean;
+  std::optional<double> stdev;        // ddof 0 (population), as the original study
+  std::optional<double> stdev_ddof1;  // ddof 1 (sample)
+  std::optional<double> min;
+  std::optional<double> max;
+};
+
+// Instability as Summers and Dinneen (ICML 2021): over every pair of done runs that
+// recorded test-set predictions, the fraction of test examples on which the two final
+// models predict different classes, averaged over the pairs.
+struct Instability {
+  // Done runs with predictions. Runs whose prediction count differs from the first
+  // such run's (a different test set) are left out.
+  int runs = 0;
+  int64_t pairs = 0;  // runs * (runs - 1) / 2
+  std::optional<double> mean_disagreement;  // nullopt with fewer than 2 runs
+};
+
+struct ArmReport {
+  std::string name;
+  int runs_total = 0;      // the plan's runs per arm
+  int runs_done = 0;
+  int runs_failed = 0;
+  int runs_running = 0;
+  int runs_pending = 0;    // includes runs the view does not list yet
+  int runs_remaining = 0;  // runs_total - runs_done - runs_failed
+  int reference_run = -1;  // index of the run the others are compared with; -1: none done
+
+  // Over done runs; true when fewer than two runs are done.
+  bool models_all_same = true;
+  bool data_all_same = true;
+  bool batches_all_same = true;
+  bool final_models_all_same = true;
+  // Ordered by run index, then model, data, batches, final_model.
+  std::vector<Difference> differences;
+
+  // Defined only when at least two runs are done and all of them share the reference's
+  // initial model and training data: the earliest epoch after which any run's weights
+  // (weights_hash) differ from the reference's. nullopt when none differs, and when the
+  // runs did not start identical (then the weights differ from the start and there is
+  // no divergence to place).
+  std::optional<int> first_divergence_epoch;
+  // Within first_divergence_epoch, the earliest batch by which some run's weights had
+  // parted at the latest: the smallest Difference::batch of the runs that diverged in
+  // that epoch. nullopt when no such run's batch order differs there (the weights then
+  // parted somewhere in the epoch, which weights hashed per epoch cannot place).
+  std::optional<int> first_divergence_batch;
+  // Defined like first_divergence_epoch (runs start identical, at least two done),
+  // but also when none diverged: per epoch the reference recorded, how many runs'
+  // weights had differed from the reference's by the end of it (a run that recorded
+  // fewer epochs counts from the first one it lacks).
+  std::optional<std::vector<int>> diverged_by_epoch;
+  // How many epochs the reference run recorded: with no divergence, runs are identical
+  // through epoch epochs_compared - 1.
+  int epochs_compared = 0;
+
+  ColumnStats loss;      // test loss
+  ColumnStats accuracy;  // test accuracy
+
+  Instability instability;
+};
+
+// One score column of an arm compared with the same column of the reference arm.
+// Each field is nullopt where undefined: everything unless both arms have at least two
+// done runs; the ratio, its square and interval when the reference's stdev is 0.
+struct ColumnComparison {
+  std::optional<double> stdev_ratio;     // population stdev (ddof 0) over the reference's
+  std::optional<double> variance_share;  // stdev_ratio squared
+  // Percentile bootstrap 95% interval of stdev_ratio (analysis/inference.h). ci_high may
+  // be +infinity (unbounded: resamples of the reference without spread).
+  std::optional<double> ci_low;
+  std::optional<double> ci_high;
+  // Brown-Forsythe test of equal variances of the two arms.
+  std::optional<double> brown_forsythe_f;
+  std::optional<double> brown_forsythe_p;
+};
+
+struct ScoreComparison {
+  ColumnComparison loss;
+  ColumnComparison accuracy;
+};
+
+// Compares two arms' score columns (loss and accuracy of each run, in the same order).
+// The bootstrap draws `resamples` resamples from Rng(seed); 0 resamples: no interval.
+ScoreComparison CompareScores(const std::vector<double>& loss,
+                              const std::vector<double>& accuracy,
+                              const std::vector<double>& reference_loss,
+                              const std::vector<double>& reference_accuracy,
+                              int resamples, uint64_t seed);
+
+// An arm against the reference arm.
+struct ArmComparison {
+  std::string arm;
+  std::string reference;
+  ScoreComparison scores;
+};
+
+// Runs of two arms trained from the same seeds. Run i of `arm` is paired with run i of
+// `other` when both are done and their init, shuffle and augment seeds are all equal;
+// within an experiment such runs differ only by the arms' determinism settings, so an
+// identical pair shows that those settings did not change the result, and a differing
+// one shows the tooling's non-determinism (thread count, device, algorithms).
+struct CrossArmIdentity {
+  std::string arm;
+  std::string other;
+  int runs_with_same_seeds = 0;
+  int initial_identical = 0;  // pairs whose initial models are identical
+  int final_identical = 0;    // pairs whose final models are identical
+  // The lowest-index pair whose final models differ, as Difference kFinalModel of
+  // `other`'s run against `arm`'s (run: the shared index); nullopt when none.
+  std::optional<Difference> first_difference;
+};
+
+// What an analysis may be asked for besides the view.
+struct AnalysisOptions {
+  std::string reference_arm;  // the arm the others are compared with; "": different_seeds
+  int bootstrap_resamples = 10000;  // kDefaultBootstrapResamples; 0: no intervals
+  uint64_t seed = 0;                // of the bootstrap
+};
+
+struct Report {
+  std::string experiment;
+  int epochs = 0;        // the plan's epochs
+  int runs_per_arm = 0;
+  // Totals over all arms.
+  int runs_total = 0;
+  int runs_done = 0;
+  int runs_failed = 0;
+  int runs_remaining = 0;  // runs neither done nor failed
+  bool complete = false;   // every run of every arm is done or failed
+
+  std::vector<ArmReport> arms;  // in plan order
+  // stdev (ddof 0) of the "same_seed" arm over that of the "different_seeds" arm, per
+  // column; nullopt unless both arms exist, both stdevs are defined and the
+  // denominator is > 0.
+  std::optional<double> stdev_ratio_loss;
+  std::optional<double> stdev_ratio_accuracy;
+
+  // The reference arm of `comparisons`: the one asked for, else "different_seeds" when
+  // the experiment has it, else "" (and no comparisons).
+  std::string reference_arm;
+  int bootstrap_resamples = 0;
+  uint64_t seed = 0;
+  // Every other arm against the reference arm, in plan order. Each arm's bootstrap is
+  // seeded with DeriveSeed(seed, "<arm> vs <reference>"), so it does not depend on
+  // which other arms the experiment has.
+  std::vector<ArmComparison> comparisons;
+  // Every pair of arms (in plan order, the earlier arm first).
+  std::vector<CrossArmIdentity> cross_arm;
+
+  // Every run of the view, in the view's order (arm, then index), for the per-run
+  // listings of the renderers.
+  std::vector<RunView> runs;
+};
+
+// The arm names the stdev ratio is taken over.
+inline constexpr char kSameSeedArm[] = "same_seed";
+inline constexpr char kDifferentSeedsArm[] = "different_seeds";
+inline constexpr int kDefaultBootstrapResamples = 10000;
+inline constexpr int kMaxBootstrapResamples = 10000000;
+
+// InvalidArgument when options name a reference arm the view does not have (naming it
+// and the arms) or a bootstrap count outside [0, 10000000].
+absl::Status CheckAnalysisOptions(const ExperimentView& view,
+                                  const AnalysisOptions& options);
+
+// Options are used as given; a reference arm the view lacks gives no comparisons.
+Report Analyze(const ExperimentView& view, const AnalysisOptions& options = {});
+// The same, moving the view's runs into Report::runs instead of copying them.
+Report Analyze(ExperimentView&& view, const AnalysisOptions& options = {});
+
+}  // namespace repro
+
+#endif  // REPRO_ANALYSIS_ANALYSIS_H_

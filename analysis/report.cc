@@ -1,0 +1,387 @@
+#include "analysis/report.h"
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "analysis/stats.h"
+#include "analysis/html_report.h"
+#include "analysis/json_writer.h"
+#include "analysis/report_text.h"
+
+namespace repro {
+namespace {
+
+// ---- shared ----
+
+const ArmReport* FindArm(const Report& report, const std::string& name) {
+  for (const ArmReport& arm : report.arms) {
+    if (arm.name == name) return &arm;
+  }
+  return nullptr;
+}
+
+std::string ArmNames(const Report& report) {
+  std::vector<std::string> names;
+  for (const ArmReport& arm : report.arms) names.push_back(arm.name);
+  return names.empty() ? "(none)" : absl::StrJoin(names, ", ");
+}
+
+bool Shown(const std::string& arm_filter, const std::string& arm) {
+  return arm_filter.empty() || arm_filter == arm;
+}
+
+// ---- JSON ----
+// Streamed with JsonWriter, never built as a tree: a 10,000-run x 200-epoch report is
+// some 600 MB of JSON. The keys, their order and the number formatting are nlohmann's
+// dump(2) of the documented structure (report_test checks the two agree byte for byte).
+
+void Pair(JsonWriter& w, std::string_view key, const std::optional<double>& loss,
+          const std::optional<double>& accuracy) {
+  w.Key(key);
+  w.BeginObject();
+  w.Field("loss", loss);
+  w.Field("accuracy", accuracy);
+  w.EndObject();
+}
+
+void WriteArm(JsonWriter& w, const ArmReport& arm) {
+  w.BeginObject();
+  w.Field("name", arm.name);
+  w.Field("runs_total", arm.runs_total);
+  w.Field("runs_done", arm.runs_done);
+  w.Field("runs_failed", arm.runs_failed);
+  w.Field("runs_remaining", arm.runs_remaining);
+  w.Field("reference_run",
+          arm.reference_run >= 0 ? std::optional<int>(arm.reference_run) : std::nullopt);
+  w.Field("models_all_same", arm.models_all_same);
+  w.Field("data_all_same", arm.data_all_same);
+  w.Field("batches_all_same", arm.batches_all_same);
+  w.Field("final_models_all_same", arm.final_models_all_same);
+  w.Key("differences");
+  w.BeginArray();
+  for (const Difference& d : arm.differences) {
+    w.BeginObject();
+    w.Field("run", d.run);
+    w.Field("what", DifferenceKindName(d.what));
+    w.Field("tensor", d.tensor);
+    w.Field("index", d.index);
+    w.Field("epoch", d.epoch);
+    w.Field("batch", d.batch);
+    w.EndObject();
+  }
+  w.EndArray();
+  w.Field("first_divergence_epoch", arm.first_divergence_epoch);
+  w.Field("first_divergence_batch", arm.first_divergence_batch);
+  w.Key("diverged_by_epoch");
+  if (arm.diverged_by_epoch) {
+    w.BeginArray();
+    for (const int n : *arm.diverged_by_epoch) w.Number(n);
+    w.EndArray();
+  } else {
+    w.Null();
+  }
+  Pair(w, "mean", arm.loss.mean, arm.accuracy.mean);
+  Pair(w, "stdev", arm.loss.stdev, arm.accuracy.stdev);
+  Pair(w, "stdev_ddof1", arm.loss.stdev_ddof1, arm.accuracy.stdev_ddof1);
+  Pair(w, "min", arm.loss.min, arm.accuracy.min);
+  Pair(w, "max", arm.loss.max, arm.accuracy.max);
+  w.Key("instability");
+  w.BeginObject();
+  w.Field("runs", arm.instability.runs);
+  w.Field("pairs", arm.instability.pairs);
+  w.Field("mean_disagreement", arm.instability.mean_disagreement);
+  w.EndObject();
+  w.EndObject();
+}
+
+void Interval(JsonWriter& w, std::string_view key, const std::optional<double>& low,
+              const std::optional<double>& high) {
+  w.Key(key);
+  if (!low || !high) {
+    w.Null();
+    return;
+  }
+  w.BeginArray();
+  w.Double(*low);
+  w.Double(*high);
+  w.EndArray();
+}
+
+void WriteComparison(JsonWriter& w, const ArmComparison& c) {
+  const ScoreComparison& s = c.scores;
+  auto test = [&](std::string_view key, const ColumnComparison& column) {
+    w.Key(key);
+    w.BeginObject();
+    w.Field("F", column.brown_forsythe_f);
+    w.Field("p", column.brown_forsythe_p);
+    w.EndObject();
+  };
+  w.BeginObject();
+  w.Field("arm", c.arm);
+  w.Field("reference", c.reference);
+  Pair(w, "stdev_ratio", s.loss.stdev_ratio, s.accuracy.stdev_ratio);
+  Pair(w, "variance_share", s.loss.variance_share, s.accuracy.variance_share);
+  w.Key("ci95");
+  w.BeginObject();
+  Interval(w, "loss", s.loss.ci_low, s.loss.ci_high);
+  Interval(w, "accuracy", s.accuracy.ci_low, s.accuracy.ci_high);
+  w.EndObject();
+  w.Key("brown_forsythe");
+  w.BeginObject();
+  test("loss", s.loss);
+  test("accuracy", s.accuracy);
+  w.EndObject();
+  w.EndObject();
+}
+
+void WriteCrossArm(JsonWriter& w, const CrossArmIdentity& identity) {
+  w.BeginObject();
+  w.Field("arm", identity.arm);
+  w.Field("other", identity.other);
+  w.Field("runs_with_same_seeds", identity.runs_with_same_seeds);
+  w.Field("initial_identical", identity.initial_identical);
+  w.Field("final_identical", identity.final_identical);
+  w.Key("first_difference");
+  if (identity.first_difference) {
+    const Difference& d = *identity.first_difference;
+    w.BeginObject();
+    w.Field("run", d.run);
+    w.Field("tensor", d.tensor);
+    w.Field("index", d.index);
+    w.Field("epoch", d.epoch);
+    w.Field("batch", d.batch);
+    w.EndObject();
+  } else {
+    w.Null();
+  }
+  w.EndObject();
+}
+
+void WriteRun(JsonWriter& w, const RunView& run) {
+  const bool done = run.state == RunState::kDone;
+  const RunResult& r = run.result;
+  w.BeginObject();
+  w.Field("arm", run.arm);
+  w.Field("index", run.index);
+  w.Key("seeds");
+  w.BeginObject();
+  w.Field("init", run.init_seed);
+  w.Field("shuffle", run.shuffle_seed);
+  w.Field("augment", run.augment_seed);
+  w.EndObject();
+  w.Field("state", RunStateName(run.state));
+  w.Field("attempts", run.attempts);
+  w.Field("worker", run.worker);
+  w.Field("error", run.error);
+  w.Field("current_epoch", run.state == RunState::kRunning && run.current_epoch >= 0
+                               ? std::optional<int>(run.current_epoch)
+                               : std::nullopt);
+  w.Field("test_loss", done ? std::optional<double>(r.test_loss) : std::nullopt);
+  w.Field("test_accuracy", done ? std::optional<double>(r.test_accuracy) : std::nullopt);
+  w.Field("initial_hash", r.initial_hash);
+  w.Field("final_hash", r.final_hash);
+  w.Field("data_x_hash", r.data_x_hash);
+  w.Field("data_y_hash", r.data_y_hash);
+  w.Key("epochs");
+  w.BeginArray();
+  for (const EpochRecord& e : r.epochs) {
+    w.BeginObject();
+    w.Field("epoch", e.epoch);
+    w.Field("loss", e.loss);
+    w.Field("accuracy", e.accuracy);
+    w.Field("val_loss", e.val_loss);
+    w.Field("val_accuracy", e.val_accuracy);
+    w.Field("seconds", e.seconds);
+    w.Field("lr", e.lr);
+    w.Field("batch_digest", e.batch_digest);
+    w.Field("weights_hash", e.weights_hash);
+    w.EndObject();
+  }
+  w.EndArray();
+  w.Key("environment");
+  w.BeginObject();
+  for (const auto& [key, value] : r.environment) w.Field(key, value);
+  w.EndObject();
+  // Exported weight files stay on the worker that wrote them; empty when not exported.
+  w.Key("artifacts");
+  w.BeginObject();
+  w.Field("worker", run.worker);
+  w.Field("initial_weights", r.initial_weights);
+  w.Field("final_weights", r.final_weights);
+  w.Key("epoch_weights");
+  w.BeginArray();
+  for (const std::string& path : r.epoch_weights) w.String(path);
+  w.EndArray();
+  w.EndObject();
+  w.EndObject();
+}
+
+// With a sink, the text goes to it in pieces of about kPiece bytes (and the returned
+// string holds nothing); without, it is returned whole.
+constexpr size_t kPiece = 1 << 20;
+
+std::string RenderJson(const Report& report, const std::string& arm_filter,
+                       const ReportSink* sink = nullptr) {
+  std::string out;
+  if (sink != nullptr) {
+    out.reserve(2 * kPiece);
+  } else {
+    // About 400 bytes per epoch record dominate a large report: one allocation up front.
+    size_t epochs = 0;
+    for (const RunView& run : report.runs) {
+      if (Shown(arm_filter, run.arm)) epochs += run.result.epochs.size();
+    }
+    out.reserve(4096 + 1024 * report.runs.size() + 420 * epochs);
+  }
+  JsonWriter w(&out);
+  w.BeginObject();
+  w.Field("experiment", report.experiment);
+  w.Field("complete", report.complete);
+  w.Field("epochs", report.epochs);
+  w.Field("runs_total", report.runs_total);
+  w.Field("runs_done", report.runs_done);
+  w.Field("runs_failed", report.runs_failed);
+  w.Field("runs_remaining", report.runs_remaining);
+  w.Key("arms");
+  w.BeginArray();
+  for (const ArmReport& arm : report.arms) {
+    if (Shown(arm_filter, arm.name)) WriteArm(w, arm);
+  }
+  w.EndArray();
+  Pair(w, "stdev_ratio", report.stdev_ratio_loss, report.stdev_ratio_accuracy);
+  w.Key("reference_arm");
+  if (report.reference_arm.empty()) {
+    w.Null();
+  } else {
+    w.String(report.reference_arm);
+  }
+  w.Key("bootstrap");
+  w.BeginObject();
+  w.Field("resamples", report.bootstrap_resamples);
+  w.Field("seed", report.seed);
+  w.EndObject();
+  w.Key("comparisons");
+  w.BeginArray();
+  for (const ArmComparison& c : report.comparisons) WriteComparison(w, c);
+  w.EndArray();
+  w.Key("cross_arm");
+  w.BeginArray();
+  for (const CrossArmIdentity& identity : report.cross_arm) WriteCrossArm(w, identity);
+  w.EndArray();
+  w.Key("runs");
+  w.BeginArray();
+  for (const RunView& run : report.runs) {
+    if (!Shown(arm_filter, run.arm)) continue;
+    WriteRun(w, run);
+    if (sink != nullptr && out.size() >= kPiece) {
+      (*sink)(out);
+      out.clear();
+    }
+  }
+  w.EndArray();
+  w.EndObject();
+  out.push_back('\n');
+  if (sink != nullptr) {
+    (*sink)(out);
+    out.clear();
+  }
+  return out;
+}
+
+// ---- CSV ----
+
+std::string RenderCsv(const Report& report, const std::string& arm) {
+  std::vector<const RunView*> done;
+  for (const RunView& run : report.runs) {
+    if (run.arm == arm && run.state == RunState::kDone) done.push_back(&run);
+  }
+  std::stable_sort(done.begin(), done.end(), [](const RunView* a, const RunView* b) {
+    return a->index < b->index;
+  });
+  std::string out;
+  for (const RunView* run : done) {
+    absl::StrAppendFormat(&out, "%.17g,%.17g\n", run->result.test_loss,
+                          run->result.test_accuracy);
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<ReportFormat> ParseReportFormat(std::string_view name) {
+  if (name == "text") return ReportFormat::kText;
+  if (name == "json") return ReportFormat::kJson;
+  if (name == "csv") return ReportFormat::kCsv;
+  if (name == "html") return ReportFormat::kHtml;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown report format '", std::string(name),
+                   "'; expected one of: text, json, csv, html"));
+}
+
+const char* ReportFormatName(ReportFormat format) {
+  switch (format) {
+    case ReportFormat::kText:
+      return "text";
+    case ReportFormat::kJson:
+      return "json";
+    case ReportFormat::kCsv:
+      return "csv";
+    case ReportFormat::kHtml:
+      return "html";
+  }
+  return "unknown";
+}
+
+namespace {
+
+absl::Status CheckRenderable(const Report& report, ReportFormat format, const std::string& arm) {
+  if (format == ReportFormat::kCsv && arm.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "csv needs --arm NAME (the experiment's arms: ", ArmNames(report), ")"));
+  }
+  if (!arm.empty() && FindArm(report, arm) == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown arm '", arm,
+                                                   "'; the experiment's arms are: ",
+                                                   ArmNames(report)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> RenderReport(const Report& report, ReportFormat format,
+                                         const std::string& arm) {
+  if (absl::Status s = CheckRenderable(report, format, arm); !s.ok()) return s;
+  switch (format) {
+    case ReportFormat::kText:
+      return RenderText(report, arm);
+    case ReportFormat::kJson:
+      return RenderJson(report, arm);
+    case ReportFormat::kCsv:
+      return RenderCsv(report, arm);
+    case ReportFormat::kHtml:
+      return RenderHtml(report, arm);
+  }
+  return absl::InvalidArgumentError("unknown report format");
+}
+
+absl::Status WriteReport(const Report& report, ReportFormat format, const std::string& arm,
+                         const ReportSink& sink) {
+  if (absl::Status s = CheckRenderable(report, format, arm); !s.ok()) return s;
+  if (format == ReportFormat::kJson) {
+    RenderJson(report, arm, &sink);
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::string> whole = RenderReport(report, format, arm);
+  if (!whole.ok()) return whole.status();
+  sink(*whole);
+  return absl::OkStatus();
+}
+
+}  // namespace repro

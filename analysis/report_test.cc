@@ -1,0 +1,432 @@
+#include "analysis/report.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "analysis/stats.h"
+#include "analysis/sample_experiment.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+
+namespace repro {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+using Json = nlohmann::json;
+
+RunView DoneRun(const std::string& arm, int index, double loss, double accuracy) {
+  RunView run;
+  run.arm = arm;
+  run.index = index;
+  run.init_seed = arm == "same_seed" ? 0 : index;
+  run.shuffle_seed = run.init_seed;
+  run.state = RunState::kDone;
+  run.attempts = 1;
+  run.worker = "worker-a";
+  RunResult& r = run.result;
+  r.test_loss = loss;
+  r.test_accuracy = accuracy;
+  r.data_x_hash = "x0";
+  r.data_y_hash = "y0";
+  r.initial_hash = "init0";
+  r.final_hash = "final0";
+  r.initial_tensors = {{"conv1.weight", "a"}, {"fc.weight", "b"}};
+  r.final_tensors = {{"conv1.weight", "c"}, {"fc.weight", "d"}};
+  EpochRecord epoch;
+  epoch.epoch = 0;
+  epoch.loss = 0.9;
+  epoch.accuracy = 0.6;
+  epoch.val_loss = 0.8;
+  epoch.val_accuracy = 0.65;
+  epoch.seconds = 12.5;
+  epoch.batch_digest = "b0";
+  epoch.weights_hash = "w0";
+  r.epochs.push_back(epoch);
+  return run;
+}
+
+// same_seed: 4 identical runs. different_seeds: 4 runs, run 1 differing in its first
+// tensor and in its batches from epoch 0.
+ExperimentView Fashion() {
+  ExperimentView view;
+  view.name = "fashion-quick";
+  view.arms = {"same_seed", "different_seeds"};
+  view.runs_per_arm = 4;
+  view.epochs = 1;
+  for (int i = 0; i < 4; ++i) view.runs.push_back(DoneRun("same_seed", i, 0.5, 0.8));
+  for (int i = 0; i < 4; ++i) {
+    view.runs.push_back(DoneRun("different_seeds", i, 0.5 + 0.01 * i, 0.8 - 0.001 * i));
+  }
+  RunView& run1 = view.runs[5];
+  run1.result.initial_hash = "init1";
+  run1.result.initial_tensors[0].hash = "other";
+  run1.result.epochs[0].batch_digest = "other";
+  return view;
+}
+
+std::string Render(const ExperimentView& view, ReportFormat format,
+                   const std::string& arm = "") {
+  absl::StatusOr<std::string> out = RenderReport(Analyze(view), format, arm);
+  EXPECT_TRUE(out.ok()) << out.status();
+  return out.ok() ? *out : "";
+}
+
+TEST(ReportTest, ParsesFormats) {
+  EXPECT_EQ(*ParseReportFormat("text"), ReportFormat::kText);
+  EXPECT_EQ(*ParseReportFormat("json"), ReportFormat::kJson);
+  EXPECT_EQ(*ParseReportFormat("csv"), ReportFormat::kCsv);
+  EXPECT_EQ(*ParseReportFormat("html"), ReportFormat::kHtml);
+  EXPECT_STREQ(ReportFormatName(ReportFormat::kHtml), "html");
+  auto bad = ParseReportFormat("yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("'yaml'"));
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("text, json, csv, html"));
+}
+
+TEST(ReportTest, TextFollowsTheStudysPrintout) {
+  const std::string text = Render(Fashion(), ReportFormat::kText);
+  EXPECT_EQ(text.substr(0, text.find('\n')),
+            "Experiment fashion-quick: complete, 8 of 8 runs done");
+  for (const char* line : {
+           "\nComparison results for same_seed:\n\n"
+           "Models all the same: True (number of models checked: 4/4)\n"
+           "XY training data all the same: True (number of models checked: 4/4)\n"
+           "Batches all the same: True (number of models checked: 4/4)\n"
+           "Final models all the same: True (number of models checked: 4/4)\n"
+           "First divergence: none (all runs identical through epoch 0)\n"
+           "Scores [test loss, test accuracy] over 4 runs:\n"
+           "  mean           [0.5 0.8]\n"
+           "  stdev (ddof 0) [0 0]\n"
+           "  stdev (ddof 1) [0 0]\n",
+           "Models all the same: False (number of models checked: 4/4)\n"
+           "- Different model (layers and weights compared with run #0) in this run: #1 "
+           "(tensor = conv1.weight, index = 0)\n",
+           "Batches all the same: False (number of models checked: 4/4)\n"
+           "- Different batches (compared with run #0) in this run: #1 "
+           "(first at epoch 0)\n",
+           "First divergence: not applicable",
+           "\n\nRatio of stdev same_seed / different_seeds [test loss, test accuracy]: "
+           "[0 0]\n",
+       }) {
+    EXPECT_THAT(text, HasSubstr(line));
+  }
+}
+
+TEST(ReportTest, TextShowsDivergenceIncompletenessAndFailures) {
+  ExperimentView view = Fashion();
+  view.runs[2].result.epochs[0].weights_hash = "diverged";
+  view.runs[2].result.final_hash = "diverged";
+  view.runs[3].state = RunState::kFailed;
+  view.runs[3].attempts = 3;
+  view.runs[3].error = "CUDA error: out of memory";
+  for (int i = 4; i < 8; ++i) view.runs[i].state = RunState::kPending;
+  const std::string text = Render(view, ReportFormat::kText);
+  EXPECT_THAT(text, HasSubstr("Experiment fashion-quick: incomplete, 3 of 8 runs done "
+                              "(1 failed, 4 remaining)\n"));
+  EXPECT_THAT(text, HasSubstr("First divergence: epoch 0 "));
+  EXPECT_THAT(text, HasSubstr("- Different final model (layers and weights compared "
+                              "with run #0) in this run: #2 (weights first differ after "
+                              "epoch 0)"));
+  EXPECT_THAT(text, HasSubstr("Failed runs: 1\n- Run #3 (attempts: 3, worker: worker-a): "
+                              "CUDA error: out of memory\n"));
+  EXPECT_THAT(text, HasSubstr("Models all the same: True (number of models checked: "
+                              "3/4)"));
+  EXPECT_THAT(text, HasSubstr("Scores [test loss, test accuracy]: none (no runs done)"));
+  EXPECT_THAT(text, HasSubstr("[nan nan]"));  // the ratio is undefined
+
+  view.runs[3].state = RunState::kDone;
+  const std::string three = Render(view, ReportFormat::kText);
+  EXPECT_THAT(three, HasSubstr("incomplete, 4 of 8 runs done (4 remaining)\n"));
+}
+
+TEST(ReportTest, JsonHasEveryDocumentedKey) {
+  ExperimentView view = Fashion();
+  view.runs[7].state = RunState::kFailed;
+  view.runs[7].error = "boom";
+  const Json j = Json::parse(Render(view, ReportFormat::kJson));
+  EXPECT_EQ(j.at("experiment"), "fashion-quick");
+  EXPECT_EQ(j.at("complete"), true);
+  EXPECT_EQ(j.at("runs_failed"), 1);
+  EXPECT_EQ(j.at("runs_remaining"), 0);
+  ASSERT_EQ(j.at("arms").size(), 2u);
+  for (const Json& arm : j.at("arms")) {
+    for (const char* key :
+         {"name", "runs_total", "runs_done", "runs_failed", "runs_remaining",
+          "models_all_same", "data_all_same", "batches_all_same",
+          "final_models_all_same", "differences", "first_divergence_epoch", "mean",
+          "stdev", "stdev_ddof1", "min", "max"}) {
+      EXPECT_TRUE(arm.contains(key)) << key;
+    }
+    for (const char* stat : {"mean", "stdev", "stdev_ddof1", "min", "max"}) {
+      EXPECT_TRUE(arm.at(stat).contains("loss")) << stat;
+      EXPECT_TRUE(arm.at(stat).contains("accuracy")) << stat;
+    }
+  }
+  const Json& same = j["arms"][0];
+  EXPECT_EQ(same.at("name"), "same_seed");
+  EXPECT_EQ(same.at("runs_total"), 4);
+  EXPECT_EQ(same.at("models_all_same"), true);
+  EXPECT_TRUE(same.at("first_divergence_epoch").is_null());
+  EXPECT_EQ(same.at("stdev").at("loss").get<double>(), 0.0);
+  EXPECT_EQ(same.at("mean").at("loss").get<double>(), 0.5);
+
+  const Json& different = j["arms"][1];
+  EXPECT_EQ(different.at("runs_done"), 3);
+  EXPECT_EQ(different.at("models_all_same"), false);
+  ASSERT_EQ(different.at("differences").size(), 2u);
+  const Json& model = different["differences"][0];
+  EXPECT_EQ(model.at("run"), 1);
+  EXPECT_EQ(model.at("what"), "model");
+  EXPECT_EQ(model.at("tensor"), "conv1.weight");
+  EXPECT_EQ(model.at("index"), 0);
+  EXPECT_TRUE(model.at("epoch").is_null());
+  const Json& batches = different["differences"][1];
+  EXPECT_EQ(batches.at("what"), "batches");
+  EXPECT_EQ(batches.at("tensor"), "");
+  EXPECT_EQ(batches.at("index"), -1);
+  EXPECT_EQ(batches.at("epoch"), 0);
+
+  EXPECT_EQ(j.at("stdev_ratio").at("loss").get<double>(), 0.0);
+  EXPECT_EQ(j.at("stdev_ratio").at("accuracy").get<double>(), 0.0);
+
+  ASSERT_EQ(j.at("runs").size(), 8u);
+  for (const Json& run : j.at("runs")) {
+    for (const char* key :
+         {"arm", "index", "seeds", "state", "attempts", "worker", "error", "test_loss",
+          "test_accuracy", "initial_hash", "final_hash", "data_x_hash", "data_y_hash",
+          "epochs", "artifacts"}) {
+      EXPECT_TRUE(run.contains(key)) << key;
+    }
+    EXPECT_TRUE(run.at("seeds").contains("init"));
+    EXPECT_TRUE(run.at("seeds").contains("shuffle"));
+    for (const char* key : {"worker", "initial_weights", "final_weights"}) {
+      EXPECT_TRUE(run.at("artifacts").contains(key)) << key;
+    }
+    for (const Json& epoch : run.at("epochs")) {
+      for (const char* key : {"epoch", "loss", "accuracy", "val_loss", "val_accuracy",
+                              "seconds", "batch_digest", "weights_hash"}) {
+        EXPECT_TRUE(epoch.contains(key)) << key;
+      }
+    }
+  }
+  const Json& failed = j["runs"][7];
+  EXPECT_EQ(failed.at("state"), "failed");
+  EXPECT_EQ(failed.at("error"), "boom");
+  EXPECT_TRUE(failed.at("test_loss").is_null());
+  const Json& run5 = j["runs"][5];
+  EXPECT_EQ(run5.at("arm"), "different_seeds");
+  EXPECT_EQ(run5.at("index"), 1);
+  EXPECT_EQ(run5.at("seeds").at("init"), 1);
+  EXPECT_EQ(run5.at("test_loss").get<double>(), 0.51);
+  EXPECT_EQ(run5.at("epochs")[0].at("seconds").get<double>(), 12.5);
+  EXPECT_EQ(run5.at("epochs")[0].at("batch_digest"), "other");
+}
+
+TEST(ReportTest, JsonNeverHoldsNaN) {
+  ExperimentView view = Fashion();
+  view.runs[0].result.test_loss = std::nan("");  // a run whose training blew up
+  view.runs[0].result.epochs[0].loss = INFINITY;
+  view.runs[4].error = "bad utf-8 \xff";
+  const std::string text = Render(view, ReportFormat::kJson);
+  EXPECT_THAT(text, Not(HasSubstr("NaN")));
+  EXPECT_THAT(text, Not(HasSubstr("nan")));
+  const Json j = Json::parse(text);
+  EXPECT_TRUE(j["runs"][0]["test_loss"].is_null());
+  EXPECT_TRUE(j["runs"][0]["epochs"][0]["loss"].is_null());
+  EXPECT_TRUE(j["arms"][0]["mean"]["loss"].is_null());
+  EXPECT_TRUE(j["stdev_ratio"]["loss"].is_null());
+}
+
+TEST(ReportTest, ArmRestrictsArmsAndRuns) {
+  const Json j =
+      Json::parse(Render(Fashion(), ReportFormat::kJson, "different_seeds"));
+  ASSERT_EQ(j.at("arms").size(), 1u);
+  EXPECT_EQ(j["arms"][0]["name"], "different_seeds");
+  ASSERT_EQ(j.at("runs").size(), 4u);
+  for (const Json& run : j["runs"]) EXPECT_EQ(run["arm"], "different_seeds");
+
+  const std::string text = Render(Fashion(), ReportFormat::kText, "same_seed");
+  EXPECT_THAT(text, HasSubstr("Comparison results for same_seed:"));
+  EXPECT_THAT(text, Not(HasSubstr("different_seeds")));
+}
+
+TEST(ReportTest, UnknownArmIsInvalidArgument) {
+  auto out = RenderReport(Analyze(Fashion()), ReportFormat::kText, "warm_start");
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument);
+  const std::string message(out.status().message());
+  EXPECT_THAT(message, HasSubstr("'warm_start'"));
+  EXPECT_THAT(message, HasSubstr("same_seed, different_seeds"));
+}
+
+TEST(ReportTest, CsvNeedsAnArm) {
+  auto out = RenderReport(Analyze(Fashion()), ReportFormat::kCsv, "");
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(out.status().message()), HasSubstr("csv needs --arm NAME"));
+}
+
+TEST(ReportTest, CsvRoundTripsBitExactly) {
+  ExperimentView view = Fashion();
+  const std::vector<std::pair<double, double>> scores = {
+      {0.1 + 0.2, 1.0 / 3.0},
+      {9.702797208309174026e-01, 8.487999999999999989e-01},
+      {1e-300, 0.0},
+      {123456.78901234567, 0.99999999999999989}};
+  for (int i = 0; i < 4; ++i) {
+    view.runs[4 + i].result.test_loss = scores[i].first;
+    view.runs[4 + i].result.test_accuracy = scores[i].second;
+  }
+  std::swap(view.runs[4], view.runs[6]);  // rows still come out in index order
+  view.runs.push_back(view.runs[4]);
+  view.runs.back().index = 4;
+  view.runs.back().state = RunState::kFailed;  // not a row
+
+  const std::string csv = Render(view, ReportFormat::kCsv, "different_seeds");
+  std::istringstream lines(csv);
+  std::string line;
+  size_t row = 0;
+  while (std::getline(lines, line)) {
+    ASSERT_LT(row, scores.size());
+    const size_t comma = line.find(',');
+    ASSERT_NE(comma, std::string::npos) << line;
+    EXPECT_EQ(std::strtod(line.substr(0, comma).c_str(), nullptr), scores[row].first);
+    EXPECT_EQ(std::strtod(line.substr(comma + 1).c_str(), nullptr), scores[row].second);
+    ++row;
+  }
+  EXPECT_EQ(row, scores.size());
+  // And the score-file reader reads it back the same.
+  auto parsed = ParseScoreCsv(csv, "report.csv");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(*parsed, scores);
+}
+
+TEST(ReportTest, JsonHasTheAnalysesBeyondTheStudy) {
+  const Json j = Json::parse(Render(SampleExperiment(), ReportFormat::kJson));
+  EXPECT_EQ(j.at("reference_arm"), "different_seeds");
+  EXPECT_EQ(j.at("bootstrap").at("resamples"), 10000);
+  EXPECT_EQ(j.at("bootstrap").at("seed"), 0);
+
+  const Json& same = j.at("arms")[0];
+  EXPECT_EQ(same.at("first_divergence_epoch"), 2);
+  EXPECT_TRUE(same.at("first_divergence_batch").is_null());  // run 4: weights only
+  EXPECT_EQ(same.at("diverged_by_epoch"), Json::parse("[0, 0, 1, 2, 3, 3]"));
+  const Json& batches = same.at("differences")[0];
+  EXPECT_EQ(batches.at("what"), "batches");
+  EXPECT_EQ(batches.at("run"), 2);
+  EXPECT_EQ(batches.at("epoch"), 3);
+  EXPECT_EQ(batches.at("batch"), 7);
+  for (const Json& d : same.at("differences")) EXPECT_TRUE(d.contains("batch"));
+  EXPECT_EQ(same.at("instability").at("runs"), 5);
+  EXPECT_EQ(same.at("instability").at("pairs"), 10);
+  EXPECT_GT(same.at("instability").at("mean_disagreement").get<double>(), 0.0);
+  const Json& different = j.at("arms")[1];
+  EXPECT_TRUE(different.at("diverged_by_epoch").is_null());
+  EXPECT_TRUE(different.at("first_divergence_batch").is_null());
+
+  ASSERT_EQ(j.at("comparisons").size(), 2u);
+  const Json& c = j.at("comparisons")[0];
+  EXPECT_EQ(c.at("arm"), "same_seed");
+  EXPECT_EQ(c.at("reference"), "different_seeds");
+  EXPECT_EQ(c.at("stdev_ratio").at("loss"), j.at("stdev_ratio").at("loss"));
+  const double ratio = c.at("stdev_ratio").at("accuracy").get<double>();
+  EXPECT_DOUBLE_EQ(c.at("variance_share").at("accuracy").get<double>(), ratio * ratio);
+  for (const char* column : {"loss", "accuracy"}) {
+    const Json& ci = c.at("ci95").at(column);
+    ASSERT_TRUE(ci.is_array()) << column;
+    ASSERT_EQ(ci.size(), 2u);
+    EXPECT_LE(ci[0].get<double>(), ci[1].get<double>());
+    const Json& test = c.at("brown_forsythe").at(column);
+    EXPECT_GT(test.at("F").get<double>(), 0.0);
+    EXPECT_GT(test.at("p").get<double>(), 0.0);
+    EXPECT_LT(test.at("p").get<double>(), 1.0);
+  }
+
+  ASSERT_EQ(j.at("cross_arm").size(), 3u);
+  const Json& threads = j.at("cross_arm")[1];
+  EXPECT_EQ(threads.at("arm"), "same_seed");
+  EXPECT_EQ(threads.at("other"), "threads_2");
+  EXPECT_EQ(threads.at("runs_with_same_seeds"), 5);
+  EXPECT_EQ(threads.at("initial_identical"), 5);
+  EXPECT_EQ(threads.at("final_identical"), 0);
+  EXPECT_EQ(threads.at("first_difference").at("run"), 0);
+  EXPECT_EQ(threads.at("first_difference").at("tensor"), "conv1.weight");
+  EXPECT_EQ(threads.at("first_difference").at("epoch"), 0);
+  EXPECT_TRUE(j.at("cross_arm")[0].at("first_difference").is_null());
+}
+
+TEST(ReportTest, JsonNullsWhereComparisonsAreUndefined) {
+  ExperimentView view = Fashion();
+  for (int i = 4; i < 8; ++i) view.runs[i].result.test_loss = 0.5;  // no spread
+  const Json j = Json::parse(Render(view, ReportFormat::kJson));
+  const Json& c = j.at("comparisons")[0];
+  EXPECT_TRUE(c.at("stdev_ratio").at("loss").is_null());
+  EXPECT_TRUE(c.at("variance_share").at("loss").is_null());
+  EXPECT_TRUE(c.at("ci95").at("loss").is_null());
+  EXPECT_TRUE(c.at("brown_forsythe").at("loss").at("F").is_null());
+  EXPECT_TRUE(c.at("brown_forsythe").at("loss").at("p").is_null());
+  EXPECT_TRUE(c.at("ci95").at("accuracy").is_array());
+  // No predictions recorded.
+  EXPECT_TRUE(j.at("arms")[0].at("instability").at("mean_disagreement").is_null());
+  EXPECT_EQ(j.at("arms")[0].at("instability").at("pairs"), 0);
+}
+
+TEST(ReportTest, TextShowsTheAnalysesBeyondTheStudy) {
+  const std::string text = Render(SampleExperiment(), ReportFormat::kText);
+  for (const char* line : {
+           "- Different batches (compared with run #0) in this run: #2 (first at epoch 3, "
+           "batch 7)\n",
+           "in this run: #2 (tensor = conv1.weight, index = 0, weights first differ after "
+           "epoch 3, by batch 7 of it at the latest, where its batch order first "
+           "differs)\n",
+           "First divergence: epoch 2 (the first epoch after which some run's weights "
+           "differ from run #0's); weights are hashed once per epoch, so the batch cannot "
+           "be placed\n",
+           "Runs diverged from run #0 by epoch: epochs 0-1: 0; epoch 2: 1; epoch 3: 2; "
+           "epochs 4-5: 3 (of 4 compared)\n",
+           "Instability (mean pairwise disagreement of test predictions): 0 over 10 pairs "
+           "of 5 runs\n",
+           "\nSpread compared with the reference arm different_seeds [test loss, test "
+           "accuracy]\n",
+           "95% CI: percentile bootstrap, 10000 resamples, seed 0;",
+           "threads_2:\n  stdev ratio            [0 0]\n  variance share         [0 0]\n"
+           "  ratio 95% CI, loss     [0 0]\n  ratio 95% CI, accuracy [0 0]\n",
+           "  Brown-Forsythe p       [",
+           "\nAcross arms (run #i of each, where both are done with the same init, shuffle "
+           "and augment seeds):\n",
+           "same_seed vs threads_2: 5 runs with the same seeds, initial models identical in "
+           "5 of 5, final models identical in 0 of 5 (run #0, first differing tensor "
+           "conv1.weight, index 0, weights first differ after epoch 0)\n",
+           "same_seed vs different_seeds: 1 run with the same seeds, initial models "
+           "identical in 1 of 1, final models identical in 1 of 1\n",
+       }) {
+    EXPECT_THAT(text, HasSubstr(line));
+  }
+  // With an arm, nothing across arms.
+  const std::string one = Render(SampleExperiment(), ReportFormat::kText, "threads_2");
+  EXPECT_THAT(one, Not(HasSubstr("Across arms")));
+  EXPECT_THAT(one, Not(HasSubstr("Spread compared")));
+}
+
+TEST(ReportTest, TextWithoutAReferenceArmSaysHowToChooseOne) {
+  ExperimentView view = SampleExperiment();
+  view.arms = {"same_seed", "threads_2"};
+  const std::string text = Render(view, ReportFormat::kText);
+  EXPECT_THAT(text, HasSubstr("No reference arm: the experiment has no different_seeds "
+                              "arm (choose one with --reference-arm NAME)"));
+  AnalysisOptions options;
+  options.reference_arm = "same_seed";
+  auto chosen = RenderReport(Analyze(view, options), ReportFormat::kText, "");
+  ASSERT_TRUE(chosen.ok());
+  EXPECT_THAT(*chosen, HasSubstr("Spread compared with the reference arm same_seed"));
+}
+
+}  // namespace
+}  // namespace repro

@@ -1,0 +1,324 @@
+#include "analysis/report_text.h"
+
+#include <cmath>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "analysis/stats.h"
+
+namespace repro {
+namespace {
+
+const char* PyBool(bool value) { return value ? "True" : "False"; }
+
+bool Shown(const std::string& arm_filter, const std::string& arm) {
+  return arm_filter.empty() || arm_filter == arm;
+}
+
+void AppendCheck(const ArmReport& arm, const char* title, bool all_same,
+                 DifferenceKind kind, std::string* out) {
+  absl::StrAppendFormat(out, "%s: %s (number of models checked: %d/%d)\n", title,
+                        PyBool(all_same), arm.runs_done, arm.runs_total);
+  for (const Difference& d : arm.differences) {
+    if (d.what == kind) absl::StrAppend(out, DifferenceLine(d, arm.reference_run), "\n");
+  }
+}
+
+void AppendScores(const ArmReport& arm, std::string* out) {
+  if (arm.runs_done == 0) {
+    absl::StrAppend(out, "Scores [test loss, test accuracy]: none (no runs done)\n");
+    return;
+  }
+  absl::StrAppendFormat(out, "Scores [test loss, test accuracy] over %d run%s:\n",
+                        arm.runs_done, arm.runs_done == 1 ? "" : "s");
+  const struct {
+    const char* label;
+    std::optional<double> ColumnStats::*field;
+  } rows[] = {{"mean", &ColumnStats::mean},
+              {"stdev (ddof 0)", &ColumnStats::stdev},
+              {"stdev (ddof 1)", &ColumnStats::stdev_ddof1},
+              {"min", &ColumnStats::min},
+              {"max", &ColumnStats::max}};
+  for (const auto& row : rows) {
+    absl::StrAppendFormat(out, "  %-14s %s\n", row.label,
+                          Row(arm.loss.*row.field, arm.accuracy.*row.field));
+  }
+}
+
+void AppendArmText(const Report& report, const ArmReport& arm, std::string* out) {
+  absl::StrAppend(out, "\nComparison results for ", arm.name, ":\n\n");
+  if (arm.runs_done < arm.runs_total) {
+    absl::StrAppendFormat(out,
+                          "Runs: %d done, %d failed, %d running, %d pending (of %d)\n",
+                          arm.runs_done, arm.runs_failed, arm.runs_running,
+                          arm.runs_pending, arm.runs_total);
+  }
+  AppendCheck(arm, "Models all the same", arm.models_all_same, DifferenceKind::kModel,
+              out);
+  AppendCheck(arm, "XY training data all the same", arm.data_all_same,
+              DifferenceKind::kData, out);
+  AppendCheck(arm, "Batches all the same", arm.batches_all_same,
+              DifferenceKind::kBatches, out);
+  AppendCheck(arm, "Final models all the same", arm.final_models_all_same,
+              DifferenceKind::kFinalModel, out);
+  absl::StrAppend(out, "First divergence: ", DivergenceLine(arm), "\n");
+  if (const std::string diverged = DivergedByEpochLine(arm);
+      arm.first_divergence_epoch && !diverged.empty()) {
+    absl::StrAppendFormat(out, "Runs diverged from run #%d by epoch: %s\n",
+                          arm.reference_run, diverged);
+  }
+  if (arm.runs_failed > 0) {
+    absl::StrAppendFormat(out, "Failed runs: %d\n", arm.runs_failed);
+    for (const RunView& run : report.runs) {
+      if (run.arm != arm.name || run.state != RunState::kFailed) continue;
+      absl::StrAppendFormat(out, "- Run #%d (attempts: %d, worker: %s): %s\n", run.index,
+                            run.attempts, run.worker.empty() ? "none" : run.worker,
+                            run.error.empty() ? "no error recorded" : run.error);
+    }
+  }
+  // A second result for a run (its first worker's lease had expired while it trained
+  // on) is not counted, but whether it agrees is evidence of reproducibility.
+  for (const RunView& run : report.runs) {
+    if (run.arm != arm.name) continue;
+    for (const ExtraResult& extra : run.extra_results) {
+      absl::StrAppendFormat(out,
+                            "- Run #%d: an extra result from worker %s (not counted) has %s final "
+                            "model\n",
+                            run.index, extra.worker,
+                            extra.final_hash == run.result.final_hash ? "the same" : "a different");
+    }
+  }
+  AppendScores(arm, out);
+  absl::StrAppend(out, "Instability (mean pairwise disagreement of test predictions): ",
+                  InstabilityLine(arm.instability), "\n");
+}
+
+std::string Interval(const std::optional<double>& low,
+                     const std::optional<double>& high) {
+  return FormatNumpyArray({low.value_or(std::nan("")), high.value_or(std::nan(""))});
+}
+
+void AppendComparisons(const Report& report, std::string* out) {
+  if (report.reference_arm.empty()) {
+    if (report.arms.size() > 1) {
+      absl::StrAppend(out, "\nNo reference arm: the experiment has no ",
+                      kDifferentSeedsArm, " arm (choose one with --reference-arm NAME)\n");
+    }
+    return;
+  }
+  bool header = false;
+  for (const ArmComparison& c : report.comparisons) {
+    if (!header) {
+      absl::StrAppendFormat(
+          out,
+          "\nSpread compared with the reference arm %s [test loss, test accuracy]\n"
+          "(stdev ratio: stdev (ddof 0) over the reference's; variance share: its "
+          "square;\n95%% CI: percentile bootstrap, %d resamples, seed %d; "
+          "Brown-Forsythe: test of equal variances):\n",
+          report.reference_arm, report.bootstrap_resamples, report.seed);
+      header = true;
+    }
+    const ScoreComparison& s = c.scores;
+    absl::StrAppend(out, c.arm, ":\n");
+    absl::StrAppendFormat(out, "  %-22s %s\n", "stdev ratio",
+                          Row(s.loss.stdev_ratio, s.accuracy.stdev_ratio));
+    absl::StrAppendFormat(out, "  %-22s %s\n", "variance share",
+                          Row(s.loss.variance_share, s.accuracy.variance_share));
+    if (report.bootstrap_resamples > 0) {
+      absl::StrAppendFormat(out, "  %-22s %s\n", "ratio 95% CI, loss",
+                            Interval(s.loss.ci_low, s.loss.ci_high));
+      absl::StrAppendFormat(out, "  %-22s %s\n", "ratio 95% CI, accuracy",
+                            Interval(s.accuracy.ci_low, s.accuracy.ci_high));
+    }
+    absl::StrAppendFormat(out, "  %-22s %s\n", "Brown-Forsythe F",
+                          Row(s.loss.brown_forsythe_f, s.accuracy.brown_forsythe_f));
+    absl::StrAppendFormat(out, "  %-22s %s\n", "Brown-Forsythe p",
+                          Row(s.loss.brown_forsythe_p, s.accuracy.brown_forsythe_p));
+  }
+}
+
+void AppendCrossArm(const Report& report, std::string* out) {
+  bool header = false;
+  for (const CrossArmIdentity& identity : report.cross_arm) {
+    if (!header) {
+      absl::StrAppend(out,
+                      "\nAcross arms (run #i of each, where both are done with the same "
+                      "init, shuffle and augment seeds):\n");
+      header = true;
+    }
+    absl::StrAppend(out, CrossArmLine(identity), "\n");
+  }
+}
+
+}  // namespace
+
+std::string FormatOptional(const std::optional<double>& value) {
+  return FormatNumpy(value.value_or(std::nan("")));
+}
+
+std::string Row(const std::optional<double>& loss, const std::optional<double>& accuracy) {
+  const double nan = std::nan("");
+  return FormatNumpyArray({loss.value_or(nan), accuracy.value_or(nan)});
+}
+
+std::string DifferenceLine(const Difference& d, int reference) {
+  const std::string tensor =
+      d.index >= 0 ? absl::StrFormat("tensor = %s, index = %d", d.tensor, d.index) : "";
+  switch (d.what) {
+    case DifferenceKind::kModel:
+      return absl::StrFormat(
+          "- Different model (layers and weights compared with run #%d) in this run: "
+          "#%d%s",
+          reference, d.run, tensor.empty() ? "" : absl::StrCat(" (", tensor, ")"));
+    case DifferenceKind::kData:
+      return absl::StrFormat(
+          "- Different XY training data (compared with run #%d) in this run: #%d",
+          reference, d.run);
+    case DifferenceKind::kBatches: {
+      std::string where;
+      if (d.epoch) {
+        where = absl::StrFormat(" (first at epoch %d%s)", *d.epoch,
+                                d.batch ? absl::StrFormat(", batch %d", *d.batch) : "");
+      }
+      return absl::StrFormat(
+          "- Different batches (compared with run #%d) in this run: #%d%s", reference,
+          d.run, where);
+    }
+    case DifferenceKind::kFinalModel: {
+      std::vector<std::string> details;
+      if (!tensor.empty()) details.push_back(tensor);
+      if (d.epoch) {
+        details.push_back(
+            absl::StrFormat("weights first differ after epoch %d", *d.epoch));
+        if (d.batch) {
+          details.push_back(absl::StrFormat(
+              "by batch %d of it at the latest, where its batch order first differs",
+              *d.batch));
+        }
+      }
+      return absl::StrFormat(
+          "- Different final model (layers and weights compared with run #%d) in this "
+          "run: #%d%s",
+          reference, d.run,
+          details.empty() ? "" : absl::StrCat(" (", absl::StrJoin(details, ", "), ")"));
+    }
+  }
+  return "";
+}
+
+std::string DivergenceLine(const ArmReport& arm) {
+  if (arm.runs_done < 2) return "none (fewer than 2 runs done)";
+  if (!arm.models_all_same || !arm.data_all_same) {
+    return "not applicable (runs do not start from the same initial model and data)";
+  }
+  if (arm.first_divergence_epoch) {
+    std::string line = absl::StrFormat(
+        "epoch %d (the first epoch after which some run's weights differ from run "
+        "#%d's)",
+        *arm.first_divergence_epoch, arm.reference_run);
+    if (arm.first_divergence_batch) {
+      absl::StrAppendFormat(&line,
+                            ", by batch %d of it at the latest (where a diverging "
+                            "run's batch order first differs)",
+                            *arm.first_divergence_batch);
+    } else {
+      absl::StrAppend(&line,
+                      "; weights are hashed once per epoch, so the batch cannot be "
+                      "placed");
+    }
+    return line;
+  }
+  if (arm.epochs_compared == 0) return "none (no epochs recorded)";
+  return absl::StrFormat("none (all runs identical through epoch %d)",
+                         arm.epochs_compared - 1);
+}
+
+std::string DivergedByEpochLine(const ArmReport& arm) {
+  if (!arm.diverged_by_epoch || arm.diverged_by_epoch->empty()) return "";
+  const std::vector<int>& counts = *arm.diverged_by_epoch;
+  std::vector<std::string> ranges;
+  size_t start = 0;
+  for (size_t e = 1; e <= counts.size(); ++e) {
+    if (e < counts.size() && counts[e] == counts[start]) continue;
+    if (e - 1 == start) {
+      ranges.push_back(absl::StrFormat("epoch %d: %d", start, counts[start]));
+    } else {
+      ranges.push_back(absl::StrFormat("epochs %d-%d: %d", start, e - 1, counts[start]));
+    }
+    start = e;
+  }
+  return absl::StrFormat("%s (of %d compared)", absl::StrJoin(ranges, "; "),
+                         arm.runs_done - 1);
+}
+
+std::string InstabilityLine(const Instability& instability) {
+  if (!instability.mean_disagreement) {
+    return absl::StrFormat("not measured (%d run%s with predictions; 2 needed)",
+                           instability.runs, instability.runs == 1 ? "" : "s");
+  }
+  return absl::StrFormat("%s over %d pair%s of %d runs",
+                         FormatNumpy(*instability.mean_disagreement), instability.pairs,
+                         instability.pairs == 1 ? "" : "s", instability.runs);
+}
+
+std::string CrossArmLine(const CrossArmIdentity& identity) {
+  const int n = identity.runs_with_same_seeds;
+  std::string line = absl::StrFormat("%s vs %s: ", identity.arm, identity.other);
+  if (n == 0) return absl::StrCat(line, "no runs with the same seeds");
+  absl::StrAppendFormat(&line,
+                        "%d run%s with the same seeds, initial models identical in %d "
+                        "of %d, final models identical in %d of %d",
+                        n, n == 1 ? "" : "s", identity.initial_identical, n,
+                        identity.final_identical, n);
+  if (identity.first_difference) {
+    const Difference& d = *identity.first_difference;
+    std::vector<std::string> details = {absl::StrFormat("run #%d", d.run)};
+    if (d.index >= 0) {
+      details.push_back(absl::StrFormat("first differing tensor %s, index %d", d.tensor,
+                                        d.index));
+    }
+    if (d.epoch) {
+      details.push_back(absl::StrFormat("weights first differ after epoch %d", *d.epoch));
+    }
+    absl::StrAppend(&line, " (", absl::StrJoin(details, ", "), ")");
+  }
+  return line;
+}
+
+std::string RenderText(const Report& report, const std::string& arm_filter) {
+  std::string out;
+  if (report.complete) {
+    absl::StrAppendFormat(&out, "Experiment %s: complete, %d of %d runs done%s\n",
+                          report.experiment, report.runs_done, report.runs_total,
+                          report.runs_failed > 0
+                              ? absl::StrFormat(" (%d failed)", report.runs_failed)
+                              : "");
+  } else {
+    absl::StrAppendFormat(
+        &out, "Experiment %s: incomplete, %d of %d runs done (%s%d remaining)\n",
+        report.experiment, report.runs_done, report.runs_total,
+        report.runs_failed > 0 ? absl::StrFormat("%d failed, ", report.runs_failed) : "",
+        report.runs_remaining);
+  }
+  bool has_same_seed = false;
+  bool has_different_seeds = false;
+  for (const ArmReport& arm : report.arms) {
+    has_same_seed |= arm.name == kSameSeedArm;
+    has_different_seeds |= arm.name == kDifferentSeedsArm;
+    if (Shown(arm_filter, arm.name)) AppendArmText(report, arm, &out);
+  }
+  if (arm_filter.empty() && has_same_seed && has_different_seeds) {
+    absl::StrAppendFormat(
+        &out, "\nRatio of stdev %s / %s [test loss, test accuracy]: %s\n", kSameSeedArm,
+        kDifferentSeedsArm, Row(report.stdev_ratio_loss, report.stdev_ratio_accuracy));
+  }
+  if (arm_filter.empty()) {
+    AppendComparisons(report, &out);
+    AppendCrossArm(report, &out);
+  }
+  return out;
+}
+
+}  // namespace repro

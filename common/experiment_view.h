@@ -1,0 +1,119 @@
+// An experiment as the store holds it, in plain records: its runs and their results
+// (ExperimentView, the input of every analysis), its workers, and the progress summary
+// that `reproctl status` and the coordinator's progress line show (ExperimentStatus).
+// The store (store/store.h) builds them from SQLite, tests build them directly, and
+// proto/convert.h carries ExperimentStatus over the wire. No dependencies, so the store,
+// the analyses and the wire share one definition (ARCHITECTURE.md, "Layers").
+//
+// Thread safety: plain structs; callers synchronize.
+#ifndef REPRO_COMMON_EXPERIMENT_VIEW_H_
+#define REPRO_COMMON_EXPERIMENT_VIEW_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/records.h"
+
+namespace repro {
+
+enum class RunState { kPending, kRunning, kDone, kFailed };
+
+// "pending", "running", "done", "failed".
+inline const char* RunStateName(RunState state) {
+  switch (state) {
+    case RunState::kPending: return "pending";
+    case RunState::kRunning: return "running";
+    case RunState::kDone: return "done";
+    case RunState::kFailed: return "failed";
+  }
+  return "unknown";
+}
+
+// A result that arrived for a run that already had one (a lease that expired while
+// its worker went on training): kept as evidence, never counted in the statistics.
+struct ExtraResult {
+  std::string worker;
+  std::string final_hash;
+  double test_loss = 0;
+  double test_accuracy = 0;
+};
+
+struct RunView {
+  std::string arm;
+  int index = 0;                // 0-based within the arm
+  uint64_t init_seed = 0;
+  uint64_t shuffle_seed = 0;
+  uint64_t augment_seed = 0;
+  RunState state = RunState::kPending;
+  int attempts = 0;
+  std::string worker;           // worker that holds/held the run
+  std::string error;            // reason of the last failure
+  int current_epoch = -1;       // running runs: the epoch in progress (0-based)
+  int64_t current_batch = 0;    // running runs: batches done in that epoch
+  int64_t batches = 0;          // running runs: batches per epoch (0 = not known yet)
+  RunResult result;             // complete for kDone runs; epochs so far otherwise
+  std::vector<ExtraResult> extra_results;
+};
+
+struct ExperimentView {
+  std::string name;
+  std::vector<std::string> arms;  // in plan order
+  int runs_per_arm = 0;
+  int epochs = 0;
+  std::vector<RunView> runs;      // ordered by arm (plan order), then index
+};
+
+// A registered worker, as it registered and as last heard from.
+struct WorkerRecord {
+  std::string name;
+  std::string host;
+  std::string torch_version;
+  std::string device;
+  int threads = 0;
+  int64_t last_seen_ms = 0;
+  std::string current_run;  // "arm#index", empty when idle
+};
+
+struct RunCounts {
+  int pending = 0, running = 0, done = 0, failed = 0;
+  int total() const { return pending + running + done + failed; }
+  bool finished() const { return pending == 0 && running == 0; }
+};
+
+struct RunTiming {
+  int64_t done = 0;              // runs with a counted result
+  double mean_run_seconds = 0;   // mean wall time of their counted attempts
+};
+
+// What `reproctl status` shows (store/status_view.h builds and renders it).
+struct ArmProgress {
+  std::string name;
+  int total = 0;
+  RunCounts runs;
+};
+
+struct RunningRun {
+  std::string arm;
+  int index = 0;
+  std::string worker;
+  int epoch = 0;        // the epoch in progress, 0-based
+  int epochs = 0;
+  int64_t batch = 0;    // batches done in it
+  int64_t batches = 0;  // batches per epoch; 0 = not known yet
+};
+
+struct ExperimentStatus {
+  std::string experiment;
+  int epochs = 0;
+  bool complete = false;   // no run pending or running
+  double eta_seconds = -1; // < 0: unknown
+  RunCounts runs;
+  std::vector<ArmProgress> arms;       // in plan order
+  std::vector<RunningRun> running;
+  std::vector<WorkerRecord> workers;
+};
+
+}  // namespace repro
+
+#endif  // REPRO_COMMON_EXPERIMENT_VIEW_H_

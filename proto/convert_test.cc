@@ -1,0 +1,239 @@
+// The conversions between plain records and repro.v1 messages: every field crosses the
+// wire and comes back, so a field added on one side only fails here.
+#include "proto/convert.h"
+
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/util/message_differencer.h>
+#include <gtest/gtest.h>
+
+#include <string>
+#include <utility>
+
+#include "common/plan.h"
+#include "common/run_spec.h"
+
+namespace repro {
+namespace {
+
+using google::protobuf::FieldDescriptor;
+using google::protobuf::Message;
+using google::protobuf::util::MessageDifferencer;
+
+// How many members an aggregate has: the largest N for which T{any x N} compiles.
+struct AnyField {
+  template <typename T>
+  operator T() const;  // never defined: only used in unevaluated contexts
+};
+template <typename T, typename... Fields>
+constexpr auto BraceConstructible(int) -> decltype(T{Fields{}...}, true) {
+  return true;
+}
+template <typename T, typename... Fields>
+constexpr bool BraceConstructible(long) {
+  return false;
+}
+template <typename T, typename... Fields>
+constexpr size_t FieldCount() {
+  if constexpr (BraceConstructible<T, Fields..., AnyField>(0)) {
+    return FieldCount<T, Fields..., AnyField>();
+  } else {
+    return sizeof...(Fields);
+  }
+}
+
+// RunSpec's members: 34 on the wire, 3 set by the worker (export_dir, resume_state,
+// fingerprints). A new member fails this until it is in repro.v1's RunSpec, in
+// proto/convert.cc both ways and in RunSpecFor; then raise the counts.
+constexpr int kWorkerOnlyFields = 3;
+static_assert(FieldCount<RunSpec>() == 34 + kWorkerOnlyFields,
+              "RunSpec gained or lost a field: carry it in repro.v1.RunSpec and "
+              "proto/convert.cc, then update this count");
+
+// Sets every field of a message to a value that is not its default, distinct per field.
+void FillEveryField(Message* m) {
+  const auto* d = m->GetDescriptor();
+  const auto* r = m->GetReflection();
+  for (int i = 0; i < d->field_count(); ++i) {
+    const FieldDescriptor* f = d->field(i);
+    ASSERT_FALSE(f->is_repeated()) << f->name();
+    const int v = 100 + f->number();
+    switch (f->cpp_type()) {
+      case FieldDescriptor::CPPTYPE_INT32: r->SetInt32(m, f, v); break;
+      case FieldDescriptor::CPPTYPE_INT64: r->SetInt64(m, f, v); break;
+      case FieldDescriptor::CPPTYPE_UINT64: r->SetUInt64(m, f, (uint64_t{1} << 63) + v); break;
+      case FieldDescriptor::CPPTYPE_DOUBLE: r->SetDouble(m, f, v + 0.25); break;
+      case FieldDescriptor::CPPTYPE_BOOL: r->SetBool(m, f, true); break;
+      case FieldDescriptor::CPPTYPE_STRING: r->SetString(m, f, "value-" + f->name()); break;
+      default: FAIL() << "unexpected type of " << f->name();
+    }
+  }
+}
+
+TEST(ConvertTest, RunSpecEveryWireFieldSurvivesTheRoundTrip) {
+  v1::RunSpec wire;
+  FillEveryField(&wire);
+  ASSERT_EQ(wire.GetDescriptor()->field_count(), 34)
+      << "repro.v1.RunSpec gained a field: add it to RunSpec and proto/convert.cc";
+  // One field at a time, so the failure names the field that was dropped.
+  for (int i = 0; i < wire.GetDescriptor()->field_count(); ++i) {
+    const FieldDescriptor* f = wire.GetDescriptor()->field(i);
+    v1::RunSpec one = wire;  // this field only: RunSpec has no nested messages
+    for (int k = 0; k < wire.GetDescriptor()->field_count(); ++k) {
+      if (k != i) one.GetReflection()->ClearField(&one, wire.GetDescriptor()->field(k));
+    }
+    v1::RunSpec back = ToProto(FromProto(one));
+    // An empty lr_schedule reads as "constant" (old coordinators); a set one must survive.
+    if (f->name() != "lr_schedule") back.clear_lr_schedule();
+    std::string diff;
+    MessageDifferencer differ;
+    differ.ReportDifferencesToString(&diff);
+    EXPECT_TRUE(differ.Compare(one, back)) << f->name() << " is lost on the way: " << diff;
+  }
+}
+
+TEST(ConvertTest, RunSpecFromPlanKeepsEveryValueToTheEngine) {
+  // A plan in which every value differs from RunSpec's defaults.
+  auto plan = ParsePlan(R"(experiment: x
+runs: 3
+epochs: 7
+base_seed: 11
+checkpoint_every: 2
+dataset: {kind: cifar10, path: /data/c, train_limit: 500, test_limit: 50}
+model: {kind: resnet, version: 1, depth: 20, l2: 0.0002}
+training: {batch_size: 32, optimizer: sgd, lr: 0.01, momentum: 0.5, lr_schedule: keras-cifar10,
+           reduce_on_plateau: {factor: 0.5, patience: 3, min_lr: 0.00001},
+           augment: {shift: 0.2, flip: false}}
+determinism: {deterministic_algorithms: false, cudnn_benchmark: true, threads: 4, device: cuda}
+fingerprints: {batch_digests: true, predictions: false}
+exports: {weights: [initial, final, epochs]}
+arms:
+  a: {seed: per_run}
+)",
+                        "plan.yaml");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  const RunSeeds seeds = SeedsFor(*plan, plan->arms[0], 2);
+  const RunSpec spec = RunSpecFor(*plan, plan->arms[0], seeds);
+  const RunSpec got = FromProto(ToProto(spec));
+  const RunSpec defaults;
+  // Every wire field: from the plan, unlike the default, and unchanged by the wire.
+#define EXPECT_CARRIED(field, expected)                      \
+  EXPECT_EQ(spec.field, expected) << #field " from the plan"; \
+  EXPECT_NE(spec.field, defaults.field) << #field;           \
+  EXPECT_EQ(got.field, spec.field) << #field " over the wire"
+  EXPECT_CARRIED(dataset_kind, "cifar10");
+  EXPECT_CARRIED(dataset_path, "/data/c");
+  EXPECT_CARRIED(train_limit, 500);
+  EXPECT_CARRIED(test_limit, 50);
+  EXPECT_CARRIED(model_kind, "resnet");
+  EXPECT_CARRIED(model_version, 1);
+  EXPECT_CARRIED(model_depth, 20);
+  EXPECT_CARRIED(l2, 0.0002);
+  EXPECT_CARRIED(batch_size, 32);
+  EXPECT_CARRIED(optimizer, "sgd");
+  EXPECT_CARRIED(lr, 0.01);
+  EXPECT_CARRIED(momentum, 0.5);
+  EXPECT_CARRIED(epochs, 7);
+  EXPECT_CARRIED(lr_schedule, "keras-cifar10");
+  EXPECT_CARRIED(plateau, true);
+  EXPECT_CARRIED(plateau_factor, 0.5);
+  EXPECT_CARRIED(plateau_patience, 3);
+  EXPECT_CARRIED(plateau_min_lr, 0.00001);
+  EXPECT_CARRIED(augment, true);
+  EXPECT_CARRIED(augment_shift, 0.2);
+  EXPECT_CARRIED(augment_flip, false);
+  EXPECT_CARRIED(init_seed, 13u);
+  EXPECT_CARRIED(shuffle_seed, 13u);
+  EXPECT_CARRIED(augment_seed, 13u);
+  EXPECT_CARRIED(deterministic_algorithms, false);
+  EXPECT_CARRIED(cudnn_benchmark, true);
+  EXPECT_CARRIED(threads, 4);
+  EXPECT_CARRIED(device, "cuda");
+  EXPECT_CARRIED(keep_batch_digests, true);
+  EXPECT_CARRIED(keep_predictions, false);
+  EXPECT_CARRIED(export_initial, true);
+  EXPECT_CARRIED(export_final, true);
+  EXPECT_CARRIED(export_every_epoch, true);
+  EXPECT_CARRIED(checkpoint_every, 2);
+#undef EXPECT_CARRIED
+  // 34 wire fields checked above; the worker-only ones stay the worker's.
+  EXPECT_EQ(got.export_dir, "");
+  EXPECT_EQ(got.resume_state, "");
+  EXPECT_TRUE(got.fingerprints);
+}
+
+TEST(ConvertTest, RunSpecFromAnOldCoordinatorTrainsAtAConstantRate) {
+  v1::RunSpec wire;  // no lr_schedule: sent by a coordinator that predates the field
+  EXPECT_EQ(FromProto(wire).lr_schedule, "constant");
+}
+
+TEST(ConvertTest, ResultRoundTrip) {
+  RunResult r;
+  r.test_loss = 0.5;
+  r.test_accuracy = 0.875;
+  r.data_x_hash = "x";
+  r.data_y_hash = "y";
+  r.initial_hash = "i";
+  r.final_hash = "f";
+  r.initial_tensors = {{"conv1.weight", "a"}, {"conv1.bias", "b"}};
+  r.final_tensors = {{"conv1.weight", "c"}};
+  EpochRecord e;
+  e.epoch = 1;
+  e.loss = 1.5;
+  e.accuracy = 0.25;
+  e.val_loss = 1.75;
+  e.val_accuracy = 0.5;
+  e.seconds = 3.5;
+  e.lr = 0.001;
+  e.batch_digest = "bd";
+  e.weights_hash = "wh";
+  e.batch_digests = {"b0", "b1"};
+  r.epochs = {e};
+  r.environment = {{"host", "h"}, {"device", "cpu"}};
+  r.predictions = {1, 2, 3, 9};
+  r.initial_weights = "/a/initial.safetensors";
+  r.final_weights = "/a/final.safetensors";
+  r.epoch_weights = {"/a/epoch-0.safetensors"};
+  const v1::RunResult wire = ToProto(r);
+  const RunResult back = FromProto(wire);
+  // The record has no operator==: compare through the wire, field by field.
+  EXPECT_TRUE(MessageDifferencer::Equals(wire, ToProto(back)));
+  EXPECT_EQ(back.test_loss, 0.5);
+  EXPECT_EQ(back.final_tensors.size(), 1u);
+  EXPECT_EQ(back.epochs.at(0).batch_digests, e.batch_digests);
+  EXPECT_EQ(back.epochs.at(0).lr, 0.001);
+  EXPECT_EQ(back.environment, r.environment);
+  EXPECT_EQ(back.predictions, r.predictions);
+  EXPECT_EQ(back.epoch_weights, r.epoch_weights);
+  // Every field of the wire's result and epoch is set by ToProto of a full record.
+  for (const Message* m : {static_cast<const Message*>(&wire),
+                           static_cast<const Message*>(&wire.epochs(0))}) {
+    std::vector<const FieldDescriptor*> set;
+    m->GetReflection()->ListFields(*m, &set);
+    EXPECT_EQ(static_cast<int>(set.size()), m->GetDescriptor()->field_count())
+        << m->GetDescriptor()->name() << " has a field ToProto never fills";
+  }
+}
+
+TEST(ConvertTest, StatusRoundTrip) {
+  ExperimentStatus s;
+  s.experiment = "e";
+  s.epochs = 3;
+  s.complete = false;
+  s.eta_seconds = 12.5;
+  s.runs = RunCounts{1, 2, 3, 4};
+  s.arms = {ArmProgress{"same_seed", 10, RunCounts{1, 2, 3, 4}}};
+  s.running = {RunningRun{"same_seed", 4, "w1", 1, 3, 17, 100}};
+  s.workers = {WorkerRecord{"w1", "host", "1.13.1", "cpu", 2, 123456789, "same_seed#4"}};
+  const v1::StatusResponse wire = ToProto(s);
+  EXPECT_TRUE(MessageDifferencer::Equals(wire, ToProto(FromProto(wire))));
+  const ExperimentStatus back = FromProto(wire);
+  EXPECT_EQ(back.runs.failed, 4);
+  EXPECT_EQ(back.arms.at(0).runs.running, 2);
+  EXPECT_EQ(back.running.at(0).batches, 100);
+  EXPECT_EQ(back.workers.at(0).last_seen_ms, 123456789);
+  EXPECT_EQ(back.workers.at(0).current_run, "same_seed#4");
+  EXPECT_EQ(back.eta_seconds, 12.5);
+}
+
+}  // namespace
+}  // namespace repro

@@ -1,0 +1,146 @@
+#include "store/status_view.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/status_macros.h"
+
+namespace repro {
+namespace {
+
+void Count(RunState state, RunCounts* counts) {
+  switch (state) {
+    case RunState::kPending: ++counts->pending; break;
+    case RunState::kRunning: ++counts->running; break;
+    case RunState::kDone: ++counts->done; break;
+    case RunState::kFailed: ++counts->failed; break;
+  }
+}
+
+nlohmann::json CountsJson(const RunCounts& c) {
+  return {{"pending", c.pending}, {"running", c.running}, {"done", c.done},
+          {"failed", c.failed}};
+}
+
+// How much of a running run is left, as a fraction of the whole run.
+double FractionLeft(const RunView& run, int epochs) {
+  double done_fraction = run.current_epoch;
+  if (run.batches > 0) done_fraction += static_cast<double>(run.current_batch) / run.batches;
+  return 1.0 - std::min(1.0, done_fraction / std::max(1, epochs));
+}
+
+}  // namespace
+
+std::string FormatDuration(double seconds) {
+  if (seconds < 0 || !std::isfinite(seconds)) return "unknown";
+  const long long s = std::llround(seconds);
+  if (s >= 3600) return absl::StrFormat("%dh%02dm", s / 3600, (s % 3600) / 60);
+  if (s >= 60) return absl::StrFormat("%dm%02ds", s / 60, s % 60);
+  return absl::StrFormat("%ds", s);
+}
+
+absl::StatusOr<ExperimentStatus> BuildStatus(RunStore& store, const std::string& experiment) {
+  // The runs' states only: the coordinator builds this every second for its progress line.
+  ASSIGN_OR_RETURN(ExperimentView view, store.LoadView(experiment, /*with_results=*/false));
+  ASSIGN_OR_RETURN(RunTiming timing, store.Timing(experiment));
+  ExperimentStatus out;
+  ASSIGN_OR_RETURN(out.workers, store.Workers());
+  out.experiment = view.name;
+  out.epochs = view.epochs;
+  for (const std::string& arm : view.arms) out.arms.push_back(ArmProgress{arm, 0, {}});
+  double running_fraction_left = 0;
+  for (const RunView& run : view.runs) {
+    Count(run.state, &out.runs);
+    for (ArmProgress& arm : out.arms) {
+      if (arm.name == run.arm) {
+        ++arm.total;
+        Count(run.state, &arm.runs);
+      }
+    }
+    if (run.state == RunState::kRunning) {
+      out.running.push_back(RunningRun{run.arm, run.index, run.worker, run.current_epoch,
+                                       view.epochs, run.current_batch, run.batches});
+      running_fraction_left += FractionLeft(run, view.epochs);
+    }
+  }
+  const RunCounts& c = out.runs;
+  out.complete = c.finished();
+  // ETA: the work left (pending runs plus what running runs still have to do) at the
+  // mean time of a finished run, spread over the runs in flight.
+  if (out.complete) {
+    out.eta_seconds = 0;
+  } else if (timing.done > 0) {
+    const double parallel = std::max(1, c.running);
+    out.eta_seconds = timing.mean_run_seconds * (c.pending + running_fraction_left) / parallel;
+  } else {
+    out.eta_seconds = -1;
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> RenderStatus(const ExperimentStatus& s, const std::string& format,
+                                         int64_t now_ms) {
+  if (format == "json") {
+    nlohmann::json j;
+    j["experiment"] = s.experiment;
+    j["complete"] = s.complete;
+    j["epochs"] = s.epochs;
+    j["runs"] = CountsJson(s.runs);
+    j["eta_seconds"] = s.eta_seconds < 0 ? nlohmann::json(nullptr) : nlohmann::json(s.eta_seconds);
+    j["arms"] = nlohmann::json::array();
+    for (const auto& a : s.arms) {
+      j["arms"].push_back({{"name", a.name}, {"total", a.total}, {"runs", CountsJson(a.runs)}});
+    }
+    j["running"] = nlohmann::json::array();
+    for (const auto& r : s.running) {
+      j["running"].push_back({{"arm", r.arm}, {"index", r.index}, {"worker", r.worker},
+                              {"epoch", r.epoch}, {"epochs", r.epochs},
+                              {"batch", r.batch}, {"batches", r.batches}});
+    }
+    j["workers"] = nlohmann::json::array();
+    for (const auto& w : s.workers) {
+      j["workers"].push_back({{"name", w.name}, {"host", w.host}, {"device", w.device},
+                              {"threads", w.threads}, {"torch_version", w.torch_version},
+                              {"last_seen_unix_ms", w.last_seen_ms},
+                              {"current_run", w.current_run}});
+    }
+    return j.dump(2) + "\n";
+  }
+  if (format != "text") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--format: expected text or json, got \"", format, "\""));
+  }
+  const RunCounts& c = s.runs;
+  const int total = c.total();
+  std::string out = absl::StrFormat(
+      "Experiment %s: %s, %d of %d runs done, %d running, %d pending, %d failed\n",
+      s.experiment, s.complete ? "complete" : "in progress", c.done, total, c.running,
+      c.pending, c.failed);
+  if (!s.complete) absl::StrAppend(&out, "ETA: ", FormatDuration(s.eta_seconds), "\n");
+  for (const auto& a : s.arms) {
+    absl::StrAppendFormat(&out, "  %-20s %d/%d done", a.name, a.runs.done, a.total);
+    if (a.runs.failed > 0) absl::StrAppendFormat(&out, ", %d failed", a.runs.failed);
+    absl::StrAppend(&out, "\n");
+  }
+  for (const auto& r : s.running) {
+    absl::StrAppendFormat(&out, "  running %s#%d on %s: epoch %d/%d", r.arm, r.index,
+                          r.worker, r.epoch + 1, r.epochs);
+    if (r.batches > 0) absl::StrAppendFormat(&out, ", batch %d/%d", r.batch, r.batches);
+    absl::StrAppend(&out, "\n");
+  }
+  if (!s.workers.empty()) absl::StrAppend(&out, "Workers:\n");
+  for (const auto& w : s.workers) {
+    const double ago = (now_ms - w.last_seen_ms) / 1000.0;
+    absl::StrAppendFormat(&out, "  %-24s %s, %s, %d threads, LibTorch %s, seen %s ago, %s\n",
+                          w.name, w.host, w.device, w.threads, w.torch_version,
+                          FormatDuration(std::max(0.0, ago)),
+                          w.current_run.empty() ? "idle" : "running " + w.current_run);
+  }
+  return out;
+}
+
+}  // namespace repro

@@ -1,0 +1,139 @@
+// RunStore: the experiment, its runs, their attempts, fingerprints and metrics in one
+// SQLite file (schema in store.cc, versioned in the meta table). The store is the
+// single source of truth: the scheduler keeps no state that a restart would lose.
+//
+// Rules it enforces, so that no result is lost or counted twice:
+// - A run is leased to one worker at a time; each lease is a new attempt row.
+// - The first result that arrives for a run counts; any later one (a second attempt
+//   after an expired lease) is kept as an extra attempt with its fingerprints, but the
+//   run keeps its first result.
+// - Every change is one transaction, and a method that changes the store returns only
+//   once the change is on disk. Concurrent changes share a commit (group_commit.h): one
+//   fsync for many, which is what lets one coordinator serve thousands of runs a second.
+//
+// Thread safety: thread-safe; every method takes the store's mutex.
+#ifndef REPRO_STORE_STORE_H_
+#define REPRO_STORE_STORE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/plan.h"
+#include "common/records.h"
+#include "common/experiment_view.h"
+#include "store/group_commit.h"
+#include "store/sqlite.h"
+
+namespace repro {
+
+inline constexpr int kSchemaVersion = 1;
+
+struct LeasedRun {
+  int64_t run_id = 0;
+  int64_t lease_id = 0;  // the attempt's id
+  std::string arm;
+  int index = 0;
+  RunSeeds seeds;
+  int attempt = 0;       // 1 for the first attempt
+  std::string checkpoint;     // a previous attempt's saved state; empty = start afresh
+  int checkpoint_epoch = -1;  // the last epoch it covers
+};
+
+class RunStore {
+ public:
+  // Opens or creates the database; a file from a newer schema is refused.
+  static absl::StatusOr<std::unique_ptr<RunStore>> Open(const std::string& path);
+  ~RunStore();  // commits what is still open
+
+  // Creates the experiment and all its runs in one transaction, or, when one of that
+  // name exists, checks that it was made from the same plan. True when it was created.
+  absl::StatusOr<bool> EnsureExperiment(const Plan& plan, const std::string& plan_text);
+  absl::StatusOr<std::vector<std::string>> ExperimentNames();
+  // The plan text the experiment was created from.
+  absl::StatusOr<std::string> PlanText(const std::string& experiment);
+
+  // Leases the next pending run (by arm order, then index, interleaving arms so that a
+  // partial report has runs of every arm), or nullopt when none is pending.
+  absl::StatusOr<std::optional<LeasedRun>> LeaseNext(const std::string& experiment,
+                                                     const std::string& worker, int64_t now_ms,
+                                                     int64_t ttl_ms);
+  // Renews a lease and records progress. False when the lease is no longer the run's.
+  absl::StatusOr<bool> Renew(int64_t run_id, int64_t lease_id, int64_t now_ms, int64_t ttl_ms,
+                             int epoch, int64_t batch, int64_t batches);
+  // Stores one epoch's record under its attempt. False when the lease is stale.
+  absl::StatusOr<bool> RecordEpoch(int64_t run_id, int64_t lease_id, const EpochRecord& epoch);
+  // Stores a finished run's result under its attempt. True when it counts as the run's
+  // result; false when the run already had one (kept as an extra attempt).
+  absl::StatusOr<bool> Complete(int64_t run_id, int64_t lease_id, const RunResult& result,
+                                int64_t now_ms);
+  // Records a failed attempt. True when the run goes back to the queue; false when it
+  // is marked failed (attempts exhausted) or the lease was stale.
+  absl::StatusOr<bool> Fail(int64_t run_id, int64_t lease_id, const std::string& error,
+                            int64_t now_ms);
+  // Keeps the state of the run after `epoch` (replacing an older one), for the next
+  // attempt. False when the attempt is not the run's current lease.
+  absl::StatusOr<bool> SaveCheckpoint(int64_t run_id, int64_t lease_id, int epoch,
+                                      const std::string& state, int64_t now_ms);
+  // A worker hands its run back (it is stopping): the run is queued again and the
+  // attempt does not count against max_attempts. False when the lease is not current.
+  absl::StatusOr<bool> Release(int64_t run_id, int64_t lease_id, const std::string& reason,
+                               int64_t now_ms);
+  // Returns runs whose lease expired before now_ms to the queue (or marks them failed
+  // when out of attempts). Returns how many leases expired.
+  absl::StatusOr<int> ExpireLeases(int64_t now_ms);
+  // Marks every pending and running run of the experiment failed with the reason.
+  absl::StatusOr<int> Cancel(const std::string& experiment, const std::string& reason);
+
+  // The worker that holds (or held) attempt `lease_id` of the run; NOT_FOUND when the
+  // run has no such attempt.
+  absl::StatusOr<std::string> LeaseOwner(int64_t run_id, int64_t lease_id);
+  // "arm#index" of a run, for log lines.
+  absl::StatusOr<std::string> RunLabel(int64_t run_id);
+
+  // The experiment's runs; with_results false leaves every RunView::result (and
+  // extra_results) empty, for status and progress, which need only the runs' states:
+  // a large experiment's results are millions of rows.
+  absl::StatusOr<ExperimentView> LoadView(const std::string& experiment, bool with_results = true);
+  absl::StatusOr<RunCounts> Counts(const std::string& experiment);
+  absl::StatusOr<RunTiming> Timing(const std::string& experiment);
+
+  absl::Status UpsertWorker(const WorkerRecord& worker);
+  // Records that the worker was heard from; false when it never registered.
+  absl::StatusOr<bool> TouchWorker(const std::string& name, int64_t now_ms);
+  absl::StatusOr<std::vector<WorkerRecord>> Workers();
+
+  const std::string& path() const { return db_->path(); }
+
+ private:
+  explicit RunStore(std::unique_ptr<sql::Database> db);
+  absl::Status Migrate();
+  absl::StatusOr<int64_t> ExperimentId(const std::string& experiment)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<int> MaxAttempts(int64_t run_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // True when attempt `lease_id` is the run's current lease and the run is running.
+  absl::StatusOr<bool> IsCurrentLease(int64_t run_id, int64_t lease_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status StoreEpochs(int64_t attempt_id, const std::vector<EpochRecord>& epochs)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The results of the runs' current attempts (attempt_ids[i] of view->runs[i]; 0: none).
+  absl::Status LoadResults(int64_t experiment_id, const std::vector<int64_t>& attempt_ids,
+                           ExperimentView* view) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status SetWorkerRun(const std::string& worker, const std::string& run)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  absl::Mutex mu_;
+  std::atomic<int> queued_{0};  // threads waiting for mu_ (QueuedLock), for group_
+  std::unique_ptr<sql::Database> db_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<GroupCommit> group_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace repro
+
+#endif  // REPRO_STORE_STORE_H_

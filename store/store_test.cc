@@ -1,0 +1,232 @@
+#include "store/store.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+
+namespace repro {
+namespace {
+
+constexpr char kPlan[] = "experiment: t\nruns: 2\nepochs: 1\nmax_attempts: 2\n";
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = ::testing::TempDir() + "store_test_" + std::to_string(getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".db";
+    std::remove(path_.c_str());
+    auto store = RunStore::Open(path_);
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = std::move(*store);
+    auto plan = ParsePlan(kPlan, "t.yaml");
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    plan_ = *plan;
+    ASSERT_TRUE(*store_->EnsureExperiment(plan_, kPlan));
+    ASSERT_TRUE(store_->UpsertWorker({"w1", "h", "1.13", "cpu", 1, 0, ""}).ok());
+    ASSERT_TRUE(store_->UpsertWorker({"w2", "h", "1.13", "cpu", 1, 0, ""}).ok());
+  }
+  void TearDown() override {
+    store_.reset();
+    for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path_ + suffix).c_str());
+  }
+
+  static RunResult Result(double loss) {
+    RunResult r;
+    r.test_loss = loss;
+    r.test_accuracy = 0.5;
+    r.initial_hash = "i";
+    r.final_hash = "f";
+    r.initial_tensors = {{"a", "1"}, {"b", "2"}};
+    r.final_tensors = {{"a", "3"}, {"b", "4"}};
+    r.epochs.push_back(EpochRecord{0, 1, 0.5, 1, 0.5, 2, 0.001, "bd", "wh", {"x", "y"}});
+    r.environment = {{"host", "h"}, {"torch", "1.13"}};
+    r.predictions = {3, 1, 4};
+    return r;
+  }
+
+  std::string path_;
+  Plan plan_;
+  std::unique_ptr<RunStore> store_;
+};
+
+TEST_F(StoreTest, CreatesEveryRunOnceAndResumesWithoutDuplicates) {
+  auto view = store_->LoadView("t");
+  ASSERT_TRUE(view.ok()) << view.status();
+  ASSERT_EQ(view->runs.size(), 4u);
+  EXPECT_EQ(view->arms, (std::vector<std::string>{"same_seed", "different_seeds"}));
+  EXPECT_EQ(view->runs[3].arm, "different_seeds");
+  EXPECT_EQ(view->runs[3].init_seed, 1u);
+
+  // The same plan again (a restarted coordinator): nothing new is created.
+  store_.reset();
+  auto reopened = RunStore::Open(path_);
+  ASSERT_TRUE(reopened.ok());
+  auto created = (*reopened)->EnsureExperiment(plan_, kPlan);
+  ASSERT_TRUE(created.ok());
+  EXPECT_FALSE(*created);
+  EXPECT_EQ((*reopened)->LoadView("t")->runs.size(), 4u);
+}
+
+TEST_F(StoreTest, RefusesADifferentPlanUnderTheSameName) {
+  auto other = ParsePlan("experiment: t\nruns: 3\nepochs: 1\n", "u.yaml");
+  auto created = store_->EnsureExperiment(*other, "");
+  ASSERT_FALSE(created.ok());
+  EXPECT_TRUE(absl::StrContains(created.status().message(), "different plan"));
+}
+
+TEST_F(StoreTest, LeasesInterleaveArmsAndCompleteRecordsTheResult) {
+  auto a = store_->LeaseNext("t", "w1", 1000, 500);
+  auto b = store_->LeaseNext("t", "w2", 1000, 500);
+  ASSERT_TRUE(a.ok() && a->has_value() && b.ok() && b->has_value());
+  EXPECT_EQ((*a)->arm, "same_seed");
+  EXPECT_EQ((*b)->arm, "different_seeds");
+  EXPECT_EQ((*a)->index, 0);
+  EXPECT_EQ((*b)->index, 0);
+  EXPECT_TRUE(*store_->Complete((*a)->run_id, (*a)->lease_id, Result(0.25), 2000));
+  auto view = store_->LoadView("t");
+  const RunView& run = view->runs[0];
+  EXPECT_EQ(run.state, RunState::kDone);
+  EXPECT_EQ(run.worker, "w1");
+  EXPECT_EQ(run.result.test_loss, 0.25);
+  ASSERT_EQ(run.result.final_tensors.size(), 2u);
+  EXPECT_EQ(run.result.final_tensors[1].name, "b");
+  ASSERT_EQ(run.result.epochs.size(), 1u);
+  EXPECT_EQ(run.result.epochs[0].batch_digests, (std::vector<std::string>{"x", "y"}));
+  EXPECT_EQ(run.result.epochs[0].lr, 0.001);
+  EXPECT_EQ(run.result.environment.at("torch"), "1.13");
+  EXPECT_EQ(run.result.predictions, (std::vector<uint8_t>{3, 1, 4}));
+  EXPECT_EQ(view->runs[2].state, RunState::kRunning);
+}
+
+TEST_F(StoreTest, ALateResultFromAnExpiredLeaseIsKeptButNotCountedTwice) {
+  auto first = store_->LeaseNext("t", "w1", 1000, 500);
+  ASSERT_TRUE(first.ok() && first->has_value());
+  EXPECT_EQ(*store_->ExpireLeases(1600), 1);  // w1 went silent
+  auto second = store_->LeaseNext("t", "w2", 1700, 500);
+  ASSERT_EQ((*second)->run_id, (*first)->run_id);
+  EXPECT_EQ((*second)->attempt, 2);
+  // The stale lease can no longer be renewed...
+  EXPECT_FALSE(*store_->Renew((*first)->run_id, (*first)->lease_id, 1800, 500, 0, 1, 2));
+  // ...but its result, arriving first, counts; the second result is an extra attempt.
+  EXPECT_TRUE(*store_->Complete((*first)->run_id, (*first)->lease_id, Result(0.1), 1900));
+  EXPECT_FALSE(*store_->Complete((*second)->run_id, (*second)->lease_id, Result(0.2), 2000));
+  // Resending a completion is idempotent.
+  EXPECT_TRUE(*store_->Complete((*first)->run_id, (*first)->lease_id, Result(0.1), 2100));
+  auto view = store_->LoadView("t");
+  EXPECT_EQ(view->runs[0].state, RunState::kDone);
+  EXPECT_EQ(view->runs[0].result.test_loss, 0.1);
+  ASSERT_EQ(view->runs[0].extra_results.size(), 1u);  // kept as evidence
+  EXPECT_EQ(view->runs[0].extra_results[0].worker, "w2");
+  EXPECT_EQ(view->runs[0].extra_results[0].test_loss, 0.2);
+  int done = 0;
+  for (const RunView& r : view->runs) done += r.state == RunState::kDone;
+  EXPECT_EQ(done, 1);
+}
+
+TEST_F(StoreTest, FailureRetriesThenMarksTheRunFailedWithTheReason) {
+  auto a = store_->LeaseNext("t", "w1", 0, 500);
+  EXPECT_TRUE(*store_->Fail((*a)->run_id, (*a)->lease_id, "boom 1", 10));
+  auto b = store_->LeaseNext("t", "w1", 20, 500);
+  ASSERT_EQ((*b)->run_id, (*a)->run_id);
+  EXPECT_FALSE(*store_->Fail((*b)->run_id, (*b)->lease_id, "boom 2", 30));  // max_attempts 2
+  auto view = store_->LoadView("t");
+  EXPECT_EQ(view->runs[0].state, RunState::kFailed);
+  EXPECT_EQ(view->runs[0].error, "boom 2");
+  EXPECT_EQ(view->runs[0].attempts, 2);
+}
+
+TEST_F(StoreTest, RenewKeepsTheLeaseAndRecordsProgress) {
+  auto a = store_->LeaseNext("t", "w1", 0, 500);
+  EXPECT_TRUE(*store_->Renew((*a)->run_id, (*a)->lease_id, 400, 500, 0, 3, 10));
+  EXPECT_EQ(*store_->ExpireLeases(800), 0);
+  EXPECT_EQ(*store_->ExpireLeases(901), 1);
+}
+
+TEST_F(StoreTest, RefusesAFileThatIsNotADatabase) {
+  const std::string bad = path_ + ".txt";
+  FILE* f = std::fopen(bad.c_str(), "w");
+  std::fputs("this is not sqlite, it is a text file that is long enough to have a header.....",
+             f);
+  std::fclose(f);
+  auto store = RunStore::Open(bad);
+  ASSERT_FALSE(store.ok());
+  EXPECT_TRUE(absl::StrContains(store.status().message(), bad)) << store.status();
+  std::remove(bad.c_str());
+}
+
+}  // namespace
+}  // namespace repro
+
+namespace repro {
+namespace {
+
+// Many writers at once share commits (group_commit.h), and still every run is leased
+// and completed exactly once, every result is on disk when Complete returns (a store
+// reopened from the file has them all), and a view taken meanwhile is consistent.
+TEST(GroupCommitTest, ConcurrentWritersShareCommitsAndLoseNothing) {
+  const std::string path = ::testing::TempDir() + "group_commit_test_" + std::to_string(getpid()) + ".db";
+  for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
+  const std::string text = "experiment: g\nruns: 200\nepochs: 1\n";
+  auto plan = ParsePlan(text, "g.yaml");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  constexpr int kThreads = 16;
+  {
+    auto store = RunStore::Open(path);
+    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_TRUE(*(*store)->EnsureExperiment(*plan, text));
+    std::atomic<int> completed{0}, errors{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        const std::string worker = "w" + std::to_string(t);
+        if (!(*store)->UpsertWorker({worker, "h", "1.13", "cpu", 1, 0, ""}).ok()) ++errors;
+        for (int64_t now = 1;; ++now) {
+          if (!(*store)->TouchWorker(worker, now * 1000).ok()) ++errors;
+          auto leased = (*store)->LeaseNext("g", worker, now, 1 << 30);
+          if (!leased.ok()) { ++errors; return; }
+          if (!leased->has_value()) return;
+          RunResult r;
+          r.initial_hash = r.final_hash = "h";
+          r.initial_tensors = r.final_tensors = {{"noop", "t"}};
+          r.epochs.push_back(EpochRecord{0, 1, 0.5, 1, 0.5, 2, 0.001, "bd", "wh", {}});
+          auto counted = (*store)->Complete((**leased).run_id, (**leased).lease_id, r, now);
+          if (!counted.ok() || !*counted) { ++errors; return; }
+          ++completed;
+          if (t == 0 && now % 20 == 0 && !(*store)->LoadView("g").ok()) ++errors;
+        }
+      });
+    }
+    for (auto& thread : threads) thread.join();
+    EXPECT_EQ(errors.load(), 0);
+    EXPECT_EQ(completed.load(), 400);
+  }
+  auto reopened = RunStore::Open(path);
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  auto counts = (*reopened)->Counts("g");
+  ASSERT_TRUE(counts.ok()) << counts.status();
+  EXPECT_EQ(counts->done, 400);
+  EXPECT_EQ(counts->pending + counts->running + counts->failed, 0);
+  auto view = (*reopened)->LoadView("g");
+  ASSERT_TRUE(view.ok()) << view.status();
+  for (const RunView& run : view->runs) {
+    EXPECT_EQ(run.attempts, 1) << run.arm << "#" << run.index;
+    EXPECT_EQ(run.result.epochs.size(), 1u) << run.arm << "#" << run.index;
+  }
+  // Without the results, for status: the same runs and states.
+  auto light = (*reopened)->LoadView("g", /*with_results=*/false);
+  ASSERT_TRUE(light.ok()) << light.status();
+  ASSERT_EQ(light->runs.size(), 400u);
+  EXPECT_TRUE(light->runs[0].result.epochs.empty());
+  EXPECT_EQ(light->runs[0].state, RunState::kDone);
+  reopened->reset();
+  for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
+}
+
+}  // namespace
+}  // namespace repro
