@@ -1,6 +1,6 @@
 // Renders a Report (analysis/analysis.h) for `reproctl report` and the control
 // service: as text modelled on the original study's printout, as JSON with the keys
-// documented in DESIGN.md section 3 and the README (null wherever a value is undefined,
+// documented in the README ("The JSON report"; null wherever a value is undefined,
 // never NaN), as CSV score rows that NumPy's genfromtxt(delimiter=',') reads back
 // bit-exactly, or as one self-contained HTML page with inline SVG plots
 // (analysis/html_report.h).

@@ -26,9 +26,10 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/hash.h"
+#include "common/status_macros.h"
+#include "data/dataset_check.h"
 #include "worker/engine/augment.h"
 #include "worker/engine/checkpoint.h"
-#include "data/dataset_check.h"
 #include "worker/engine/environment.h"
 #include "worker/engine/fingerprint.h"
 #include "worker/engine/models.h"
@@ -259,167 +260,225 @@ absl::StatusOr<RunResult> NoopRun(const RunSpec& spec, const Callbacks& callback
   return result;
 }
 
-// The run itself; LibTorch may throw anywhere in here.
-absl::StatusOr<RunResult> Train(const RunSpec& spec, const Callbacks& callbacks) {
-  if (spec.model_kind == kNoopModel) return NoopRun(spec, callbacks);
-  if (absl::Status s = ValidateSpec(spec); !s.ok()) return s;
+// What the steps of one run share: the spec, the data, the model and optimizer, and the
+// result as it grows. Train builds it and hands it down the steps in order.
+struct RunState {
+  RunState(const RunSpec& spec, const Callbacks& callbacks, at::Device device,
+           TensorDataset data)
+      : spec(spec), callbacks(callbacks), device(device), data(std::move(data)),
+        lr_policy(LrOptions(spec)) {}
+
+  const RunSpec& spec;
+  const Callbacks& callbacks;
+  const at::Device device;
+  TensorDataset data;
+  RunResult result;
+  std::shared_ptr<ClassifierImpl> model;
+  std::unique_ptr<torch::optim::Optimizer> optimizer;
+  LrPolicy lr_policy;
+  // Augmented batches are assembled on the CPU from data.train.x; otherwise the whole
+  // training set moves to the device once (train_x stays undefined when augmenting).
+  at::Tensor train_x, train_y;
+  int64_t n = 0;        // training samples
+  int64_t batches = 0;  // per epoch, the last one partial
+  std::vector<AugmentDraw> draws;  // the current batch's augmentation draws
+};
+
+// The spec checked, the process-wide determinism switches set, the device it asks for.
+absl::StatusOr<at::Device> PrepareDevice(const RunSpec& spec) {
+  RETURN_IF_ERROR(ValidateSpec(spec));
   ApplyDeterminism(spec);
   if (spec.device == "cuda" && !torch::cuda::is_available()) {
     return absl::FailedPreconditionError(
         "device cuda requested but this LibTorch has no CUDA (or no GPU visible)");
   }
-  const at::Device device(spec.device == "cuda" ? at::kCUDA : at::kCPU);
-  const std::map<std::string, std::string> environment = RunEnvironment(spec.device);
+  return at::Device(spec.device == "cuda" ? at::kCUDA : at::kCPU);
+}
 
-  auto data = LoadDataset(spec.dataset_kind, spec.dataset_path, spec.train_limit,
-                          spec.test_limit);
-  if (!data.ok()) return data.status();
-  TensorSplit* const train = &data->train;
-  TensorSplit* const test = &data->test;
-
-  RunResult result;
-  result.environment = environment;
-  result.data_x_hash = HashBytes(train->x.data_ptr(), train->x.nbytes());
-  result.data_y_hash = HashBytes(train->y.data_ptr(), train->y.nbytes());
-
-  // Initialization depends only on init_seed: seed, build on the CPU, then move.
+// Initialization depends only on init_seed: seed, build on the CPU, fingerprint (and
+// export) the initial weights, then move to the device.
+absl::Status BuildModel(RunState& s) {
+  const TensorSplit& train = s.data.train;
   InputShape shape;
-  shape.channels = train->x.size(1);
-  shape.height = train->x.size(2);
-  shape.width = train->x.size(3);
-  torch::manual_seed(spec.init_seed);
-  auto made =
-      MakeModel(ModelOptions{spec.model_kind, spec.model_version, spec.model_depth}, shape);
-  if (!made.ok()) return made.status();
-  std::shared_ptr<ClassifierImpl> model = std::move(*made);
-  {
-    ModelFingerprint initial = FingerprintModel(*model);
-    result.initial_hash = std::move(initial.hash);
-    result.initial_tensors = std::move(initial.tensors);
+  shape.channels = train.x.size(1);
+  shape.height = train.x.size(2);
+  shape.width = train.x.size(3);
+  torch::manual_seed(s.spec.init_seed);
+  ASSIGN_OR_RETURN(s.model, MakeModel(ModelOptions{s.spec.model_kind, s.spec.model_version,
+                                                   s.spec.model_depth},
+                                      shape));
+  ModelFingerprint initial = FingerprintModel(*s.model);
+  s.result.initial_hash = std::move(initial.hash);
+  s.result.initial_tensors = std::move(initial.tensors);
+  if (!s.spec.export_dir.empty() && s.spec.export_initial) {
+    ASSIGN_OR_RETURN(s.result.initial_weights,
+                     Export(*s.model, s.spec, "initial", s.result.initial_hash, "initial"));
   }
-  const bool exporting = !spec.export_dir.empty();
-  if (exporting && spec.export_initial) {
-    auto path = Export(*model, spec, "initial", result.initial_hash, "initial");
-    if (!path.ok()) return path.status();
-    result.initial_weights = std::move(*path);
+  s.model->to(s.device);
+  s.model->train();
+  s.optimizer = MakeOptimizer(s.spec, *s.model);
+  s.train_x = s.spec.augment ? at::Tensor() : train.x.to(s.device);
+  s.train_y = train.y.to(s.device);
+  s.n = train.size();
+  s.batches = (s.n + s.spec.batch_size - 1) / s.spec.batch_size;
+  return absl::OkStatus();
+}
+
+// Continues from spec.resume_state when there is one; returns the first epoch to train.
+absl::StatusOr<int> Resume(RunState& s) {
+  if (s.spec.resume_state.empty()) return 0;
+  ASSIGN_OR_RETURN(std::vector<EpochRecord> epochs,
+                   LoadCheckpoint(s.spec.resume_state, s.result.initial_hash, *s.model,
+                                  *s.optimizer, s.device));
+  if (static_cast<int>(epochs.size()) >= s.spec.epochs) {
+    return absl::InvalidArgumentError("checkpoint: it has every epoch of the run already");
   }
-  model->to(device);
-  model->train();
-  std::unique_ptr<torch::optim::Optimizer> optimizer = MakeOptimizer(spec, *model);
-
-  // Augmented batches are assembled on the CPU from train->x; otherwise the whole
-  // training set moves to the device once.
-  const at::Tensor train_x = spec.augment ? at::Tensor() : train->x.to(device);
-  const at::Tensor train_y = train->y.to(device);
-  const int64_t n = train->size();
-  const int64_t batches = (n + spec.batch_size - 1) / spec.batch_size;  // last one partial
-
-  LrPolicy lr_policy(LrOptions(spec));
-  int first_epoch = 0;
-  if (!spec.resume_state.empty()) {
-    auto epochs = LoadCheckpoint(spec.resume_state, result.initial_hash, *model, *optimizer, device);
-    if (!epochs.ok()) return epochs.status();
-    if (static_cast<int>(epochs->size()) >= spec.epochs) {
-      return absl::InvalidArgumentError("checkpoint: it has every epoch of the run already");
-    }
-    // The learning-rate policy is rebuilt by replaying the epochs it saw.
-    for (const EpochRecord& e : *epochs) {
-      lr_policy.BeginEpoch(e.epoch);
-      lr_policy.EndEpoch(e.val_loss);
-    }
-    first_epoch = static_cast<int>(epochs->size());
-    result.epochs = std::move(*epochs);
+  // The learning-rate policy is rebuilt by replaying the epochs it saw.
+  for (const EpochRecord& e : epochs) {
+    s.lr_policy.BeginEpoch(e.epoch);
+    s.lr_policy.EndEpoch(e.val_loss);
   }
-  std::vector<AugmentDraw> draws;
-  for (int epoch = first_epoch; epoch < spec.epochs; ++epoch) {
-    const auto started = std::chrono::steady_clock::now();
-    const double lr = lr_policy.BeginEpoch(epoch);
-    SetLearningRate(*optimizer, lr);
-    std::vector<int64_t> order = EpochOrder(n, spec.shuffle_seed, epoch);
-    std::vector<std::string> digests;
-    digests.reserve(static_cast<size_t>(batches));
-    double loss_sum = 0;
-    int64_t correct = 0;
-    for (int64_t batch = 0; batch < batches; ++batch) {
-      if (callbacks.should_stop && callbacks.should_stop()) {
-        return absl::CancelledError(
-            absl::StrCat("run stopped on request at epoch ", epoch, ", batch ", batch));
-      }
-      const int64_t start = batch * spec.batch_size;
-      const int64_t size = std::min(spec.batch_size, n - start);
-      int64_t* indices = order.data() + start;
-      const at::Tensor index = at::from_blob(indices, {size}, at::kLong).to(device);
-      at::Tensor x;
-      if (spec.augment) {
-        x = AugmentedBatch(train->x, indices, size, spec, epoch, &draws).to(device);
-        if (spec.fingerprints) {
-          digests.push_back(AugmentedBatchDigest(indices, draws.data(), static_cast<size_t>(size)));
-        }
-      } else {
-        x = train_x.index_select(0, index);
-        if (spec.fingerprints) digests.push_back(BatchDigest(indices, static_cast<size_t>(size)));
-      }
-      const at::Tensor y = train_y.index_select(0, index);
+  s.result.epochs = std::move(epochs);
+  return static_cast<int>(s.result.epochs.size());
+}
 
-      optimizer->zero_grad();
-      const at::Tensor logits = model->forward(x);
-      at::Tensor loss = at::cross_entropy_loss(logits, y);
-      if (const at::Tensor penalty = L2Penalty(*model, spec.l2); penalty.defined()) {
-        loss = loss + penalty;
-      }
-      loss.backward();
-      optimizer->step();
+// What an epoch's batches add up to.
+struct BatchTotals {
+  double loss_sum = 0;  // per-sample loss, summed
+  int64_t correct = 0;
+  std::vector<std::string> digests;  // one per batch, when fingerprinting
+};
 
-      loss_sum += loss.item<double>() * static_cast<double>(size);
-      correct += logits.detach().argmax(1).eq(y).sum().item<int64_t>();
-      if (callbacks.on_batch) callbacks.on_batch(epoch, batch + 1, batches);
+// One batch's inputs on the device, its digest appended to `digests`.
+at::Tensor BatchInputs(RunState& s, int epoch, int64_t* indices, int64_t size,
+                       const at::Tensor& index, std::vector<std::string>* digests) {
+  if (s.spec.augment) {
+    at::Tensor x = AugmentedBatch(s.data.train.x, indices, size, s.spec, epoch, &s.draws);
+    if (s.spec.fingerprints) {
+      digests->push_back(AugmentedBatchDigest(indices, s.draws.data(), static_cast<size_t>(size)));
     }
-
-    EpochRecord record;
-    record.epoch = epoch;
-    record.loss = loss_sum / static_cast<double>(n);
-    record.accuracy = static_cast<double>(correct) / static_cast<double>(n);
-    const bool last = epoch + 1 == spec.epochs;
-    const Evaluation val = Evaluate(*model, *test, device, spec.l2,
-                                    last && spec.keep_predictions ? &result.predictions : nullptr);
-    record.val_loss = val.loss;
-    record.val_accuracy = val.accuracy;
-    record.lr = lr;
-    lr_policy.EndEpoch(val.loss);
-    if (spec.fingerprints) {
-      record.batch_digest = HashSequence(digests);
-      if (spec.keep_batch_digests) record.batch_digests = std::move(digests);
-      record.weights_hash = FingerprintModel(*model).hash;
-    }
-    record.seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    if (exporting && spec.export_every_epoch) {  // not counted in the epoch's seconds
-      auto path = Export(*model, spec, absl::StrCat("epoch-", epoch), record.weights_hash,
-                         absl::StrCat("after epoch ", epoch));
-      if (!path.ok()) return path.status();
-      result.epoch_weights.push_back(std::move(*path));
-    }
-    result.epochs.push_back(std::move(record));
-    if (callbacks.on_epoch) callbacks.on_epoch(result.epochs.back());
-    if (spec.checkpoint_every > 0 && (epoch + 1) % spec.checkpoint_every == 0 &&
-        epoch + 1 < spec.epochs && callbacks.on_checkpoint) {
-      callbacks.on_checkpoint(epoch, SaveCheckpoint(result.initial_hash, result.epochs, *model, *optimizer));
-    }
+    return x.to(s.device);
   }
+  if (s.spec.fingerprints) digests->push_back(BatchDigest(indices, static_cast<size_t>(size)));
+  return s.train_x.index_select(0, index);
+}
 
+// One optimizer step on (x, y); adds the batch's loss and correct count to `totals`.
+void Step(RunState& s, const at::Tensor& x, const at::Tensor& y, int64_t size,
+          BatchTotals* totals) {
+  s.optimizer->zero_grad();
+  const at::Tensor logits = s.model->forward(x);
+  at::Tensor loss = at::cross_entropy_loss(logits, y);
+  if (const at::Tensor penalty = L2Penalty(*s.model, s.spec.l2); penalty.defined()) {
+    loss = loss + penalty;
+  }
+  loss.backward();
+  s.optimizer->step();
+  totals->loss_sum += loss.item<double>() * static_cast<double>(size);
+  totals->correct += logits.detach().argmax(1).eq(y).sum().item<int64_t>();
+}
+
+// Trains the epoch's batches in the order the shuffle seed gives; CANCELLED when the
+// caller asks to stop at a batch boundary.
+absl::StatusOr<BatchTotals> TrainBatches(RunState& s, int epoch) {
+  std::vector<int64_t> order = EpochOrder(s.n, s.spec.shuffle_seed, epoch);
+  BatchTotals totals;
+  totals.digests.reserve(static_cast<size_t>(s.batches));
+  for (int64_t batch = 0; batch < s.batches; ++batch) {
+    if (s.callbacks.should_stop && s.callbacks.should_stop()) {
+      return absl::CancelledError(
+          absl::StrCat("run stopped on request at epoch ", epoch, ", batch ", batch));
+    }
+    const int64_t start = batch * s.spec.batch_size;
+    const int64_t size = std::min(s.spec.batch_size, s.n - start);
+    int64_t* indices = order.data() + start;
+    const at::Tensor index = at::from_blob(indices, {size}, at::kLong).to(s.device);
+    const at::Tensor x = BatchInputs(s, epoch, indices, size, index, &totals.digests);
+    const at::Tensor y = s.train_y.index_select(0, index);
+    Step(s, x, y, size, &totals);
+    if (s.callbacks.on_batch) s.callbacks.on_batch(epoch, batch + 1, s.batches);
+  }
+  return totals;
+}
+
+// Trains one epoch, validates, fingerprints and records it, then exports and
+// checkpoints as the spec asks.
+absl::Status TrainEpoch(RunState& s, int epoch) {
+  const RunSpec& spec = s.spec;
+  const auto started = std::chrono::steady_clock::now();
+  const double lr = s.lr_policy.BeginEpoch(epoch);
+  SetLearningRate(*s.optimizer, lr);
+  ASSIGN_OR_RETURN(BatchTotals totals, TrainBatches(s, epoch));
+
+  EpochRecord record;
+  record.epoch = epoch;
+  record.loss = totals.loss_sum / static_cast<double>(s.n);
+  record.accuracy = static_cast<double>(totals.correct) / static_cast<double>(s.n);
+  const bool last = epoch + 1 == spec.epochs;
+  const Evaluation val = Evaluate(*s.model, s.data.test, s.device, spec.l2,
+                                  last && spec.keep_predictions ? &s.result.predictions : nullptr);
+  record.val_loss = val.loss;
+  record.val_accuracy = val.accuracy;
+  record.lr = lr;
+  s.lr_policy.EndEpoch(val.loss);
+  if (spec.fingerprints) {
+    record.batch_digest = HashSequence(totals.digests);
+    if (spec.keep_batch_digests) record.batch_digests = std::move(totals.digests);
+    record.weights_hash = FingerprintModel(*s.model).hash;
+  }
+  record.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  if (!spec.export_dir.empty() && spec.export_every_epoch) {  // not counted in the seconds
+    ASSIGN_OR_RETURN(std::string path,
+                     Export(*s.model, spec, absl::StrCat("epoch-", epoch), record.weights_hash,
+                            absl::StrCat("after epoch ", epoch)));
+    s.result.epoch_weights.push_back(std::move(path));
+  }
+  s.result.epochs.push_back(std::move(record));
+  if (s.callbacks.on_epoch) s.callbacks.on_epoch(s.result.epochs.back());
+  if (spec.checkpoint_every > 0 && (epoch + 1) % spec.checkpoint_every == 0 &&
+      epoch + 1 < spec.epochs && s.callbacks.on_checkpoint) {
+    s.callbacks.on_checkpoint(
+        epoch, SaveCheckpoint(s.result.initial_hash, s.result.epochs, *s.model, *s.optimizer));
+  }
+  return absl::OkStatus();
+}
+
+// The scores, the final fingerprint and the final export.
+absl::Status FinishRun(RunState& s) {
   // The last epoch's validation is the evaluation after training: nothing has changed
   // the weights since, so it is not run twice.
-  result.test_loss = result.epochs.back().val_loss;
-  result.test_accuracy = result.epochs.back().val_accuracy;
-  ModelFingerprint final_fingerprint = FingerprintModel(*model);
-  result.final_hash = std::move(final_fingerprint.hash);
-  result.final_tensors = std::move(final_fingerprint.tensors);
-  if (exporting && spec.export_final) {
-    auto path = Export(*model, spec, "final", result.final_hash, "final");
-    if (!path.ok()) return path.status();
-    result.final_weights = std::move(*path);
+  s.result.test_loss = s.result.epochs.back().val_loss;
+  s.result.test_accuracy = s.result.epochs.back().val_accuracy;
+  ModelFingerprint final_fingerprint = FingerprintModel(*s.model);
+  s.result.final_hash = std::move(final_fingerprint.hash);
+  s.result.final_tensors = std::move(final_fingerprint.tensors);
+  if (!s.spec.export_dir.empty() && s.spec.export_final) {
+    ASSIGN_OR_RETURN(s.result.final_weights,
+                     Export(*s.model, s.spec, "final", s.result.final_hash, "final"));
   }
-  return result;
+  return absl::OkStatus();
+}
+
+// The run itself, step by step; LibTorch may throw anywhere in here.
+absl::StatusOr<RunResult> Train(const RunSpec& spec, const Callbacks& callbacks) {
+  if (spec.model_kind == kNoopModel) return NoopRun(spec, callbacks);
+  ASSIGN_OR_RETURN(const at::Device device, PrepareDevice(spec));
+  std::map<std::string, std::string> environment = RunEnvironment(spec.device);
+  ASSIGN_OR_RETURN(TensorDataset data, LoadDataset(spec.dataset_kind, spec.dataset_path,
+                                                   spec.train_limit, spec.test_limit));
+  RunState s(spec, callbacks, device, std::move(data));
+  s.result.environment = std::move(environment);
+  const TensorSplit& train = s.data.train;
+  s.result.data_x_hash = HashBytes(train.x.data_ptr(), train.x.nbytes());
+  s.result.data_y_hash = HashBytes(train.y.data_ptr(), train.y.nbytes());
+  RETURN_IF_ERROR(BuildModel(s));
+  ASSIGN_OR_RETURN(const int first_epoch, Resume(s));
+  for (int epoch = first_epoch; epoch < spec.epochs; ++epoch) {
+    RETURN_IF_ERROR(TrainEpoch(s, epoch));
+  }
+  RETURN_IF_ERROR(FinishRun(s));
+  return std::move(s.result);
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
-// Fingerprints of tensors and models (DESIGN.md section 4). A tensor's hash is XXH3-128
-// over its dtype name, its number of dimensions and each dimension, then its bytes in
-// canonical form (contiguous, on the CPU, little-endian), so equal bytes under another
-// shape or dtype hash differently. A model's hash is HashNamed over its
+// Fingerprints of tensors and models (step 5 of the path of a run, ARCHITECTURE.md).
+// A tensor's hash is XXH3-128 over its dtype name, its number of dimensions and each
+// dimension, then its bytes in canonical form (contiguous, on the CPU, little-endian),
+// so equal bytes under another shape or dtype hash differently. A model's hash is HashNamed over its
 // (name, tensor hash) list: named_parameters() then named_buffers(), in registration
 // order, so the per-tensor list can name the first tensor where two models differ.
 //
