@@ -11,6 +11,11 @@
 //   once the change is on disk. Concurrent changes share a commit (group_commit.h): one
 //   fsync for many, which is what lets one coordinator serve thousands of runs a second.
 //
+// Where it is implemented, by concern: store.cc (opening, schema, experiments),
+// leases.cc (leasing runs and what ends or renews a lease), results.cc (epochs, results
+// and the views and counts read from them), workers.cc (the worker table); the helpers
+// they share are in store_internal.h.
+//
 // Thread safety: thread-safe; every method takes the store's mutex.
 #ifndef REPRO_STORE_STORE_H_
 #define REPRO_STORE_STORE_H_
@@ -20,6 +25,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -52,6 +58,7 @@ class RunStore {
   static absl::StatusOr<std::unique_ptr<RunStore>> Open(const std::string& path);
   ~RunStore();  // commits what is still open
 
+  // --- Experiments (store.cc) ---
   // Creates the experiment and all its runs in one transaction, or, when one of that
   // name exists, checks that it was made from the same plan. True when it was created.
   absl::StatusOr<bool> EnsureExperiment(const Plan& plan, const std::string& plan_text);
@@ -59,6 +66,7 @@ class RunStore {
   // The plan text the experiment was created from.
   absl::StatusOr<std::string> PlanText(const std::string& experiment);
 
+  // --- Leases (leases.cc) ---
   // Leases the next pending run (by arm order, then index, interleaving arms so that a
   // partial report has runs of every arm), or nullopt when none is pending.
   absl::StatusOr<std::optional<LeasedRun>> LeaseNext(const std::string& experiment,
@@ -67,13 +75,13 @@ class RunStore {
   // Renews a lease and records progress. False when the lease is no longer the run's.
   absl::StatusOr<bool> Renew(int64_t run_id, int64_t lease_id, int64_t now_ms, int64_t ttl_ms,
                              int epoch, int64_t batch, int64_t batches);
-  // Stores one epoch's record under its attempt. False when the lease is stale.
+  // (results.cc) Stores one epoch's record under its attempt. False when the lease is stale.
   absl::StatusOr<bool> RecordEpoch(int64_t run_id, int64_t lease_id, const EpochRecord& epoch);
-  // Stores a finished run's result under its attempt. True when it counts as the run's
+  // (results.cc) Stores a finished run's result under its attempt. True when it counts as the run's
   // result; false when the run already had one (kept as an extra attempt).
   absl::StatusOr<bool> Complete(int64_t run_id, int64_t lease_id, const RunResult& result,
                                 int64_t now_ms);
-  // Records a failed attempt. True when the run goes back to the queue; false when it
+  // (leases.cc) Records a failed attempt. True when the run goes back to the queue; false when it
   // is marked failed (attempts exhausted) or the lease was stale.
   absl::StatusOr<bool> Fail(int64_t run_id, int64_t lease_id, const std::string& error,
                             int64_t now_ms);
@@ -94,9 +102,10 @@ class RunStore {
   // The worker that holds (or held) attempt `lease_id` of the run; NOT_FOUND when the
   // run has no such attempt.
   absl::StatusOr<std::string> LeaseOwner(int64_t run_id, int64_t lease_id);
-  // "arm#index" of a run, for log lines.
+  // (results.cc) "arm#index" of a run, for log lines.
   absl::StatusOr<std::string> RunLabel(int64_t run_id);
 
+  // --- Results and views (results.cc) ---
   // The experiment's runs; with_results false leaves every RunView::result (and
   // extra_results) empty, for status and progress, which need only the runs' states:
   // a large experiment's results are millions of rows.
@@ -104,6 +113,7 @@ class RunStore {
   absl::StatusOr<RunCounts> Counts(const std::string& experiment);
   absl::StatusOr<RunTiming> Timing(const std::string& experiment);
 
+  // --- Workers (workers.cc) ---
   absl::Status UpsertWorker(const WorkerRecord& worker);
   // Records that the worker was heard from; false when it never registered.
   absl::StatusOr<bool> TouchWorker(const std::string& name, int64_t now_ms);
@@ -114,6 +124,13 @@ class RunStore {
  private:
   explicit RunStore(std::unique_ptr<sql::Database> db);
   absl::Status Migrate();
+  // Every change goes through Write (store_internal.h): the store's mutex, one
+  // transaction in the group commit, and a return once the change is on disk.
+  // WriteLocked is the same for a caller that already holds the mutex.
+  template <typename Change>
+  std::invoke_result_t<Change&> Write(Change&& change) ABSL_LOCKS_EXCLUDED(mu_);
+  template <typename Change>
+  std::invoke_result_t<Change&> WriteLocked(Change&& change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<int64_t> ExperimentId(const std::string& experiment)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<int> MaxAttempts(int64_t run_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

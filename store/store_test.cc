@@ -148,6 +148,107 @@ TEST_F(StoreTest, RenewKeepsTheLeaseAndRecordsProgress) {
   EXPECT_EQ(*store_->ExpireLeases(901), 1);
 }
 
+// Once a lease expired, every write through it is refused and changes nothing: the run
+// stays queued for its next attempt, which starts afresh and counts as attempt 2.
+TEST_F(StoreTest, WritesThroughAnExpiredLeaseAreRefusedAndChangeNothing) {
+  auto stale = store_->LeaseNext("t", "w1", 0, 500);
+  ASSERT_TRUE(stale.ok() && stale->has_value());
+  const int64_t run = (*stale)->run_id, lease = (*stale)->lease_id;
+  ASSERT_EQ(*store_->ExpireLeases(600), 1);
+
+  EXPECT_FALSE(*store_->Renew(run, lease, 700, 500, 1, 5, 10));
+  EXPECT_FALSE(*store_->SaveCheckpoint(run, lease, 0, "state", 700));
+  EXPECT_FALSE(*store_->Release(run, lease, "stopping", 700));
+  EXPECT_FALSE(*store_->Fail(run, lease, "boom", 700));
+  EXPECT_FALSE(*store_->RecordEpoch(run, lease, Result(0.5).epochs[0]));
+
+  auto view = store_->LoadView("t");
+  ASSERT_TRUE(view.ok()) << view.status();
+  EXPECT_EQ(view->runs[0].state, RunState::kPending);
+  EXPECT_EQ(view->runs[0].attempts, 1);
+  EXPECT_EQ(view->runs[0].error, "lease expired: no heartbeat from the worker in time");
+  EXPECT_EQ(view->runs[0].current_epoch, -1);
+  auto next = store_->LeaseNext("t", "w2", 800, 500);
+  ASSERT_TRUE(next.ok() && next->has_value());
+  EXPECT_EQ((*next)->run_id, run);
+  EXPECT_EQ((*next)->attempt, 2);
+  EXPECT_TRUE((*next)->checkpoint.empty());  // the stale checkpoint was not kept
+  EXPECT_EQ((*next)->checkpoint_epoch, -1);
+}
+
+// A run cut short resumes from its last checkpoint, not an older one.
+TEST_F(StoreTest, TheNextAttemptResumesFromTheLastCheckpoint) {
+  auto first = store_->LeaseNext("t", "w1", 0, 500);
+  ASSERT_TRUE(first.ok() && first->has_value());
+  EXPECT_TRUE(*store_->SaveCheckpoint((*first)->run_id, (*first)->lease_id, 0, "old", 100));
+  EXPECT_TRUE(*store_->SaveCheckpoint((*first)->run_id, (*first)->lease_id, 1, "new", 200));
+  ASSERT_EQ(*store_->ExpireLeases(600), 1);
+  auto second = store_->LeaseNext("t", "w2", 700, 500);
+  ASSERT_TRUE(second.ok() && second->has_value());
+  ASSERT_EQ((*second)->run_id, (*first)->run_id);
+  EXPECT_EQ((*second)->checkpoint, "new");
+  EXPECT_EQ((*second)->checkpoint_epoch, 1);
+  EXPECT_TRUE(*store_->Complete((*second)->run_id, (*second)->lease_id, Result(0.3), 900));
+  auto view = store_->LoadView("t");
+  EXPECT_EQ(view->runs[0].state, RunState::kDone);
+}
+
+// A mix of outcomes: Counts sees every state, Timing only the runs' counted results,
+// and a handed-back run is queued again without using up an attempt.
+TEST_F(StoreTest, CountsAndTimingAfterDoneFailedAndReleasedRuns) {
+  auto a = store_->LeaseNext("t", "w1", 0, 60000);
+  auto b = store_->LeaseNext("t", "w2", 1000, 60000);
+  ASSERT_TRUE(a.ok() && a->has_value() && b.ok() && b->has_value());
+  EXPECT_TRUE(*store_->Complete((*a)->run_id, (*a)->lease_id, Result(0.1), 3000));  // 3 s
+  EXPECT_TRUE(*store_->Complete((*b)->run_id, (*b)->lease_id, Result(0.2), 6000));  // 5 s
+  for (int attempt = 1; attempt <= 2; ++attempt) {  // max_attempts 2: then failed
+    auto c = store_->LeaseNext("t", "w1", 7000, 60000);
+    ASSERT_TRUE(c.ok() && c->has_value());
+    EXPECT_EQ((*c)->attempt, attempt);
+    EXPECT_EQ(*store_->Fail((*c)->run_id, (*c)->lease_id, "boom", 100000), attempt < 2);
+  }
+  for (int i = 0; i < 3; ++i) {  // released more often than max_attempts: still queued
+    auto d = store_->LeaseNext("t", "w2", 8000, 60000);
+    ASSERT_TRUE(d.ok() && d->has_value());
+    EXPECT_EQ((*d)->attempt, 1);
+    EXPECT_TRUE(*store_->Release((*d)->run_id, (*d)->lease_id, "stopping", 200000));
+  }
+
+  auto counts = store_->Counts("t");
+  ASSERT_TRUE(counts.ok()) << counts.status();
+  EXPECT_EQ(counts->done, 2);
+  EXPECT_EQ(counts->failed, 1);
+  EXPECT_EQ(counts->pending, 1);
+  EXPECT_EQ(counts->running, 0);
+  auto timing = store_->Timing("t");
+  ASSERT_TRUE(timing.ok()) << timing.status();
+  EXPECT_EQ(timing->done, 2);
+  EXPECT_DOUBLE_EQ(timing->mean_run_seconds, 4.0);
+  EXPECT_EQ(store_->Counts("nope").status().code(), absl::StatusCode::kNotFound);
+}
+
+// The worker table shows who holds which run, and a busy worker's heartbeats are
+// written at most once a second.
+TEST_F(StoreTest, WorkersShowTheirRunAndLastHeartbeat) {
+  EXPECT_FALSE(*store_->TouchWorker("stranger", 1000));
+  auto a = store_->LeaseNext("t", "w1", 0, 60000);
+  ASSERT_TRUE(a.ok() && a->has_value());
+  EXPECT_TRUE(*store_->TouchWorker("w1", 1000));
+  EXPECT_TRUE(*store_->TouchWorker("w1", 1500));  // within the second: not written
+  auto workers = store_->Workers();
+  ASSERT_TRUE(workers.ok()) << workers.status();
+  ASSERT_EQ(workers->size(), 2u);
+  EXPECT_EQ((*workers)[0].name, "w1");
+  EXPECT_EQ((*workers)[0].current_run, "same_seed#0");
+  EXPECT_EQ((*workers)[0].last_seen_ms, 1000);
+  EXPECT_EQ((*workers)[1].current_run, "");
+  EXPECT_TRUE(*store_->TouchWorker("w1", 2100));
+  EXPECT_TRUE(*store_->Complete((*a)->run_id, (*a)->lease_id, Result(0.1), 2200));
+  workers = store_->Workers();
+  EXPECT_EQ((*workers)[0].last_seen_ms, 2100);
+  EXPECT_EQ((*workers)[0].current_run, "");
+}
+
 TEST_F(StoreTest, RefusesAFileThatIsNotADatabase) {
   const std::string bad = path_ + ".txt";
   FILE* f = std::fopen(bad.c_str(), "w");

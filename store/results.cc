@@ -1,0 +1,381 @@
+// RunStore's results and the views read from them: storing epochs (RecordEpoch,
+// StoreEpochs) and finished runs (Complete); reading an experiment back as an
+// ExperimentView (LoadView, LoadResults), its counts (Counts), timing (Timing) and a
+// run's label (RunLabel). Leases are in leases.cc.
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "store/store.h"
+#include "store/store_internal.h"
+
+namespace repro {
+namespace {
+
+RunState ParseState(const std::string& s) {
+  if (s == "running") return RunState::kRunning;
+  if (s == "done") return RunState::kDone;
+  if (s == "failed") return RunState::kFailed;
+  return RunState::kPending;
+}
+
+std::string JoinDigests(const std::vector<std::string>& digests) {
+  std::string out;
+  for (const auto& d : digests) absl::StrAppend(&out, out.empty() ? "" : " ", d);
+  return out;
+}
+
+std::vector<std::string> SplitDigests(const std::string& text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find(' ', start);
+    if (end == std::string::npos) end = text.size();
+    out.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::Status RunStore::StoreEpochs(int64_t attempt_id, const std::vector<EpochRecord>& epochs) {
+  // Epochs are kept per attempt, so a stale attempt's records never mix with the
+  // current one's; INSERT OR REPLACE makes a resent epoch idempotent.
+  ASSIGN_OR_RETURN(auto q, db_->Prepare(
+      "INSERT OR REPLACE INTO epochs (attempt_id, epoch, loss, accuracy, val_loss, val_accuracy, "
+      "seconds, batch_digest, weights_hash, batch_digests, lr) "
+      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+  for (const EpochRecord& e : epochs) {
+    q->Reset();
+    RETURN_IF_ERROR(q->Bind(1, attempt_id).Bind(2, e.epoch).Bind(3, e.loss).Bind(4, e.accuracy)
+                        .Bind(5, e.val_loss).Bind(6, e.val_accuracy).Bind(7, e.seconds)
+                        .Bind(8, e.batch_digest).Bind(9, e.weights_hash)
+                        .Bind(10, JoinDigests(e.batch_digests)).Bind(11, e.lr).Run());
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> RunStore::RecordEpoch(int64_t run_id, int64_t lease_id,
+                                           const EpochRecord& e) {
+  return Write([&]() -> absl::StatusOr<bool> {
+    ASSIGN_OR_RETURN(auto check, db_->Prepare(
+        "SELECT 1 FROM attempts WHERE id = ? AND run_id = ?"));
+    check->Bind(1, lease_id).Bind(2, run_id);
+    ASSIGN_OR_RETURN(bool known, check->Step());
+    if (!known) return false;
+    RETURN_IF_ERROR(StoreEpochs(lease_id, {e}));
+    return IsCurrentLease(run_id, lease_id);
+  });
+}
+
+absl::StatusOr<bool> RunStore::Complete(int64_t run_id, int64_t lease_id, const RunResult& r,
+                                        int64_t now_ms) {
+  return Write([&]() -> absl::StatusOr<bool> {
+    ASSIGN_OR_RETURN(auto q, db_->Prepare(
+        "SELECT r.state, r.lease_attempt, a.outcome, w.name FROM runs r "
+        "JOIN attempts a ON a.id = ? AND a.run_id = r.id "
+        "LEFT JOIN workers w ON w.name = a.worker WHERE r.id = ?"));
+    q->Bind(1, lease_id).Bind(2, run_id);
+    ASSIGN_OR_RETURN(bool known, q->Step());
+    if (!known) {
+      return absl::NotFoundError(absl::StrCat("run ", run_id, " has no attempt ", lease_id));
+    }
+    const std::string state = q->Text(0);
+    const std::string worker = q->Text(3);
+    // A resent completion of an attempt already stored changes nothing.
+    if (q->Text(2) == "done") return true;
+    if (q->Text(2) == "extra") return false;
+    const bool counted = state != "done";
+    ASSIGN_OR_RETURN(auto attempt, db_->Prepare(
+        "UPDATE attempts SET ended_ms = ?, outcome = ?, test_loss = ?, test_accuracy = ?, "
+        "data_x_hash = ?, data_y_hash = ?, initial_hash = ?, final_hash = ?, environment = ?, "
+        "predictions = ?, initial_weights = ?, final_weights = ?, epoch_weights = ? WHERE id = ?"));
+    RETURN_IF_ERROR(attempt->Bind(1, now_ms).Bind(2, std::string(counted ? "done" : "extra"))
+                        .Bind(3, r.test_loss).Bind(4, r.test_accuracy).Bind(5, r.data_x_hash)
+                        .Bind(6, r.data_y_hash).Bind(7, r.initial_hash).Bind(8, r.final_hash)
+                        .Bind(9, nlohmann::json(r.environment).dump())
+                        .BindBlob(10, r.predictions.data(), r.predictions.size())
+                        .Bind(11, r.initial_weights).Bind(12, r.final_weights)
+                        .Bind(13, nlohmann::json(r.epoch_weights).dump())
+                        .Bind(14, lease_id).Run());
+    ASSIGN_OR_RETURN(auto tensor, db_->Prepare(
+        "INSERT OR REPLACE INTO tensors (attempt_id, which, ordinal, name, hash) "
+        "VALUES (?, ?, ?, ?, ?)"));
+    for (const auto& [which, list] : {std::pair{std::string("initial"), &r.initial_tensors},
+                                      std::pair{std::string("final"), &r.final_tensors}}) {
+      for (size_t i = 0; i < list->size(); ++i) {
+        tensor->Reset();
+        RETURN_IF_ERROR(tensor->Bind(1, lease_id).Bind(2, which).Bind(3, static_cast<int64_t>(i))
+                            .Bind(4, (*list)[i].name).Bind(5, (*list)[i].hash).Run());
+      }
+    }
+    RETURN_IF_ERROR(StoreEpochs(lease_id, r.epochs));
+    if (counted) {
+      // A finished run needs its checkpoint no more.
+      ASSIGN_OR_RETURN(auto drop, db_->Prepare("DELETE FROM checkpoints WHERE run_id = ?"));
+      RETURN_IF_ERROR(drop->Bind(1, run_id).Run());
+      ASSIGN_OR_RETURN(auto run, db_->Prepare(
+          "UPDATE runs SET state = 'done', result_attempt = ?, error = '', "
+          "lease_expires_ms = NULL WHERE id = ?"));
+      RETURN_IF_ERROR(run->Bind(1, lease_id).Bind(2, run_id).Run());
+    }
+    if (!worker.empty()) RETURN_IF_ERROR(SetWorkerRun(worker, ""));
+    return counted;
+  });
+}
+
+// --- Reading an experiment back --------------------------------------------------
+
+namespace {
+
+// The RunResult that rows of attempt `id` fill in (nullptr for an attempt that is no
+// run's current one). Rows come grouped by attempt, so the last answer is kept.
+class ResultsByAttempt {
+ public:
+  // attempt_ids[i] is the current attempt of view->runs[i]; 0: none.
+  ResultsByAttempt(const std::vector<int64_t>& attempt_ids, ExperimentView* view) {
+    results_.reserve(attempt_ids.size());
+    for (size_t i = 0; i < attempt_ids.size(); ++i) {
+      if (attempt_ids[i] != 0) results_[attempt_ids[i]] = &view->runs[i].result;
+    }
+  }
+  RunResult* Find(int64_t id) {
+    if (id != last_id_ || last_ == nullptr) {
+      auto it = results_.find(id);
+      last_id_ = id;
+      last_ = it == results_.end() ? nullptr : it->second;
+    }
+    return last_;
+  }
+
+ private:
+  std::unordered_map<int64_t, RunResult*> results_;
+  int64_t last_id_ = 0;
+  RunResult* last_ = nullptr;
+};
+
+// The ids of the experiment's runs' current attempts (bound to the experiment's id).
+constexpr char kCurrentAttempts[] =
+    "(SELECT COALESCE(result_attempt, lease_attempt) FROM runs WHERE experiment_id = ?)";
+
+// Runs `sql` (whose first column is an attempt id and whose only parameter is the
+// experiment's id) and hands each row of a current attempt to `read(row, result)`.
+template <typename Read>
+absl::Status ReadResultRows(sql::Database& db, const std::string& sql, int64_t experiment_id,
+                            ResultsByAttempt& results, Read&& read) {
+  ASSIGN_OR_RETURN(auto q, db.Prepare(sql));
+  q->Bind(1, experiment_id);
+  return ForEachRow(*q, [&](const sql::Statement& row) {
+    if (RunResult* r = results.Find(row.Int(0))) read(row, r);
+  });
+}
+
+// The result columns of the current attempts (kCurrentAttempts completes it), and how
+// ReadAttempt reads one of its rows into the attempt's result.
+constexpr char kAttemptResults[] =
+    "SELECT id, test_loss, test_accuracy, data_x_hash, data_y_hash, initial_hash, final_hash, "
+    "environment, predictions, initial_weights, final_weights, epoch_weights "
+    "FROM attempts WHERE id IN ";
+void ReadAttempt(const sql::Statement& a, RunResult* r) {
+  r->test_loss = a.Real(1);
+  r->test_accuracy = a.Real(2);
+  r->data_x_hash = a.Text(3);
+  r->data_y_hash = a.Text(4);
+  r->initial_hash = a.Text(5);
+  r->final_hash = a.Text(6);
+  // Stored by Complete from well-formed values; a damaged cell reads as empty.
+  const auto environment = nlohmann::json::parse(a.Text(7), nullptr, false);
+  if (environment.is_object()) {
+    for (const auto& [key, value] : environment.items()) {
+      if (value.is_string()) r->environment[key] = value.get<std::string>();
+    }
+  }
+  const std::string predictions = a.Blob(8);
+  r->predictions.assign(predictions.begin(), predictions.end());
+  r->initial_weights = a.Text(9);
+  r->final_weights = a.Text(10);
+  const auto epoch_weights = nlohmann::json::parse(a.Text(11), nullptr, false);
+  if (epoch_weights.is_array()) {
+    for (const auto& path : epoch_weights) {
+      if (path.is_string()) r->epoch_weights.push_back(path.get<std::string>());
+    }
+  }
+}
+
+// A row of the epochs query into the attempt's result, which has `epochs` of them.
+void ReadEpoch(const sql::Statement& e, int epochs, RunResult* r) {
+  if (r->epochs.empty()) r->epochs.reserve(static_cast<size_t>(epochs));
+  EpochRecord& rec = r->epochs.emplace_back();
+  rec.epoch = static_cast<int>(e.Int(1));
+  rec.loss = e.Real(2);
+  rec.accuracy = e.Real(3);
+  rec.val_loss = e.Real(4);
+  rec.val_accuracy = e.Real(5);
+  rec.seconds = e.Real(6);
+  rec.batch_digest = e.Text(7);
+  rec.weights_hash = e.Text(8);
+  rec.batch_digests = SplitDigests(e.Text(9));
+  rec.lr = e.Real(10);
+}
+
+// Fills in the view's name, runs_per_arm and epochs; returns the experiment's id.
+absl::StatusOr<int64_t> ReadExperiment(sql::Database& db, const std::string& experiment,
+                                       ExperimentView* view) {
+  view->name = experiment;
+  ASSIGN_OR_RETURN(auto x, db.Prepare(
+      "SELECT id, runs_per_arm, epochs FROM experiments WHERE name = ?"));
+  x->Bind(1, experiment);
+  ASSIGN_OR_RETURN(bool found, x->Step());
+  if (!found) return NoExperimentError(db.path(), experiment);
+  view->runs_per_arm = static_cast<int>(x->Int(1));
+  view->epochs = static_cast<int>(x->Int(2));
+  return x->Int(0);
+}
+
+// The experiment's runs, in arm order, and their arms; attempt_ids[i] is the current
+// attempt of view->runs[i] (0: none).
+absl::Status ReadRuns(sql::Database& db, int64_t experiment_id, ExperimentView* view,
+                      std::vector<int64_t>* attempt_ids) {
+  ASSIGN_OR_RETURN(auto q, db.Prepare(
+      "SELECT r.arm, r.idx, r.init_seed, r.shuffle_seed, r.state, r.attempts, r.error, "
+      "r.progress_epoch, COALESCE(r.result_attempt, r.lease_attempt), "
+      "COALESCE(a.worker, ''), r.progress_batch, r.progress_batches, r.augment_seed FROM runs r "
+      "LEFT JOIN attempts a ON a.id = COALESCE(r.result_attempt, r.lease_attempt) "
+      "WHERE r.experiment_id = ? ORDER BY r.arm_order, r.idx"));
+  q->Bind(1, experiment_id);
+  return ForEachRow(*q, [&](const sql::Statement& row) {
+    RunView run;
+    run.arm = row.Text(0);
+    run.index = static_cast<int>(row.Int(1));
+    run.init_seed = static_cast<uint64_t>(row.Int(2));
+    run.shuffle_seed = static_cast<uint64_t>(row.Int(3));
+    run.state = ParseState(row.Text(4));
+    run.attempts = static_cast<int>(row.Int(5));
+    run.error = row.Text(6);
+    run.current_epoch = run.state == RunState::kRunning ? static_cast<int>(row.Int(7)) : -1;
+    attempt_ids->push_back(row.IsNull(8) ? 0 : row.Int(8));
+    run.worker = row.Text(9);
+    run.current_batch = row.Int(10);
+    run.batches = row.Int(11);
+    run.augment_seed = static_cast<uint64_t>(row.Int(12));
+    if (view->arms.empty() || view->arms.back() != run.arm) view->arms.push_back(run.arm);
+    view->runs.push_back(std::move(run));
+  });
+}
+
+// The results that came after a run's first (attempts kept as 'extra'), by run.
+absl::Status ReadExtraResults(sql::Database& db, int64_t experiment_id, ExperimentView* view) {
+  ASSIGN_OR_RETURN(auto extra, db.Prepare(
+      "SELECT r.arm, r.idx, a.worker, a.final_hash, a.test_loss, a.test_accuracy FROM attempts a "
+      "JOIN runs r ON r.id = a.run_id WHERE r.experiment_id = ? AND a.outcome = 'extra' "
+      "ORDER BY a.id"));
+  extra->Bind(1, experiment_id);
+  return ForEachRow(*extra, [&](const sql::Statement& row) {
+    for (RunView& run : view->runs) {
+      if (run.arm == row.Text(0) && run.index == row.Int(1)) {
+        run.extra_results.push_back(
+            ExtraResult{row.Text(2), row.Text(3), row.Real(4), row.Real(5)});
+      }
+    }
+  });
+}
+
+}  // namespace
+
+absl::Status RunStore::LoadResults(int64_t experiment_id, const std::vector<int64_t>& attempt_ids,
+                                   ExperimentView* view) {
+  // Three queries for the whole experiment, not three per run: a report of 10,000 runs
+  // x 200 epochs reads 2 million epoch rows. Each returns the rows of the runs' current
+  // attempts, grouped by attempt (in primary-key order, so without a sort).
+  ResultsByAttempt results(attempt_ids, view);
+  RETURN_IF_ERROR(ReadResultRows(*db_, absl::StrCat(kAttemptResults, kCurrentAttempts),
+                                 experiment_id, results, ReadAttempt));
+  RETURN_IF_ERROR(ReadResultRows(
+      *db_,
+      absl::StrCat("SELECT attempt_id, which, name, hash FROM tensors WHERE attempt_id IN ",
+                   kCurrentAttempts, " ORDER BY attempt_id, which, ordinal"),
+      experiment_id, results, [](const sql::Statement& t, RunResult* r) {
+        auto& list = t.Text(1) == "initial" ? r->initial_tensors : r->final_tensors;
+        list.push_back(TensorHash{t.Text(2), t.Text(3)});
+      }));
+  return ReadResultRows(
+      *db_,
+      absl::StrCat("SELECT attempt_id, epoch, loss, accuracy, val_loss, val_accuracy, seconds, "
+                   "batch_digest, weights_hash, batch_digests, lr FROM epochs WHERE attempt_id "
+                   "IN ", kCurrentAttempts, " ORDER BY attempt_id, epoch"),
+      experiment_id, results,
+      [epochs = view->epochs](const sql::Statement& e, RunResult* r) { ReadEpoch(e, epochs, r); });
+}
+
+absl::StatusOr<ExperimentView> RunStore::LoadView(const std::string& experiment,
+                                                  bool with_results) {
+  QueuedLock lock(&mu_, &queued_);
+  // One read transaction, so the view is a consistent snapshot even while workers report
+  // (after the changes still waiting for a group commit are committed).
+  RETURN_IF_ERROR(group_->Flush());
+  RETURN_IF_ERROR(db_->Exec("BEGIN"));
+  struct EndRead {
+    sql::Database* db;
+    ~EndRead() { db->Exec("COMMIT").IgnoreError(); }
+  } end_read{db_.get()};
+  ExperimentView view;
+  ASSIGN_OR_RETURN(const int64_t experiment_id, ReadExperiment(*db_, experiment, &view));
+  std::vector<int64_t> attempt_ids;
+  RETURN_IF_ERROR(ReadRuns(*db_, experiment_id, &view, &attempt_ids));
+  if (!with_results) return view;
+  RETURN_IF_ERROR(LoadResults(experiment_id, attempt_ids, &view));
+  RETURN_IF_ERROR(ReadExtraResults(*db_, experiment_id, &view));
+  return view;
+}
+
+absl::StatusOr<RunCounts> RunStore::Counts(const std::string& experiment) {
+  QueuedLock lock(&mu_, &queued_);
+  ASSIGN_OR_RETURN(int64_t experiment_id, ExperimentId(experiment));
+  ASSIGN_OR_RETURN(auto q, db_->Prepare(
+      "SELECT state, COUNT(*) FROM runs WHERE experiment_id = ? GROUP BY state"));
+  q->Bind(1, experiment_id);
+  RunCounts counts;
+  RETURN_IF_ERROR(ForEachRow(*q, [&](const sql::Statement& row) {
+    const int n = static_cast<int>(row.Int(1));
+    switch (ParseState(row.Text(0))) {
+      case RunState::kPending: counts.pending = n; break;
+      case RunState::kRunning: counts.running = n; break;
+      case RunState::kDone: counts.done = n; break;
+      case RunState::kFailed: counts.failed = n; break;
+    }
+  }));
+  return counts;
+}
+
+absl::StatusOr<RunTiming> RunStore::Timing(const std::string& experiment) {
+  QueuedLock lock(&mu_, &queued_);
+  ASSIGN_OR_RETURN(int64_t experiment_id, ExperimentId(experiment));
+  ASSIGN_OR_RETURN(auto q, db_->Prepare(
+      "SELECT COUNT(*), AVG(a.ended_ms - a.started_ms) FROM runs r "
+      "JOIN attempts a ON a.id = r.result_attempt WHERE r.experiment_id = ?"));
+  q->Bind(1, experiment_id);
+  ASSIGN_OR_RETURN(bool row, q->Step());
+  RunTiming timing;
+  if (row) {
+    timing.done = q->Int(0);
+    timing.mean_run_seconds = q->IsNull(1) ? 0 : q->Real(1) / 1000.0;
+  }
+  return timing;
+}
+
+absl::StatusOr<std::string> RunStore::RunLabel(int64_t run_id) {
+  QueuedLock lock(&mu_, &queued_);
+  ASSIGN_OR_RETURN(auto q, db_->Prepare("SELECT arm, idx FROM runs WHERE id = ?"));
+  q->Bind(1, run_id);
+  ASSIGN_OR_RETURN(bool row, q->Step());
+  if (!row) return absl::NotFoundError(absl::StrCat("no run ", run_id));
+  return absl::StrCat(q->Text(0), "#", q->Int(1));
+}
+
+}  // namespace repro
