@@ -1,9 +1,8 @@
-// Tests of the CIFAR-10 reader and its preprocessing (on small files written here in
-// the binary format), of Keras's ResNets (parameter counts, names, padding,
+// Tests of the CIFAR-10 preprocessing into tensors and of data errors in a run (on small
+// files written in the binary format; the reader itself is tested in
+// data/cifar_dataset_test.cc), of Keras's ResNets (parameter counts, names, padding,
 // initialization) and of short TrainRuns of ResNet20v1 and ResNet29v2 on CIFAR-format
 // data with a learnable pattern.
-#include <unistd.h>
-
 #include <ATen/ops/zeros.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/batchnorm.h>
@@ -15,19 +14,17 @@
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <functional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
-#include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
 #include "common/hash.h"
+#include "data/cifar_dataset.h"
+#include "data/data_test_support.h"
+#include "data/dataset_check.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "data/cifar_dataset.h"
-#include "data/dataset_check.h"
 #include "worker/engine/engine.h"
 #include "worker/engine/fingerprint.h"
 #include "worker/engine/models.h"
@@ -38,60 +35,11 @@ namespace repro::engine {
 namespace {
 
 using ::testing::HasSubstr;
+using data::test_support::CifarTest;
+using data::test_support::LabelFn;
+using data::test_support::PatternPixel;
+using data::test_support::PixelFn;
 namespace fs = std::filesystem;
-
-// ---------------------------------------------------------------- CIFAR file writer
-
-// Label and pixel of sample `g` (its index in the split); pixel index i in 0..3071 is
-// channel * 1024 + row * 32 + column, as in the file.
-using LabelFn = std::function<uint8_t(int64_t g)>;
-using PixelFn = std::function<uint8_t(int64_t g, int64_t i)>;
-
-uint8_t CyclicLabel(int64_t g) { return static_cast<uint8_t>(g % 10); }
-uint8_t PatternPixel(int64_t g, int64_t i) { return static_cast<uint8_t>((g * 7 + i * 13) % 256); }
-
-std::vector<uint8_t> Records(int64_t first, int64_t count, const LabelFn& label,
-                             const PixelFn& pixel) {
-  std::vector<uint8_t> out;
-  for (int64_t g = first; g < first + count; ++g) {
-    out.push_back(label(g));
-    for (int64_t i = 0; i < data::kCifarImageBytes; ++i) out.push_back(pixel(g, i));
-  }
-  return out;
-}
-
-void WriteFile(const fs::path& path, const std::vector<uint8_t>& bytes) {
-  std::ofstream out(path, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-  ASSERT_TRUE(out.good()) << path;
-}
-
-class CifarTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::path(::testing::TempDir()) /
-           absl::StrCat("repro_cifar_test_", info->name(), "_", ::getpid());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  // 5 training files of `per_file` records (samples 0.. in order) and a test file of
-  // `test` records.
-  void WriteDataset(int64_t per_file, int64_t test, const LabelFn& label = CyclicLabel,
-                    const PixelFn& pixel = PatternPixel) {
-    for (int f = 0; f < 5; ++f) {
-      WriteFile(dir_ / absl::StrCat("data_batch_", f + 1, ".bin"),
-                Records(f * per_file, per_file, label, pixel));
-    }
-    WriteFile(dir_ / "test_batch.bin", Records(0, test, label, pixel));
-  }
-
-  std::string Path(const std::string& name) const { return (dir_ / name).string(); }
-
-  fs::path dir_;
-};
 
 // The mean over samples 0..n-1 of PatternPixel(g, i) / 255, as the loader defines it.
 float ExpectedMean(int64_t n, int64_t i) {
@@ -100,42 +48,7 @@ float ExpectedMean(int64_t n, int64_t i) {
   return static_cast<float>(sum / static_cast<double>(n));
 }
 
-// ---------------------------------------------------------------- reading
-
-TEST_F(CifarTest, ReadsLabelsAndPixelsInFileOrder) {
-  WriteDataset(20, 10);
-  auto train = data::ReadCifarSplit(dir_.string(), data::Split::kTrain, 0);
-  ASSERT_TRUE(train.ok()) << train.status();
-  EXPECT_EQ(train->count, 100);
-  EXPECT_EQ(train->file_count, 100);
-  ASSERT_EQ(train->paths.size(), 5u);
-  EXPECT_EQ(fs::path(train->paths[2]).filename(), "data_batch_3.bin");
-  ASSERT_EQ(train->labels.size(), 100u);
-  ASSERT_EQ(train->pixels.size(), 100u * 3072);
-  for (int64_t g : {0, 19, 20, 57, 99}) {
-    EXPECT_EQ(train->labels[g], g % 10) << g;
-    for (int64_t i : {0, 1023, 1024, 2047, 2048, 3071}) {
-      EXPECT_EQ(train->pixels[g * 3072 + i], PatternPixel(g, i)) << g << " " << i;
-    }
-  }
-
-  // A limit keeps the first samples across files but still reads all of them.
-  auto some = data::ReadCifarSplit(dir_.string(), data::Split::kTrain, 30);
-  ASSERT_TRUE(some.ok()) << some.status();
-  EXPECT_EQ(some->count, 30);
-  EXPECT_EQ(some->file_count, 100);
-  EXPECT_EQ(some->labels.size(), 30u);
-  EXPECT_EQ(some->pixels[29 * 3072 + 5], PatternPixel(29, 5));
-
-  auto test = data::ReadCifarSplit(dir_.string(), data::Split::kTest, 0);
-  ASSERT_TRUE(test.ok()) << test.status();
-  EXPECT_EQ(test->count, 10);
-  EXPECT_EQ(fs::path(test->paths[0]).filename(), "test_batch.bin");
-
-  EXPECT_TRUE(data::CheckDatasetKind("cifar10").ok());
-  EXPECT_TRUE(data::CheckDataset("cifar10", dir_.string()).ok());
-  EXPECT_TRUE(data::CheckDataset("cifar10", dir_.string(), 100, 10).ok());
-}
+// ---------------------------------------------------------------- preprocessing
 
 TEST_F(CifarTest, PreprocessingDividesBy255AndSubtractsTheTrainingPixelMean) {
   WriteDataset(20, 10);
@@ -179,36 +92,6 @@ TEST_F(CifarTest, PreprocessingDividesBy255AndSubtractsTheTrainingPixelMean) {
 }
 
 // ---------------------------------------------------------------- errors
-
-TEST_F(CifarTest, TruncatedFileIsAnErrorNamingTheFileAndItsSize) {
-  WriteDataset(20, 10);
-  std::vector<uint8_t> bytes = Records(40, 10, CyclicLabel, PatternPixel);
-  bytes.push_back(0);  // 10 records and one byte: 30731 bytes
-  WriteFile(dir_ / "data_batch_3.bin", bytes);
-  for (const absl::Status& s : {data::ReadCifarSplit(dir_.string(), data::Split::kTrain).status(),
-                                data::CheckDataset("cifar10", dir_.string())}) {
-    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-    EXPECT_THAT(std::string(s.message()),
-                HasSubstr(Path("data_batch_3.bin") +
-                          ": 30731 bytes is not a whole number of 3073-byte records (truncated?)"));
-  }
-  // Even when the limit keeps only samples before the bad file.
-  EXPECT_FALSE(data::ReadCifarSplit(dir_.string(), data::Split::kTrain, 5).ok());
-}
-
-TEST_F(CifarTest, EmptyFileAndBadLabelAreErrorsNamingTheFile) {
-  WriteDataset(20, 10);
-  WriteFile(dir_ / "data_batch_2.bin", {});
-  absl::Status s = data::CheckDataset("cifar10", dir_.string());
-  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(s.message()), HasSubstr(Path("data_batch_2.bin") + ": is empty"));
-
-  WriteDataset(20, 10, [](int64_t g) { return static_cast<uint8_t>(g == 4 ? 12 : g % 10); });
-  s = data::ReadCifarSplit(dir_.string(), data::Split::kTest).status();
-  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(s.message()),
-              HasSubstr(Path("test_batch.bin") + ": record 4 has label 12, outside 0..9"));
-}
 
 TEST_F(CifarTest, MissingDirectoryFileAndTooLargeLimitAreErrors) {
   const std::string missing = (dir_ / "nope").string();
