@@ -18,6 +18,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/synchronization/mutex.h"
+#include "proto/convert.h"
 
 namespace repro {
 namespace {
@@ -44,16 +45,6 @@ v1::RunResult ValidResult(double test_loss) {
   *r.add_final_tensors() = *tensor;
   for (int e = 0; e < kEpochs; ++e) r.add_epochs()->set_epoch(e);
   return r;
-}
-
-// A request of `worker` about its lease of `run`: every worker call but Register and Lease.
-template <typename Request>
-Request About(const std::string& worker, const v1::RunAssignment& run) {
-  Request req;
-  req.set_worker(worker);
-  req.set_run_id(run.run_id());
-  req.set_lease_id(run.lease_id());
-  return req;
 }
 
 class ServiceTest : public ::testing::Test {
@@ -135,28 +126,28 @@ class ServiceTest : public ::testing::Test {
   bool HeartbeatSaysValid(const std::string& worker, const v1::RunAssignment& run) {
     v1::HeartbeatResponse resp;
     const grpc::Status s =
-        workers_->Heartbeat(Ctx().get(), About<v1::HeartbeatRequest>(worker, run), &resp);
+        workers_->Heartbeat(Ctx().get(), AboutLease<v1::HeartbeatRequest>(worker, run), &resp);
     EXPECT_TRUE(s.ok()) << s.error_message();
     return resp.lease_valid();
   }
 
   grpc::Status Complete(const std::string& worker, const v1::RunAssignment& run,
                         const v1::RunResult& result, v1::CompleteResponse* resp) {
-    auto req = About<v1::CompleteRequest>(worker, run);
+    auto req = AboutLease<v1::CompleteRequest>(worker, run);
     *req.mutable_result() = result;
     return workers_->Complete(Ctx().get(), req, resp);
   }
 
   grpc::Status Fail(const std::string& worker, const v1::RunAssignment& run,
                     v1::FailResponse* resp) {
-    auto req = About<v1::FailRequest>(worker, run);
+    auto req = AboutLease<v1::FailRequest>(worker, run);
     req.set_error("out of memory");
     return workers_->Fail(Ctx().get(), req, resp);
   }
 
   grpc::Status Release(const std::string& worker, const v1::RunAssignment& run,
                        v1::ReleaseResponse* resp) {
-    auto req = About<v1::ReleaseRequest>(worker, run);
+    auto req = AboutLease<v1::ReleaseRequest>(worker, run);
     req.set_reason("draining");
     return workers_->Release(Ctx().get(), req, resp);
   }
@@ -174,7 +165,7 @@ class ServiceTest : public ::testing::Test {
 
   grpc::Status ReportEpoch(const std::string& worker, const v1::RunAssignment& run, int epoch,
                            v1::ReportEpochResponse* resp) {
-    auto req = About<v1::ReportEpochRequest>(worker, run);
+    auto req = AboutLease<v1::ReportEpochRequest>(worker, run);
     req.mutable_epoch()->set_epoch(epoch);
     return workers_->ReportEpoch(Ctx().get(), req, resp);
   }
@@ -390,7 +381,7 @@ TEST_F(ServiceTest, StatusAndWorkersShowTheRunsAndTheWorkers) {
   ASSERT_TRUE(Register("a").ok());
   ASSERT_TRUE(Register("b").ok());
   const v1::RunAssignment run = LeaseRun("a");
-  auto beat = About<v1::HeartbeatRequest>("a", run);
+  auto beat = AboutLease<v1::HeartbeatRequest>("a", run);
   beat.set_epoch(1);
   beat.set_batch(3);
   beat.set_batches(10);

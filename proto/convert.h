@@ -6,6 +6,8 @@
 #ifndef REPRO_PROTO_CONVERT_H_
 #define REPRO_PROTO_CONVERT_H_
 
+#include <string>
+
 #include "common/experiment_view.h"
 #include "common/records.h"
 #include "common/run_spec.h"
@@ -24,6 +26,17 @@ v1::WorkerStatus ToProto(const WorkerRecord& worker);
 WorkerRecord FromProto(const v1::WorkerStatus& worker);
 v1::StatusResponse ToProto(const ExperimentStatus& status);
 ExperimentStatus FromProto(const v1::StatusResponse& status);
+
+// A request of `worker` about its lease of `run` (worker, run_id, lease_id set): every
+// worker call but Register and Lease.
+template <typename Request>
+Request AboutLease(const std::string& worker, const v1::RunAssignment& run) {
+  Request req;
+  req.set_worker(worker);
+  req.set_run_id(run.run_id());
+  req.set_lease_id(run.lease_id());
+  return req;
+}
 
 }  // namespace repro
 

@@ -5,8 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
-#include <mutex>
+#include <exception>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -34,23 +33,60 @@ std::string Describe(const grpc::Status& s) {
   return absl::StrCat(s.error_message(), " (gRPC code ", static_cast<int>(s.error_code()), ")");
 }
 
+std::string Label(const v1::RunAssignment& run) { return absl::StrCat(run.arm(), "#", run.index()); }
+
+// Waits between retries: 250 ms, doubling up to the maximum.
+class Backoff {
+ public:
+  explicit Backoff(int max_ms) : max_ms_(max_ms) {}
+  int Next() {
+    const int ms = next_ms_;
+    next_ms_ = std::min(next_ms_ * 2, max_ms_);
+    return ms;
+  }
+  void Reset() { next_ms_ = kFirstMs; }
+
+ private:
+  static constexpr int kFirstMs = 250;
+  int max_ms_;
+  int next_ms_ = kFirstMs;
+};
+
 }  // namespace
 
-WorkerDaemon::WorkerDaemon(WorkerOptions options, const std::atomic<int>* stop_signal)
-    : options_(std::move(options)), stop_signal_(stop_signal) {
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  // Reconnect promptly after the coordinator comes back, rather than gRPC's default of
-  // up to two minutes between connection attempts.
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-  args.SetMaxSendMessageSize(64 << 20);
-  args.SetMaxReceiveMessageSize(64 << 20);  // an assignment may carry a checkpoint
-  auto credentials = options_.credentials ? options_.credentials : grpc::InsecureChannelCredentials();
-  channel_ = grpc::CreateCustomChannel(options_.coordinator, credentials, args);
-  stub_ = v1::WorkerService::NewStub(channel_);
+bool SteadySleeper::SleepFor(int ms, const std::function<bool()>& wake) {
+  // A signal handler sets the stop flag and cannot notify: look at it this often.
+  constexpr std::chrono::milliseconds kPoll(50);
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!wake()) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= until) return false;
+    cv_.wait_until(lock, std::min(until, now + kPoll));
+  }
+  return true;
 }
+
+void SteadySleeper::Wake() {
+  { std::lock_guard<std::mutex> lock(mu_); }  // a sleeper between its check and its wait
+  cv_.notify_all();
+}
+
+struct WorkerDaemon::Progress {
+  std::atomic<int> epoch{0};
+  std::atomic<int64_t> batch{0}, batches{0};
+  std::atomic<bool> lease_lost{false};
+  std::atomic<bool> done{false};  // training returned: the heartbeats end
+};
+
+WorkerDaemon::WorkerDaemon(WorkerOptions options,
+                           std::unique_ptr<v1::WorkerService::StubInterface> stub, Trainer trainer,
+                           Sleeper* sleeper, const std::atomic<int>* stop_signal)
+    : options_(std::move(options)),
+      stub_(std::move(stub)),
+      trainer_(std::move(trainer)),
+      sleeper_(sleeper),
+      stop_signal_(stop_signal) {}
 
 std::unique_ptr<grpc::ClientContext> WorkerDaemon::Context() const {
   auto ctx = std::make_unique<grpc::ClientContext>();
@@ -61,14 +97,11 @@ std::unique_ptr<grpc::ClientContext> WorkerDaemon::Context() const {
 }
 
 void WorkerDaemon::Sleep(int ms) const {
-  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
-  while (!Stopping() && std::chrono::steady_clock::now() < until) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(std::min(ms, 50)));
-  }
+  sleeper_->SleepFor(ms, [this] { return Stopping(); });
 }
 
 bool WorkerDaemon::Register() {
-  int backoff = 250;
+  Backoff backoff(options_.max_backoff_ms);
   for (;;) {
     if (Stopping()) return false;
     v1::RegisterRequest req;
@@ -92,10 +125,10 @@ bool WorkerDaemon::Register() {
       cli::LogLine(absl::StrCat("registration refused: ", Describe(s)));
       return false;
     }
+    const int ms = backoff.Next();
     cli::LogLine(absl::StrCat("coordinator ", options_.coordinator, " not reachable: ",
-                              s.error_message(), "; retrying in ", backoff, " ms"));
-    Sleep(backoff);
-    backoff = std::min(backoff * 2, options_.max_backoff_ms);
+                              s.error_message(), "; retrying in ", ms, " ms"));
+    Sleep(ms);
   }
 }
 
@@ -116,7 +149,11 @@ int WorkerDaemon::Run() {
         [](const std::string& line) { cli::LogLine(line); });
   }
   if (!Register()) return Stopping() ? cli::kExitOk : cli::kExitError;
-  int backoff = 250;
+  return LeaseLoop();
+}
+
+int WorkerDaemon::LeaseLoop() {
+  Backoff backoff(options_.max_backoff_ms);
   while (!Stopping()) {
     v1::LeaseRequest req;
     req.set_worker(options_.name);
@@ -133,13 +170,13 @@ int WorkerDaemon::Run() {
         cli::LogLine(absl::StrCat("lease failed: ", Describe(s)));
         return cli::kExitError;
       }
-      cli::LogLine(absl::StrCat("coordinator away (", s.error_message(), "); retrying in ",
-                                backoff, " ms"));
-      Sleep(backoff);
-      backoff = std::min(backoff * 2, options_.max_backoff_ms);
+      const int ms = backoff.Next();
+      cli::LogLine(absl::StrCat("coordinator away (", s.error_message(), "); retrying in ", ms,
+                                " ms"));
+      Sleep(ms);
       continue;
     }
-    backoff = 250;
+    backoff.Reset();
     switch (resp.outcome_case()) {
       case v1::LeaseResponse::kRun:
         Train(resp.run());
@@ -161,63 +198,69 @@ int WorkerDaemon::Run() {
 }
 
 void WorkerDaemon::Train(const v1::RunAssignment& run) {
-  const std::string label = absl::StrCat(run.arm(), "#", run.index());
-  cli::LogLine(absl::StrCat("training run ", label, " (init seed ", run.spec().init_seed(),
+  cli::LogLine(absl::StrCat("training run ", Label(run), " (init seed ", run.spec().init_seed(),
                             ", shuffle seed ", run.spec().shuffle_seed(), ", ", run.spec().epochs(),
                             " epochs)"));
-  std::atomic<int> epoch{0};
-  std::atomic<int64_t> batch{0}, batches{0};
-  std::atomic<bool> lease_lost{false};
-  std::mutex mu;
-  std::condition_variable done_cv;
-  bool done = false;
-
+  Progress progress;
   // Heartbeats renew the lease and carry progress, on their own thread so a long epoch
   // never lets the lease lapse.
-  std::thread heartbeat([&] {
-    std::unique_lock<std::mutex> lock(mu);
-    while (!done_cv.wait_for(lock, std::chrono::milliseconds(heartbeat_interval_ms_),
-                             [&] { return done; })) {
-      lock.unlock();
-      v1::HeartbeatRequest req;
-      req.set_worker(options_.name);
-      req.set_run_id(run.run_id());
-      req.set_lease_id(run.lease_id());
-      req.set_epoch(epoch.load());
-      req.set_batch(batch.load());
-      req.set_batches(batches.load());
-      v1::HeartbeatResponse resp;
-      grpc::Status s = stub_->Heartbeat(Context().get(), req, &resp);
-      if (s.ok() && !resp.lease_valid()) lease_lost.store(true);
-      lock.lock();
-    }
-  });
+  std::thread heartbeat([&] { Heartbeats(run, &progress); });
+  const engine::Callbacks callbacks = CallbacksFor(run, &progress);
+  const absl::StatusOr<RunResult> result = CallTrainer(SpecFor(run), callbacks);
+  progress.done.store(true);
+  sleeper_->Wake();
+  heartbeat.join();
+  Report(run, result, progress);
+}
 
+RunSpec WorkerDaemon::SpecFor(const v1::RunAssignment& run) const {
+  RunSpec spec = FromProto(run.spec());
+  if (spec.threads == 0) spec.threads = options_.threads;  // the plan leaves it to the worker
+  spec.resume_state = run.checkpoint();
+  if (!spec.resume_state.empty()) {
+    cli::LogLine(absl::StrCat("run ", Label(run), ": resuming from the checkpoint after epoch ",
+                              run.checkpoint_epoch()));
+  }
+  if (spec.export_initial || spec.export_final || spec.export_every_epoch) {
+    spec.export_dir = absl::StrCat(options_.artifacts, "/", run.experiment(), "/", run.arm(),
+                                   "/run-", run.index());
+  }
+  return spec;
+}
+
+void WorkerDaemon::Heartbeats(const v1::RunAssignment& run, Progress* progress) {
+  while (!sleeper_->SleepFor(heartbeat_interval_ms_, [progress] { return progress->done.load(); })) {
+    auto req = AboutLease<v1::HeartbeatRequest>(options_.name, run);
+    req.set_epoch(progress->epoch.load());
+    req.set_batch(progress->batch.load());
+    req.set_batches(progress->batches.load());
+    v1::HeartbeatResponse resp;
+    grpc::Status s = stub_->Heartbeat(Context().get(), req, &resp);
+    if (s.ok() && !resp.lease_valid()) progress->lease_lost.store(true);
+  }
+}
+
+engine::Callbacks WorkerDaemon::CallbacksFor(const v1::RunAssignment& run, Progress* progress) {
+  const std::string label = Label(run);
   engine::Callbacks callbacks;
-  callbacks.on_batch = [&](int e, int64_t b, int64_t n) {
-    epoch.store(e);
-    batch.store(b);
-    batches.store(n);
+  callbacks.on_batch = [progress](int e, int64_t b, int64_t n) {
+    progress->epoch.store(e);
+    progress->batch.store(b);
+    progress->batches.store(n);
   };
-  callbacks.on_epoch = [&](const EpochRecord& record) {
-    v1::ReportEpochRequest req;
-    req.set_worker(options_.name);
-    req.set_run_id(run.run_id());
-    req.set_lease_id(run.lease_id());
+  callbacks.on_epoch = [this, &run, progress, label](const EpochRecord& record) {
+    auto req = AboutLease<v1::ReportEpochRequest>(options_.name, run);
     *req.mutable_epoch() = ToProto(record);
     v1::ReportEpochResponse resp;
     // Best effort: the completion carries every epoch again, so a lost report costs nothing.
     grpc::Status s = stub_->ReportEpoch(Context().get(), req, &resp);
-    if (s.ok() && !resp.lease_valid()) lease_lost.store(true);
+    if (s.ok() && !resp.lease_valid()) progress->lease_lost.store(true);
     cli::LogLine(absl::StrCat("run ", label, " epoch ", record.epoch, ": loss ", record.loss,
                               ", val_accuracy ", record.val_accuracy, ", ", record.seconds, " s"));
   };
-  callbacks.should_stop = [&] { return Stopping() || lease_lost.load(); };
-  callbacks.on_checkpoint = [&](int done_epoch, const std::string& state) {
-    v1::SaveCheckpointRequest req;
-    req.set_worker(options_.name);
-    req.set_run_id(run.run_id());
-    req.set_lease_id(run.lease_id());
+  callbacks.should_stop = [this, progress] { return Stopping() || progress->lease_lost.load(); };
+  callbacks.on_checkpoint = [this, &run, label](int done_epoch, const std::string& state) {
+    auto req = AboutLease<v1::SaveCheckpointRequest>(options_.name, run);
     req.set_epoch(done_epoch);
     req.set_state(state);
     v1::SaveCheckpointResponse resp;
@@ -227,83 +270,75 @@ void WorkerDaemon::Train(const v1::RunAssignment& run) {
                                        " saved (", state.size(), " bytes)")
                         : absl::StrCat("run ", label, ": checkpoint not saved: ", s.error_message()));
   };
+  return callbacks;
+}
 
-  RunSpec spec = FromProto(run.spec());
-  if (spec.threads == 0) spec.threads = options_.threads;  // the plan leaves it to the worker
-  spec.resume_state = run.checkpoint();
-  if (!spec.resume_state.empty()) {
-    cli::LogLine(absl::StrCat("run ", label, ": resuming from the checkpoint after epoch ",
-                              run.checkpoint_epoch()));
+absl::StatusOr<RunResult> WorkerDaemon::CallTrainer(const RunSpec& spec,
+                                                    const engine::Callbacks& callbacks) {
+  // The engine never throws, but an exception escaping here would end the worker with
+  // its heartbeat thread running and the run neither failed nor handed back.
+  try {
+    return trainer_(spec, callbacks);
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("the trainer threw: ", e.what()));
+  } catch (...) {
+    return absl::InternalError("the trainer threw something that is not a std::exception");
   }
-  if (spec.export_initial || spec.export_final || spec.export_every_epoch) {
-    spec.export_dir = absl::StrCat(options_.artifacts, "/", run.experiment(), "/", run.arm(),
-                                   "/run-", run.index());
-  }
-  absl::StatusOr<RunResult> result = engine::TrainRun(spec, callbacks);
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    done = true;
-  }
-  done_cv.notify_all();
-  heartbeat.join();
+}
 
+void WorkerDaemon::Report(const v1::RunAssignment& run, const absl::StatusOr<RunResult>& result,
+                          const Progress& progress) {
   if (result.ok()) {
     SendResult(run, *result);
-  } else if (lease_lost.load()) {
-    cli::LogLine(absl::StrCat("run ", label, " was taken back by the coordinator; dropped it"));
+  } else if (progress.lease_lost.load()) {
+    cli::LogLine(absl::StrCat("run ", Label(run), " was taken back by the coordinator; dropped it"));
   } else if (Stopping()) {
     SendRelease(run, absl::StrCat("worker ", options_.name, " stopped during the run"));
   } else {
-    cli::LogLine(absl::StrCat("run ", label, " failed: ", result.status().message()));
+    cli::LogLine(absl::StrCat("run ", Label(run), " failed: ", result.status().message()));
     SendFailure(run, std::string(result.status().message()));
   }
 }
 
 void WorkerDaemon::SendResult(const v1::RunAssignment& run, const RunResult& result) {
-  v1::CompleteRequest req;
-  req.set_worker(options_.name);
-  req.set_run_id(run.run_id());
-  req.set_lease_id(run.lease_id());
+  auto req = AboutLease<v1::CompleteRequest>(options_.name, run);
   *req.mutable_result() = ToProto(result);
-  int backoff = 250;
+  Backoff backoff(options_.max_backoff_ms);
   // A finished run is hours of GPU time: resend until the coordinator has it, even
   // across a coordinator restart; only a signal (with the result logged) gives up.
   for (;;) {
     v1::CompleteResponse resp;
     grpc::Status s = stub_->Complete(Context().get(), req, &resp);
     if (s.ok()) {
-      cli::LogLine(absl::StrCat("run ", run.arm(), "#", run.index(), " done: test loss ",
-                                result.test_loss, ", test accuracy ", result.test_accuracy,
-                                ", final hash ", result.final_hash,
+      cli::LogLine(absl::StrCat("run ", Label(run), " done: test loss ", result.test_loss,
+                                ", test accuracy ", result.test_accuracy, ", final hash ",
+                                result.final_hash,
                                 resp.counted() ? "" : " (the run already had a result)"));
       return;
     }
     if (!Transient(s)) {
-      cli::LogLine(absl::StrCat("result of run ", run.arm(), "#", run.index(), " refused: ", Describe(s)));
+      cli::LogLine(absl::StrCat("result of run ", Label(run), " refused: ", Describe(s)));
       return;
     }
     if (Stopping()) {
-      cli::LogLine(absl::StrCat("stopping with the result of run ", run.arm(), "#", run.index(),
+      cli::LogLine(absl::StrCat("stopping with the result of run ", Label(run),
                                 " unsent (final hash ", result.final_hash, ")"));
       return;
     }
+    const int ms = backoff.Next();
     cli::LogLine(absl::StrCat("cannot send the result (", s.error_message(), "); retrying in ",
-                              backoff, " ms"));
-    Sleep(backoff);
-    backoff = std::min(backoff * 2, options_.max_backoff_ms);
+                              ms, " ms"));
+    Sleep(ms);
   }
 }
 
 void WorkerDaemon::SendRelease(const v1::RunAssignment& run, const std::string& reason) {
-  v1::ReleaseRequest req;
-  req.set_worker(options_.name);
-  req.set_run_id(run.run_id());
-  req.set_lease_id(run.lease_id());
+  auto req = AboutLease<v1::ReleaseRequest>(options_.name, run);
   req.set_reason(reason);
   v1::ReleaseResponse resp;
   grpc::Status s = stub_->Release(Context().get(), req, &resp);
   if (s.ok()) {
-    cli::LogLine(absl::StrCat("handed run ", run.arm(), "#", run.index(), " back to the coordinator"));
+    cli::LogLine(absl::StrCat("handed run ", Label(run), " back to the coordinator"));
   } else {
     // The lease will expire and the run will be queued again anyway.
     cli::LogLine(absl::StrCat("cannot hand the run back: ", s.error_message()));
@@ -311,10 +346,7 @@ void WorkerDaemon::SendRelease(const v1::RunAssignment& run, const std::string& 
 }
 
 void WorkerDaemon::SendFailure(const v1::RunAssignment& run, const std::string& error) {
-  v1::FailRequest req;
-  req.set_worker(options_.name);
-  req.set_run_id(run.run_id());
-  req.set_lease_id(run.lease_id());
+  auto req = AboutLease<v1::FailRequest>(options_.name, run);
   req.set_error(error);
   v1::FailResponse resp;
   grpc::Status s = stub_->Fail(Context().get(), req, &resp);

@@ -4,24 +4,34 @@
 // fails the run. When the coordinator is away it reconnects with exponential backoff,
 // and a finished run's result is kept and resent until the coordinator takes it.
 //
+// Its seams, so that daemon_test drives it without processes, ports, LibTorch training
+// or real waiting: the coordinator's stub (main.cc gives one on a real channel, tests
+// one on a fake coordinator's in-process channel), the trainer (engine::TrainRun, or a
+// test's lambda) and the Sleeper through which every pause goes.
+//
 // Thread safety: Run() on one thread; a heartbeat thread runs beside each training run.
 // `stop` may be set from a signal handler.
 #ifndef REPRO_WORKER_DAEMON_H_
 #define REPRO_WORKER_DAEMON_H_
 
 #include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 
-#include <grpcpp/security/credentials.h>
-
+#include "absl/status/statusor.h"
+#include "common/records.h"
+#include "common/run_spec.h"
 #include "repro/v1/repro.grpc.pb.h"
 #include "worker/engine/engine.h"
 
 namespace repro {
 
 struct WorkerOptions {
-  std::string coordinator;      // HOST:PORT
+  std::string coordinator;      // HOST:PORT, for the log (the stub is given)
   std::string name;             // unique per worker process
   int threads = 1;              // intra-op threads when a plan leaves them unset
   std::string artifacts = "artifacts";  // exported weights go under DIR/experiment/arm/run-i
@@ -30,21 +40,64 @@ struct WorkerOptions {
   std::string scheduled_events_url;
   int scheduled_events_interval_ms = 5000;
   std::string token;            // sent with every call ("" = none)
-  std::shared_ptr<grpc::ChannelCredentials> credentials;  // TLS or insecure
   int rpc_timeout_ms = 10000;   // deadline of every call
   int max_backoff_ms = 30000;
 };
 
+// Trains one run: engine::TrainRun in the worker. A trainer should not throw (the
+// engine never does); one that does has its run failed with the exception's message.
+using Trainer =
+    std::function<absl::StatusOr<RunResult>(const RunSpec& spec, const engine::Callbacks& callbacks)>;
+
+// Every pause of the daemon: the retry backoff, the wait between lease polls and the
+// heartbeat interval. Tests give one that returns at once and records what was asked.
+//
+// Thread safety: SleepFor may be called from several threads at once.
+class Sleeper {
+ public:
+  virtual ~Sleeper() = default;
+  // Blocks until `wake()` is true or `ms` milliseconds have passed; returns wake().
+  virtual bool SleepFor(int ms, const std::function<bool()>& wake) = 0;
+  // Something a sleeping `wake` reads has changed: it is checked again now.
+  virtual void Wake() = 0;
+};
+
+// The real one, on the steady clock. `wake` is also checked every 50 ms, for what cannot
+// call Wake() (a signal handler's flag).
+class SteadySleeper : public Sleeper {
+ public:
+  bool SleepFor(int ms, const std::function<bool()>& wake) override;
+  void Wake() override;
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+};
+
 class WorkerDaemon {
  public:
-  WorkerDaemon(WorkerOptions options, const std::atomic<int>* stop_signal);
+  // `stub`: the coordinator's WorkerService. `sleeper` and `stop_signal` are not owned
+  // and must outlive the daemon.
+  WorkerDaemon(WorkerOptions options, std::unique_ptr<v1::WorkerService::StubInterface> stub,
+               Trainer trainer, Sleeper* sleeper, const std::atomic<int>* stop_signal);
   // Returns the process exit code: 0 when the experiment finished or a signal stopped it.
   int Run();
 
  private:
+  struct Progress;  // one training run's progress, shared with its heartbeat thread
+
   bool Register();
-  // Trains one assignment and reports it; returns false when the worker should stop.
+  // Leases runs and trains them until the experiment finishes or the worker stops.
+  int LeaseLoop();
+  // Trains one assignment and reports it (complete, fail, release or drop).
   void Train(const v1::RunAssignment& run);
+  RunSpec SpecFor(const v1::RunAssignment& run) const;
+  engine::Callbacks CallbacksFor(const v1::RunAssignment& run, Progress* progress);
+  void Heartbeats(const v1::RunAssignment& run, Progress* progress);
+  // The trainer's answer, with an exception it throws turned into an error.
+  absl::StatusOr<RunResult> CallTrainer(const RunSpec& spec, const engine::Callbacks& callbacks);
+  void Report(const v1::RunAssignment& run, const absl::StatusOr<RunResult>& result,
+              const Progress& progress);
   void SendResult(const v1::RunAssignment& run, const RunResult& result);
   void SendFailure(const v1::RunAssignment& run, const std::string& error);
   void SendRelease(const v1::RunAssignment& run, const std::string& reason);
@@ -55,9 +108,10 @@ class WorkerDaemon {
   std::unique_ptr<grpc::ClientContext> Context() const;
 
   WorkerOptions options_;
+  std::unique_ptr<v1::WorkerService::StubInterface> stub_;
+  Trainer trainer_;
+  Sleeper* sleeper_;
   const std::atomic<int>* stop_signal_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::WorkerService::Stub> stub_;
   int heartbeat_interval_ms_ = 2000;
   std::atomic<bool> drain_{false};
 };

@@ -1,4 +1,5 @@
 // worker: a daemon that trains the runs a coordinator hands it (one per GPU or machine).
+#include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 #include "common/cli.h"
 #include "common/security.h"
 #include "worker/daemon.h"
+#include "worker/engine/engine.h"
 #include "worker/scheduled_events.h"
 
 namespace {
@@ -32,6 +34,22 @@ const std::vector<repro::cli::FlagSpec> kFlags = {
     {"scheduled-events", true, "poll this Azure Scheduled Events URL and drain on a preemption notice", "URL"},
     {"scheduled-events-interval-ms", true, "how often to poll it (default 5000)", "MS"},
 };
+
+// The channel to the coordinator, with keepalive both ways and room for a checkpoint.
+std::shared_ptr<grpc::Channel> CoordinatorChannel(
+    const std::string& address, std::shared_ptr<grpc::ChannelCredentials> credentials) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // Reconnect promptly after the coordinator comes back, rather than gRPC's default of
+  // up to two minutes between connection attempts.
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  args.SetMaxSendMessageSize(64 << 20);
+  args.SetMaxReceiveMessageSize(64 << 20);  // an assignment may carry a checkpoint
+  if (!credentials) credentials = grpc::InsecureChannelCredentials();
+  return grpc::CreateCustomChannel(address, credentials, args);
+}
 
 int Run(int argc, char** argv) {
   namespace cli = repro::cli;
@@ -65,7 +83,6 @@ int Run(int argc, char** argv) {
   auto credentials = repro::MakeChannelCredentials(
       {args->Get("tls-cert"), args->Get("tls-key"), args->Get("tls-ca")});
   if (!credentials.ok()) return cli::Fail(kProgram, std::string(credentials.status().message()), cli::kExitUsage);
-  options.credentials = *credentials;
   options.scheduled_events_url = args->Get("scheduled-events");
   auto interval = args->GetInt("scheduled-events-interval-ms", 5000, 100, 3600000);
   if (!interval.ok()) return cli::Fail(kProgram, std::string(interval.status().message()), cli::kExitUsage);
@@ -78,7 +95,10 @@ int Run(int argc, char** argv) {
   signal(SIGINT, OnSignal);
   signal(SIGTERM, OnSignal);
   signal(SIGPIPE, SIG_IGN);
-  repro::WorkerDaemon daemon(options, &g_signal);
+  repro::SteadySleeper sleeper;
+  repro::WorkerDaemon daemon(
+      options, repro::v1::WorkerService::NewStub(CoordinatorChannel(options.coordinator, *credentials)),
+      repro::engine::TrainRun, &sleeper, &g_signal);
   return daemon.Run();
 }
 

@@ -1,0 +1,372 @@
+// WorkerDaemon against a fake coordinator served in-process (no ports, no processes),
+// with a lambda for the trainer and a Sleeper that records each pause and returns at
+// once: what a user of the worker would notice, run by run.
+#include "worker/daemon.h"
+
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "common/cli.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "proto/convert.h"
+
+namespace repro {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+using ::testing::SizeIs;
+
+// What the fake coordinator tells the worker to wait between heartbeats; told apart
+// from the backoff pauses by its value.
+constexpr int kHeartbeatMs = 1234;
+
+// Everything the worker sent, in order of arrival.
+struct Received {
+  int registers = 0;
+  int leases = 0;
+  int complete_attempts = 0;
+  std::vector<v1::HeartbeatRequest> heartbeats;
+  std::vector<v1::CompleteRequest> completes;  // the ones the coordinator took
+  std::vector<v1::FailRequest> fails;
+  std::vector<v1::ReleaseRequest> releases;
+};
+
+// A coordinator that answers from a script: the given errors first, then success.
+class FakeCoordinator final : public v1::WorkerService::Service {
+ public:
+  void FailRegister(grpc::Status s) { Locked([&] { register_errors_.push_back(s); }); }
+  void FailLease(grpc::Status s) { Locked([&] { lease_errors_.push_back(s); }); }
+  void FailComplete(grpc::Status s) { Locked([&] { complete_errors_.push_back(s); }); }
+  // Leased in order; once they are gone the experiment has finished.
+  void AddRun(const v1::RunAssignment& run) { Locked([&] { runs_.push_back(run); }); }
+  // Whether a heartbeat finds its lease still valid (default: always).
+  void SetLeaseValid(std::function<bool(const v1::HeartbeatRequest&)> valid) {
+    Locked([&] { lease_valid_ = std::move(valid); });
+  }
+  Received received() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return received_;
+  }
+
+  grpc::Status Register(grpc::ServerContext*, const v1::RegisterRequest*,
+                        v1::RegisterResponse* resp) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++received_.registers;
+    if (!register_errors_.empty()) return Pop(register_errors_);
+    resp->set_experiment("exp");
+    resp->set_heartbeat_interval_ms(kHeartbeatMs);
+    return grpc::Status::OK;
+  }
+  grpc::Status Lease(grpc::ServerContext*, const v1::LeaseRequest*, v1::LeaseResponse* resp) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++received_.leases;
+    if (!lease_errors_.empty()) return Pop(lease_errors_);
+    if (runs_.empty()) {
+      resp->set_finished(true);
+    } else {
+      *resp->mutable_run() = runs_.front();
+      runs_.pop_front();
+    }
+    return grpc::Status::OK;
+  }
+  grpc::Status Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest* req,
+                         v1::HeartbeatResponse* resp) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    received_.heartbeats.push_back(*req);
+    resp->set_lease_valid(lease_valid_(*req));
+    return grpc::Status::OK;
+  }
+  grpc::Status ReportEpoch(grpc::ServerContext*, const v1::ReportEpochRequest*,
+                           v1::ReportEpochResponse* resp) override {
+    resp->set_lease_valid(true);
+    return grpc::Status::OK;
+  }
+  grpc::Status Complete(grpc::ServerContext*, const v1::CompleteRequest* req,
+                        v1::CompleteResponse* resp) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++received_.complete_attempts;
+    if (!complete_errors_.empty()) return Pop(complete_errors_);
+    received_.completes.push_back(*req);
+    resp->set_counted(true);
+    return grpc::Status::OK;
+  }
+  grpc::Status Fail(grpc::ServerContext*, const v1::FailRequest* req, v1::FailResponse*) override {
+    Locked([&] { received_.fails.push_back(*req); });
+    return grpc::Status::OK;
+  }
+  grpc::Status Release(grpc::ServerContext*, const v1::ReleaseRequest* req,
+                       v1::ReleaseResponse* resp) override {
+    Locked([&] { received_.releases.push_back(*req); });
+    resp->set_released(true);
+    return grpc::Status::OK;
+  }
+
+ private:
+  template <typename F>
+  void Locked(F f) {
+    std::lock_guard<std::mutex> lock(mu_);
+    f();
+  }
+  static grpc::Status Pop(std::deque<grpc::Status>& errors) {
+    grpc::Status s = errors.front();
+    errors.pop_front();
+    return s;
+  }
+
+  std::mutex mu_;
+  std::deque<grpc::Status> register_errors_, lease_errors_, complete_errors_;
+  std::deque<v1::RunAssignment> runs_;
+  std::function<bool(const v1::HeartbeatRequest&)> lease_valid_ = [](const auto&) { return true; };
+  Received received_;
+};
+
+// Returns at once and records how long it was asked to wait.
+class RecordingSleeper final : public Sleeper {
+ public:
+  bool SleepFor(int ms, const std::function<bool()>& wake) override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      sleeps_.push_back(ms);
+    }
+    std::this_thread::yield();  // the heartbeat thread loops on this: let training run
+    return wake();
+  }
+  void Wake() override {}
+  // The pauses other than the heartbeat interval: backoff and lease polling.
+  std::vector<int> Backoffs() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<int> out;
+    for (int ms : sleeps_) {
+      if (ms != kHeartbeatMs) out.push_back(ms);
+    }
+    return out;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<int> sleeps_;
+};
+
+v1::RunAssignment Assignment(int64_t run_id) {
+  RunSpec spec;
+  spec.init_seed = static_cast<uint64_t>(run_id);  // tells the trainer which run it has
+  v1::RunAssignment run;
+  run.set_run_id(run_id);
+  run.set_lease_id(100 + run_id);
+  run.set_experiment("exp");
+  run.set_arm("arm");
+  run.set_index(static_cast<int>(run_id));
+  *run.mutable_spec() = ToProto(spec);
+  run.set_checkpoint_epoch(-1);
+  return run;
+}
+
+RunResult Result(const std::string& final_hash) {
+  RunResult result;
+  result.test_accuracy = 0.9;
+  result.final_hash = final_hash;
+  result.epochs.push_back(EpochRecord{});
+  return result;
+}
+
+class DaemonTest : public ::testing::Test {
+ protected:
+  DaemonTest() {
+    options_.coordinator = "in-process";
+    options_.name = "w1";
+    grpc::ServerBuilder builder;
+    builder.RegisterService(&coordinator_);
+    server_ = builder.BuildAndStart();
+  }
+  ~DaemonTest() override { server_->Shutdown(); }
+
+  int RunDaemon(Trainer trainer) {
+    WorkerDaemon daemon(options_, v1::WorkerService::NewStub(server_->InProcessChannel({})),
+                        std::move(trainer), &sleeper_, &stop_);
+    return daemon.Run();
+  }
+
+  WorkerOptions options_;
+  FakeCoordinator coordinator_;
+  std::unique_ptr<grpc::Server> server_;
+  RecordingSleeper sleeper_;
+  std::atomic<int> stop_{0};
+};
+
+TEST_F(DaemonTest, FailedRunIsReportedWithItsErrorAndTheNextRunIsTrained) {
+  coordinator_.AddRun(Assignment(1));
+  coordinator_.AddRun(Assignment(2));
+  auto trainer = [](const RunSpec& spec, const engine::Callbacks&) -> absl::StatusOr<RunResult> {
+    if (spec.init_seed == 1) return absl::FailedPreconditionError("train-images is truncated");
+    return Result("second");
+  };
+
+  EXPECT_EQ(RunDaemon(trainer), cli::kExitOk);
+  Received got = coordinator_.received();
+  ASSERT_THAT(got.fails, SizeIs(1));
+  EXPECT_EQ(got.fails[0].worker(), "w1");
+  EXPECT_EQ(got.fails[0].run_id(), 1);
+  EXPECT_EQ(got.fails[0].lease_id(), 101);
+  EXPECT_EQ(got.fails[0].error(), "train-images is truncated");
+  ASSERT_THAT(got.completes, SizeIs(1));
+  EXPECT_EQ(got.completes[0].run_id(), 2);
+  EXPECT_EQ(got.completes[0].result().final_hash(), "second");
+  EXPECT_THAT(got.releases, IsEmpty());
+}
+
+TEST_F(DaemonTest, ThrowingTrainerFailsTheRunInsteadOfEndingTheWorker) {
+  coordinator_.AddRun(Assignment(1));
+  auto trainer = [](const RunSpec&, const engine::Callbacks&) -> absl::StatusOr<RunResult> {
+    throw std::runtime_error("CUDA out of memory");
+  };
+
+  EXPECT_EQ(RunDaemon(trainer), cli::kExitOk);
+  Received got = coordinator_.received();
+  ASSERT_THAT(got.fails, SizeIs(1));
+  EXPECT_EQ(got.fails[0].run_id(), 1);
+  EXPECT_THAT(got.fails[0].error(), HasSubstr("CUDA out of memory"));
+  EXPECT_THAT(got.completes, IsEmpty());
+  EXPECT_EQ(got.leases, 2);  // went on to ask for the next run
+}
+
+// Trains batch after batch, as the engine does, until told to stop (or 10 s have
+// passed, then it finishes the run).
+struct BatchLoop {
+  static constexpr int64_t kBatches = 1000000;
+  std::atomic<int64_t> stopped_after{-1};
+
+  Trainer trainer(std::function<void(int64_t batch)> after_batch = nullptr) {
+    return [this, after_batch](const RunSpec&, const engine::Callbacks& cb) -> absl::StatusOr<RunResult> {
+      const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      for (int64_t b = 1; b <= kBatches && std::chrono::steady_clock::now() < give_up; ++b) {
+        cb.on_batch(0, b, kBatches);
+        if (after_batch) after_batch(b);
+        if (cb.should_stop()) {
+          stopped_after.store(b);
+          return absl::CancelledError("stopped at a batch boundary");
+        }
+        std::this_thread::yield();
+      }
+      return Result("trained to the end");
+    };
+  }
+};
+
+TEST_F(DaemonTest, LostLeaseStopsTrainingAndSendsNoResult) {
+  coordinator_.AddRun(Assignment(1));
+  // The coordinator takes the run back once it has seen some progress.
+  coordinator_.SetLeaseValid([](const v1::HeartbeatRequest& req) { return req.batch() < 3; });
+  BatchLoop loop;
+
+  EXPECT_EQ(RunDaemon(loop.trainer()), cli::kExitOk);
+  EXPECT_GE(loop.stopped_after.load(), 3);
+  Received got = coordinator_.received();
+  ASSERT_THAT(got.heartbeats, Not(IsEmpty()));
+  const v1::HeartbeatRequest& last = got.heartbeats.back();
+  EXPECT_EQ(last.worker(), "w1");
+  EXPECT_EQ(last.run_id(), 1);
+  EXPECT_EQ(last.lease_id(), 101);
+  EXPECT_EQ(last.epoch(), 0);
+  EXPECT_GE(last.batch(), 3);
+  EXPECT_EQ(last.batches(), BatchLoop::kBatches);
+  EXPECT_THAT(got.completes, IsEmpty());
+  EXPECT_THAT(got.fails, IsEmpty());
+  EXPECT_THAT(got.releases, IsEmpty());
+}
+
+TEST_F(DaemonTest, StopSignalDuringTrainingHandsTheRunBack) {
+  coordinator_.AddRun(Assignment(1));
+  coordinator_.AddRun(Assignment(2));
+  BatchLoop loop;
+  auto sigterm_after_batch_2 = [this](int64_t batch) {
+    if (batch == 2) stop_.store(SIGTERM);
+  };
+
+  EXPECT_EQ(RunDaemon(loop.trainer(sigterm_after_batch_2)), cli::kExitOk);
+  EXPECT_EQ(loop.stopped_after.load(), 2);
+  Received got = coordinator_.received();
+  ASSERT_THAT(got.releases, SizeIs(1));
+  EXPECT_EQ(got.releases[0].run_id(), 1);
+  EXPECT_EQ(got.releases[0].lease_id(), 101);
+  EXPECT_THAT(got.releases[0].reason(), HasSubstr("w1 stopped during the run"));
+  EXPECT_THAT(got.completes, IsEmpty());
+  EXPECT_THAT(got.fails, IsEmpty());
+  EXPECT_EQ(got.leases, 1);  // run 2 is left for another worker
+}
+
+TEST_F(DaemonTest, ResultIsResentUntilTheCoordinatorTakesItOnce) {
+  coordinator_.AddRun(Assignment(1));
+  coordinator_.FailComplete(grpc::Status(grpc::StatusCode::UNAVAILABLE, "coordinator restarting"));
+  coordinator_.FailComplete(grpc::Status(grpc::StatusCode::UNAVAILABLE, "coordinator restarting"));
+  auto trainer = [](const RunSpec&, const engine::Callbacks&) -> absl::StatusOr<RunResult> {
+    return Result("f00d");
+  };
+
+  EXPECT_EQ(RunDaemon(trainer), cli::kExitOk);
+  Received got = coordinator_.received();
+  EXPECT_EQ(got.complete_attempts, 3);
+  ASSERT_THAT(got.completes, SizeIs(1));
+  EXPECT_EQ(got.completes[0].run_id(), 1);
+  EXPECT_EQ(got.completes[0].lease_id(), 101);
+  EXPECT_EQ(got.completes[0].result().final_hash(), "f00d");
+  EXPECT_THAT(sleeper_.Backoffs(), ElementsAre(250, 500));
+}
+
+TEST_F(DaemonTest, RegistrationBacksOffUpToTheMaximum) {
+  options_.max_backoff_ms = 2000;
+  for (int i = 0; i < 6; ++i) {
+    coordinator_.FailRegister(grpc::Status(grpc::StatusCode::UNAVAILABLE, "connection refused"));
+  }
+  auto trainer = [](const RunSpec&, const engine::Callbacks&) -> absl::StatusOr<RunResult> {
+    ADD_FAILURE() << "nothing to train";
+    return Result("none");
+  };
+
+  EXPECT_EQ(RunDaemon(trainer), cli::kExitOk);
+  EXPECT_EQ(coordinator_.received().registers, 7);
+  EXPECT_THAT(sleeper_.Backoffs(), ElementsAre(250, 500, 1000, 2000, 2000, 2000));
+}
+
+TEST_F(DaemonTest, LeaseBacksOffWhileTheCoordinatorIsAway) {
+  for (int i = 0; i < 3; ++i) {
+    coordinator_.FailLease(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "no answer"));
+  }
+
+  EXPECT_EQ(RunDaemon(nullptr), cli::kExitOk);
+  EXPECT_EQ(coordinator_.received().leases, 4);
+  EXPECT_THAT(sleeper_.Backoffs(), ElementsAre(250, 500, 1000));
+}
+
+TEST_F(DaemonTest, RefusedRegistrationEndsTheWorkerWithAnError) {
+  coordinator_.FailRegister(grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "bad token"));
+
+  EXPECT_EQ(RunDaemon(nullptr), cli::kExitError);
+  Received got = coordinator_.received();
+  EXPECT_EQ(got.registers, 1);
+  EXPECT_EQ(got.leases, 0);
+  EXPECT_THAT(sleeper_.Backoffs(), IsEmpty());
+}
+
+TEST_F(DaemonTest, FinishedExperimentEndsTheWorker) {
+  EXPECT_EQ(RunDaemon(nullptr), cli::kExitOk);
+  Received got = coordinator_.received();
+  EXPECT_EQ(got.registers, 1);
+  EXPECT_EQ(got.leases, 1);
+  EXPECT_THAT(got.heartbeats, IsEmpty());
+}
+
+}  // namespace
+}  // namespace repro
