@@ -154,150 +154,186 @@ void ParseDeterminism(const Validator& v, const YAML::Node& node, const std::str
   if (node["device"]) out->device = v.OneOf(node["device"], absl::StrCat(key, ".device"), {"cpu", "cuda"});
 }
 
-Plan ParseRoot(const Validator& v, const YAML::Node& root) {
-  Plan plan;
-  if (!root || root.IsNull()) v.Fail(root, "plan", "the file is empty");
-  v.CheckMap(root, "", {"experiment", "runs", "epochs", "base_seed", "max_attempts", "dataset",
-                        "model", "training", "determinism", "fingerprints", "exports", "arms",
-                        "checkpoint_every"});
+// The single values at the top of the plan: its name, its size and how runs are retried.
+void ParseTopLevelValues(const Validator& v, const YAML::Node& root, Plan* plan) {
   for (const char* required : {"experiment", "runs", "epochs"}) {
     if (!root[required]) v.Fail(root, required, "missing (this key is required)");
   }
-  plan.experiment = v.Name(root["experiment"], "experiment");
-  plan.runs = static_cast<int>(v.Integer(root["runs"], "runs", 1, 100000));
-  plan.epochs = static_cast<int>(v.Integer(root["epochs"], "epochs", 1, 100000));
+  plan->experiment = v.Name(root["experiment"], "experiment");
+  plan->runs = static_cast<int>(v.Integer(root["runs"], "runs", 1, 100000));
+  plan->epochs = static_cast<int>(v.Integer(root["epochs"], "epochs", 1, 100000));
   if (root["base_seed"]) {
-    plan.base_seed = static_cast<uint64_t>(
+    plan->base_seed = static_cast<uint64_t>(
         v.Integer(root["base_seed"], "base_seed", 0, std::numeric_limits<int64_t>::max() / 2));
   }
   if (root["checkpoint_every"]) {
-    plan.checkpoint_every =
+    plan->checkpoint_every =
         static_cast<int>(v.Integer(root["checkpoint_every"], "checkpoint_every", 0, 100000));
   }
   if (root["max_attempts"]) {
-    plan.max_attempts = static_cast<int>(v.Integer(root["max_attempts"], "max_attempts", 1, 100));
+    plan->max_attempts = static_cast<int>(v.Integer(root["max_attempts"], "max_attempts", 1, 100));
   }
+}
 
-  if (const YAML::Node d = root["dataset"]) {
-    v.CheckMap(d, "dataset", {"kind", "path", "train_limit", "test_limit"});
-    if (d["kind"]) plan.dataset.kind = v.OneOf(d["kind"], "dataset.kind", {"fashion-mnist", "mnist", "cifar10"});
-    if (d["path"]) plan.dataset.path = v.Text(d["path"], "dataset.path");
-    if (plan.dataset.path.empty()) v.Fail(d, "dataset.path", "must not be empty");
-    const int64_t max_limit = std::numeric_limits<int32_t>::max();
-    if (d["train_limit"]) plan.dataset.train_limit = v.Integer(d["train_limit"], "dataset.train_limit", 0, max_limit);
-    if (d["test_limit"]) plan.dataset.test_limit = v.Integer(d["test_limit"], "dataset.test_limit", 0, max_limit);
-  }
-  if (const YAML::Node m = root["model"]) {
-    v.CheckMap(m, "model", {"kind", "version", "depth", "l2"});
-    // noop: no data read, no training; each run returns a valid result at once, so a
-    // fleet of workers can be checked (and dispatch measured) before paying for GPUs.
-    if (m["kind"]) plan.model.kind = v.OneOf(m["kind"], "model.kind", {"small-cnn", "resnet", "noop"});
-    const bool resnet = plan.model.kind == "resnet";
-    for (const char* key : {"version", "depth"}) {
-      if (m[key] && !resnet) v.Fail(m[key], absl::StrCat("model.", key), "applies to model.kind resnet only");
-    }
-    if (m["version"]) plan.model.version = static_cast<int>(v.Integer(m["version"], "model.version", 1, 2));
-    if (m["depth"]) {
-      plan.model.depth = static_cast<int>(v.Integer(m["depth"], "model.depth", 8, 1001));
-    } else if (plan.model.version == 1) {
-      plan.model.depth = 20;  // ResNet20v1, the Keras example's own default
-    }
-    if (resnet) {
-      const int step = plan.model.version == 1 ? 6 : 9;
-      if ((plan.model.depth - 2) % step != 0) {
-        v.Fail(m["depth"] ? m["depth"] : m, "model.depth",
-               absl::StrCat("ResNet v", plan.model.version, " needs a depth of ", step,
-                            "n+2 (for example ", step * 3 + 2, "), got ", plan.model.depth));
-      }
-      plan.model.l2 = 1e-4;  // Keras's example: L2 1e-4 on every conv kernel
-    }
-    if (m["l2"]) plan.model.l2 = v.Real(m["l2"], "model.l2", 0, 1, false);
-  }
-  if (const YAML::Node t = root["training"]) {
-    v.CheckMap(t, "training", {"batch_size", "optimizer", "lr", "momentum", "lr_schedule",
-                               "reduce_on_plateau", "augment"});
-    if (t["lr_schedule"]) plan.training.lr_schedule = v.OneOf(t["lr_schedule"], "training.lr_schedule", {"constant", "keras-cifar10"});
-    if (const YAML::Node p = t["reduce_on_plateau"]) {
-      if (p.IsMap()) {
-        v.CheckMap(p, "training.reduce_on_plateau", {"factor", "patience", "min_lr"});
-        plan.training.plateau = true;
-        if (p["factor"]) plan.training.plateau_factor = v.Real(p["factor"], "training.reduce_on_plateau.factor", 0, 0.9999, true);
-        if (p["patience"]) plan.training.plateau_patience = static_cast<int>(v.Integer(p["patience"], "training.reduce_on_plateau.patience", 0, 100000));
-        if (p["min_lr"]) plan.training.plateau_min_lr = v.Real(p["min_lr"], "training.reduce_on_plateau.min_lr", 0, 10, false);
-      } else {
-        plan.training.plateau = v.Boolean(p, "training.reduce_on_plateau");
-      }
-    }
-    if (const YAML::Node a = t["augment"]) {
-      if (a.IsMap()) {
-        v.CheckMap(a, "training.augment", {"shift", "flip"});
-        plan.training.augment = true;
-        if (a["shift"]) plan.training.augment_shift = v.Real(a["shift"], "training.augment.shift", 0, 0.5, false);
-        if (a["flip"]) plan.training.augment_flip = v.Boolean(a["flip"], "training.augment.flip");
-      } else {
-        plan.training.augment = v.Boolean(a, "training.augment");
-      }
-    }
-    if (t["batch_size"]) plan.training.batch_size = v.Integer(t["batch_size"], "training.batch_size", 1, 65536);
-    if (t["optimizer"]) plan.training.optimizer = v.OneOf(t["optimizer"], "training.optimizer", {"adam", "sgd"});
-    if (t["lr"]) plan.training.lr = v.Real(t["lr"], "training.lr", 0, 10, true);
-    if (t["momentum"]) plan.training.momentum = v.Real(t["momentum"], "training.momentum", 0, 0.9999, false);
-  }
-  if (const YAML::Node d = root["determinism"]) {
-    ParseDeterminism(v, d, "determinism", &plan.determinism);
-  }
-  if (const YAML::Node f = root["fingerprints"]) {
-    v.CheckMap(f, "fingerprints", {"batch_digests", "predictions"});
-    if (f["batch_digests"]) plan.batch_digests = v.Boolean(f["batch_digests"], "fingerprints.batch_digests");
-    if (f["predictions"]) plan.predictions = v.Boolean(f["predictions"], "fingerprints.predictions");
-  }
-  if (const YAML::Node x = root["exports"]) {
-    v.CheckMap(x, "exports", {"weights"});
-    if (const YAML::Node w = x["weights"]) {
-      if (!w.IsSequence()) v.Fail(w, "exports.weights", "expected a list such as [initial, final]");
-      for (const auto& item : w) {
-        const std::string which = v.OneOf(item, "exports.weights", {"initial", "final", "epochs"});
-        (which == "initial" ? plan.export_initial
-                            : which == "final" ? plan.export_final : plan.export_every_epoch) = true;
-      }
-    }
-  }
+void ParseDataset(const Validator& v, const YAML::Node& d, DatasetSpec* out) {
+  v.CheckMap(d, "dataset", {"kind", "path", "train_limit", "test_limit"});
+  if (d["kind"]) out->kind = v.OneOf(d["kind"], "dataset.kind", {"fashion-mnist", "mnist", "cifar10"});
+  if (d["path"]) out->path = v.Text(d["path"], "dataset.path");
+  if (out->path.empty()) v.Fail(d, "dataset.path", "must not be empty");
+  const int64_t max_limit = std::numeric_limits<int32_t>::max();
+  if (d["train_limit"]) out->train_limit = v.Integer(d["train_limit"], "dataset.train_limit", 0, max_limit);
+  if (d["test_limit"]) out->test_limit = v.Integer(d["test_limit"], "dataset.test_limit", 0, max_limit);
+}
 
-  if (const YAML::Node arms = root["arms"]) {
-    v.CheckMap(arms, "arms", {});
-    if (arms.size() == 0) v.Fail(arms, "arms", "must name at least one arm");
-    if (arms.size() > kMaxArms) {
-      v.Fail(arms, "arms", absl::StrCat("at most ", kMaxArms, " arms, got ", arms.size()));
-    }
-    for (const auto& item : arms) {
-      ArmSpec arm;
-      arm.name = v.Name(item.first, "arms");
-      const std::string key = absl::StrCat("arms.", arm.name);
-      const YAML::Node body = item.second;
-      v.CheckMap(body, key, {"seed", "init", "shuffle", "augment", "determinism"});
-      arm.determinism = plan.determinism;
-      if (body["seed"]) {
-        arm.init = arm.shuffle = arm.augment = ParseSeedMode(v, body["seed"], key + ".seed");
-      }
-      if (body["augment"]) arm.augment = ParseSeedMode(v, body["augment"], key + ".augment");
-      if (body["init"]) arm.init = ParseSeedMode(v, body["init"], key + ".init");
-      if (body["shuffle"]) arm.shuffle = ParseSeedMode(v, body["shuffle"], key + ".shuffle");
-      if (body["determinism"]) ParseDeterminism(v, body["determinism"], key + ".determinism", &arm.determinism);
-      plan.arms.push_back(arm);
-    }
-  } else {
-    ArmSpec same{"same_seed", SeedMode::kFixed, SeedMode::kFixed, SeedMode::kFixed,
-                 plan.determinism};
-    ArmSpec different{"different_seeds", SeedMode::kPerRun, SeedMode::kPerRun, SeedMode::kPerRun,
-                      plan.determinism};
-    plan.arms = {same, different};
+void ParseModel(const Validator& v, const YAML::Node& m, ModelSpec* out) {
+  v.CheckMap(m, "model", {"kind", "version", "depth", "l2"});
+  // noop: no data read, no training; each run returns a valid result at once, so a
+  // fleet of workers can be checked (and dispatch measured) before paying for GPUs.
+  if (m["kind"]) out->kind = v.OneOf(m["kind"], "model.kind", {"small-cnn", "resnet", "noop"});
+  const bool resnet = out->kind == "resnet";
+  for (const char* key : {"version", "depth"}) {
+    if (m[key] && !resnet) v.Fail(m[key], absl::StrCat("model.", key), "applies to model.kind resnet only");
   }
+  if (m["version"]) out->version = static_cast<int>(v.Integer(m["version"], "model.version", 1, 2));
+  if (m["depth"]) {
+    out->depth = static_cast<int>(v.Integer(m["depth"], "model.depth", 8, 1001));
+  } else if (out->version == 1) {
+    out->depth = 20;  // ResNet20v1, the Keras example's own default
+  }
+  if (resnet) {
+    const int step = out->version == 1 ? 6 : 9;
+    if ((out->depth - 2) % step != 0) {
+      v.Fail(m["depth"] ? m["depth"] : m, "model.depth",
+             absl::StrCat("ResNet v", out->version, " needs a depth of ", step,
+                          "n+2 (for example ", step * 3 + 2, "), got ", out->depth));
+    }
+    out->l2 = 1e-4;  // Keras's example: L2 1e-4 on every conv kernel
+  }
+  if (m["l2"]) out->l2 = v.Real(m["l2"], "model.l2", 0, 1, false);
+}
+
+// training.reduce_on_plateau: true/false, or a mapping of settings that turns it on.
+void ParsePlateau(const Validator& v, const YAML::Node& p, TrainingSpec* out) {
+  if (!p.IsMap()) {
+    out->plateau = v.Boolean(p, "training.reduce_on_plateau");
+    return;
+  }
+  v.CheckMap(p, "training.reduce_on_plateau", {"factor", "patience", "min_lr"});
+  out->plateau = true;
+  if (p["factor"]) out->plateau_factor = v.Real(p["factor"], "training.reduce_on_plateau.factor", 0, 0.9999, true);
+  if (p["patience"]) out->plateau_patience = static_cast<int>(v.Integer(p["patience"], "training.reduce_on_plateau.patience", 0, 100000));
+  if (p["min_lr"]) out->plateau_min_lr = v.Real(p["min_lr"], "training.reduce_on_plateau.min_lr", 0, 10, false);
+}
+
+// training.augment: true/false, or a mapping of settings that turns it on.
+void ParseAugment(const Validator& v, const YAML::Node& a, TrainingSpec* out) {
+  if (!a.IsMap()) {
+    out->augment = v.Boolean(a, "training.augment");
+    return;
+  }
+  v.CheckMap(a, "training.augment", {"shift", "flip"});
+  out->augment = true;
+  if (a["shift"]) out->augment_shift = v.Real(a["shift"], "training.augment.shift", 0, 0.5, false);
+  if (a["flip"]) out->augment_flip = v.Boolean(a["flip"], "training.augment.flip");
+}
+
+void ParseTraining(const Validator& v, const YAML::Node& t, TrainingSpec* out) {
+  v.CheckMap(t, "training", {"batch_size", "optimizer", "lr", "momentum", "lr_schedule",
+                             "reduce_on_plateau", "augment"});
+  if (t["lr_schedule"]) out->lr_schedule = v.OneOf(t["lr_schedule"], "training.lr_schedule", {"constant", "keras-cifar10"});
+  if (t["reduce_on_plateau"]) ParsePlateau(v, t["reduce_on_plateau"], out);
+  if (t["augment"]) ParseAugment(v, t["augment"], out);
+  if (t["batch_size"]) out->batch_size = v.Integer(t["batch_size"], "training.batch_size", 1, 65536);
+  if (t["optimizer"]) out->optimizer = v.OneOf(t["optimizer"], "training.optimizer", {"adam", "sgd"});
+  if (t["lr"]) out->lr = v.Real(t["lr"], "training.lr", 0, 10, true);
+  if (t["momentum"]) out->momentum = v.Real(t["momentum"], "training.momentum", 0, 0.9999, false);
+}
+
+void ParseFingerprints(const Validator& v, const YAML::Node& f, Plan* plan) {
+  v.CheckMap(f, "fingerprints", {"batch_digests", "predictions"});
+  if (f["batch_digests"]) plan->batch_digests = v.Boolean(f["batch_digests"], "fingerprints.batch_digests");
+  if (f["predictions"]) plan->predictions = v.Boolean(f["predictions"], "fingerprints.predictions");
+}
+
+void ParseExports(const Validator& v, const YAML::Node& x, Plan* plan) {
+  v.CheckMap(x, "exports", {"weights"});
+  const YAML::Node w = x["weights"];
+  if (!w) return;
+  if (!w.IsSequence()) v.Fail(w, "exports.weights", "expected a list such as [initial, final]");
+  for (const auto& item : w) {
+    const std::string which = v.OneOf(item, "exports.weights", {"initial", "final", "epochs"});
+    (which == "initial" ? plan->export_initial
+                        : which == "final" ? plan->export_final : plan->export_every_epoch) = true;
+  }
+}
+
+// One entry of `arms`: its seed modes, and the plan's determinism with its overrides.
+ArmSpec ParseArm(const Validator& v, const YAML::Node& name, const YAML::Node& body,
+                 const DeterminismSpec& plan_determinism) {
+  ArmSpec arm;
+  arm.name = v.Name(name, "arms");
+  const std::string key = absl::StrCat("arms.", arm.name);
+  v.CheckMap(body, key, {"seed", "init", "shuffle", "augment", "determinism"});
+  arm.determinism = plan_determinism;
+  if (body["seed"]) {
+    arm.init = arm.shuffle = arm.augment = ParseSeedMode(v, body["seed"], key + ".seed");
+  }
+  if (body["augment"]) arm.augment = ParseSeedMode(v, body["augment"], key + ".augment");
+  if (body["init"]) arm.init = ParseSeedMode(v, body["init"], key + ".init");
+  if (body["shuffle"]) arm.shuffle = ParseSeedMode(v, body["shuffle"], key + ".shuffle");
+  if (body["determinism"]) ParseDeterminism(v, body["determinism"], key + ".determinism", &arm.determinism);
+  return arm;
+}
+
+std::vector<ArmSpec> ParseArms(const Validator& v, const YAML::Node& arms,
+                               const DeterminismSpec& plan_determinism) {
+  v.CheckMap(arms, "arms", {});
+  if (arms.size() == 0) v.Fail(arms, "arms", "must name at least one arm");
+  if (arms.size() > kMaxArms) {
+    v.Fail(arms, "arms", absl::StrCat("at most ", kMaxArms, " arms, got ", arms.size()));
+  }
+  std::vector<ArmSpec> parsed;
+  for (const auto& item : arms) parsed.push_back(ParseArm(v, item.first, item.second, plan_determinism));
+  return parsed;
+}
+
+// The arms of a plan that names none: the comparison the tool exists for.
+std::vector<ArmSpec> DefaultArms(const DeterminismSpec& plan_determinism) {
+  ArmSpec same{"same_seed", SeedMode::kFixed, SeedMode::kFixed, SeedMode::kFixed,
+               plan_determinism};
+  ArmSpec different{"different_seeds", SeedMode::kPerRun, SeedMode::kPerRun, SeedMode::kPerRun,
+                    plan_determinism};
+  return {same, different};
+}
+
+void CheckTotalRuns(const Validator& v, const YAML::Node& root, const Plan& plan) {
   const int64_t total_runs = int64_t{plan.runs} * static_cast<int64_t>(plan.arms.size());
   if (total_runs > kMaxTotalRuns) {
     v.Fail(root["runs"], "runs",
            absl::StrCat(plan.runs, " runs in each of ", plan.arms.size(), " arms is ", total_runs,
                         " runs; a plan may have at most ", kMaxTotalRuns));
   }
+}
+
+// Sections are parsed in this fixed order, not the file's, so a plan with several faults
+// always reports the same one; determinism comes before arms because each arm starts
+// from the plan's.
+Plan ParseRoot(const Validator& v, const YAML::Node& root) {
+  Plan plan;
+  if (!root || root.IsNull()) v.Fail(root, "plan", "the file is empty");
+  v.CheckMap(root, "", {"experiment", "runs", "epochs", "base_seed", "max_attempts", "dataset",
+                        "model", "training", "determinism", "fingerprints", "exports", "arms",
+                        "checkpoint_every"});
+  ParseTopLevelValues(v, root, &plan);
+  if (root["dataset"]) ParseDataset(v, root["dataset"], &plan.dataset);
+  if (root["model"]) ParseModel(v, root["model"], &plan.model);
+  if (root["training"]) ParseTraining(v, root["training"], &plan.training);
+  if (root["determinism"]) ParseDeterminism(v, root["determinism"], "determinism", &plan.determinism);
+  if (root["fingerprints"]) ParseFingerprints(v, root["fingerprints"], &plan);
+  if (root["exports"]) ParseExports(v, root["exports"], &plan);
+  plan.arms = root["arms"] ? ParseArms(v, root["arms"], plan.determinism)
+                           : DefaultArms(plan.determinism);
+  CheckTotalRuns(v, root, plan);
   return plan;
 }
 

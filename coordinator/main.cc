@@ -60,6 +60,9 @@ struct Options {
   TlsFiles tls;
 };
 
+// The host part of --listen HOST:PORT.
+std::string ListenHost(const Options& o) { return o.listen.substr(0, o.listen.rfind(':')); }
+
 // A token from a file flag, else from an environment variable, else none.
 absl::StatusOr<std::string> TokenFrom(const cli::ParsedArgs& args, const char* flag, const char* env) {
   if (args.Has(flag)) return ReadSecretFile(args.Get(flag));
@@ -99,8 +102,7 @@ absl::StatusOr<Options> ParseOptions(int argc, char** argv, bool* help) {
         "a worker token needs an admin token too (--token-file or REPRO_TOKEN), or nobody could read reports");
   }
   o.tls = TlsFiles{args->Get("tls-cert"), args->Get("tls-key"), args->Get("tls-ca")};
-  const std::string host = o.listen.substr(0, o.listen.rfind(':'));
-  if (!IsLoopbackHost(host) && o.admin_token.empty()) {
+  if (!IsLoopbackHost(ListenHost(o)) && o.admin_token.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--listen ", o.listen, " is reachable from other machines; give a token (--token-file or "
         "REPRO_TOKEN) so that only your workers can lease runs"));
@@ -133,66 +135,212 @@ absl::StatusOr<std::pair<Plan, std::string>> LoadPlan(const Options& o, RunStore
   return std::make_pair(*plan, *text);
 }
 
+// Prints "coordinator: <what failed>" and returns `exit_code`, for `return Fail(...)`.
+int Fail(const absl::Status& status, int exit_code) {
+  return cli::Fail(kProgram, std::string(status.message()), exit_code);
+}
+
+void PrintUsage() {
+  std::fputs(cli::Usage("coordinator --plan PLAN.yaml [--db PATH] [--listen HOST:PORT] "
+                        "[--local-workers N] [--exit-when-done]", kFlags).c_str(), stdout);
+}
+
+absl::Status CheckPlanData(const Options& o, const Plan& plan) {
+  if (o.skip_data_check || plan.model.kind == "noop") return absl::OkStatus();  // noop reads no data
+  absl::Status checked = data::CheckDataset(plan.dataset.kind, plan.dataset.path,
+                                            plan.dataset.train_limit, plan.dataset.test_limit);
+  if (checked.ok()) return checked;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "plan ", o.plan_path.empty() ? o.db_path : o.plan_path, ": dataset: ", checked.message()));
+}
+
+// Loads and checks the plan, opens the store and records the experiment in it; every
+// failure is bad input (exit 2). Everything is validated before anything is written: a
+// new plan and its data are checked before the database file is created. Without --db,
+// sets o->db_path from the plan; `created` says whether the experiment is new.
+absl::StatusOr<std::unique_ptr<RunStore>> OpenExperiment(Options* o, Plan* plan, bool* created) {
+  std::string plan_text;
+  if (!o->plan_path.empty()) {
+    auto loaded = LoadPlan(*o, nullptr);
+    if (!loaded.ok()) return loaded.status();
+    std::tie(*plan, plan_text) = *loaded;
+    if (o->db_path.empty()) o->db_path = plan->experiment + ".db";
+    if (absl::Status s = CheckPlanData(*o, *plan); !s.ok()) return s;
+  } else if (access(o->db_path.c_str(), F_OK) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(o->db_path, ": no such database; give --plan to start an experiment"));
+  }
+  auto store = RunStore::Open(o->db_path);
+  if (!store.ok()) return store.status();
+  if (o->plan_path.empty()) {
+    auto loaded = LoadPlan(*o, store->get());
+    if (!loaded.ok()) return loaded.status();
+    std::tie(*plan, plan_text) = *loaded;
+    if (absl::Status s = CheckPlanData(*o, *plan); !s.ok()) return s;
+  }
+  auto is_new = (*store)->EnsureExperiment(*plan, plan_text);
+  if (!is_new.ok()) return is_new.status();
+  *created = *is_new;
+  return store;
+}
+
+// Redraw the progress block in place only on a terminal that can take it.
+bool StderrIsLiveTerminal() {
+  return isatty(STDERR_FILENO) && std::getenv("TERM") != nullptr &&
+         std::string(std::getenv("TERM")) != "dumb";
+}
+
+// One line on what this start does: a new experiment's size, or how far a resumed one got.
+absl::Status AnnounceExperiment(const Options& o, const Plan& plan, bool created, RunStore& store,
+                                ProgressDisplay& progress) {
+  auto counts = store.Counts(plan.experiment);
+  if (!counts.ok()) return counts.status();
+  if (created) {
+    progress.Log(absl::StrCat("experiment ", plan.experiment, ": ", counts->total(), " runs (",
+                              plan.arms.size(), " arms x ", plan.runs, "), ", plan.epochs,
+                              " epoch(s) each; store ", o.db_path));
+  } else {
+    progress.Log(absl::StrCat("resuming experiment ", plan.experiment, " from ", o.db_path, ": ",
+                              counts->done, " done, ", counts->failed, " failed, ",
+                              counts->pending + counts->running, " to run"));
+  }
+  return absl::OkStatus();
+}
+
+// Serves `service` on `listen`; `*port` is the port actually bound.
+absl::StatusOr<std::unique_ptr<grpc::Server>> StartServer(
+    const std::string& listen, const std::shared_ptr<grpc::ServerCredentials>& credentials,
+    CoordinatorService* service, int* port) {
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(listen, credentials, port);
+  builder.RegisterService(static_cast<v1::WorkerService::CallbackService*>(service));
+  builder.RegisterService(static_cast<v1::ControlService::CallbackService*>(service));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.SetMaxReceiveMessageSize(64 << 20);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || *port == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", listen, " (address in use or not valid?)"));
+  }
+  for (const char* name : {"repro.v1.WorkerService", "repro.v1.ControlService"}) {
+    server->GetHealthCheckService()->SetServingStatus(name, true);
+  }
+  return server;
+}
+
+void WritePortFile(const std::string& path, int port) {
+  if (path.empty()) return;
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  if (f != nullptr) {
+    std::fprintf(f, "%d\n", port);
+    std::fclose(f);
+  }
+}
+
+// Local workers dial this address with the coordinator's own secrets: the admin token,
+// and for TLS its CA (or its certificate, when self-signed) and, for mutual TLS, its
+// certificate and key.
+std::unique_ptr<LocalWorkers> MakeLocalWorkers(const Options& o, const std::string& binary,
+                                               const std::string& address,
+                                               const CoordinatorService::Log& log) {
+  std::vector<std::string> extra;
+  if (o.tls.enabled()) {
+    extra = {"--tls-ca", o.tls.ca.empty() ? o.tls.cert : o.tls.ca};
+    if (!o.tls.ca.empty()) extra.insert(extra.end(), {"--tls-cert", o.tls.cert, "--tls-key", o.tls.key});
+  }
+  if (!o.admin_token.empty()) setenv("REPRO_TOKEN", o.admin_token.c_str(), 1);
+  return std::make_unique<LocalWorkers>(binary, address, o.db_path + ".", log, extra);
+}
+
+// What the wait loop polls and reports on; all of it outlives the loop.
+struct Serving {
+  const Options& options;
+  const Plan& plan;
+  RunStore& store;
+  CoordinatorService& service;
+  const ServiceOptions& service_options;
+  LocalWorkers* local;  // null without --local-workers
+  ProgressDisplay& progress;
+};
+
+int ExitCodeOnSignal(const Serving& s, int sig) {
+  s.progress.Log(absl::StrCat("stopping on signal ", sig, "; finished results are kept in ",
+                              s.options.db_path, " and the same command resumes the experiment"));
+  // A service asked to stop has done its job; a run to the end that was cut short has
+  // not (exit 1, so a script waiting for --exit-when-done notices).
+  auto counts = s.store.Counts(s.plan.experiment);
+  const bool finished = counts.ok() && counts->finished();
+  return s.options.exit_when_done && !finished ? cli::kExitError : cli::kExitOk;
+}
+
+// --exit-when-done and every run is done or failed: says how it went, returns the exit code.
+int ReportFinished(const Serving& s, const RunCounts& counts) {
+  s.progress.Finish();
+  int exit_code = cli::kExitOk;
+  if (counts.failed > 0) {
+    s.progress.Log(absl::StrCat("experiment ", s.plan.experiment, " finished with ", counts.failed,
+                                " failed run(s); `reproctl --db ", s.options.db_path,
+                                " report --partial` lists why"));
+    exit_code = cli::kExitError;
+  } else {
+    s.progress.Log(absl::StrCat("experiment ", s.plan.experiment, " finished: ", counts.done,
+                                " runs done; `reproctl --db ", s.options.db_path,
+                                " report` shows the results"));
+  }
+  // Idle workers learn that the experiment finished on their next lease call.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2 * s.service_options.idle_retry_ms));
+  return exit_code;
+}
+
+// Expires leases, watches local workers and shows progress until a signal or, with
+// --exit-when-done, until every run is done or failed; returns the exit code.
+int WaitUntilDone(const Serving& s) {
+  auto last_show = std::chrono::steady_clock::time_point();
+  for (;;) {
+    if (int sig = g_signal.load(); sig != 0) return ExitCodeOnSignal(s, sig);
+    s.service.ExpireLeases();
+    if (s.local != nullptr) s.local->Poll();
+    auto counts = s.store.Counts(s.plan.experiment);
+    const auto now = std::chrono::steady_clock::now();
+    const bool finished = counts.ok() && counts->finished();
+    if (now - last_show > std::chrono::seconds(1) || finished) {
+      last_show = now;
+      if (auto status = BuildStatus(s.store, s.plan.experiment); status.ok()) s.progress.Show(*status);
+    }
+    if (finished && s.options.exit_when_done) return ReportFinished(s, *counts);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+}
+
+void Shutdown(ProgressDisplay& progress, LocalWorkers* local, grpc::Server& server) {
+  progress.Finish();
+  if (local != nullptr) local->StopAll();
+  server.Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+}
+
 int Run(int argc, char** argv) {
   bool help = false;
   auto options = ParseOptions(argc, argv, &help);
-  if (!options.ok()) return cli::Fail(kProgram, std::string(options.status().message()), cli::kExitUsage);
+  if (!options.ok()) return Fail(options.status(), cli::kExitUsage);
   if (help) {
-    std::fputs(cli::Usage("coordinator --plan PLAN.yaml [--db PATH] [--listen HOST:PORT] "
-                          "[--local-workers N] [--exit-when-done]", kFlags).c_str(), stdout);
+    PrintUsage();
     return cli::kExitOk;
   }
   Options o = *options;
 
-  // Validate everything before anything is written: the plan, then its data.
   Plan plan;
-  std::string plan_text;
-  if (!o.plan_path.empty()) {
-    auto loaded = LoadPlan(o, nullptr);
-    if (!loaded.ok()) return cli::Fail(kProgram, std::string(loaded.status().message()), cli::kExitUsage);
-    std::tie(plan, plan_text) = *loaded;
-    if (o.db_path.empty()) o.db_path = plan.experiment + ".db";
-  } else if (access(o.db_path.c_str(), F_OK) != 0) {
-    return cli::Fail(kProgram, absl::StrCat(o.db_path, ": no such database; give --plan to start an experiment"), cli::kExitUsage);
-  }
-  auto check_data = [&]() -> absl::Status {
-    if (o.skip_data_check || plan.model.kind == "noop") return absl::OkStatus();  // noop reads no data
-    absl::Status checked = data::CheckDataset(plan.dataset.kind, plan.dataset.path,
-                                              plan.dataset.train_limit, plan.dataset.test_limit);
-    if (checked.ok()) return checked;
-    return absl::InvalidArgumentError(absl::StrCat(
-        "plan ", o.plan_path.empty() ? o.db_path : o.plan_path, ": dataset: ", checked.message()));
-  };
-  // A new plan's data is checked before the database file is created.
-  if (!o.plan_path.empty()) {
-    if (absl::Status s = check_data(); !s.ok()) return cli::Fail(kProgram, std::string(s.message()), cli::kExitUsage);
-  }
-  auto store = RunStore::Open(o.db_path);
-  if (!store.ok()) return cli::Fail(kProgram, std::string(store.status().message()), cli::kExitUsage);
-  if (o.plan_path.empty()) {
-    auto loaded = LoadPlan(o, store->get());
-    if (!loaded.ok()) return cli::Fail(kProgram, std::string(loaded.status().message()), cli::kExitUsage);
-    std::tie(plan, plan_text) = *loaded;
-    if (absl::Status s = check_data(); !s.ok()) return cli::Fail(kProgram, std::string(s.message()), cli::kExitUsage);
-  }
-  auto created = (*store)->EnsureExperiment(plan, plan_text);
-  if (!created.ok()) return cli::Fail(kProgram, std::string(created.status().message()), cli::kExitUsage);
-
-  ProgressDisplay progress(stderr, isatty(STDERR_FILENO) && std::getenv("TERM") != nullptr &&
-                                       std::string(std::getenv("TERM")) != "dumb");
+  bool created = false;
+  auto store = OpenExperiment(&o, &plan, &created);
+  if (!store.ok()) return Fail(store.status(), cli::kExitUsage);
+  ProgressDisplay progress(stderr, StderrIsLiveTerminal());
   auto log = [&progress](const std::string& line) { progress.Log(line); };
-  {
-    auto counts = (*store)->Counts(plan.experiment);
-    if (!counts.ok()) return cli::Fail(kProgram, std::string(counts.status().message()), cli::kExitError);
-    if (*created) {
-      log(absl::StrCat("experiment ", plan.experiment, ": ", counts->total(), " runs (",
-                       plan.arms.size(), " arms x ", plan.runs, "), ", plan.epochs,
-                       " epoch(s) each; store ", o.db_path));
-    } else {
-      log(absl::StrCat("resuming experiment ", plan.experiment, " from ", o.db_path, ": ",
-                       counts->done, " done, ", counts->failed, " failed, ",
-                       counts->pending + counts->running, " to run"));
-    }
+  if (absl::Status s = AnnounceExperiment(o, plan, created, **store, progress); !s.ok()) {
+    return Fail(s, cli::kExitError);
   }
 
   ServiceOptions service_options;
@@ -201,38 +349,13 @@ int Run(int argc, char** argv) {
   CoordinatorService service(store->get(), plan, SystemClockMs, service_options, log,
                              Authenticator(o.admin_token, o.worker_token));
   auto credentials = MakeServerCredentials(o.tls);
-  if (!credentials.ok()) return cli::Fail(kProgram, std::string(credentials.status().message()), cli::kExitUsage);
-
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::ServerBuilder builder;
+  if (!credentials.ok()) return Fail(credentials.status(), cli::kExitUsage);
   int port = 0;
-  builder.AddListeningPort(o.listen, *credentials, &port);
-  builder.RegisterService(static_cast<v1::WorkerService::CallbackService*>(&service));
-  builder.RegisterService(static_cast<v1::ControlService::CallbackService*>(&service));
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  builder.SetMaxReceiveMessageSize(64 << 20);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr || port == 0) {
-    return cli::Fail(kProgram, absl::StrCat("cannot listen on ", o.listen,
-                                            " (address in use or not valid?)"), cli::kExitError);
-  }
-  for (const char* name : {"repro.v1.WorkerService", "repro.v1.ControlService"}) {
-    server->GetHealthCheckService()->SetServingStatus(name, true);
-  }
-  const std::string host = o.listen.substr(0, o.listen.rfind(':'));
-  const std::string address = absl::StrCat(host, ":", port);
+  auto server = StartServer(o.listen, *credentials, &service, &port);
+  if (!server.ok()) return Fail(server.status(), cli::kExitError);
+  const std::string address = absl::StrCat(ListenHost(o), ":", port);
   log(absl::StrCat("listening on ", address));
-  if (!o.port_file.empty()) {
-    std::FILE* f = std::fopen(o.port_file.c_str(), "w");
-    if (f != nullptr) {
-      std::fprintf(f, "%d\n", port);
-      std::fclose(f);
-    }
-  }
+  WritePortFile(o.port_file, port);
 
   signal(SIGINT, OnSignal);
   signal(SIGTERM, OnSignal);
@@ -241,63 +364,14 @@ int Run(int argc, char** argv) {
   std::unique_ptr<LocalWorkers> local;
   if (o.local_workers > 0) {
     auto binary = FindWorkerBinary();
-    if (!binary.ok()) return cli::Fail(kProgram, std::string(binary.status().message()), cli::kExitUsage);
-    // Local workers dial this address with the coordinator's own secrets: the admin
-    // token, and for TLS its CA (or its certificate, when self-signed) and, for mutual
-    // TLS, its certificate and key.
-    std::vector<std::string> extra;
-    if (o.tls.enabled()) {
-      extra = {"--tls-ca", o.tls.ca.empty() ? o.tls.cert : o.tls.ca};
-      if (!o.tls.ca.empty()) extra.insert(extra.end(), {"--tls-cert", o.tls.cert, "--tls-key", o.tls.key});
-    }
-    if (!o.admin_token.empty()) setenv("REPRO_TOKEN", o.admin_token.c_str(), 1);
-    local = std::make_unique<LocalWorkers>(*binary, address, o.db_path + ".", log, extra);
-    if (absl::Status s = local->Start(o.local_workers); !s.ok()) {
-      return cli::Fail(kProgram, std::string(s.message()), cli::kExitError);
-    }
+    if (!binary.ok()) return Fail(binary.status(), cli::kExitUsage);
+    local = MakeLocalWorkers(o, *binary, address, log);
+    if (absl::Status s = local->Start(o.local_workers); !s.ok()) return Fail(s, cli::kExitError);
   }
 
-  int exit_code = cli::kExitOk;
-  auto last_show = std::chrono::steady_clock::time_point();
-  for (;;) {
-    if (int sig = g_signal.load(); sig != 0) {
-      log(absl::StrCat("stopping on signal ", sig, "; finished results are kept in ", o.db_path,
-                       " and the same command resumes the experiment"));
-      // A service asked to stop has done its job; a run to the end that was cut short has
-      // not (exit 1, so a script waiting for --exit-when-done notices).
-      auto counts = (*store)->Counts(plan.experiment);
-      const bool finished = counts.ok() && counts->finished();
-      exit_code = o.exit_when_done && !finished ? cli::kExitError : cli::kExitOk;
-      break;
-    }
-    service.ExpireLeases();
-    if (local) local->Poll();
-    auto counts = (*store)->Counts(plan.experiment);
-    const auto now = std::chrono::steady_clock::now();
-    const bool finished = counts.ok() && counts->finished();
-    if (now - last_show > std::chrono::seconds(1) || finished) {
-      last_show = now;
-      if (auto status = BuildStatus(**store, plan.experiment); status.ok()) progress.Show(*status);
-    }
-    if (finished && o.exit_when_done) {
-      progress.Finish();
-      if (counts->failed > 0) {
-        log(absl::StrCat("experiment ", plan.experiment, " finished with ", counts->failed,
-                         " failed run(s); `reproctl --db ", o.db_path, " report --partial` lists why"));
-        exit_code = cli::kExitError;
-      } else {
-        log(absl::StrCat("experiment ", plan.experiment, " finished: ", counts->done,
-                         " runs done; `reproctl --db ", o.db_path, " report` shows the results"));
-      }
-      // Idle workers learn that the experiment finished on their next lease call.
-      std::this_thread::sleep_for(std::chrono::milliseconds(2 * service_options.idle_retry_ms));
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
-  progress.Finish();
-  if (local) local->StopAll();
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  const int exit_code =
+      WaitUntilDone(Serving{o, plan, **store, service, service_options, local.get(), progress});
+  Shutdown(progress, local.get(), **server);
   return exit_code;
 }
 
