@@ -15,12 +15,13 @@
 #include "common/cli.h"
 #include "common/plan.h"
 #include "common/security.h"
+#include "common/status_macros.h"
 #include "coordinator/local_workers.h"
 #include "coordinator/progress.h"
 #include "coordinator/service.h"
+#include "data/dataset_check.h"
 #include "store/status_view.h"
 #include "store/store.h"
-#include "data/dataset_check.h"
 
 namespace repro {
 namespace {
@@ -160,27 +161,21 @@ absl::Status CheckPlanData(const Options& o, const Plan& plan) {
 // sets o->db_path from the plan; `created` says whether the experiment is new.
 absl::StatusOr<std::unique_ptr<RunStore>> OpenExperiment(Options* o, Plan* plan, bool* created) {
   std::string plan_text;
-  if (!o->plan_path.empty()) {
-    auto loaded = LoadPlan(*o, nullptr);
-    if (!loaded.ok()) return loaded.status();
-    std::tie(*plan, plan_text) = *loaded;
+  // The plan from its file, or from the store that recorded it; then its data checked.
+  auto load_plan = [&](RunStore* from) -> absl::Status {
+    ASSIGN_OR_RETURN(std::tie(*plan, plan_text), LoadPlan(*o, from));
     if (o->db_path.empty()) o->db_path = plan->experiment + ".db";
-    if (absl::Status s = CheckPlanData(*o, *plan); !s.ok()) return s;
+    return CheckPlanData(*o, *plan);
+  };
+  if (!o->plan_path.empty()) {
+    RETURN_IF_ERROR(load_plan(nullptr));
   } else if (access(o->db_path.c_str(), F_OK) != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat(o->db_path, ": no such database; give --plan to start an experiment"));
   }
-  auto store = RunStore::Open(o->db_path);
-  if (!store.ok()) return store.status();
-  if (o->plan_path.empty()) {
-    auto loaded = LoadPlan(*o, store->get());
-    if (!loaded.ok()) return loaded.status();
-    std::tie(*plan, plan_text) = *loaded;
-    if (absl::Status s = CheckPlanData(*o, *plan); !s.ok()) return s;
-  }
-  auto is_new = (*store)->EnsureExperiment(*plan, plan_text);
-  if (!is_new.ok()) return is_new.status();
-  *created = *is_new;
+  ASSIGN_OR_RETURN(std::unique_ptr<RunStore> store, RunStore::Open(o->db_path));
+  if (o->plan_path.empty()) RETURN_IF_ERROR(load_plan(store.get()));
+  ASSIGN_OR_RETURN(*created, store->EnsureExperiment(*plan, plan_text));
   return store;
 }
 
