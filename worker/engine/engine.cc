@@ -284,6 +284,19 @@ struct RunState {
   std::vector<AugmentDraw> draws;  // the current batch's augmentation draws
 };
 
+// The model's fingerprint as it is now (initial or final), and its weights in
+// <export_dir>/<name>.safetensors when the spec exports them.
+absl::Status Snapshot(RunState& s, const std::string& name, bool exported, std::string* hash,
+                      std::vector<TensorHash>* tensors, std::string* weights) {
+  ModelFingerprint fingerprint = FingerprintModel(*s.model);
+  *hash = std::move(fingerprint.hash);
+  *tensors = std::move(fingerprint.tensors);
+  if (!s.spec.export_dir.empty() && exported) {
+    ASSIGN_OR_RETURN(*weights, Export(*s.model, s.spec, name, *hash, name));
+  }
+  return absl::OkStatus();
+}
+
 // The spec checked, the process-wide determinism switches set, the device it asks for.
 absl::StatusOr<at::Device> PrepareDevice(const RunSpec& spec) {
   RETURN_IF_ERROR(ValidateSpec(spec));
@@ -307,13 +320,8 @@ absl::Status BuildModel(RunState& s) {
   ASSIGN_OR_RETURN(s.model, MakeModel(ModelOptions{s.spec.model_kind, s.spec.model_version,
                                                    s.spec.model_depth},
                                       shape));
-  ModelFingerprint initial = FingerprintModel(*s.model);
-  s.result.initial_hash = std::move(initial.hash);
-  s.result.initial_tensors = std::move(initial.tensors);
-  if (!s.spec.export_dir.empty() && s.spec.export_initial) {
-    ASSIGN_OR_RETURN(s.result.initial_weights,
-                     Export(*s.model, s.spec, "initial", s.result.initial_hash, "initial"));
-  }
+  RETURN_IF_ERROR(Snapshot(s, "initial", s.spec.export_initial, &s.result.initial_hash,
+                           &s.result.initial_tensors, &s.result.initial_weights));
   s.model->to(s.device);
   s.model->train();
   s.optimizer = MakeOptimizer(s.spec, *s.model);
@@ -450,14 +458,8 @@ absl::Status FinishRun(RunState& s) {
   // the weights since, so it is not run twice.
   s.result.test_loss = s.result.epochs.back().val_loss;
   s.result.test_accuracy = s.result.epochs.back().val_accuracy;
-  ModelFingerprint final_fingerprint = FingerprintModel(*s.model);
-  s.result.final_hash = std::move(final_fingerprint.hash);
-  s.result.final_tensors = std::move(final_fingerprint.tensors);
-  if (!s.spec.export_dir.empty() && s.spec.export_final) {
-    ASSIGN_OR_RETURN(s.result.final_weights,
-                     Export(*s.model, s.spec, "final", s.result.final_hash, "final"));
-  }
-  return absl::OkStatus();
+  return Snapshot(s, "final", s.spec.export_final, &s.result.final_hash,
+                  &s.result.final_tensors, &s.result.final_weights);
 }
 
 // The run itself, step by step; LibTorch may throw anywhere in here.
