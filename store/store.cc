@@ -61,7 +61,9 @@ CREATE TABLE IF NOT EXISTS attempts (
   predictions BLOB,                           -- one class byte per test example
   initial_weights TEXT NOT NULL DEFAULT '',   -- exported files, paths on the worker
   final_weights TEXT NOT NULL DEFAULT '',
-  epoch_weights TEXT NOT NULL DEFAULT '[]');  -- JSON array of paths
+  epoch_weights TEXT NOT NULL DEFAULT '[]',   -- JSON array of paths
+  secret_hash TEXT,                           -- schema 2: SHA-256 of the lease's secret
+  checksum TEXT);                             -- schema 2: of the stored result, checked on read
 CREATE INDEX IF NOT EXISTS attempts_by_run ON attempts (run_id);
 CREATE TABLE IF NOT EXISTS tensors (
   attempt_id INTEGER NOT NULL REFERENCES attempts(id),
@@ -128,19 +130,37 @@ absl::Status RunStore::Migrate() {
   }
   ASSIGN_OR_RETURN(auto get, db_->Prepare("SELECT value FROM meta WHERE key = 'schema_version'"));
   ASSIGN_OR_RETURN(bool has, get->Step());
-  if (has) {
-    const int version = std::atoi(get->Text(0).c_str());
-    if (version > kSchemaVersion) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          db_->path(), ": database schema version ", version,
-          " is newer than this build understands (", kSchemaVersion, "); upgrade repro"));
-    }
-  } else {
-    ASSIGN_OR_RETURN(auto put, db_->Prepare(
-        "INSERT INTO meta (key, value) VALUES ('schema_version', ?)"));
-    RETURN_IF_ERROR(put->Bind(1, std::to_string(kSchemaVersion)).Run());
+  const int version = has ? std::atoi(get->Text(0).c_str()) : kSchemaVersion;
+  if (version > kSchemaVersion) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        db_->path(), ": database schema version ", version,
+        " is newer than this build understands (", kSchemaVersion, "); upgrade repro"));
   }
+  RETURN_IF_ERROR(Upgrade(version));
+  ASSIGN_OR_RETURN(auto put, db_->Prepare(
+      "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)"));
+  RETURN_IF_ERROR(put->Bind(1, std::to_string(kSchemaVersion)).Run());
   return tx.Commit();
+}
+
+// Brings a database of an older schema to kSchemaVersion, inside Migrate's transaction.
+// kSchema creates what is missing but cannot add columns to a table that exists.
+absl::Status RunStore::Upgrade(int from_version) {
+  if (from_version < 2) {
+    // Schema 2: lease secrets and result checksums. Attempts of schema 1 have neither: a
+    // lease taken before the upgrade presents no secret and is refused (its run goes back
+    // to the queue when it expires); a result stored before it is read unchecked.
+    for (const char* column : {"secret_hash", "checksum"}) {
+      ASSIGN_OR_RETURN(auto q, db_->Prepare(
+          "SELECT 1 FROM pragma_table_info('attempts') WHERE name = ?"));
+      q->Bind(1, std::string(column));
+      ASSIGN_OR_RETURN(bool present, q->Step());
+      if (!present) {
+        RETURN_IF_ERROR(db_->Exec(absl::StrCat("ALTER TABLE attempts ADD COLUMN ", column, " TEXT")));
+      }
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<bool> RunStore::EnsureExperiment(const Plan& plan, const std::string& plan_text) {

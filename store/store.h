@@ -39,7 +39,8 @@
 
 namespace repro {
 
-inline constexpr int kSchemaVersion = 1;
+// 1: the first; 2: attempts.secret_hash and attempts.checksum (Migrate upgrades 1 to 2).
+inline constexpr int kSchemaVersion = 2;
 
 struct LeasedRun {
   int64_t run_id = 0;
@@ -124,6 +125,7 @@ class RunStore {
  private:
   explicit RunStore(std::unique_ptr<sql::Database> db);
   absl::Status Migrate();
+  absl::Status Upgrade(int from_version) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Every change goes through Write (store_internal.h): the store's mutex, one
   // transaction in the group commit, and a return once the change is on disk.
   // WriteLocked is the same for a caller that already holds the mutex.

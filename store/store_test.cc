@@ -1,6 +1,7 @@
 #include "store/store.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -247,6 +248,44 @@ TEST_F(StoreTest, WorkersShowTheirRunAndLastHeartbeat) {
   workers = store_->Workers();
   EXPECT_EQ((*workers)[0].last_seen_ms, 2100);
   EXPECT_EQ((*workers)[0].current_run, "");
+}
+
+TEST_F(StoreTest, ASchemaOneDatabaseIsUpgradedKeepingItsRuns) {
+  ASSERT_TRUE(store_->LeaseNext("t", "w1", 1000, 60000).ok());
+  store_.reset();
+  // Make the file what repro wrote before schema 2: no secret_hash or checksum column.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "ALTER TABLE attempts DROP COLUMN secret_hash;"
+                         "ALTER TABLE attempts DROP COLUMN checksum;"
+                         "UPDATE meta SET value = '1' WHERE key = 'schema_version';",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+
+  auto store = RunStore::Open(path_);
+  ASSERT_TRUE(store.ok()) << store.status();
+  store_ = std::move(*store);
+  auto counts = store_->Counts("t");
+  ASSERT_TRUE(counts.ok());
+  EXPECT_EQ(counts->running, 1);
+  EXPECT_EQ(counts->pending, 3);
+  store_.reset();
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* q = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db,
+                               "SELECT (SELECT value FROM meta WHERE key = 'schema_version'), "
+                               "(SELECT COUNT(*) FROM pragma_table_info('attempts') "
+                               " WHERE name IN ('secret_hash', 'checksum'))",
+                               -1, &q, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(q), SQLITE_ROW);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(sqlite3_column_text(q, 0))), "2");
+  EXPECT_EQ(sqlite3_column_int(q, 1), 2);
+  sqlite3_finalize(q);
+  sqlite3_close(db);
 }
 
 TEST_F(StoreTest, RefusesAFileThatIsNotADatabase) {
