@@ -43,12 +43,12 @@ ColumnComparison CompareColumn(const std::vector<double>& values,
   return out;
 }
 
-// The done runs of one arm by index.
+// The done runs of one arm by index, but for those whose result is corrupt.
 std::map<int, const RunView*> DoneByIndex(const ExperimentView& view,
                                           const std::string& arm) {
   std::map<int, const RunView*> out;
   for (const RunView& run : view.runs) {
-    if (run.arm == arm && run.state == RunState::kDone) out.emplace(run.index, &run);
+    if (run.arm == arm && Intact(run)) out.emplace(run.index, &run);
   }
   return out;
 }

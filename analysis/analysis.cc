@@ -144,7 +144,12 @@ AnalyzedArm AnalyzeArm(const ExperimentView& view, const std::string& name) {
     ++listed;
     switch (run.state) {
       case RunState::kDone:
-        done.push_back(&run);
+        // A result that fails its checksum is no evidence of anything: counted only.
+        if (Intact(run)) {
+          done.push_back(&run);
+        } else {
+          ++arm.runs_corrupt;
+        }
         break;
       case RunState::kFailed:
         ++arm.runs_failed;
@@ -162,13 +167,18 @@ AnalyzedArm AnalyzeArm(const ExperimentView& view, const std::string& name) {
   });
   arm.runs_total = std::max(view.runs_per_arm, listed);
   arm.runs_pending += arm.runs_total - listed;  // not yet in the store
-  arm.runs_done = static_cast<int>(done.size());
+  arm.runs_done = static_cast<int>(done.size()) + arm.runs_corrupt;
   arm.runs_remaining = arm.runs_total - arm.runs_done - arm.runs_failed;
   CompareRuns(done, &arm);
   for (const RunView* run : done) {
+    if (!Scored(*run)) {  // a diverged run has no score, not a score of 0
+      ++arm.runs_diverged;
+      continue;
+    }
     analyzed.losses.push_back(run->result.test_loss);
     analyzed.accuracies.push_back(run->result.test_accuracy);
   }
+  arm.runs_scored = static_cast<int>(analyzed.losses.size());
   arm.loss = Summarize(analyzed.losses);
   arm.accuracy = Summarize(analyzed.accuracies);
   arm.instability = MeasureInstability(done);

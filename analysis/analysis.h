@@ -12,7 +12,11 @@
 //
 // Only done runs (RunState::kDone) are compared and counted in the statistics; failed,
 // running and pending runs are only counted. Within an arm every done run is compared
-// with the arm's reference run: the done run with the lowest index (normally #0).
+// with the arm's reference run: the done run with the lowest index (normally #0). Two
+// kinds of done run are set apart: a corrupt one (its stored result fails its checksum,
+// RunView::corrupt) is counted and listed but neither compared nor scored; a diverged
+// one (RunResult::diverged) is compared, but has no test scores, so the statistics of
+// the scores are over the others and say how many they left out.
 //
 // Thread safety: Analyze is a pure function; Report is a plain value.
 #ifndef REPRO_ANALYSIS_ANALYSIS_H_
@@ -27,6 +31,13 @@
 #include "common/experiment_view.h"
 
 namespace repro {
+
+// A done run whose stored result checks (RunView::corrupt empty): compared with the others.
+inline bool Intact(const RunView& run) {
+  return run.state == RunState::kDone && run.corrupt.empty();
+}
+// An intact run that trained to its last epoch: its test scores are scores.
+inline bool Scored(const RunView& run) { return Intact(run) && run.result.diverged.empty(); }
 
 // What of a run differs from the reference run.
 enum class DifferenceKind {
@@ -84,14 +95,18 @@ struct Instability {
 struct ArmReport {
   std::string name;
   int runs_total = 0;      // the plan's runs per arm
-  int runs_done = 0;
+  int runs_done = 0;       // including the diverged and the corrupt ones
   int runs_failed = 0;
   int runs_running = 0;
   int runs_pending = 0;    // includes runs the view does not list yet
   int runs_remaining = 0;  // runs_total - runs_done - runs_failed
+  int runs_diverged = 0;   // done runs whose loss stopped being a number (no scores)
+  int runs_corrupt = 0;    // done runs whose stored result fails its checksum
+  int runs_scored = 0;     // done runs in loss and accuracy: neither diverged nor corrupt
   int reference_run = -1;  // index of the run the others are compared with; -1: none done
 
-  // Over done runs; true when fewer than two runs are done.
+  // Over done runs; true when fewer than two runs are done. With none done nothing was
+  // compared: a reader is told so, not "true" (EqualityShown).
   bool models_all_same = true;
   bool data_all_same = true;
   bool batches_all_same = true;
@@ -119,11 +134,18 @@ struct ArmReport {
   // through epoch epochs_compared - 1.
   int epochs_compared = 0;
 
-  ColumnStats loss;      // test loss
-  ColumnStats accuracy;  // test accuracy
+  ColumnStats loss;      // test loss, over the runs_scored runs
+  ColumnStats accuracy;  // test accuracy, over the same runs
 
   Instability instability;
 };
+
+// An equality check of `arm` as the renderers show it: nullopt when no run of the arm
+// is done ("no runs finished"; null in JSON), else `all_same`.
+inline std::optional<bool> EqualityShown(const ArmReport& arm, bool all_same) {
+  if (arm.runs_done - arm.runs_corrupt == 0) return std::nullopt;  // none compared
+  return all_same;
+}
 
 // One score column of an arm compared with the same column of the reference arm.
 // Each field is nullopt where undefined: everything unless both arms have at least two

@@ -27,15 +27,20 @@ std::string Table(const std::vector<std::string>& headers,
   return out;
 }
 
-const char* Same(bool value) { return value ? "True" : "False"; }
+const char* Same(std::optional<bool> value) {
+  return !value ? "no runs finished" : *value ? "True" : "False";
+}
 
 std::string EqualityTables(const Report& report, const std::string& filter) {
   std::vector<std::vector<std::string>> rows;
   std::vector<std::string> differences;
   for (const auto& [arm, index] : ShownArms(report, filter)) {
-    rows.push_back({arm->name, absl::StrFormat("%d/%d", arm->runs_done, arm->runs_total),
-                    Same(arm->models_all_same), Same(arm->data_all_same),
-                    Same(arm->batches_all_same), Same(arm->final_models_all_same),
+    rows.push_back({arm->name,
+                    absl::StrFormat("%d/%d", arm->runs_done - arm->runs_corrupt, arm->runs_total),
+                    Same(EqualityShown(*arm, arm->models_all_same)),
+                    Same(EqualityShown(*arm, arm->data_all_same)),
+                    Same(EqualityShown(*arm, arm->batches_all_same)),
+                    Same(EqualityShown(*arm, arm->final_models_all_same)),
                     DivergenceLine(*arm),
                     arm->diverged_by_epoch ? DivergedByEpochLine(*arm) : "",
                     InstabilityLine(arm->instability)});
@@ -64,14 +69,14 @@ std::string ScoresTable(const Report& report, const std::string& filter) {
   for (const auto& [arm, index] : ShownArms(report, filter)) {
     for (const auto& [name, stats] : {std::make_pair("test loss", &arm->loss),
                                       std::make_pair("test accuracy", &arm->accuracy)}) {
-      rows.push_back({arm->name, name, absl::StrCat(arm->runs_done),
+      rows.push_back({arm->name, name, absl::StrCat(arm->runs_scored),
                       FormatOptional(stats->mean), FormatOptional(stats->stdev),
                       FormatOptional(stats->stdev_ddof1), FormatOptional(stats->min),
                       FormatOptional(stats->max)});
     }
   }
-  return Table({"arm", "score", "runs", "mean", "stdev (ddof 0)", "stdev (ddof 1)", "min",
-                "max"},
+  return Table({"arm", "score", "runs scored", "mean", "stdev (ddof 0)", "stdev (ddof 1)",
+                "min", "max"},
                rows);
 }
 
@@ -142,6 +147,21 @@ std::string FailedRuns(const Report& report, const std::string& filter) {
                       Table({"arm", "run", "attempts", "worker", "error"}, rows));
 }
 
+// Done runs that have no scores: diverged (compared, not scored) and corrupt (stored
+// results that fail their checksums: neither compared nor scored).
+std::string UnscoredRuns(const Report& report, const std::string& filter) {
+  std::vector<std::vector<std::string>> rows;
+  for (const RunView& run : report.runs) {
+    if (!ArmShown(filter, run.arm) || run.state != RunState::kDone || Scored(run)) continue;
+    rows.push_back({run.arm, absl::StrCat("#", run.index), run.worker.empty() ? "none" : run.worker,
+                    run.corrupt.empty() ? "diverged" : "corrupt",
+                    run.corrupt.empty() ? run.result.diverged : run.corrupt});
+  }
+  if (rows.empty()) return "";
+  return absl::StrCat("<h2>Done runs without scores</h2>\n",
+                      Table({"arm", "run", "worker", "why", "what"}, rows));
+}
+
 constexpr char kStyle[] = R"(
 body { font-family: sans-serif; margin: 2em; color: #222; max-width: 1100px; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; } h3 { font-size: 1em; }
@@ -204,7 +224,7 @@ std::string RenderHtml(const Report& report, const std::string& arm_filter) {
     absl::StrAppend(&out, "<h2>Runs with the same seeds across arms</h2>\n",
                     CrossArmTable(report));
   }
-  absl::StrAppend(&out, FailedRuns(report, arm_filter));
+  absl::StrAppend(&out, FailedRuns(report, arm_filter), UnscoredRuns(report, arm_filter));
   absl::StrAppend(&out, "<h2>Text report</h2>\n<pre>", HtmlEscape(text), "</pre>\n");
   absl::StrAppend(&out, "</body>\n</html>\n");
   return out;

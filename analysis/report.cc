@@ -57,12 +57,22 @@ void WriteArm(JsonWriter& w, const ArmReport& arm) {
   w.Field("runs_done", arm.runs_done);
   w.Field("runs_failed", arm.runs_failed);
   w.Field("runs_remaining", arm.runs_remaining);
+  w.Field("runs_diverged", arm.runs_diverged);
+  w.Field("runs_corrupt", arm.runs_corrupt);
+  w.Field("runs_scored", arm.runs_scored);
   w.Field("reference_run",
           arm.reference_run >= 0 ? std::optional<int>(arm.reference_run) : std::nullopt);
-  w.Field("models_all_same", arm.models_all_same);
-  w.Field("data_all_same", arm.data_all_same);
-  w.Field("batches_all_same", arm.batches_all_same);
-  w.Field("final_models_all_same", arm.final_models_all_same);
+  for (const auto& [key, all_same] : {std::pair{"models_all_same", arm.models_all_same},
+                                      std::pair{"data_all_same", arm.data_all_same},
+                                      std::pair{"batches_all_same", arm.batches_all_same},
+                                      std::pair{"final_models_all_same", arm.final_models_all_same}}) {
+    const std::optional<bool> shown = EqualityShown(arm, all_same);
+    if (shown) {
+      w.Field(key, *shown);
+    } else {
+      w.NullField(key);
+    }
+  }
   w.Key("differences");
   w.BeginArray();
   for (const Difference& d : arm.differences) {
@@ -163,8 +173,17 @@ void WriteCrossArm(JsonWriter& w, const CrossArmIdentity& identity) {
   w.EndObject();
 }
 
+// `text`, or null when it is empty.
+void TextOrNull(JsonWriter& w, std::string_view key, const std::string& text) {
+  if (text.empty()) {
+    w.NullField(key);
+  } else {
+    w.Field(key, text);
+  }
+}
+
 void WriteRun(JsonWriter& w, const RunView& run) {
-  const bool done = run.state == RunState::kDone;
+  const bool scored = Scored(run);  // a diverged or corrupt run's scores are none
   const RunResult& r = run.result;
   w.BeginObject();
   w.Field("arm", run.arm);
@@ -182,8 +201,10 @@ void WriteRun(JsonWriter& w, const RunView& run) {
   w.Field("current_epoch", run.state == RunState::kRunning && run.current_epoch >= 0
                                ? std::optional<int>(run.current_epoch)
                                : std::nullopt);
-  w.Field("test_loss", done ? std::optional<double>(r.test_loss) : std::nullopt);
-  w.Field("test_accuracy", done ? std::optional<double>(r.test_accuracy) : std::nullopt);
+  TextOrNull(w, "diverged", r.diverged);
+  TextOrNull(w, "corrupt", run.corrupt);
+  w.Field("test_loss", scored ? std::optional<double>(r.test_loss) : std::nullopt);
+  w.Field("test_accuracy", scored ? std::optional<double>(r.test_accuracy) : std::nullopt);
   w.Field("initial_hash", r.initial_hash);
   w.Field("final_hash", r.final_hash);
   w.Field("data_x_hash", r.data_x_hash);
@@ -299,7 +320,7 @@ std::string RenderJson(const Report& report, const std::string& arm_filter,
 std::string RenderCsv(const Report& report, const std::string& arm) {
   std::vector<const RunView*> done;
   for (const RunView& run : report.runs) {
-    if (run.arm == arm && run.state == RunState::kDone) done.push_back(&run);
+    if (run.arm == arm && Scored(run)) done.push_back(&run);
   }
   std::stable_sort(done.begin(), done.end(), [](const RunView* a, const RunView* b) {
     return a->index < b->index;

@@ -146,6 +146,80 @@ TEST(ReportTest, TextShowsDivergenceIncompletenessAndFailures) {
   EXPECT_THAT(three, HasSubstr("incomplete, 4 of 8 runs done (4 remaining)\n"));
 }
 
+TEST(ReportTest, EqualityOverNoFinishedRunSaysSoInsteadOfTrue) {
+  ExperimentView view = Fashion();
+  for (int i = 4; i < 8; ++i) view.runs[i].state = i < 6 ? RunState::kPending : RunState::kFailed;
+  const std::string text = Render(view, ReportFormat::kText);
+  std::string different_seeds = text.substr(text.find("different_seeds:"));
+  different_seeds = different_seeds.substr(0, different_seeds.find("First divergence"));
+  for (const char* check : {"Models all the same", "XY training data all the same",
+                            "Batches all the same", "Final models all the same"}) {
+    EXPECT_THAT(different_seeds, HasSubstr(absl::StrCat(
+                                     check, ": no runs finished (number of models checked: 0/4)\n")));
+  }
+  EXPECT_THAT(different_seeds, Not(HasSubstr("True")));
+  EXPECT_THAT(text, HasSubstr("Models all the same: True (number of models checked: 4/4)"));
+
+  const Json j = Json::parse(Render(view, ReportFormat::kJson));
+  for (const char* key : {"models_all_same", "data_all_same", "batches_all_same",
+                          "final_models_all_same"}) {
+    EXPECT_EQ(j.at("arms")[0].at(key), true) << key;
+    EXPECT_TRUE(j.at("arms")[1].at(key).is_null()) << key << ": " << j.at("arms")[1].dump();
+  }
+  EXPECT_THAT(Render(view, ReportFormat::kHtml), HasSubstr("no runs finished"));
+}
+
+// A run whose loss became NaN has no scores, and one whose stored result fails its
+// checksum is no evidence: both are listed, with the reason, and neither moves a mean;
+// a diverged run's 0 never reads as a score.
+TEST(ReportTest, DivergedAndCorruptRunsAreListedAndLeftOutOfTheScores) {
+  ExperimentView view = Fashion();
+  RunView& diverged = view.runs[6];  // different_seeds #2
+  diverged.result.diverged = "diverged: loss nan at epoch 0, batch 4";
+  diverged.result.test_loss = 0;
+  diverged.result.test_accuracy = 0;
+  RunView& corrupt = view.runs[7];  // different_seeds #3
+  corrupt.corrupt = "the stored result (attempt 9) no longer matches the checksum written with it";
+  corrupt.result.test_loss = 1e300;  // the flipped bit
+  const double mean_loss = Mean({0.5, 0.51});
+  const double mean_accuracy = Mean({0.8, 0.8 - 0.001});
+
+  const std::string text = Render(view, ReportFormat::kText);
+  EXPECT_THAT(text, HasSubstr("Done runs without scores: 1 diverged, 1 corrupt\n"
+                              "- Run #2 (worker: worker-a): diverged: loss nan at epoch 0, batch 4\n"
+                              "- Run #3 (worker: worker-a): corrupt: the stored result (attempt 9) "
+                              "no longer matches the checksum written with it\n"));
+  EXPECT_THAT(text, HasSubstr("Scores [test loss, test accuracy] over 2 runs (1 diverged and 1 "
+                              "corrupt runs left out):"));
+  // The corrupt run is not compared either: three of four runs were checked.
+  EXPECT_THAT(text, HasSubstr("Models all the same: False (number of models checked: 3/4)"));
+
+  const Json j = Json::parse(Render(view, ReportFormat::kJson));
+  const Json& arm = j.at("arms")[1];
+  EXPECT_EQ(arm.at("runs_done"), 4);
+  EXPECT_EQ(arm.at("runs_diverged"), 1);
+  EXPECT_EQ(arm.at("runs_corrupt"), 1);
+  EXPECT_EQ(arm.at("runs_scored"), 2);
+  EXPECT_EQ(arm.at("mean").at("loss").get<double>(), mean_loss);
+  EXPECT_EQ(arm.at("mean").at("accuracy").get<double>(), mean_accuracy);
+  EXPECT_EQ(arm.at("min").at("loss").get<double>(), 0.5);
+  const Json& run2 = j.at("runs")[6];
+  EXPECT_EQ(run2.at("diverged"), "diverged: loss nan at epoch 0, batch 4");
+  EXPECT_TRUE(run2.at("test_loss").is_null());
+  EXPECT_TRUE(run2.at("corrupt").is_null());
+  const Json& run3 = j.at("runs")[7];
+  EXPECT_THAT(run3.at("corrupt").get<std::string>(), HasSubstr("no longer matches the checksum"));
+  EXPECT_TRUE(run3.at("test_loss").is_null());
+  EXPECT_TRUE(j.at("runs")[5].at("diverged").is_null());
+
+  EXPECT_EQ(Render(view, ReportFormat::kCsv, "different_seeds"),
+            "0.5,0.80000000000000004\n0.51000000000000001,0.79900000000000004\n");
+  const std::string html = Render(view, ReportFormat::kHtml);
+  EXPECT_THAT(html, HasSubstr("<h2>Done runs without scores</h2>"));
+  EXPECT_THAT(html, HasSubstr("<td>diverged: loss nan at epoch 0, batch 4</td>"));
+  EXPECT_THAT(html, Not(HasSubstr("data-arm=\"different_seeds\" data-run=\"2\"")));
+}
+
 TEST(ReportTest, JsonHasEveryDocumentedKey) {
   ExperimentView view = Fashion();
   view.runs[7].state = RunState::kFailed;
@@ -158,8 +232,8 @@ TEST(ReportTest, JsonHasEveryDocumentedKey) {
   ASSERT_EQ(j.at("arms").size(), 2u);
   for (const Json& arm : j.at("arms")) {
     for (const char* key :
-         {"name", "runs_total", "runs_done", "runs_failed", "runs_remaining",
-          "models_all_same", "data_all_same", "batches_all_same",
+         {"name", "runs_total", "runs_done", "runs_failed", "runs_remaining", "runs_diverged",
+          "runs_corrupt", "runs_scored", "models_all_same", "data_all_same", "batches_all_same",
           "final_models_all_same", "differences", "first_divergence_epoch", "mean",
           "stdev", "stdev_ddof1", "min", "max"}) {
       EXPECT_TRUE(arm.contains(key)) << key;

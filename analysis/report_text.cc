@@ -19,20 +19,49 @@ bool Shown(const std::string& arm_filter, const std::string& arm) {
 
 void AppendCheck(const ArmReport& arm, const char* title, bool all_same,
                  DifferenceKind kind, std::string* out) {
+  const std::optional<bool> shown = EqualityShown(arm, all_same);
   absl::StrAppendFormat(out, "%s: %s (number of models checked: %d/%d)\n", title,
-                        PyBool(all_same), arm.runs_done, arm.runs_total);
+                        shown ? PyBool(*shown) : "no runs finished",
+                        arm.runs_done - arm.runs_corrupt, arm.runs_total);
   for (const Difference& d : arm.differences) {
     if (d.what == kind) absl::StrAppend(out, DifferenceLine(d, arm.reference_run), "\n");
   }
 }
 
+// "; 1 diverged and 2 corrupt runs left out", or "" when none was.
+std::string LeftOut(const ArmReport& arm) {
+  std::vector<std::string> kinds;
+  if (arm.runs_diverged > 0) kinds.push_back(absl::StrCat(arm.runs_diverged, " diverged"));
+  if (arm.runs_corrupt > 0) kinds.push_back(absl::StrCat(arm.runs_corrupt, " corrupt"));
+  if (kinds.empty()) return "";
+  return absl::StrCat("; ", absl::StrJoin(kinds, " and "),
+                      arm.runs_diverged + arm.runs_corrupt == 1 ? " run" : " runs", " left out");
+}
+
+// The done runs that are not scored, each with why: diverged (compared, no scores) and
+// corrupt (its stored result fails its checksum: neither compared nor scored).
+void AppendUnscored(const Report& report, const ArmReport& arm, std::string* out) {
+  for (const RunView& run : report.runs) {
+    if (run.arm != arm.name || run.state != RunState::kDone || Scored(run)) continue;
+    absl::StrAppendFormat(out, "- Run #%d (worker: %s): %s\n", run.index,
+                          run.worker.empty() ? "none" : run.worker,
+                          run.corrupt.empty() ? run.result.diverged
+                                              : absl::StrCat("corrupt: ", run.corrupt));
+  }
+}
+
 void AppendScores(const ArmReport& arm, std::string* out) {
-  if (arm.runs_done == 0) {
-    absl::StrAppend(out, "Scores [test loss, test accuracy]: none (no runs done)\n");
+  if (arm.runs_scored == 0) {
+    absl::StrAppend(out, "Scores [test loss, test accuracy]: none (",
+                    arm.runs_done == 0 ? "no runs done" : "no done run has scores",
+                    LeftOut(arm), ")\n");
     return;
   }
-  absl::StrAppendFormat(out, "Scores [test loss, test accuracy] over %d run%s:\n",
-                        arm.runs_done, arm.runs_done == 1 ? "" : "s");
+  absl::StrAppendFormat(out, "Scores [test loss, test accuracy] over %d run%s%s:\n",
+                        arm.runs_scored, arm.runs_scored == 1 ? "" : "s",
+                        arm.runs_diverged + arm.runs_corrupt > 0
+                            ? absl::StrCat(" (", LeftOut(arm).substr(2), ")")
+                            : "");
   const struct {
     const char* label;
     std::optional<double> ColumnStats::*field;
@@ -77,6 +106,11 @@ void AppendArmText(const Report& report, const ArmReport& arm, std::string* out)
                             run.attempts, run.worker.empty() ? "none" : run.worker,
                             run.error.empty() ? "no error recorded" : run.error);
     }
+  }
+  if (arm.runs_diverged + arm.runs_corrupt > 0) {
+    absl::StrAppendFormat(out, "Done runs without scores: %d diverged, %d corrupt\n",
+                          arm.runs_diverged, arm.runs_corrupt);
+    AppendUnscored(report, arm, out);
   }
   // A second result for a run (its first worker's lease had expired while it trained
   // on) is not counted, but whether it agrees is evidence of reproducibility.
@@ -209,7 +243,10 @@ std::string DifferenceLine(const Difference& d, int reference) {
 }
 
 std::string DivergenceLine(const ArmReport& arm) {
-  if (arm.runs_done < 2) return "none (fewer than 2 runs done)";
+  if (arm.runs_done - arm.runs_corrupt < 2) {
+    return arm.runs_corrupt > 0 ? "none (fewer than 2 runs done with intact results)"
+                                : "none (fewer than 2 runs done)";
+  }
   if (!arm.models_all_same || !arm.data_all_same) {
     return "not applicable (runs do not start from the same initial model and data)";
   }

@@ -141,10 +141,11 @@ std::string Legend(const std::vector<std::pair<std::string, size_t>>& entries) {
   return out;
 }
 
-std::vector<const RunView*> DoneRuns(const Report& report, const std::string& arm) {
+// The runs whose test scores are scores (Scored: done, intact, not diverged).
+std::vector<const RunView*> ScoredRuns(const Report& report, const std::string& arm) {
   std::vector<const RunView*> done;
   for (const RunView& run : report.runs) {
-    if (run.arm == arm && run.state == RunState::kDone) done.push_back(&run);
+    if (run.arm == arm && Scored(run)) done.push_back(&run);
   }
   std::stable_sort(done.begin(), done.end(), [](const RunView* a, const RunView* b) {
     return a->index < b->index;
@@ -209,7 +210,7 @@ std::string StripPlot(const Report& report, const std::string& filter,
   double lo = std::numeric_limits<double>::infinity();
   double hi = -lo;
   for (const auto& [arm, index] : arms) {
-    for (const RunView* run : DoneRuns(report, arm->name)) {
+    for (const RunView* run : ScoredRuns(report, arm->name)) {
       const double v = run->result.*field;
       if (!std::isfinite(v)) continue;
       lo = std::min(lo, v);
@@ -232,7 +233,7 @@ std::string StripPlot(const Report& report, const std::string& filter,
                           Px(centre), Px(kHeight - kBottom + 16), HtmlEscape(arm.name));
     std::vector<double> values;
     int k = 0;
-    for (const RunView* run : DoneRuns(report, arm.name)) {
+    for (const RunView* run : ScoredRuns(report, arm.name)) {
       const double v = run->result.*field;
       if (!std::isfinite(v)) continue;
       values.push_back(v);
@@ -286,7 +287,8 @@ std::string ValidationPlots(const Report& report, const std::string& filter) {
     absl::StrAppend(&out, YAxis(y, NiceTicks(d0, d1, 5), "validation accuracy"),
                     EpochAxis(x, epochs));
     for (const RunView& run : report.runs) {
-      if (run.arm != arm->name || run.result.epochs.empty()) continue;
+      // A corrupt result's epochs are not what was trained.
+      if (run.arm != arm->name || run.result.epochs.empty() || !run.corrupt.empty()) continue;
       std::vector<std::string> points;
       for (const EpochRecord& e : run.result.epochs) {
         if (!std::isfinite(e.val_accuracy)) continue;

@@ -27,7 +27,7 @@ bool ArmShown(const std::string& arm_filter, const std::string& arm);
 std::vector<std::pair<const ArmReport*, size_t>> ShownArms(const Report& report,
                                                            const std::string& arm_filter);
 
-// One <svg id="`id`">: per shown arm a strip of its done runs' `field` (a <circle
+// One <svg id="`id`">: per shown arm a strip of its scored runs' `field` (a <circle
 // class="run" data-arm="ARM" data-run="I"> each, non-finite values left out) on a
 // shared axis, with the arm's mean as a <line class="mean">.
 std::string StripPlot(const Report& report, const std::string& arm_filter,

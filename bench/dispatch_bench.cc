@@ -99,10 +99,8 @@ void Worker(const std::string& target, const std::string& token, const std::stri
       if (run_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(run_ms));
       repro::RunResult result = repro::engine::NoopResult(run.spec().epochs(), run.spec().lr());
       result.environment = environment;
-      repro::v1::CompleteRequest complete;
-      complete.set_worker(name);
-      complete.set_run_id(run.run_id());
-      complete.set_lease_id(run.lease_id());
+      // Worker, run, lease and the lease's secret, as the worker daemon sends them.
+      auto complete = repro::AboutLease<repro::v1::CompleteRequest>(name, run);
       *complete.mutable_result() = repro::ToProto(result);
       for (;;) {  // resent until the coordinator has it, as the worker does
         repro::v1::CompleteResponse complete_resp;

@@ -53,6 +53,11 @@ struct RunView {
   int64_t current_batch = 0;    // running runs: batches done in that epoch
   int64_t batches = 0;          // running runs: batches per epoch (0 = not known yet)
   RunResult result;             // complete for kDone runs; epochs so far otherwise
+  // Empty unless the stored result fails the checksum written with it (a bit flipped on
+  // disk, a row edited by hand): then what does not match, and the analyses count the
+  // run but neither compare nor score it. Results stored before schema 2 have no
+  // checksum and are read unchecked.
+  std::string corrupt;
   std::vector<ExtraResult> extra_results;
 };
 
@@ -112,6 +117,10 @@ struct ExperimentStatus {
   std::vector<ArmProgress> arms;       // in plan order
   std::vector<RunningRun> running;
   std::vector<WorkerRecord> workers;
+  // The store's disk use: the SQLite file and its write-ahead log, which the coordinator
+  // checkpoints as it runs (store/sqlite.h says to what size).
+  int64_t database_bytes = 0;
+  int64_t wal_bytes = 0;
 };
 
 }  // namespace repro

@@ -3,18 +3,18 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <set>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/names.h"
 
 namespace repro {
 namespace {
@@ -117,14 +117,8 @@ class Validator {
 
   std::string Name(const YAML::Node& node, const std::string& key) const {
     const std::string text = Text(node, key);
-    bool ok = !text.empty() && text.size() <= 100;
-    for (char c : text) {
-      ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.');
-    }
-    if (!ok || text[0] == '.') {
-      Fail(node, key, absl::StrCat("\"", text,
-                                   "\" is not a valid name (1 to 100 letters, digits, '-', '_' "
-                                   "or '.', not starting with '.')"));
+    if (!IsValidName(text)) {
+      Fail(node, key, absl::StrCat("\"", text, "\" is not a valid name (", kNameRule, ")"));
     }
     return text;
   }
@@ -359,12 +353,28 @@ absl::StatusOr<Plan> ParsePlan(std::string_view yaml_text, std::string_view sour
 }
 
 absl::StatusOr<std::string> ReadPlanFile(const std::string& path) {
+  // Only a regular file: a directory reads as nothing, and a device or a pipe
+  // (/dev/zero, /dev/stdin) may never end.
+  std::error_code error;
+  const std::filesystem::file_status status = std::filesystem::status(path, error);
+  if (!error && std::filesystem::is_directory(status)) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": is a directory, not a plan file"));
+  }
+  if (!error && !std::filesystem::is_regular_file(status)) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": is not a regular file, so not a plan file"));
+  }
   std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::InvalidArgumentError(absl::StrCat(path, ": cannot open plan file"));
-  std::ostringstream text;
-  text << in.rdbuf();
+  if (error || !in) return absl::InvalidArgumentError(absl::StrCat(path, ": cannot open plan file"));
+  // The limit applies while reading: one byte past it is enough to refuse the file.
+  std::string text(kMaxPlanBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
   if (in.bad()) return absl::InvalidArgumentError(absl::StrCat(path, ": cannot read plan file"));
-  return text.str();
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (text.size() > kMaxPlanBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": plan file is larger than the limit of ",
+                                                   kMaxPlanBytes, " bytes (1 MiB)"));
+  }
+  return text;
 }
 
 RunSeeds SeedsFor(const Plan& plan, const ArmSpec& arm, int index) {

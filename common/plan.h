@@ -96,7 +96,9 @@ struct RunSeeds {
 // Errors are INVALID_ARGUMENT: "<source>:<line>:<col>: <key>: <what is wrong>".
 absl::StatusOr<Plan> ParsePlan(std::string_view yaml_text, std::string_view source);
 // The text of a plan file (the store keeps it beside the parsed plan); a missing or
-// unreadable file is INVALID_ARGUMENT naming it. Parse it with ParsePlan(text, path).
+// unreadable file, one that is not a regular file (a directory, a device) or one over
+// the plan's limit of 1 MiB (refused after reading one byte past it) is
+// INVALID_ARGUMENT naming it. Parse it with ParsePlan(text, path).
 absl::StatusOr<std::string> ReadPlanFile(const std::string& path);
 
 // The seeds of run `index` (0-based) of `arm`.

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <fstream>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
@@ -233,6 +236,37 @@ TEST(PlanTest, MissingFileIsAnError) {
   auto plan = ReadPlanFile("/nonexistent/plan.yaml");
   ASSERT_FALSE(plan.ok());
   EXPECT_EQ(plan.status().message(), "/nonexistent/plan.yaml: cannot open plan file");
+}
+
+TEST(PlanTest, ADeviceOrADirectoryIsNoPlanFile) {
+  // /dev/zero never ends: it must be refused before it is read.
+  auto zero = ReadPlanFile("/dev/zero");
+  ASSERT_FALSE(zero.ok());
+  EXPECT_EQ(zero.status().message(), "/dev/zero: is not a regular file, so not a plan file");
+  const std::string dir = ::testing::TempDir();
+  auto folder = ReadPlanFile(dir);
+  ASSERT_FALSE(folder.ok());
+  EXPECT_EQ(folder.status().message(), dir + ": is a directory, not a plan file");
+}
+
+TEST(PlanTest, APlanFileOverOneMebibyteIsRefusedWithTheLimit) {
+  const std::string path = ::testing::TempDir() + "plan_size_test.yaml";
+  for (const size_t size : {size_t{1} << 20, (size_t{1} << 20) + 1}) {
+    {
+      std::ofstream out(path, std::ios::binary | std::ios::trunc);
+      out << std::string(size, '#');
+    }
+    auto text = ReadPlanFile(path);
+    if (size == size_t{1} << 20) {
+      ASSERT_TRUE(text.ok()) << text.status();
+      EXPECT_EQ(text->size(), size);
+    } else {
+      ASSERT_FALSE(text.ok());
+      EXPECT_EQ(text.status().message(),
+                path + ": plan file is larger than the limit of 1048576 bytes (1 MiB)");
+    }
+  }
+  std::remove(path.c_str());
 }
 
 }  // namespace

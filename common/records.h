@@ -33,6 +33,9 @@ struct EpochRecord {
   std::vector<std::string> batch_digests;  // per-batch digests, when the plan asks
 };
 
+// How RunResult::diverged starts: the store tells it from other notes by it.
+inline constexpr char kDivergedPrefix[] = "diverged: ";
+
 // Everything a finished run produced.
 struct RunResult {
   double test_loss = 0;
@@ -54,6 +57,12 @@ struct RunResult {
   std::string initial_weights;
   std::string final_weights;
   std::vector<std::string> epoch_weights;  // one per epoch when every epoch is exported
+  // Empty when the run trained to its last epoch. Otherwise the engine's one sentence on
+  // where the loss stopped being a number ("diverged: loss nan at epoch 2, batch 17"):
+  // the run is done all the same, `epochs` holds the epochs before that one, and its
+  // test scores (0) and predictions (none) are not scores; the analyses leave it out
+  // of every statistic of the scores.
+  std::string diverged;
 };
 
 }  // namespace repro

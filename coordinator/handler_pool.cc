@@ -1,5 +1,6 @@
 #include "coordinator/handler_pool.h"
 
+#include <chrono>
 #include <utility>
 
 namespace repro {
@@ -22,6 +23,13 @@ void HandlerPool::Run(std::function<void()> task) {
   tasks_.push_back(std::move(task));
 }
 
+bool HandlerPool::TryRun(std::function<void()> task, int max_waiting) {
+  absl::MutexLock lock(&mu_);
+  if (tasks_.size() >= static_cast<size_t>(max_waiting)) return false;
+  tasks_.push_back(std::move(task));
+  return true;
+}
+
 void HandlerPool::Loop() {
   for (;;) {
     std::function<void()> task;
@@ -36,6 +44,17 @@ void HandlerPool::Loop() {
     }
     task();
   }
+}
+
+grpc::Status CallerGone(grpc::CallbackServerContext& ctx) {
+  if (ctx.IsCancelled()) {
+    return grpc::Status(grpc::StatusCode::CANCELLED, "the caller cancelled the call");
+  }
+  if (ctx.deadline() <= std::chrono::system_clock::now()) {
+    return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                        "the call's deadline passed before it could be answered");
+  }
+  return grpc::Status::OK;
 }
 
 HandlerPool& HandlerPool::ForHandlers() {

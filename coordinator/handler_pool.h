@@ -7,9 +7,14 @@
 // reading requests. Many workers still need no thread each: the pool's threads serve
 // all of them.
 //
+// Work for a caller who has gone is not done: a handler first asks CallerGone, so that
+// calls abandoned in the queue (cancelled, or past their deadline) cost nothing.
+//
 // Thread safety: thread-safe.
 #ifndef REPRO_COORDINATOR_HANDLER_POOL_H_
 #define REPRO_COORDINATOR_HANDLER_POOL_H_
+
+#include <grpcpp/server_context.h>
 
 #include <deque>
 #include <functional>
@@ -30,6 +35,8 @@ class HandlerPool {
   HandlerPool& operator=(const HandlerPool&) = delete;
 
   void Run(std::function<void()> task);
+  // Runs `task` unless `max_waiting` tasks already wait for a thread; false then.
+  bool TryRun(std::function<void()> task, int max_waiting);
 
   // The process's pool for RPC handlers (kHandlerThreads threads, started on first
   // use and never stopped: a coordinator serves until it exits).
@@ -44,6 +51,11 @@ class HandlerPool {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;
 };
+
+// OK while the call's caller still waits for the answer; CANCELLED when it cancelled the
+// call (or went away), DEADLINE_EXCEEDED once its deadline has passed: then nothing is
+// to be done for it.
+grpc::Status CallerGone(grpc::CallbackServerContext& ctx);
 
 }  // namespace repro
 

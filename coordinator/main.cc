@@ -9,6 +9,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <future>
+#include <memory>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -19,6 +22,7 @@
 #include "coordinator/local_workers.h"
 #include "coordinator/progress.h"
 #include "coordinator/service.h"
+#include "coordinator/token_gate.h"
 #include "data/dataset_check.h"
 #include "store/status_view.h"
 #include "store/store.h"
@@ -64,11 +68,11 @@ struct Options {
 // The host part of --listen HOST:PORT.
 std::string ListenHost(const Options& o) { return o.listen.substr(0, o.listen.rfind(':')); }
 
-// A token from a file flag, else from an environment variable, else none.
+// A token from a file flag, else from an environment variable, else none; trimmed as
+// the workers' copy is, or local workers would be locked out by a final newline.
 absl::StatusOr<std::string> TokenFrom(const cli::ParsedArgs& args, const char* flag, const char* env) {
   if (args.Has(flag)) return ReadSecretFile(args.Get(flag));
-  const char* value = std::getenv(env);
-  return std::string(value != nullptr ? value : "");
+  return TokenFromEnv(env);
 }
 
 absl::StatusOr<Options> ParseOptions(int argc, char** argv, bool* help) {
@@ -146,26 +150,34 @@ void PrintUsage() {
                         "[--local-workers N] [--exit-when-done]", kFlags).c_str(), stdout);
 }
 
-absl::Status CheckPlanData(const Options& o, const Plan& plan) {
+// Checks the plan's data and sets `sizes` to its splits as a run reads them; without
+// the check, to the plan's limits (0, not known, where it sets none).
+absl::Status CheckPlanData(const Options& o, const Plan& plan, data::DatasetSizes* sizes) {
+  *sizes = {plan.dataset.train_limit, plan.dataset.test_limit};
   if (o.skip_data_check || plan.model.kind == "noop") return absl::OkStatus();  // noop reads no data
-  absl::Status checked = data::CheckDataset(plan.dataset.kind, plan.dataset.path,
-                                            plan.dataset.train_limit, plan.dataset.test_limit);
-  if (checked.ok()) return checked;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "plan ", o.plan_path.empty() ? o.db_path : o.plan_path, ": dataset: ", checked.message()));
+  auto checked = data::CheckDatasetSizes(plan.dataset.kind, plan.dataset.path,
+                                         plan.dataset.train_limit, plan.dataset.test_limit);
+  if (checked.ok()) {
+    *sizes = *checked;
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat("plan ", o.plan_path.empty() ? o.db_path : o.plan_path,
+                                                 ": dataset: ", checked.status().message()));
 }
 
 // Loads and checks the plan, opens the store and records the experiment in it; every
 // failure is bad input (exit 2). Everything is validated before anything is written: a
 // new plan and its data are checked before the database file is created. Without --db,
-// sets o->db_path from the plan; `created` says whether the experiment is new.
-absl::StatusOr<std::unique_ptr<RunStore>> OpenExperiment(Options* o, Plan* plan, bool* created) {
+// sets o->db_path from the plan; `created` says whether the experiment is new, `sizes`
+// what its data check counted (CheckPlanData).
+absl::StatusOr<std::unique_ptr<RunStore>> OpenExperiment(Options* o, Plan* plan, bool* created,
+                                                         data::DatasetSizes* sizes) {
   std::string plan_text;
   // The plan from its file, or from the store that recorded it; then its data checked.
   auto load_plan = [&](RunStore* from) -> absl::Status {
     ASSIGN_OR_RETURN(std::tie(*plan, plan_text), LoadPlan(*o, from));
     if (o->db_path.empty()) o->db_path = plan->experiment + ".db";
-    return CheckPlanData(*o, *plan);
+    return CheckPlanData(*o, *plan, sizes);
   };
   if (!o->plan_path.empty()) {
     RETURN_IF_ERROR(load_plan(nullptr));
@@ -216,11 +228,15 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartServer(
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // gRPC sets SO_REUSEPORT by default, and a second coordinator on the same port would
+  // start and take half the workers into another experiment: a port in use is refused.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(64 << 20);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || *port == 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", listen, " (address in use or not valid?)"));
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", listen,
+        ": the port is in use (by another coordinator?) or the address is not one of this machine's"));
   }
   for (const char* name : {"repro.v1.WorkerService", "repro.v1.ControlService"}) {
     server->GetHealthCheckService()->SetServingStatus(name, true);
@@ -312,10 +328,28 @@ int WaitUntilDone(const Serving& s) {
   }
 }
 
-void Shutdown(ProgressDisplay& progress, LocalWorkers* local, grpc::Server& server) {
+// Stops serving: calls still running after a 2 s grace are cancelled, and gRPC waits
+// for their handlers. A call whose caller has gone is not computed, but a report being
+// analysed finishes its step first, and a bootstrap of millions of resamples over a
+// large experiment takes minutes. So the wait is bounded: false when the server did not
+// stop within kShutdownLimit. Exiting then loses nothing: every change the coordinator
+// acknowledged is on disk, and no call still running was acknowledged.
+constexpr auto kShutdownLimit = std::chrono::seconds(6);
+bool Shutdown(ProgressDisplay& progress, LocalWorkers* local, grpc::Server& server) {
   progress.Finish();
   if (local != nullptr) local->StopAll();
-  server.Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  auto stopped = std::make_shared<std::promise<void>>();  // shared: it may outlive this call
+  std::future<void> done = stopped->get_future();
+  std::thread stopper([&server, stopped] {
+    server.Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    stopped->set_value();
+  });
+  if (done.wait_for(kShutdownLimit) != std::future_status::ready) {
+    stopper.detach();  // the process ends before it does
+    return false;
+  }
+  stopper.join();
+  return true;
 }
 
 int Run(int argc, char** argv) {
@@ -330,7 +364,8 @@ int Run(int argc, char** argv) {
 
   Plan plan;
   bool created = false;
-  auto store = OpenExperiment(&o, &plan, &created);
+  data::DatasetSizes sizes;
+  auto store = OpenExperiment(&o, &plan, &created, &sizes);
   if (!store.ok()) return Fail(store.status(), cli::kExitUsage);
   ProgressDisplay progress(stderr, StderrIsLiveTerminal());
   auto log = [&progress](const std::string& line) { progress.Log(line); };
@@ -341,10 +376,18 @@ int Run(int argc, char** argv) {
   ServiceOptions service_options;
   service_options.heartbeat_interval_ms = o.heartbeat_ms;
   service_options.lease_ttl_ms = 3 * o.heartbeat_ms;
-  CoordinatorService service(store->get(), plan, SystemClockMs, service_options, log,
-                             Authenticator(o.admin_token, o.worker_token));
+  service_options.train_examples = sizes.train;
+  service_options.test_examples = sizes.test;
   auto credentials = MakeServerCredentials(o.tls);
   if (!credentials.ok()) return Fail(credentials.status(), cli::kExitUsage);
+  auto auth = MakeAuthenticator(o.admin_token, o.worker_token, o.tls);
+  if (!auth.ok()) return Fail(auth.status(), cli::kExitUsage);
+  CoordinatorService service(store->get(), plan, SystemClockMs, service_options, log, *auth);
+  // With tokens, a call without one is refused before its message is read.
+  if (auth->enabled()) {
+    *credentials = GatedServerCredentials(*credentials, o.tls.enabled(),
+                                          std::make_shared<TokenGate>(*auth, log));
+  }
   int port = 0;
   auto server = StartServer(o.listen, *credentials, &service, &port);
   if (!server.ok()) return Fail(server.status(), cli::kExitError);
@@ -366,7 +409,11 @@ int Run(int argc, char** argv) {
 
   const int exit_code =
       WaitUntilDone(Serving{o, plan, **store, service, service_options, local.get(), progress});
-  Shutdown(progress, local.get(), **server);
+  if (!Shutdown(progress, local.get(), **server)) {
+    log(absl::StrCat("a report was still being computed ", kShutdownLimit.count(),
+                     " s after the signal; exiting without it"));
+    std::_Exit(exit_code);  // not waiting for it in the destructors either
+  }
   return exit_code;
 }
 

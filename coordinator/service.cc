@@ -1,15 +1,19 @@
 #include "coordinator/service.h"
 
+#include <algorithm>
 #include <chrono>
+#include <utility>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "analysis/analysis.h"
-#include "analysis/report.h"
 #include "common/run_spec.h"
 #include "common/status_macros.h"
 #include "coordinator/handler_pool.h"
+#include "coordinator/result_check.h"
 #include "proto/convert.h"
+#include "proto/limits.h"
 #include "store/status_view.h"
 
 namespace repro {
@@ -17,8 +21,9 @@ namespace {
 
 // Every handler does its (SQLite-bound) work on the handler pool (handler_pool.h),
 // where it may wait for its change to be committed, and finishes from there; a refused
-// authorization finishes the call at once, before any work. `fn` captures by value:
-// it runs after the handler method has returned.
+// authorization finishes the call at once, before any work, and a call whose caller
+// has gone by the time a thread takes it up is finished without it. `fn` captures by
+// value: it runs after the handler method has returned.
 template <typename Fn>
 grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx, const grpc::Status& auth, Fn&& fn) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
@@ -26,19 +31,81 @@ grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx, const grpc::St
     reactor->Finish(auth);
     return reactor;
   }
-  HandlerPool::ForHandlers().Run(
-      [reactor, fn = std::forward<Fn>(fn)]() mutable { reactor->Finish(fn()); });
+  HandlerPool::ForHandlers().Run([ctx, reactor, fn = std::forward<Fn>(fn)]() mutable {
+    grpc::Status gone = CallerGone(*ctx);
+    reactor->Finish(gone.ok() ? fn() : gone);
+  });
   return reactor;
 }
 
-constexpr size_t kMaxTensors = 100000;
+// OK when `message` fits what reproctl accepts (proto/limits.h); else the error that
+// names the ceiling, rather than one from the client's transport.
+grpc::Status WithinStatusCeiling(const google::protobuf::Message& message) {
+  const size_t bytes = message.ByteSizeLong();
+  if (bytes <= kMaxStatusMessageBytes) return grpc::Status::OK;
+  return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                      absl::StrCat("the status is ", bytes, " bytes, more than the ",
+                                   kMaxStatusMessageBytes >> 20,
+                                   " MiB a status answer may carry; reproctl --db PATH reads "
+                                   "it from the store"));
+}
 
-bool IsHash(const std::string& s) {
-  if (s.size() != 32) return false;
-  for (char c : s) {
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+constexpr size_t kMaxWorkerName = 128;
+constexpr size_t kMaxWorkerText = 256;  // host, torch_version, device
+
+// `line` with every byte that is not printable ASCII written as \xHH: what a peer sends
+// reaches the log only through this, so no newline or terminal escape of its can forge
+// or hide a line.
+std::string PrintableLine(const std::string& line) {
+  std::string out;
+  out.reserve(line.size());
+  for (const char c : line) {
+    if (absl::ascii_isprint(static_cast<unsigned char>(c))) {
+      out.push_back(c);
+    } else {
+      absl::StrAppendFormat(&out, "\\x%02x", static_cast<unsigned char>(c));
+    }
   }
-  return true;
+  return out;
+}
+
+bool IsNameChar(char c) {
+  return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' ||
+         c == ':' || c == '@';
+}
+
+// What Register takes: a name of kMaxWorkerName letters, digits and - _ . : @ at most,
+// and printable, bounded descriptions; it is shown by reproctl and in the log.
+grpc::Status CheckWorkerInfo(const v1::WorkerInfo& w) {
+  const std::string& name = w.name();
+  if (name.empty() || name.size() > kMaxWorkerName ||
+      !std::all_of(name.begin(), name.end(), IsNameChar)) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("worker name \"",
+                                     absl::CHexEscape(name.substr(0, kMaxWorkerName)),
+                                     "\" must be 1 to ", kMaxWorkerName,
+                                     " letters, digits or - _ . : @"));
+  }
+  for (const auto& [field, text] : {std::pair{"host", &w.host()},
+                                    std::pair{"torch_version", &w.torch_version()},
+                                    std::pair{"device", &w.device()}}) {
+    const bool printable = std::all_of(text->begin(), text->end(), [](char c) {
+      return absl::ascii_isprint(static_cast<unsigned char>(c));
+    });
+    if (text->size() > kMaxWorkerText || !printable) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat("worker ", field, " of ", text->size(),
+                                       " bytes must be at most ", kMaxWorkerText,
+                                       " printable ASCII characters"));
+    }
+  }
+  return grpc::Status::OK;
+}
+
+// What a worker's reports are held to: the plan, and its splits as the data check
+// counted them.
+ResultCheck ResultsFor(const Plan& plan, const ServiceOptions& options) {
+  return ResultCheck(plan, options.train_examples, options.test_examples);
 }
 
 }  // namespace
@@ -52,7 +119,8 @@ grpc::Status ToGrpc(const absl::Status& s) {
 CoordinatorService::CoordinatorService(RunStore* store, Plan plan, Clock clock,
                                        ServiceOptions options, Log log, Authenticator auth)
     : store_(store), plan_(std::move(plan)), clock_(std::move(clock)), options_(options),
-      log_(std::move(log)), auth_(std::move(auth)) {}
+      log_([log = std::move(log)](const std::string& line) { log(PrintableLine(line)); }),
+      auth_(std::move(auth)), reports_(store_, plan_.experiment) {}
 
 grpc::Status CoordinatorService::Authorize(grpc::CallbackServerContext* ctx, Role needed,
                                            const char* method) {
@@ -61,14 +129,29 @@ grpc::Status CoordinatorService::Authorize(grpc::CallbackServerContext* ctx, Rol
   return s;
 }
 
+grpc::Status CoordinatorService::AuthorizeWorker(grpc::CallbackServerContext* ctx,
+                                                 const std::string& worker, const char* method) {
+  if (grpc::Status s = Authorize(ctx, Role::kWorker, method); !s.ok()) return s;
+  grpc::Status s = auth_.CheckName(*ctx, worker);
+  if (!s.ok()) log_(absl::StrCat("refused ", method, " from ", ctx->peer(), ": ", s.error_message()));
+  return s;
+}
+
 grpc::Status CoordinatorService::CheckLease(const std::string& worker, int64_t run_id,
-                                            int64_t lease_id) {
-  auto owner = store_->LeaseOwner(run_id, lease_id);
-  if (!owner.ok()) return ToGrpc(owner.status());
-  if (*owner != worker) {
+                                            int64_t lease_id, const std::string& secret) {
+  auto holder = store_->LeaseOwner(run_id, lease_id);
+  if (!holder.ok()) return ToGrpc(holder.status());
+  if (holder->worker != worker) {
     return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
                         absl::StrCat("lease ", lease_id, " of run ", run_id,
                                      " belongs to another worker"));
+  }
+  // Only the worker the lease was handed to knows its secret; the store has its hash
+  // (none for a lease of schema 1, which no secret opens).
+  if (holder->secret_hash.empty() || !ConstantTimeEquals(SecretHash(secret), holder->secret_hash)) {
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                        absl::StrCat("the lease secret given for lease ", lease_id, " of run ",
+                                     run_id, " is missing or wrong"));
   }
   return grpc::Status::OK;
 }
@@ -111,10 +194,7 @@ grpc::Status CoordinatorService::CheckWorker(const std::string& worker) {
 grpc::Status CoordinatorService::DoRegister(const v1::RegisterRequest& req,
                                             v1::RegisterResponse* resp) {
   const v1::WorkerInfo& w = req.worker();
-  if (w.name().empty() || w.name().size() > 200) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "a worker name must have 1 to 200 characters");
-  }
+  if (grpc::Status s = CheckWorkerInfo(w); !s.ok()) return s;
   WorkerRecord record{w.name(), w.host(), w.torch_version(), w.device(), w.threads(), clock_(), ""};
   if (absl::Status s = store_->UpsertWorker(record); !s.ok()) return ToGrpc(s);
   log_(absl::StrCat("worker ", w.name(), " registered (host ", w.host(), ", LibTorch ",
@@ -127,7 +207,10 @@ grpc::Status CoordinatorService::DoRegister(const v1::RegisterRequest& req,
 grpc::Status CoordinatorService::DoLease(const v1::LeaseRequest& req, v1::LeaseResponse* resp) {
   if (grpc::Status s = CheckWorker(req.worker()); !s.ok()) return s;
   ExpireLeases();
-  auto leased = store_->LeaseNext(plan_.experiment, req.worker(), clock_(), options_.lease_ttl_ms);
+  auto secret = NewLeaseSecret();
+  if (!secret.ok()) return ToGrpc(secret.status());
+  auto leased = store_->LeaseNext(plan_.experiment, req.worker(), clock_(), options_.lease_ttl_ms,
+                                  SecretHash(*secret));
   if (!leased.ok()) return ToGrpc(leased.status());
   if (!leased->has_value()) {
     auto counts = store_->Counts(plan_.experiment);
@@ -155,6 +238,7 @@ grpc::Status CoordinatorService::DoLease(const v1::LeaseRequest& req, v1::LeaseR
   a->set_lease_ttl_ms(options_.lease_ttl_ms);
   a->set_checkpoint(run.checkpoint);
   a->set_checkpoint_epoch(run.checkpoint_epoch);
+  a->set_lease_secret(*secret);
   log_(absl::StrCat("worker ", req.worker(), " took run ", run.arm, "#", run.index,
                     run.attempt > 1 ? absl::StrCat(" (attempt ", run.attempt, ")") : "",
                     run.checkpoint_epoch >= 0
@@ -167,12 +251,10 @@ grpc::Status CoordinatorService::DoHeartbeat(const v1::HeartbeatRequest& req,
                                              v1::HeartbeatResponse* resp) {
   if (grpc::Status s = CheckWorker(req.worker()); !s.ok()) return s;
   if (req.run_id() == 0) return grpc::Status::OK;
-  if (grpc::Status s = CheckLease(req.worker(), req.run_id(), req.lease_id()); !s.ok()) return s;
-  if (req.epoch() < 0 || req.epoch() >= plan_.epochs || req.batch() < 0 || req.batches() < 0) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        absl::StrCat("heartbeat progress out of range: epoch ", req.epoch(),
-                                     ", batch ", req.batch(), " of ", req.batches()));
-  }
+  if (grpc::Status s = CheckLease(req); !s.ok()) return s;
+  const absl::Status progress =
+      ResultsFor(plan_, options_).CheckProgress(req.epoch(), req.batch(), req.batches());
+  if (!progress.ok()) return ToGrpc(progress);
   auto valid = store_->Renew(req.run_id(), req.lease_id(), clock_(), options_.lease_ttl_ms,
                              req.epoch(), req.batch(), req.batches());
   if (!valid.ok()) return ToGrpc(valid.status());
@@ -183,13 +265,13 @@ grpc::Status CoordinatorService::DoHeartbeat(const v1::HeartbeatRequest& req,
 grpc::Status CoordinatorService::DoReportEpoch(const v1::ReportEpochRequest& req,
                                                v1::ReportEpochResponse* resp) {
   if (grpc::Status s = CheckWorker(req.worker()); !s.ok()) return s;
-  if (grpc::Status s = CheckLease(req.worker(), req.run_id(), req.lease_id()); !s.ok()) return s;
-  if (req.epoch().epoch() < 0 || req.epoch().epoch() >= plan_.epochs) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        absl::StrCat("epoch ", req.epoch().epoch(), " is outside the plan's ",
-                                     plan_.epochs, " epochs"));
+  if (grpc::Status s = CheckLease(req); !s.ok()) return s;
+  const EpochRecord epoch = FromProto(req.epoch());
+  if (absl::Status s = ResultsFor(plan_, options_).CheckEpoch(epoch); !s.ok()) {
+    return ToGrpc(absl::InvalidArgumentError(
+        absl::StrCat("epoch report of run ", req.run_id(), ": ", s.message())));
   }
-  auto valid = store_->RecordEpoch(req.run_id(), req.lease_id(), FromProto(req.epoch()));
+  auto valid = store_->RecordEpoch(req.run_id(), req.lease_id(), epoch);
   if (!valid.ok()) return ToGrpc(valid.status());
   resp->set_lease_valid(*valid);
   return grpc::Status::OK;
@@ -198,53 +280,46 @@ grpc::Status CoordinatorService::DoReportEpoch(const v1::ReportEpochRequest& req
 grpc::Status CoordinatorService::DoComplete(const v1::CompleteRequest& req,
                                             v1::CompleteResponse* resp) {
   if (grpc::Status s = CheckWorker(req.worker()); !s.ok()) return s;
-  if (grpc::Status s = CheckLease(req.worker(), req.run_id(), req.lease_id()); !s.ok()) return s;
-  const v1::RunResult& r = req.result();
+  if (grpc::Status s = CheckLease(req); !s.ok()) return s;
   // A result is checked against the plan before anything is stored.
-  std::string problem;
-  if (r.epochs_size() != plan_.epochs) {
-    problem = absl::StrCat("has ", r.epochs_size(), " epochs, the plan has ", plan_.epochs);
-  } else if (!IsHash(r.initial_hash()) || !IsHash(r.final_hash()) || !IsHash(r.data_x_hash()) ||
-             !IsHash(r.data_y_hash())) {
-    problem = "has a malformed hash";
-  } else if (r.initial_tensors_size() == 0 || r.initial_tensors_size() > static_cast<int>(kMaxTensors) ||
-             r.final_tensors_size() != r.initial_tensors_size()) {
-    problem = absl::StrCat("has ", r.initial_tensors_size(), " initial and ",
-                           r.final_tensors_size(), " final tensors");
-  } else {
-    for (int i = 0; i < r.epochs_size(); ++i) {
-      if (r.epochs(i).epoch() != i) problem = absl::StrCat("lists epoch ", r.epochs(i).epoch(), " at position ", i);
-    }
+  const RunResult r = FromProto(req.result());
+  if (absl::Status s = ResultsFor(plan_, options_).CheckResult(r); !s.ok()) {
+    return ToGrpc(absl::InvalidArgumentError(
+        absl::StrCat("result of run ", req.run_id(), ": ", s.message())));
   }
-  if (!problem.empty()) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        absl::StrCat("result of run ", req.run_id(), " ", problem));
-  }
-  auto counted = store_->Complete(req.run_id(), req.lease_id(), FromProto(r), clock_());
+  auto counted = store_->Complete(req.run_id(), req.lease_id(), r, clock_());
   if (!counted.ok()) return ToGrpc(counted.status());
   resp->set_counted(*counted);
   log_(absl::StrCat("worker ", req.worker(), " finished run ", Label(req.run_id()),
-                    *counted ? "" : " (a result was already in; kept as an extra attempt)",
-                    absl::StrFormat(": test loss %.4f, accuracy %.4f", r.test_loss(), r.test_accuracy())));
+                    *counted ? "" : " (not counted: the run already had a result or had ended, "
+                                    "or the attempt had; kept as an extra attempt)",
+                    r.diverged.empty()
+                        ? absl::StrFormat(": test loss %.4f, accuracy %.4f", r.test_loss, r.test_accuracy)
+                        : absl::StrCat(": ", r.diverged)));
   return grpc::Status::OK;
 }
 
 grpc::Status CoordinatorService::DoFail(const v1::FailRequest& req, v1::FailResponse* resp) {
   if (grpc::Status s = CheckWorker(req.worker()); !s.ok()) return s;
-  if (grpc::Status s = CheckLease(req.worker(), req.run_id(), req.lease_id()); !s.ok()) return s;
+  if (grpc::Status s = CheckLease(req); !s.ok()) return s;
   const std::string error = req.error().substr(0, 4000);
-  auto retry = store_->Fail(req.run_id(), req.lease_id(), error, clock_());
-  if (!retry.ok()) return ToGrpc(retry.status());
-  resp->set_will_retry(*retry);
-  log_(absl::StrCat("worker ", req.worker(), " failed run ", Label(req.run_id()), ": ", error,
-                    *retry ? " (will retry)" : ""));
+  auto outcome = store_->Fail(req.run_id(), req.lease_id(), error, clock_());
+  if (!outcome.ok()) return ToGrpc(outcome.status());
+  resp->set_will_retry(*outcome == FailOutcome::kRetry);
+  if (*outcome == FailOutcome::kStale) {
+    log_(absl::StrCat("worker ", req.worker(), " reported a failure of run ", Label(req.run_id()),
+                      " after its lease ended; recorded, the run is unchanged: ", error));
+  } else {
+    log_(absl::StrCat("worker ", req.worker(), " failed run ", Label(req.run_id()), ": ", error,
+                      *outcome == FailOutcome::kRetry ? " (will retry)" : ""));
+  }
   return grpc::Status::OK;
 }
 
 grpc::Status CoordinatorService::DoRelease(const v1::ReleaseRequest& req,
                                            v1::ReleaseResponse* resp) {
   if (grpc::Status s = CheckWorker(req.worker()); !s.ok()) return s;
-  if (grpc::Status s = CheckLease(req.worker(), req.run_id(), req.lease_id()); !s.ok()) return s;
+  if (grpc::Status s = CheckLease(req); !s.ok()) return s;
   const std::string reason = req.reason().substr(0, 4000);
   auto released = store_->Release(req.run_id(), req.lease_id(), reason, clock_());
   if (!released.ok()) return ToGrpc(released.status());
@@ -259,7 +334,7 @@ grpc::Status CoordinatorService::DoRelease(const v1::ReleaseRequest& req,
 grpc::Status CoordinatorService::DoSaveCheckpoint(const v1::SaveCheckpointRequest& req,
                                                   v1::SaveCheckpointResponse* resp) {
   if (grpc::Status s = CheckWorker(req.worker()); !s.ok()) return s;
-  if (grpc::Status s = CheckLease(req.worker(), req.run_id(), req.lease_id()); !s.ok()) return s;
+  if (grpc::Status s = CheckLease(req); !s.ok()) return s;
   if (plan_.checkpoint_every <= 0 || req.epoch() < 0 || req.epoch() + 1 >= plan_.epochs ||
       req.state().empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -271,70 +346,52 @@ grpc::Status CoordinatorService::DoSaveCheckpoint(const v1::SaveCheckpointReques
   return grpc::Status::OK;
 }
 
-grpc::Status CoordinatorService::DoReport(const v1::ReportRequest& req, v1::ReportResponse* resp) {
-  auto format = ParseReportFormat(req.format().empty() ? "text" : req.format());
-  if (!format.ok()) return ToGrpc(format.status());
-  auto view = store_->LoadView(plan_.experiment);
-  if (!view.ok()) return ToGrpc(view.status());
-  AnalysisOptions options;
-  options.reference_arm = req.reference_arm();
-  if (req.has_bootstrap_resamples()) options.bootstrap_resamples = req.bootstrap_resamples();
-  options.seed = req.seed();
-  if (absl::Status s = CheckAnalysisOptions(*view, options); !s.ok()) return ToGrpc(s);
-  const repro::Report report = Analyze(std::move(*view), options);
-  resp->set_complete(report.complete);
-  resp->set_runs_remaining(report.runs_remaining);
-  if (!report.complete && !req.partial()) {
-    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                        absl::StrCat("experiment ", plan_.experiment, " has not finished: ",
-                                     report.runs_remaining,
-                                     " run(s) remain; use --partial for a report so far"));
-  }
-  auto body = RenderReport(report, *format, req.arm());
-  if (!body.ok()) return ToGrpc(body.status());
-  resp->set_body(*body);
-  return grpc::Status::OK;
-}
-
 grpc::ServerUnaryReactor* CoordinatorService::Register(grpc::CallbackServerContext* ctx,
                                                        const v1::RegisterRequest* req,
                                                        v1::RegisterResponse* resp) {
-  return Unary(ctx, Authorize(ctx, Role::kWorker, "Register"), [=] { return DoRegister(*req, resp); });
+  return Unary(ctx, AuthorizeWorker(ctx, req->worker().name(), "Register"),
+               [=] { return DoRegister(*req, resp); });
 }
 grpc::ServerUnaryReactor* CoordinatorService::Lease(grpc::CallbackServerContext* ctx,
                                                     const v1::LeaseRequest* req,
                                                     v1::LeaseResponse* resp) {
-  return Unary(ctx, Authorize(ctx, Role::kWorker, "Lease"), [=] { return DoLease(*req, resp); });
+  return Unary(ctx, AuthorizeWorker(ctx, req->worker(), "Lease"),
+               [=] { return DoLease(*req, resp); });
 }
 grpc::ServerUnaryReactor* CoordinatorService::Heartbeat(grpc::CallbackServerContext* ctx,
                                                         const v1::HeartbeatRequest* req,
                                                         v1::HeartbeatResponse* resp) {
-  return Unary(ctx, Authorize(ctx, Role::kWorker, "Heartbeat"), [=] { return DoHeartbeat(*req, resp); });
+  return Unary(ctx, AuthorizeWorker(ctx, req->worker(), "Heartbeat"),
+               [=] { return DoHeartbeat(*req, resp); });
 }
 grpc::ServerUnaryReactor* CoordinatorService::ReportEpoch(grpc::CallbackServerContext* ctx,
                                                           const v1::ReportEpochRequest* req,
                                                           v1::ReportEpochResponse* resp) {
-  return Unary(ctx, Authorize(ctx, Role::kWorker, "ReportEpoch"), [=] { return DoReportEpoch(*req, resp); });
+  return Unary(ctx, AuthorizeWorker(ctx, req->worker(), "ReportEpoch"),
+               [=] { return DoReportEpoch(*req, resp); });
 }
 grpc::ServerUnaryReactor* CoordinatorService::Complete(grpc::CallbackServerContext* ctx,
                                                        const v1::CompleteRequest* req,
                                                        v1::CompleteResponse* resp) {
-  return Unary(ctx, Authorize(ctx, Role::kWorker, "Complete"), [=] { return DoComplete(*req, resp); });
+  return Unary(ctx, AuthorizeWorker(ctx, req->worker(), "Complete"),
+               [=] { return DoComplete(*req, resp); });
 }
 grpc::ServerUnaryReactor* CoordinatorService::Fail(grpc::CallbackServerContext* ctx,
                                                    const v1::FailRequest* req,
                                                    v1::FailResponse* resp) {
-  return Unary(ctx, Authorize(ctx, Role::kWorker, "Fail"), [=] { return DoFail(*req, resp); });
+  return Unary(ctx, AuthorizeWorker(ctx, req->worker(), "Fail"),
+               [=] { return DoFail(*req, resp); });
 }
 grpc::ServerUnaryReactor* CoordinatorService::Release(grpc::CallbackServerContext* ctx,
                                                       const v1::ReleaseRequest* req,
                                                       v1::ReleaseResponse* resp) {
-  return Unary(ctx, Authorize(ctx, Role::kWorker, "Release"), [=] { return DoRelease(*req, resp); });
+  return Unary(ctx, AuthorizeWorker(ctx, req->worker(), "Release"),
+               [=] { return DoRelease(*req, resp); });
 }
 grpc::ServerUnaryReactor* CoordinatorService::SaveCheckpoint(grpc::CallbackServerContext* ctx,
                                                              const v1::SaveCheckpointRequest* req,
                                                              v1::SaveCheckpointResponse* resp) {
-  return Unary(ctx, Authorize(ctx, Role::kWorker, "SaveCheckpoint"),
+  return Unary(ctx, AuthorizeWorker(ctx, req->worker(), "SaveCheckpoint"),
                [=] { return DoSaveCheckpoint(*req, resp); });
 }
 grpc::ServerUnaryReactor* CoordinatorService::Status(grpc::CallbackServerContext* ctx,
@@ -344,13 +401,17 @@ grpc::ServerUnaryReactor* CoordinatorService::Status(grpc::CallbackServerContext
     auto status = BuildStatus(*store_, plan_.experiment);
     if (!status.ok()) return ToGrpc(status.status());
     *resp = ToProto(*status);
-    return grpc::Status::OK;
+    return WithinStatusCeiling(*resp);
   });
 }
 grpc::ServerUnaryReactor* CoordinatorService::Report(grpc::CallbackServerContext* ctx,
                                                      const v1::ReportRequest* req,
                                                      v1::ReportResponse* resp) {
-  return Unary(ctx, Authorize(ctx, Role::kAdmin, "Report"), [=] { return DoReport(*req, resp); });
+  return reports_.Report(ctx, Authorize(ctx, Role::kAdmin, "Report"), req, resp);
+}
+grpc::ServerWriteReactor<v1::ReportChunk>* CoordinatorService::ReportStream(
+    grpc::CallbackServerContext* ctx, const v1::ReportRequest* req) {
+  return reports_.Stream(ctx, Authorize(ctx, Role::kAdmin, "ReportStream"), req);
 }
 grpc::ServerUnaryReactor* CoordinatorService::Workers(grpc::CallbackServerContext* ctx,
                                                       const v1::WorkersRequest*,
@@ -359,7 +420,7 @@ grpc::ServerUnaryReactor* CoordinatorService::Workers(grpc::CallbackServerContex
     auto status = BuildStatus(*store_, plan_.experiment);
     if (!status.ok()) return ToGrpc(status.status());
     for (const WorkerRecord& w : status->workers) *resp->add_workers() = ToProto(w);
-    return grpc::Status::OK;
+    return WithinStatusCeiling(*resp);
   });
 }
 grpc::ServerUnaryReactor* CoordinatorService::Cancel(grpc::CallbackServerContext* ctx,
@@ -367,7 +428,7 @@ grpc::ServerUnaryReactor* CoordinatorService::Cancel(grpc::CallbackServerContext
                                                      v1::CancelResponse* resp) {
   return Unary(ctx, Authorize(ctx, Role::kAdmin, "Cancel"), [=] {
     const std::string reason = req->reason().empty() ? "by reproctl" : req->reason().substr(0, 500);
-    auto n = store_->Cancel(plan_.experiment, reason);
+    auto n = store_->Cancel(plan_.experiment, reason, clock_());
     if (!n.ok()) return ToGrpc(n.status());
     resp->set_runs_cancelled(*n);
     log_(absl::StrCat("experiment cancelled (", reason, "): ", *n, " run(s) will not run"));

@@ -15,6 +15,7 @@
 #include "common/clock.h"
 #include "common/plan.h"
 #include "common/security.h"
+#include "coordinator/reports.h"
 #include "store/store.h"
 #include "repro/v1/repro.grpc.pb.h"
 
@@ -26,6 +27,10 @@ struct ServiceOptions {
   // heartbeats, so one lost packet or a slow epoch report does not cost a run.
   int lease_ttl_ms = 6000;
   int idle_retry_ms = 500;  // how long an idle worker waits before asking again
+  // The samples of the plan's splits a run reads, as the data check counted them (or the
+  // plan's limits); 0 = not known. Results are held to them (coordinator/result_check.h).
+  int64_t train_examples = 0;
+  int64_t test_examples = 0;
 };
 
 class CoordinatorService final : public v1::WorkerService::CallbackService,
@@ -70,6 +75,8 @@ class CoordinatorService final : public v1::WorkerService::CallbackService,
   grpc::ServerUnaryReactor* Report(grpc::CallbackServerContext* ctx,
                                    const v1::ReportRequest* req,
                                    v1::ReportResponse* resp) override;
+  grpc::ServerWriteReactor<v1::ReportChunk>* ReportStream(grpc::CallbackServerContext* ctx,
+                                                          const v1::ReportRequest* req) override;
   grpc::ServerUnaryReactor* Workers(grpc::CallbackServerContext* ctx,
                                     const v1::WorkersRequest* req,
                                     v1::WorkersResponse* resp) override;
@@ -87,12 +94,22 @@ class CoordinatorService final : public v1::WorkerService::CallbackService,
   grpc::Status DoRelease(const v1::ReleaseRequest& req, v1::ReleaseResponse* resp);
   grpc::Status DoSaveCheckpoint(const v1::SaveCheckpointRequest& req,
                                 v1::SaveCheckpointResponse* resp);
-  grpc::Status DoReport(const v1::ReportRequest& req, v1::ReportResponse* resp);
   grpc::Status CheckWorker(const std::string& worker);
   // The caller's token allows `needed`; a refusal is logged with the peer, never the token.
   grpc::Status Authorize(grpc::CallbackServerContext* ctx, Role needed, const char* method);
-  // The lease is the worker's own: no worker may report for another's run.
-  grpc::Status CheckLease(const std::string& worker, int64_t run_id, int64_t lease_id);
+  // A worker call: the token allows it and, with mutual TLS, `worker` is the name the
+  // caller's certificate gives it.
+  grpc::Status AuthorizeWorker(grpc::CallbackServerContext* ctx, const std::string& worker,
+                               const char* method);
+  // The lease is the worker's own: the caller names the worker it was handed to and
+  // presents its secret, so no worker may report for another's run.
+  grpc::Status CheckLease(const std::string& worker, int64_t run_id, int64_t lease_id,
+                          const std::string& secret);
+  // The same for a request about a lease (AboutLease in proto/convert.h fills it).
+  template <typename Request>
+  grpc::Status CheckLease(const Request& req) {
+    return CheckLease(req.worker(), req.run_id(), req.lease_id(), req.lease_secret());
+  }
   const ArmSpec* FindArm(const std::string& name) const;
   std::string Label(int64_t run_id);
 
@@ -102,6 +119,7 @@ class CoordinatorService final : public v1::WorkerService::CallbackService,
   ServiceOptions options_;
   Log log_;
   const Authenticator auth_;
+  ReportService reports_;  // Report and ReportStream, apart from every other call
 };
 
 // Turns a Status from the store or the analyses into the gRPC status a client sees.

@@ -133,7 +133,13 @@ absl::StatusOr<CifarSplit> ReadCifarSplit(const std::string& dir, Split split, i
 }
 
 absl::Status CheckCifarSplit(const std::string& dir, Split split, int64_t limit) {
-  return ReadOrCheck(dir, split, limit, /*keep_data=*/false).status();
+  return CountCifarSplit(dir, split, limit).status();
+}
+
+absl::StatusOr<int64_t> CountCifarSplit(const std::string& dir, Split split, int64_t limit) {
+  auto checked = ReadOrCheck(dir, split, limit, /*keep_data=*/false);
+  if (!checked.ok()) return checked.status();
+  return checked->count;
 }
 
 }  // namespace repro::data

@@ -50,6 +50,8 @@ absl::StatusOr<CifarSplit> ReadCifarSplit(const std::string& dir, Split split,
 // ReadCifarSplit's checks, reading every file through but keeping no samples (for
 // validating a plan's data without holding 150 MB of pixels).
 absl::Status CheckCifarSplit(const std::string& dir, Split split, int64_t limit = 0);
+// The same checks; the samples a run keeps (the limit, or with 0 all of the split's).
+absl::StatusOr<int64_t> CountCifarSplit(const std::string& dir, Split split, int64_t limit = 0);
 
 }  // namespace repro::data
 

@@ -59,6 +59,11 @@ TEST_F(CifarTest, ReadsLabelsAndPixelsInFileOrder) {
   EXPECT_TRUE(data::CheckDatasetKind("cifar10").ok());
   EXPECT_TRUE(data::CheckDataset("cifar10", dir_.string()).ok());
   EXPECT_TRUE(data::CheckDataset("cifar10", dir_.string(), 100, 10).ok());
+  // The sizes a run reads, which the coordinator holds results to.
+  auto sizes = data::CheckDatasetSizes("cifar10", dir_.string(), 0, 7);
+  ASSERT_TRUE(sizes.ok()) << sizes.status();
+  EXPECT_EQ(sizes->train, 100);
+  EXPECT_EQ(sizes->test, 7);
 }
 
 // ---------------------------------------------------------------- errors

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace repro::data {
 
@@ -35,6 +36,16 @@ absl::Status CheckDatasetKind(const std::string& kind);
 // Errors are INVALID_ARGUMENT with one sentence naming the file or value at fault.
 absl::Status CheckDataset(const std::string& kind, const std::string& path,
                           int64_t train_limit = 0, int64_t test_limit = 0);
+
+// How many samples of each split a run reads: the limit, or with limit 0 the split's size.
+struct DatasetSizes {
+  int64_t train = 0;
+  int64_t test = 0;
+};
+// CheckDataset, and the sizes it found: the coordinator holds what workers report (one
+// prediction per test sample, one batch digest per batch) to them.
+absl::StatusOr<DatasetSizes> CheckDatasetSizes(const std::string& kind, const std::string& path,
+                                               int64_t train_limit = 0, int64_t test_limit = 0);
 
 }  // namespace repro::data
 

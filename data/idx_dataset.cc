@@ -320,16 +320,24 @@ absl::Status CheckDatasetKind(const std::string& kind) {
 
 absl::Status CheckDataset(const std::string& kind, const std::string& path, int64_t train_limit,
                           int64_t test_limit) {
+  return CheckDatasetSizes(kind, path, train_limit, test_limit).status();
+}
+
+absl::StatusOr<DatasetSizes> CheckDatasetSizes(const std::string& kind, const std::string& path,
+                                               int64_t train_limit, int64_t test_limit) {
   if (absl::Status s = CheckDatasetKind(kind); !s.ok()) return s;
   if (kind == "cifar10") {
-    if (absl::Status s = CheckCifarSplit(path, Split::kTrain, train_limit); !s.ok()) return s;
-    return CheckCifarSplit(path, Split::kTest, test_limit);
+    auto train = CountCifarSplit(path, Split::kTrain, train_limit);
+    if (!train.ok()) return train.status();
+    auto test = CountCifarSplit(path, Split::kTest, test_limit);
+    if (!test.ok()) return test.status();
+    return DatasetSizes{*train, *test};
   }
   auto train = ReadIdxSplit(path, Split::kTrain, train_limit);
   if (!train.ok()) return train.status();
   auto test = ReadIdxSplit(path, Split::kTest, test_limit);
   if (!test.ok()) return test.status();
-  return absl::OkStatus();
+  return DatasetSizes{train->labels.count, test->labels.count};
 }
 
 }  // namespace repro::data

@@ -41,6 +41,18 @@ TEST(RealDataTest, LimitLargerThanTheFileIsAnErrorNamingTheLimit) {
   EXPECT_THAT(s.message(), HasSubstr("test_limit"));
 }
 
+TEST(RealDataTest, TheSizesARunReadsAreTheLimitsOrTheSplits) {
+  auto all = data::CheckDatasetSizes("fashion-mnist", REPRO_FASHION_MNIST);
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(all->train, 60000);
+  EXPECT_EQ(all->test, 10000);
+  auto limited = data::CheckDatasetSizes("fashion-mnist", REPRO_FASHION_MNIST, 300, 0);
+  ASSERT_TRUE(limited.ok()) << limited.status();
+  EXPECT_EQ(limited->train, 300);
+  EXPECT_EQ(limited->test, 10000);
+  EXPECT_FALSE(data::CheckDatasetSizes("fashion-mnist", REPRO_FASHION_MNIST, 70000, 0).ok());
+}
+
 TEST(RealDataTest, UnknownDatasetKindIsAnError) {
   absl::Status s = data::CheckDataset("cifar-100", REPRO_FASHION_MNIST);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);

@@ -135,6 +135,7 @@ v1::RunResult ToProto(const RunResult& r) {
   out.set_initial_weights(r.initial_weights);
   out.set_final_weights(r.final_weights);
   for (const auto& path : r.epoch_weights) out.add_epoch_weights(path);
+  out.set_diverged(r.diverged);
   return out;
 }
 
@@ -154,6 +155,7 @@ RunResult FromProto(const v1::RunResult& r) {
   out.initial_weights = r.initial_weights();
   out.final_weights = r.final_weights();
   out.epoch_weights.assign(r.epoch_weights().begin(), r.epoch_weights().end());
+  out.diverged = r.diverged();
   return out;
 }
 
@@ -215,6 +217,8 @@ v1::StatusResponse ToProto(const ExperimentStatus& s) {
     run->set_batches(r.batches);
   }
   for (const WorkerRecord& w : s.workers) *out.add_workers() = ToProto(w);
+  out.set_database_bytes(s.database_bytes);
+  out.set_wal_bytes(s.wal_bytes);
   return out;
 }
 
@@ -233,6 +237,8 @@ ExperimentStatus FromProto(const v1::StatusResponse& s) {
                                      r.batch(), r.batches()});
   }
   for (const v1::WorkerStatus& w : s.workers()) out.workers.push_back(FromProto(w));
+  out.database_bytes = s.database_bytes();
+  out.wal_bytes = s.wal_bytes();
   return out;
 }
 

@@ -27,14 +27,15 @@ WorkerRecord FromProto(const v1::WorkerStatus& worker);
 v1::StatusResponse ToProto(const ExperimentStatus& status);
 ExperimentStatus FromProto(const v1::StatusResponse& status);
 
-// A request of `worker` about its lease of `run` (worker, run_id, lease_id set): every
-// worker call but Register and Lease.
+// A request of `worker` about its lease of `run` (worker, run_id, lease_id and the
+// lease's secret set): every worker call but Register and Lease.
 template <typename Request>
 Request AboutLease(const std::string& worker, const v1::RunAssignment& run) {
   Request req;
   req.set_worker(worker);
   req.set_run_id(run.run_id());
   req.set_lease_id(run.lease_id());
+  req.set_lease_secret(run.lease_secret());
   return req;
 }
 

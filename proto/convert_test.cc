@@ -193,6 +193,7 @@ TEST(ConvertTest, ResultRoundTrip) {
   r.initial_weights = "/a/initial.safetensors";
   r.final_weights = "/a/final.safetensors";
   r.epoch_weights = {"/a/epoch-0.safetensors"};
+  r.diverged = "diverged: loss nan at epoch 1, batch 3";
   const v1::RunResult wire = ToProto(r);
   const RunResult back = FromProto(wire);
   // The record has no operator==: compare through the wire, field by field.
@@ -204,6 +205,7 @@ TEST(ConvertTest, ResultRoundTrip) {
   EXPECT_EQ(back.environment, r.environment);
   EXPECT_EQ(back.predictions, r.predictions);
   EXPECT_EQ(back.epoch_weights, r.epoch_weights);
+  EXPECT_EQ(back.diverged, r.diverged);
   // Every field of the wire's result and epoch is set by ToProto of a full record.
   for (const Message* m : {static_cast<const Message*>(&wire),
                            static_cast<const Message*>(&wire.epochs(0))}) {
@@ -224,6 +226,8 @@ TEST(ConvertTest, StatusRoundTrip) {
   s.arms = {ArmProgress{"same_seed", 10, RunCounts{1, 2, 3, 4}}};
   s.running = {RunningRun{"same_seed", 4, "w1", 1, 3, 17, 100}};
   s.workers = {WorkerRecord{"w1", "host", "1.13.1", "cpu", 2, 123456789, "same_seed#4"}};
+  s.database_bytes = 8 << 20;
+  s.wal_bytes = 4 << 20;
   const v1::StatusResponse wire = ToProto(s);
   EXPECT_TRUE(MessageDifferencer::Equals(wire, ToProto(FromProto(wire))));
   const ExperimentStatus back = FromProto(wire);
@@ -233,6 +237,33 @@ TEST(ConvertTest, StatusRoundTrip) {
   EXPECT_EQ(back.workers.at(0).last_seen_ms, 123456789);
   EXPECT_EQ(back.workers.at(0).current_run, "same_seed#4");
   EXPECT_EQ(back.eta_seconds, 12.5);
+  EXPECT_EQ(back.database_bytes, 8 << 20);
+  EXPECT_EQ(back.wal_bytes, 4 << 20);
+}
+
+// A request about a lease as AboutLease fills it: the worker daemon sends every call
+// about its lease through it, so the lease's secret goes with each.
+template <typename Request>
+void ExpectAboutLease(const v1::RunAssignment& run) {
+  const Request req = AboutLease<Request>("w", run);
+  const std::string type = Request::descriptor()->name();
+  EXPECT_EQ(req.worker(), "w") << type;
+  EXPECT_EQ(req.run_id(), run.run_id()) << type;
+  EXPECT_EQ(req.lease_id(), run.lease_id()) << type;
+  EXPECT_EQ(req.lease_secret(), run.lease_secret()) << type;
+}
+
+TEST(ConvertTest, AboutLeaseCarriesTheLeaseAndItsSecretInEveryLeaseCall) {
+  v1::RunAssignment run;
+  run.set_run_id(7);
+  run.set_lease_id(42);
+  run.set_lease_secret("0123456789abcdef0123456789abcdef");
+  ExpectAboutLease<v1::HeartbeatRequest>(run);
+  ExpectAboutLease<v1::ReportEpochRequest>(run);
+  ExpectAboutLease<v1::CompleteRequest>(run);
+  ExpectAboutLease<v1::FailRequest>(run);
+  ExpectAboutLease<v1::ReleaseRequest>(run);
+  ExpectAboutLease<v1::SaveCheckpointRequest>(run);
 }
 
 }  // namespace

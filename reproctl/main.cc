@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
+#include <memory>
 #include <limits>
 #include <unistd.h>
 
@@ -19,6 +21,7 @@
 #include "store/status_view.h"
 #include "store/store.h"
 #include "proto/convert.h"
+#include "proto/limits.h"
 #include "repro/v1/repro.grpc.pb.h"
 
 namespace repro {
@@ -37,7 +40,7 @@ const std::vector<cli::FlagSpec> kFlags = {
     {"seed", true, "report, analyze-scores: seed of the bootstrap (default 0)", "S"},
     {"partial", false, "report: report an experiment that has not finished"},
     {"output", true, "write to this file instead of standard output", "FILE"},
-    {"timeout-ms", true, "deadline of each call to the coordinator (default 10000)", "MS"},
+    {"timeout-ms", true, "deadline of each call to the coordinator (default 10000; report: 600000)", "MS"},
     {"reason", true, "cancel: why, kept with every cancelled run", "TEXT"},
     {"token-file", true, "the coordinator's token (default $REPRO_TOKEN)", "PATH"},
     {"tls-ca", true, "connect with TLS, verifying the coordinator with this PEM CA", "PEM"},
@@ -119,6 +122,46 @@ absl::StatusOr<AnalysisOptions> ReportOptions(const cli::ParsedArgs& args) {
   return options;
 }
 
+// Where a report goes as it is rendered or received, not held whole (a large JSON
+// report is hundreds of MB): --output FILE, opened with the first piece so that an
+// error before it leaves no file behind, else standard output.
+class ReportOutput {
+ public:
+  explicit ReportOutput(std::string path) : path_(std::move(path)) {}
+  ~ReportOutput() {
+    if (out_ != nullptr && out_ != stdout) std::fclose(out_);
+  }
+  void Write(std::string_view piece) {
+    if (out_ == nullptr) out_ = path_.empty() ? stdout : std::fopen(path_.c_str(), "wb");
+    if (out_ == nullptr || std::fwrite(piece.data(), 1, piece.size(), out_) != piece.size()) {
+      failed_ = true;
+    }
+  }
+  // The report was cut short: a partial file is no report, and is removed.
+  void Abandon() {
+    if (out_ == nullptr || out_ == stdout) return;
+    std::fclose(out_);
+    out_ = nullptr;
+    std::remove(path_.c_str());
+  }
+  // Closes the file: the result of a report written whole.
+  Result Close() {
+    if (out_ != nullptr && out_ != stdout && std::fclose(out_) != 0) failed_ = true;
+    if (out_ == stdout && std::fflush(stdout) != 0) failed_ = true;
+    out_ = nullptr;
+    if (failed_) {
+      return Result{"", cli::kExitError,
+                    absl::StrCat(path_.empty() ? "standard output" : path_, ": cannot write")};
+    }
+    return Result{"", cli::kExitOk, "", /*written=*/true};
+  }
+
+ private:
+  std::string path_;
+  std::FILE* out_ = nullptr;
+  bool failed_ = false;
+};
+
 Result ReportFromView(ExperimentView view, const cli::ParsedArgs& args) {
   auto options = ReportOptions(args);
   if (!options.ok()) return Error(options.status());
@@ -131,24 +174,11 @@ Result ReportFromView(ExperimentView view, const cli::ParsedArgs& args) {
                   absl::StrCat("experiment ", report.experiment, " has not finished: ", report.runs_remaining,
                                " run(s) remain; use --partial for a report so far")};
   }
-  // Written as it is rendered, not held whole (a large JSON report is hundreds of MB);
-  // the output file is opened with the first piece, so an error leaves none behind.
-  const std::string output = args.Get("output");
-  std::FILE* out = output.empty() ? stdout : nullptr;
-  bool write_failed = false;
-  absl::Status s = WriteReport(report, *format, args.Get("arm"), [&](std::string_view piece) {
-    if (out == nullptr) out = std::fopen(output.c_str(), "wb");
-    if (out == nullptr || std::fwrite(piece.data(), 1, piece.size(), out) != piece.size()) {
-      write_failed = true;
-    }
-  });
+  ReportOutput output(args.Get("output"));
+  absl::Status s = WriteReport(report, *format, args.Get("arm"),
+                               [&](std::string_view piece) { output.Write(piece); });
   if (!s.ok()) return Error(s);
-  if (out != nullptr && out != stdout && std::fclose(out) != 0) write_failed = true;
-  if (write_failed) {
-    return Result{"", cli::kExitError,
-                  absl::StrCat(output.empty() ? "standard output" : output, ": cannot write")};
-  }
-  return Result{"", cli::kExitOk, "", /*written=*/true};
+  return output.Close();
 }
 
 Result FromDb(const std::string& command, const cli::ParsedArgs& args) {
@@ -156,7 +186,9 @@ Result FromDb(const std::string& command, const cli::ParsedArgs& args) {
   if (access(path.c_str(), R_OK) != 0) {
     return Result{"", cli::kExitUsage, absl::StrCat(path, ": no such database")};
   }
-  auto store = RunStore::Open(path);
+  // Read-only: reproctl never writes to a database, and refuses one that is not repro's
+  // without touching it.
+  auto store = RunStore::OpenReadOnly(path);
   if (!store.ok()) return Error(store.status());
   auto experiment = PickExperiment(**store, args);
   if (!experiment.ok()) return Error(experiment.status());
@@ -178,20 +210,57 @@ Result FromDb(const std::string& command, const cli::ParsedArgs& args) {
 
 // ------------------------------------------------------------------ over gRPC
 
+// The report over ReportStream, written as its pieces arrive: a report of any size.
+// `rpc_error` turns a failed call into what reproctl says.
+Result ReportFromCoordinator(v1::ControlService::Stub& stub, grpc::ClientContext& ctx,
+                             const cli::ParsedArgs& args,
+                             const std::function<Result(const grpc::Status&)>& rpc_error) {
+  auto format = ParseReportFormat(args.Get("format", "text"));
+  if (!format.ok()) return Error(format.status());
+  v1::ReportRequest req;
+  req.set_format(ReportFormatName(*format));
+  req.set_arm(args.Get("arm"));
+  req.set_partial(args.Has("partial"));
+  auto options = ReportOptions(args);
+  if (!options.ok()) return Error(options.status());
+  req.set_reference_arm(options->reference_arm);
+  req.set_bootstrap_resamples(options->bootstrap_resamples);
+  req.set_seed(options->seed);
+  ReportOutput output(args.Get("output"));
+  std::unique_ptr<grpc::ClientReader<v1::ReportChunk>> reader = stub.ReportStream(&ctx, req);
+  v1::ReportChunk chunk;
+  while (reader->Read(&chunk)) output.Write(chunk.body());
+  const grpc::Status s = reader->Finish();
+  if (!s.ok()) output.Abandon();
+  if (s.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
+    return Result{"", cli::kExitIncomplete, s.error_message()};
+  }
+  if (!s.ok()) return rpc_error(s);
+  return output.Close();
+}
+
 Result FromCoordinator(const std::string& command, const cli::ParsedArgs& args,
                        const std::string& address) {
-  auto timeout = args.GetInt("timeout-ms", 10000, 1, 3600000);
+  // A report of a large experiment takes a while to compute and send: its default
+  // deadline is longer than the other calls'.
+  auto timeout = args.GetInt("timeout-ms", command == "report" ? 600000 : 10000, 1, 3600000);
   if (!timeout.ok()) return Error(timeout.status());
   auto token = ClientToken(args.Get("token-file"));
   if (!token.ok()) return Error(token.status());
-  auto credentials = MakeChannelCredentials({args.Get("tls-cert"), args.Get("tls-key"), args.Get("tls-ca")});
+  const TlsFiles tls{args.Get("tls-cert"), args.Get("tls-key"), args.Get("tls-ca")};
+  auto credentials = MakeChannelCredentials(tls);
   if (!credentials.ok()) return Error(credentials.status());
-  auto channel = grpc::CreateChannel(address, *credentials);
+  grpc::ChannelArguments channel_args;
+  channel_args.SetMaxReceiveMessageSize(static_cast<int>(kMaxStatusMessageBytes));
+  auto channel = grpc::CreateCustomChannel(address, *credentials, channel_args);
   auto stub = v1::ControlService::NewStub(channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(*timeout));
   AttachToken(&ctx, *token);
   auto rpc_error = [&](const grpc::Status& s) {
+    if (std::string cause = TlsFailureCause(s, address, tls); !cause.empty()) {
+      return Result{"", cli::kExitError, cause};
+    }
     if (s.error_code() == grpc::StatusCode::UNAVAILABLE ||
         s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
       return Result{"", cli::kExitError, absl::StrCat("cannot reach the coordinator at ", address, ": ",
@@ -210,26 +279,7 @@ Result FromCoordinator(const std::string& command, const cli::ParsedArgs& args,
     if (!body.ok()) return Error(body.status());
     return Ok(*body);
   }
-  if (command == "report") {
-    auto format = ParseReportFormat(args.Get("format", "text"));
-    if (!format.ok()) return Error(format.status());
-    v1::ReportRequest req;
-    req.set_format(ReportFormatName(*format));
-    req.set_arm(args.Get("arm"));
-    req.set_partial(args.Has("partial"));
-    auto options = ReportOptions(args);
-    if (!options.ok()) return Error(options.status());
-    req.set_reference_arm(options->reference_arm);
-    req.set_bootstrap_resamples(options->bootstrap_resamples);
-    req.set_seed(options->seed);
-    v1::ReportResponse resp;
-    grpc::Status s = stub->Report(&ctx, req, &resp);
-    if (s.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
-      return Result{"", cli::kExitIncomplete, s.error_message()};
-    }
-    if (!s.ok()) return rpc_error(s);
-    return Ok(resp.body());
-  }
+  if (command == "report") return ReportFromCoordinator(*stub, ctx, args, rpc_error);
   if (command == "cancel") {
     v1::CancelRequest req;
     req.set_reason(args.Get("reason"));

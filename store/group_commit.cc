@@ -2,9 +2,13 @@
 
 #include <functional>
 
+#include "absl/strings/str_cat.h"
+
 namespace repro {
 
 absl::Status GroupCommit::Join() {
+  // A read that failed on a broken disk may have rolled the transaction back too.
+  if (open_ && !db_->InTransaction()) Lost(db_->LastError());
   if (open_) return absl::OkStatus();
   absl::Status s = db_->Exec("BEGIN IMMEDIATE");
   open_ = s.ok();
@@ -17,6 +21,10 @@ absl::Status GroupCommit::Close() {
 }
 
 absl::Status GroupCommit::CommitNow() {
+  if (!db_->InTransaction()) {
+    Lost(db_->LastError());
+    return failed_[durable_];
+  }
   absl::Status s = db_->Exec("COMMIT");
   if (!s.ok()) {
     db_->Exec("ROLLBACK").IgnoreError();  // none of the batch's changes stays
@@ -51,6 +59,21 @@ absl::Status GroupCommit::Durable(bool changed) {
 
 void GroupCommit::Left() {
   if (open_ && pending_ == 0) Close().IgnoreError();
+}
+
+void GroupCommit::Lost(const absl::Status& cause) {
+  if (!open_) return;
+  // Those writers did nothing wrong: they may send their change again once the disk has
+  // room or works again, so the code is one to retry on whatever `cause` says.
+  const absl::StatusCode code = cause.code() == absl::StatusCode::kResourceExhausted
+                                    ? cause.code()
+                                    : absl::StatusCode::kUnavailable;
+  failed_[batch_] = absl::Status(
+      code, absl::StrCat("the store rolled back the changes waiting for its commit (",
+                         cause.message(), "); none of them was kept"));
+  open_ = false;
+  pending_ = 0;
+  durable_ = batch_++;  // wakes the batch's writers, who find it failed
 }
 
 absl::Status GroupCommit::Flush() {

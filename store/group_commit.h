@@ -13,6 +13,15 @@
 // store's connection may see changes of the open commit a little before they are
 // durable; LoadView (which needs a transaction of its own) commits them first.
 //
+// No statement may still be stepping (a SELECT read to its first row and kept) while a
+// writer waits for the commit: SQLite would keep the connection's read transaction
+// open across the COMMIT, the checkpoint that COMMIT runs could not proceed, and the
+// WAL would grow without end (sqlite.h: kWalCheckpointPages).
+//
+// A failed write can make SQLite roll the whole shared transaction back (a full disk,
+// an I/O error): then every writer of the batch gets that error, whose code says it may
+// try again (sqlite.h: ErrorStatus), and the next writer opens a new transaction.
+//
 // Thread safety: every method requires the store's mutex (given at construction),
 // which Durable releases while it waits. `queued` counts the threads that are waiting
 // to take that mutex (QueuedLock keeps it).
@@ -56,6 +65,7 @@ class GroupCommit final : public sql::CommitGroup {
   absl::Status Join() override;
   absl::Status Durable(bool changed) override;
   void Left() override;
+  void Lost(const absl::Status& cause) override;
   // Commits the open transaction now, if there is one.
   absl::Status Flush();
 

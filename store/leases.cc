@@ -14,7 +14,8 @@ namespace repro {
 
 absl::StatusOr<std::optional<LeasedRun>> RunStore::LeaseNext(const std::string& experiment,
                                                              const std::string& worker,
-                                                             int64_t now_ms, int64_t ttl_ms) {
+                                                             int64_t now_ms, int64_t ttl_ms,
+                                                             const std::string& secret_hash) {
   return Write([&]() -> absl::StatusOr<std::optional<LeasedRun>> {
     ASSIGN_OR_RETURN(int64_t experiment_id, ExperimentId(experiment));
     ASSIGN_OR_RETURN(auto pick, db_->Prepare(
@@ -41,8 +42,9 @@ absl::StatusOr<std::optional<LeasedRun>> RunStore::LeaseNext(const std::string& 
     }
 
     ASSIGN_OR_RETURN(auto attempt, db_->Prepare(
-        "INSERT INTO attempts (run_id, worker, started_ms) VALUES (?, ?, ?)"));
-    RETURN_IF_ERROR(attempt->Bind(1, leased.run_id).Bind(2, worker).Bind(3, now_ms).Run());
+        "INSERT INTO attempts (run_id, worker, started_ms, secret_hash) VALUES (?, ?, ?, ?)"));
+    RETURN_IF_ERROR(attempt->Bind(1, leased.run_id).Bind(2, worker).Bind(3, now_ms)
+                        .Bind(4, secret_hash).Run());
     leased.lease_id = db_->LastInsertId();
     ASSIGN_OR_RETURN(auto update, db_->Prepare(
         "UPDATE runs SET state = 'running', attempts = attempts + 1, lease_attempt = ?, "
@@ -84,21 +86,21 @@ absl::StatusOr<int> RunStore::MaxAttempts(int64_t run_id) {
   return static_cast<int>(q->Int(0));
 }
 
-absl::StatusOr<bool> RunStore::Fail(int64_t run_id, int64_t lease_id, const std::string& error,
-                                    int64_t now_ms) {
-  return Write([&]() -> absl::StatusOr<bool> {
+absl::StatusOr<FailOutcome> RunStore::Fail(int64_t run_id, int64_t lease_id,
+                                           const std::string& error, int64_t now_ms) {
+  return Write([&]() -> absl::StatusOr<FailOutcome> {
     ASSIGN_OR_RETURN(auto attempt, db_->Prepare(
         "UPDATE attempts SET ended_ms = ?, outcome = 'failed', error = ? "
         "WHERE id = ? AND run_id = ? AND outcome = 'running'"));
     RETURN_IF_ERROR(
         attempt->Bind(1, now_ms).Bind(2, error).Bind(3, lease_id).Bind(4, run_id).Run());
-    if (db_->Changes() == 0) return false;
+    if (db_->Changes() == 0) return FailOutcome::kStale;
     ASSIGN_OR_RETURN(auto q, db_->Prepare(
         "SELECT r.attempts, a.worker FROM runs r JOIN attempts a ON a.id = ? "
         "WHERE r.id = ? AND r.lease_attempt = ? AND r.state = 'running'"));
     q->Bind(1, lease_id).Bind(2, run_id).Bind(3, lease_id);
     ASSIGN_OR_RETURN(bool current, q->Step());
-    if (!current) return false;  // a stale attempt: the run has moved on
+    if (!current) return FailOutcome::kStale;  // the run has moved on
     const int attempts = static_cast<int>(q->Int(0));
     RETURN_IF_ERROR(SetWorkerRun(q->Text(1), ""));
     ASSIGN_OR_RETURN(int max_attempts, MaxAttempts(run_id));
@@ -108,7 +110,7 @@ absl::StatusOr<bool> RunStore::Fail(int64_t run_id, int64_t lease_id, const std:
         "progress_epoch = -1 WHERE id = ?"));
     RETURN_IF_ERROR(run->Bind(1, std::string(will_retry ? "pending" : "failed"))
                         .Bind(2, error).Bind(3, run_id).Run());
-    return will_retry;
+    return will_retry ? FailOutcome::kRetry : FailOutcome::kFailed;
   });
 }
 
@@ -179,25 +181,40 @@ absl::StatusOr<int> RunStore::ExpireLeases(int64_t now_ms) {
   });
 }
 
-absl::StatusOr<int> RunStore::Cancel(const std::string& experiment, const std::string& reason) {
+absl::StatusOr<int> RunStore::Cancel(const std::string& experiment, const std::string& reason,
+                                     int64_t now_ms) {
   return Write([&]() -> absl::StatusOr<int> {
     ASSIGN_OR_RETURN(int64_t experiment_id, ExperimentId(experiment));
-    ASSIGN_OR_RETURN(auto q, db_->Prepare(
-        "UPDATE runs SET state = 'failed', error = ?, lease_expires_ms = NULL "
+    const std::string error = absl::StrCat("cancelled: ", reason);
+    // The running attempts end with their runs, so that nothing is left "running" and a
+    // late result of theirs is only evidence (Complete), and their workers hold no run.
+    ASSIGN_OR_RETURN(auto workers, db_->Prepare(
+        "UPDATE workers SET current_run = '' WHERE name IN (SELECT a.worker FROM runs r "
+        "JOIN attempts a ON a.id = r.lease_attempt WHERE r.experiment_id = ? "
+        "AND r.state = 'running')"));
+    RETURN_IF_ERROR(workers->Bind(1, experiment_id).Run());
+    ASSIGN_OR_RETURN(auto attempts, db_->Prepare(
+        "UPDATE attempts SET ended_ms = ?, outcome = 'failed', error = ? "
+        "WHERE outcome = 'running' AND run_id IN (SELECT id FROM runs WHERE experiment_id = ? "
+        "AND state IN ('pending', 'running'))"));
+    RETURN_IF_ERROR(attempts->Bind(1, now_ms).Bind(2, error).Bind(3, experiment_id).Run());
+    ASSIGN_OR_RETURN(auto runs, db_->Prepare(
+        "UPDATE runs SET state = 'failed', error = ?, lease_attempt = NULL, "
+        "lease_expires_ms = NULL, progress_epoch = -1 "
         "WHERE experiment_id = ? AND state IN ('pending', 'running')"));
-    RETURN_IF_ERROR(
-        q->Bind(1, absl::StrCat("cancelled: ", reason)).Bind(2, experiment_id).Run());
+    RETURN_IF_ERROR(runs->Bind(1, error).Bind(2, experiment_id).Run());
     return db_->Changes();
   });
 }
 
-absl::StatusOr<std::string> RunStore::LeaseOwner(int64_t run_id, int64_t lease_id) {
+absl::StatusOr<LeaseHolder> RunStore::LeaseOwner(int64_t run_id, int64_t lease_id) {
   QueuedLock lock(&mu_, &queued_);
-  ASSIGN_OR_RETURN(auto q, db_->Prepare("SELECT worker FROM attempts WHERE id = ? AND run_id = ?"));
+  ASSIGN_OR_RETURN(auto q, db_->Prepare(
+      "SELECT worker, COALESCE(secret_hash, '') FROM attempts WHERE id = ? AND run_id = ?"));
   q->Bind(1, lease_id).Bind(2, run_id);
   ASSIGN_OR_RETURN(bool row, q->Step());
   if (!row) return absl::NotFoundError(absl::StrCat("run ", run_id, " has no attempt ", lease_id));
-  return q->Text(0);
+  return LeaseHolder{q->Text(0), q->Text(1)};
 }
 
 }  // namespace repro

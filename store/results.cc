@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "store/result_checksum.h"
 #include "store/store.h"
 #include "store/store_internal.h"
 
@@ -42,6 +43,22 @@ std::vector<std::string> SplitDigests(const std::string& text) {
   return out;
 }
 
+// When attempt `counted` of the run counts, another attempt that still runs (leased
+// after `counted` expired) is not needed any more: it ends rather than stay "running",
+// and its worker holds no run; its result, if it comes, is kept as an extra one.
+absl::Status EndOtherAttempts(sql::Database& db, int64_t run_id, int64_t counted,
+                              int64_t now_ms) {
+  ASSIGN_OR_RETURN(auto workers, db.Prepare(
+      "UPDATE workers SET current_run = '' WHERE name IN (SELECT worker FROM attempts "
+      "WHERE run_id = ? AND id != ? AND outcome = 'running')"));
+  RETURN_IF_ERROR(workers->Bind(1, run_id).Bind(2, counted).Run());
+  ASSIGN_OR_RETURN(auto attempts, db.Prepare(
+      "UPDATE attempts SET ended_ms = ?, outcome = 'failed', "
+      "error = 'not needed: the result of an earlier attempt counted first' "
+      "WHERE run_id = ? AND id != ? AND outcome = 'running'"));
+  return attempts->Bind(1, now_ms).Bind(2, run_id).Bind(3, counted).Run();
+}
+
 }  // namespace
 
 absl::Status RunStore::StoreEpochs(int64_t attempt_id, const std::vector<EpochRecord>& epochs) {
@@ -64,8 +81,10 @@ absl::Status RunStore::StoreEpochs(int64_t attempt_id, const std::vector<EpochRe
 absl::StatusOr<bool> RunStore::RecordEpoch(int64_t run_id, int64_t lease_id,
                                            const EpochRecord& e) {
   return Write([&]() -> absl::StatusOr<bool> {
+    // A late report changes no finished result: its epochs are under its checksum.
     ASSIGN_OR_RETURN(auto check, db_->Prepare(
-        "SELECT 1 FROM attempts WHERE id = ? AND run_id = ?"));
+        "SELECT 1 FROM attempts WHERE id = ? AND run_id = ? "
+        "AND outcome NOT IN ('done', 'extra')"));
     check->Bind(1, lease_id).Bind(2, run_id);
     ASSIGN_OR_RETURN(bool known, check->Step());
     if (!known) return false;
@@ -87,15 +106,22 @@ absl::StatusOr<bool> RunStore::Complete(int64_t run_id, int64_t lease_id, const 
       return absl::NotFoundError(absl::StrCat("run ", run_id, " has no attempt ", lease_id));
     }
     const std::string state = q->Text(0);
+    const std::string outcome = q->Text(2);
     const std::string worker = q->Text(3);
     // A resent completion of an attempt already stored changes nothing.
-    if (q->Text(2) == "done") return true;
-    if (q->Text(2) == "extra") return false;
-    const bool counted = state != "done";
+    if (outcome == "done") return true;
+    if (outcome == "extra") return false;
+    // The first result counts, even from a lease that expired while its worker trained
+    // on; but a cancelled or failed run, and an attempt its worker failed or handed
+    // back, are final: their late results are only evidence.
+    const bool counted = (state == "pending" || state == "running") &&
+                         (outcome == "running" || outcome == "expired");
     ASSIGN_OR_RETURN(auto attempt, db_->Prepare(
         "UPDATE attempts SET ended_ms = ?, outcome = ?, test_loss = ?, test_accuracy = ?, "
         "data_x_hash = ?, data_y_hash = ?, initial_hash = ?, final_hash = ?, environment = ?, "
-        "predictions = ?, initial_weights = ?, final_weights = ?, epoch_weights = ? WHERE id = ?"));
+        "predictions = ?, initial_weights = ?, final_weights = ?, epoch_weights = ?, "
+        // A diverged run's sentence ("diverged: ..."), else the note on the lease it had.
+        "error = COALESCE(NULLIF(?, ''), error), checksum = ? WHERE id = ?"));
     RETURN_IF_ERROR(attempt->Bind(1, now_ms).Bind(2, std::string(counted ? "done" : "extra"))
                         .Bind(3, r.test_loss).Bind(4, r.test_accuracy).Bind(5, r.data_x_hash)
                         .Bind(6, r.data_y_hash).Bind(7, r.initial_hash).Bind(8, r.final_hash)
@@ -103,7 +129,8 @@ absl::StatusOr<bool> RunStore::Complete(int64_t run_id, int64_t lease_id, const 
                         .BindBlob(10, r.predictions.data(), r.predictions.size())
                         .Bind(11, r.initial_weights).Bind(12, r.final_weights)
                         .Bind(13, nlohmann::json(r.epoch_weights).dump())
-                        .Bind(14, lease_id).Run());
+                        .Bind(14, r.diverged).Bind(15, ResultChecksum(r))
+                        .Bind(16, lease_id).Run());
     ASSIGN_OR_RETURN(auto tensor, db_->Prepare(
         "INSERT OR REPLACE INTO tensors (attempt_id, which, ordinal, name, hash) "
         "VALUES (?, ?, ?, ?, ?)"));
@@ -115,11 +142,16 @@ absl::StatusOr<bool> RunStore::Complete(int64_t run_id, int64_t lease_id, const 
                             .Bind(4, (*list)[i].name).Bind(5, (*list)[i].hash).Run());
       }
     }
+    // The attempt's epochs become the result's: one it reported but the result lacks
+    // (the epoch a run diverged in) would read back as part of it.
+    ASSIGN_OR_RETURN(auto reported, db_->Prepare("DELETE FROM epochs WHERE attempt_id = ?"));
+    RETURN_IF_ERROR(reported->Bind(1, lease_id).Run());
     RETURN_IF_ERROR(StoreEpochs(lease_id, r.epochs));
     if (counted) {
       // A finished run needs its checkpoint no more.
       ASSIGN_OR_RETURN(auto drop, db_->Prepare("DELETE FROM checkpoints WHERE run_id = ?"));
       RETURN_IF_ERROR(drop->Bind(1, run_id).Run());
+      RETURN_IF_ERROR(EndOtherAttempts(*db_, run_id, lease_id, now_ms));
       ASSIGN_OR_RETURN(auto run, db_->Prepare(
           "UPDATE runs SET state = 'done', result_attempt = ?, error = '', "
           "lease_expires_ms = NULL WHERE id = ?"));
@@ -180,7 +212,10 @@ absl::Status ReadResultRows(sql::Database& db, const std::string& sql, int64_t e
 // ReadAttempt reads one of its rows into the attempt's result.
 constexpr char kAttemptResults[] =
     "SELECT id, test_loss, test_accuracy, data_x_hash, data_y_hash, initial_hash, final_hash, "
-    "environment, predictions, initial_weights, final_weights, epoch_weights "
+    "environment, predictions, initial_weights, final_weights, epoch_weights, "
+    // A finished attempt's error is its run's divergence when Complete wrote one there
+    // (RunResult::diverged starts so); else a note on its lease, no part of the result.
+    "CASE WHEN outcome IN ('done', 'extra') AND error LIKE 'diverged: %' THEN error ELSE '' END "
     "FROM attempts WHERE id IN ";
 void ReadAttempt(const sql::Statement& a, RunResult* r) {
   r->test_loss = a.Real(1);
@@ -206,6 +241,7 @@ void ReadAttempt(const sql::Statement& a, RunResult* r) {
       if (path.is_string()) r->epoch_weights.push_back(path.get<std::string>());
     }
   }
+  r->diverged = a.Text(12);
 }
 
 // A row of the epochs query into the attempt's result, which has `epochs` of them.
@@ -224,6 +260,25 @@ void ReadEpoch(const sql::Statement& e, int epochs, RunResult* r) {
   rec.lr = e.Real(10);
 }
 
+// Sets RunView::corrupt on each run whose result, as read, does not match the checksum
+// Complete wrote with it. Results stored before schema 2 have none and are read unchecked.
+absl::Status MarkCorrupt(sql::Database& db, int64_t experiment_id,
+                         const std::vector<int64_t>& attempt_ids, ExperimentView* view) {
+  std::unordered_map<int64_t, RunView*> runs;
+  for (size_t i = 0; i < attempt_ids.size(); ++i) {
+    if (attempt_ids[i] != 0) runs[attempt_ids[i]] = &view->runs[i];
+  }
+  ASSIGN_OR_RETURN(auto q, db.Prepare(absl::StrCat(
+      "SELECT id, checksum FROM attempts WHERE checksum IS NOT NULL AND id IN ", kCurrentAttempts)));
+  q->Bind(1, experiment_id);
+  return ForEachRow(*q, [&](const sql::Statement& row) {
+    auto it = runs.find(row.Int(0));
+    if (it == runs.end() || ResultChecksum(it->second->result) == row.Text(1)) return;
+    it->second->corrupt = absl::StrCat("the stored result (attempt ", row.Int(0),
+                                       ") no longer matches the checksum written with it");
+  });
+}
+
 // Fills in the view's name, runs_per_arm and epochs; returns the experiment's id.
 absl::StatusOr<int64_t> ReadExperiment(sql::Database& db, const std::string& experiment,
                                        ExperimentView* view) {
@@ -239,14 +294,16 @@ absl::StatusOr<int64_t> ReadExperiment(sql::Database& db, const std::string& exp
 }
 
 // The experiment's runs, in arm order, and their arms; attempt_ids[i] is the current
-// attempt of view->runs[i] (0: none).
+// attempt of view->runs[i] (0: none). A run's worker is its current attempt's, or
+// without one (a failed run, a queued one) its last attempt's.
 absl::Status ReadRuns(sql::Database& db, int64_t experiment_id, ExperimentView* view,
                       std::vector<int64_t>* attempt_ids) {
   ASSIGN_OR_RETURN(auto q, db.Prepare(
       "SELECT r.arm, r.idx, r.init_seed, r.shuffle_seed, r.state, r.attempts, r.error, "
       "r.progress_epoch, COALESCE(r.result_attempt, r.lease_attempt), "
       "COALESCE(a.worker, ''), r.progress_batch, r.progress_batches, r.augment_seed FROM runs r "
-      "LEFT JOIN attempts a ON a.id = COALESCE(r.result_attempt, r.lease_attempt) "
+      "LEFT JOIN attempts a ON a.id = COALESCE(r.result_attempt, r.lease_attempt, "
+      "(SELECT MAX(id) FROM attempts WHERE run_id = r.id)) "
       "WHERE r.experiment_id = ? ORDER BY r.arm_order, r.idx"));
   q->Bind(1, experiment_id);
   return ForEachRow(*q, [&](const sql::Statement& row) {
@@ -304,13 +361,14 @@ absl::Status RunStore::LoadResults(int64_t experiment_id, const std::vector<int6
         auto& list = t.Text(1) == "initial" ? r->initial_tensors : r->final_tensors;
         list.push_back(TensorHash{t.Text(2), t.Text(3)});
       }));
-  return ReadResultRows(
+  RETURN_IF_ERROR(ReadResultRows(
       *db_,
       absl::StrCat("SELECT attempt_id, epoch, loss, accuracy, val_loss, val_accuracy, seconds, "
                    "batch_digest, weights_hash, batch_digests, lr FROM epochs WHERE attempt_id "
                    "IN ", kCurrentAttempts, " ORDER BY attempt_id, epoch"),
       experiment_id, results,
-      [epochs = view->epochs](const sql::Statement& e, RunResult* r) { ReadEpoch(e, epochs, r); });
+      [epochs = view->epochs](const sql::Statement& e, RunResult* r) { ReadEpoch(e, epochs, r); }));
+  return MarkCorrupt(*db_, experiment_id, attempt_ids, view);
 }
 
 absl::StatusOr<ExperimentView> RunStore::LoadView(const std::string& experiment,

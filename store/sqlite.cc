@@ -1,8 +1,24 @@
 #include "store/sqlite.h"
 
+#include <filesystem>
+
 #include "absl/strings/str_cat.h"
 
 namespace repro::sql {
+
+absl::Status ErrorStatus(int rc, const std::string& message) {
+  switch (rc & 0xff) {
+    case SQLITE_FULL:
+    case SQLITE_NOMEM:
+      return absl::ResourceExhaustedError(message);
+    case SQLITE_IOERR:
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return absl::UnavailableError(message);
+    default:
+      return absl::InternalError(message);
+  }
+}
 
 Statement::~Statement() {
   if (cache_ == nullptr) {
@@ -18,8 +34,7 @@ absl::StatusOr<bool> Statement::Step() {
   const int rc = sqlite3_step(stmt_);
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
-  return absl::InternalError(absl::StrCat("SQLite: ", sqlite3_errmsg(db_), " in: ",
-                                          sqlite3_sql(stmt_)));
+  return ErrorStatus(rc, absl::StrCat("SQLite: ", sqlite3_errmsg(db_), " in: ", sqlite3_sql(stmt_)));
 }
 
 absl::Status Statement::Run() {
@@ -44,7 +59,11 @@ std::string Statement::Blob(int col) const {
                      static_cast<size_t>(sqlite3_column_bytes(stmt_, col)));
 }
 
-absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path) {
+namespace {
+
+// A connection to `filename` (the path, or a URI naming it) with `flags`; errors name
+// `path`.
+absl::StatusOr<sqlite3*> Connect(const std::string& path, const std::string& filename, int flags) {
   // No memory statistics: with them every allocation of SQLite's, in every thread,
   // takes one process-wide mutex. Must come before SQLite initializes (a later call
   // fails harmlessly).
@@ -52,26 +71,59 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path
   (void)memstatus;
   sqlite3* db = nullptr;
   // NOMUTEX: the caller serializes every use of the connection (see sqlite.h).
-  const int rc = sqlite3_open_v2(path.c_str(), &db,
-                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                                 nullptr);
+  const int rc = sqlite3_open_v2(filename.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     std::string message = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
     sqlite3_close(db);
     return absl::InvalidArgumentError(absl::StrCat(path, ": cannot open database: ", message));
   }
   sqlite3_busy_timeout(db, 5000);
+  return db;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path) {
+  absl::StatusOr<sqlite3*> connection =
+      Connect(path, path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  if (!connection.ok()) return connection.status();
+  sqlite3* db = *connection;
   std::unique_ptr<Database> out(new Database(db, path));
   // WAL: readers (reproctl --db) never block the coordinator's writes. synchronous=FULL
   // makes every committed result survive a power loss of the VM, not only a crash.
+  // The WAL's bounds: see kWalCheckpointPages.
+  sqlite3_wal_autocheckpoint(db, kWalCheckpointPages);
+  const std::string size_limit = absl::StrCat("PRAGMA journal_size_limit=", kWalSizeLimit);
   for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL",
-                             "PRAGMA foreign_keys=ON"}) {
+                             "PRAGMA foreign_keys=ON", size_limit.c_str()}) {
     if (absl::Status s = out->Exec(pragma); !s.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat(path, ": not a usable SQLite database: ", s.message()));
     }
   }
   return out;
+}
+
+absl::StatusOr<std::unique_ptr<Database>> Database::OpenReadOnly(const std::string& path,
+                                                                 bool immutable) {
+  // A URI, for immutable=1; an absolute path after "file://" (an empty authority), with
+  // the characters a URI gives a meaning to escaped.
+  std::error_code error;
+  const std::string absolute = std::filesystem::absolute(path, error).string();
+  std::string uri = "file://";
+  for (char c : error ? path : absolute) {
+    if (c == '%' || c == '?' || c == '#') {
+      constexpr char kHex[] = "0123456789ABCDEF";
+      const unsigned char byte = static_cast<unsigned char>(c);
+      uri += {'%', kHex[byte >> 4], kHex[byte & 0xf]};
+    } else {
+      uri.push_back(c);
+    }
+  }
+  absl::StrAppend(&uri, immutable ? "?mode=ro&immutable=1" : "?mode=ro");
+  absl::StatusOr<sqlite3*> db = Connect(path, uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI);
+  if (!db.ok()) return db.status();
+  return std::unique_ptr<Database>(new Database(*db, path));
 }
 
 Database::~Database() {
@@ -99,10 +151,10 @@ absl::StatusOr<std::unique_ptr<Statement>> Database::Prepare(const std::string& 
 
 absl::Status Database::Exec(const std::string& sql) {
   char* error = nullptr;
-  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &error) != SQLITE_OK) {
+  if (const int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &error); rc != SQLITE_OK) {
     std::string message = error ? error : "unknown error";
     sqlite3_free(error);
-    return absl::InternalError(absl::StrCat("SQLite: ", message));
+    return ErrorStatus(rc, absl::StrCat("SQLite: ", message));
   }
   return absl::OkStatus();
 }
@@ -127,6 +179,12 @@ Transaction::~Transaction() {
   if (!open_) return;
   if (group_ == nullptr) {
     db_->Exec("ROLLBACK").IgnoreError();
+    return;
+  }
+  if (!db_->InTransaction()) {
+    // No savepoint to roll back to: SQLite rolled the shared transaction back, and with
+    // it the changes of the writers waiting for its commit.
+    group_->Lost(db_->LastError());
     return;
   }
   db_->Exec("ROLLBACK TO repro_tx").IgnoreError();

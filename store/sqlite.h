@@ -22,6 +22,19 @@ namespace repro::sql {
 
 class Database;
 
+// The Status for SQLite's result code `rc`, with `message`. A full disk (SQLITE_FULL,
+// SQLITE_NOMEM) is RESOURCE_EXHAUSTED and a failing or busy device (SQLITE_IOERR,
+// SQLITE_BUSY, SQLITE_LOCKED) UNAVAILABLE: conditions that pass, so that a caller may
+// try again later (a worker keeps its result and sends it again); anything else is
+// INTERNAL.
+absl::Status ErrorStatus(int rc, const std::string& message);
+
+// The WAL is checkpointed into the database at the commit that takes it past this many
+// pages (SQLite's default autocheckpoint, 4 MiB of 4 KiB pages), and a WAL file that grew
+// past kWalSizeLimit (a reader held an old snapshot meanwhile) is cut back to it.
+inline constexpr int kWalCheckpointPages = 1000;
+inline constexpr int64_t kWalSizeLimit = 8 << 20;
+
 class Statement {
  public:
   Statement(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
@@ -78,12 +91,22 @@ class CommitGroup {
   virtual absl::Status Durable(bool changed) = 0;
   // After a transaction was rolled back to its savepoint.
   virtual void Left() = 0;
+  // SQLite rolled back the whole shared transaction itself (it does on a full disk or an
+  // I/O error during a write): every change waiting for its commit is gone; `cause` says
+  // why, and is what their writers get.
+  virtual void Lost(const absl::Status& cause) = 0;
 };
 
 class Database {
  public:
   // Opens (creating if needed) the file; WAL journal, foreign keys on, busy timeout.
   static absl::StatusOr<std::unique_ptr<Database>> Open(const std::string& path);
+  // Opens an existing file read-only (SQLITE_OPEN_READONLY): nothing is ever written to
+  // it or created in its place. `immutable`: SQLite's immutable=1, which reads the file
+  // as it is, without the WAL's shared-memory file and without locks; only for a file
+  // that no one writes (one in a read-only folder, where that file cannot be made).
+  static absl::StatusOr<std::unique_ptr<Database>> OpenReadOnly(const std::string& path,
+                                                                bool immutable);
   ~Database();
   Database(const Database&) = delete;
   Database& operator=(const Database&) = delete;
@@ -94,6 +117,14 @@ class Database {
   absl::StatusOr<std::unique_ptr<Statement>> Prepare(const std::string& sql);
   absl::Status Exec(const std::string& sql);  // for schema and pragmas only
   int64_t LastInsertId() const { return sqlite3_last_insert_rowid(db_); }
+  // The primary result code of the connection's last failed call (SQLITE_READONLY ...).
+  int LastErrorCode() const { return sqlite3_errcode(db_) & 0xff; }
+  // The connection's last error as a Status (ErrorStatus).
+  absl::Status LastError() const {
+    return ErrorStatus(sqlite3_errcode(db_), std::string("SQLite: ") + sqlite3_errmsg(db_));
+  }
+  // A transaction is open (BEGIN or SAVEPOINT, not yet committed or rolled back).
+  bool InTransaction() const { return sqlite3_get_autocommit(db_) == 0; }
   int Changes() const { return sqlite3_changes(db_); }
   // Rows changed by every statement since the connection opened.
   int64_t TotalChanges() const { return sqlite3_total_changes64(db_); }

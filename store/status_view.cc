@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <system_error>
 
 #include <nlohmann/json.hpp>
 
@@ -26,6 +28,16 @@ nlohmann::json CountsJson(const RunCounts& c) {
           {"failed", c.failed}};
 }
 
+// The size of `path` in bytes; 0 when it does not exist (a WAL checkpointed away).
+int64_t FileBytes(const std::string& path) {
+  std::error_code error;
+  const std::uintmax_t size = std::filesystem::file_size(path, error);
+  return error ? 0 : static_cast<int64_t>(size);
+}
+
+// "8.1 MB": disk use in decimal megabytes, as `df -H` and `du --si` show it.
+std::string Megabytes(int64_t bytes) { return absl::StrFormat("%.1f MB", bytes / 1e6); }
+
 // How much of a running run is left, as a fraction of the whole run.
 double FractionLeft(const RunView& run, int epochs) {
   double done_fraction = run.current_epoch;
@@ -49,6 +61,8 @@ absl::StatusOr<ExperimentStatus> BuildStatus(RunStore& store, const std::string&
   ASSIGN_OR_RETURN(RunTiming timing, store.Timing(experiment));
   ExperimentStatus out;
   ASSIGN_OR_RETURN(out.workers, store.Workers());
+  out.database_bytes = FileBytes(store.path());
+  out.wal_bytes = FileBytes(store.path() + "-wal");
   out.experiment = view.name;
   out.epochs = view.epochs;
   for (const std::string& arm : view.arms) out.arms.push_back(ArmProgress{arm, 0, {}});
@@ -108,6 +122,7 @@ absl::StatusOr<std::string> RenderStatus(const ExperimentStatus& s, const std::s
                               {"last_seen_unix_ms", w.last_seen_ms},
                               {"current_run", w.current_run}});
     }
+    j["store"] = {{"database_bytes", s.database_bytes}, {"wal_bytes", s.wal_bytes}};
     return j.dump(2) + "\n";
   }
   if (format != "text") {
@@ -121,6 +136,8 @@ absl::StatusOr<std::string> RenderStatus(const ExperimentStatus& s, const std::s
       s.experiment, s.complete ? "complete" : "in progress", c.done, total, c.running,
       c.pending, c.failed);
   if (!s.complete) absl::StrAppend(&out, "ETA: ", FormatDuration(s.eta_seconds), "\n");
+  absl::StrAppend(&out, "Store: ", Megabytes(s.database_bytes + s.wal_bytes), " on disk (database ",
+                  Megabytes(s.database_bytes), ", write-ahead log ", Megabytes(s.wal_bytes), ")\n");
   for (const auto& a : s.arms) {
     absl::StrAppendFormat(&out, "  %-20s %d/%d done", a.name, a.runs.done, a.total);
     if (a.runs.failed > 0) absl::StrAppendFormat(&out, ", %d failed", a.runs.failed);

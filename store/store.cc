@@ -3,7 +3,9 @@
 // RunStore is in leases.cc, results.cc and workers.cc (see store.h).
 #include "store/store.h"
 
+#include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -96,6 +98,40 @@ CREATE TABLE IF NOT EXISTS workers (
   current_run TEXT NOT NULL DEFAULT '');
 )sql";
 
+absl::Status NewerSchemaError(const std::string& path, int version) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      path, ": database schema version ", version, " is newer than this build understands (",
+      kSchemaVersion, "); upgrade repro"));
+}
+
+// The schema version of a file opened read-only; INVALID_ARGUMENT naming it when it holds
+// no repro schema. Reads only.
+absl::StatusOr<int> ReadSchemaVersion(sql::Database& db) {
+  auto q = db.Prepare(
+      "SELECT (SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN "
+      "('meta', 'experiments', 'runs', 'attempts')), "
+      "(SELECT value FROM meta WHERE key = 'schema_version')");
+  // Without the meta table the query does not compile: no repro database either.
+  if (!q.ok() && db.LastErrorCode() == SQLITE_ERROR) return 0;
+  if (!q.ok()) return q.status();
+  ASSIGN_OR_RETURN(bool row, (*q)->Step());
+  if (!row || (*q)->Int(0) != 4 || (*q)->IsNull(1)) return 0;
+  return std::max(1, std::atoi((*q)->Text(1).c_str()));
+}
+
+// Whether a read-only open failed only for want of the WAL's shared-memory file, which
+// SQLite makes beside the database: true in a folder this process cannot write.
+bool CannotMakeWalIndex(const sql::Database& db) {
+  const int code = db.LastErrorCode();
+  return code == SQLITE_READONLY || code == SQLITE_CANTOPEN;
+}
+
+bool NonEmptyFile(const std::string& path) {
+  std::error_code error;
+  const auto size = std::filesystem::file_size(path, error);
+  return !error && size > 0;
+}
+
 }  // namespace
 
 RunStore::RunStore(std::unique_ptr<sql::Database> db) : db_(std::move(db)) {
@@ -115,6 +151,40 @@ absl::StatusOr<std::unique_ptr<RunStore>> RunStore::Open(const std::string& path
   return store;
 }
 
+absl::StatusOr<std::unique_ptr<RunStore>> RunStore::OpenReadOnly(const std::string& path) {
+  ASSIGN_OR_RETURN(auto db, sql::Database::OpenReadOnly(path, /*immutable=*/false));
+  absl::StatusOr<int> version = ReadSchemaVersion(*db);
+  if (!version.ok() && CannotMakeWalIndex(*db)) {
+    // No process can write there either, so the file is as its last writer left it,
+    // unless that writer left changes in the WAL, which only a writable folder can take.
+    if (NonEmptyFile(path + "-wal")) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ": cannot be read from this folder: ", path, "-wal holds changes not yet in it, "
+          "and reading them needs a folder this user may write; copy both files to one"));
+    }
+    ASSIGN_OR_RETURN(db, sql::Database::OpenReadOnly(path, /*immutable=*/true));
+    version = ReadSchemaVersion(*db);
+  }
+  if (!version.ok() && db->LastErrorCode() == SQLITE_NOTADB) version = 0;
+  if (!version.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": cannot read the database: ", version.status().message()));
+  }
+  if (*version == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": not a repro database (no repro tables in it); nothing was changed"));
+  }
+  if (*version > kSchemaVersion) return NewerSchemaError(path, *version);
+  if (*version < 2) {
+    // Schema 1 lacks the attempts' secret_hash and checksum: a TEMP view (it lives in
+    // this connection, not in the file, and is found before main's table) shows them
+    // as NULL, as Upgrade leaves them for the attempts it keeps.
+    RETURN_IF_ERROR(db->Exec("CREATE TEMP VIEW attempts AS SELECT *, NULL AS secret_hash, "
+                             "NULL AS checksum FROM main.attempts"));
+  }
+  return std::unique_ptr<RunStore>(new RunStore(std::move(db)));
+}
+
 // Not through Write: a file that cannot open a transaction, or take the schema, is no
 // repro database, and the errors say so.
 absl::Status RunStore::Migrate() {
@@ -131,11 +201,7 @@ absl::Status RunStore::Migrate() {
   ASSIGN_OR_RETURN(auto get, db_->Prepare("SELECT value FROM meta WHERE key = 'schema_version'"));
   ASSIGN_OR_RETURN(bool has, get->Step());
   const int version = has ? std::atoi(get->Text(0).c_str()) : kSchemaVersion;
-  if (version > kSchemaVersion) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        db_->path(), ": database schema version ", version,
-        " is newer than this build understands (", kSchemaVersion, "); upgrade repro"));
-  }
+  if (version > kSchemaVersion) return NewerSchemaError(db_->path(), version);
   RETURN_IF_ERROR(Upgrade(version));
   ASSIGN_OR_RETURN(auto put, db_->Prepare(
       "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)"));
@@ -229,6 +295,18 @@ absl::StatusOr<int64_t> RunStore::ExperimentId(const std::string& experiment) {
   ASSIGN_OR_RETURN(bool row, q->Step());
   if (!row) return NoExperimentError(db_->path(), experiment);
   return q->Int(0);
+}
+
+absl::Status RunStore::SetMaxGrowthForTesting(int64_t pages) {
+  QueuedLock lock(&mu_, &queued_);
+  RETURN_IF_ERROR(group_->Flush());
+  int64_t now = 0;
+  {
+    ASSIGN_OR_RETURN(auto q, db_->Prepare("PRAGMA page_count"));
+    ASSIGN_OR_RETURN(bool row, q->Step());
+    if (row) now = q->Int(0);
+  }
+  return db_->Exec(absl::StrCat("PRAGMA max_page_count = ", now + pages));
 }
 
 }  // namespace repro

@@ -53,10 +53,30 @@ struct LeasedRun {
   int checkpoint_epoch = -1;  // the last epoch it covers
 };
 
+// Who a lease was handed to: every call about the lease must come from this worker and
+// present the secret whose SHA-256 is `secret_hash` (empty for a lease of schema 1).
+struct LeaseHolder {
+  std::string worker;
+  std::string secret_hash;
+};
+
+// What a worker's report of a failed attempt did to its run.
+enum class FailOutcome {
+  kRetry,   // the run is queued again
+  kFailed,  // its attempts are used up: the run is failed
+  kStale,   // the lease was no longer the run's: nothing changed but the attempt's record
+};
+
 class RunStore {
  public:
   // Opens or creates the database; a file from a newer schema is refused.
   static absl::StatusOr<std::unique_ptr<RunStore>> Open(const std::string& path);
+  // Opens an existing repro database to read (reproctl --db): nothing is ever written to
+  // it, a file that is not a repro database is refused unchanged (INVALID_ARGUMENT
+  // naming it), one in a folder this process cannot write is read as it stands, and one
+  // of schema 1 reads as schema 2 with its attempts' new columns NULL. Every change
+  // through it fails.
+  static absl::StatusOr<std::unique_ptr<RunStore>> OpenReadOnly(const std::string& path);
   ~RunStore();  // commits what is still open
 
   // --- Experiments (store.cc) ---
@@ -69,23 +89,28 @@ class RunStore {
 
   // --- Leases (leases.cc) ---
   // Leases the next pending run (by arm order, then index, interleaving arms so that a
-  // partial report has runs of every arm), or nullopt when none is pending.
+  // partial report has runs of every arm), or nullopt when none is pending. The attempt
+  // keeps `secret_hash` (SecretHash of the secret handed to the worker; empty: a lease no
+  // worker can use, for store-level tests and benchmarks).
   absl::StatusOr<std::optional<LeasedRun>> LeaseNext(const std::string& experiment,
                                                      const std::string& worker, int64_t now_ms,
-                                                     int64_t ttl_ms);
+                                                     int64_t ttl_ms,
+                                                     const std::string& secret_hash = "");
   // Renews a lease and records progress. False when the lease is no longer the run's.
   absl::StatusOr<bool> Renew(int64_t run_id, int64_t lease_id, int64_t now_ms, int64_t ttl_ms,
                              int epoch, int64_t batch, int64_t batches);
   // (results.cc) Stores one epoch's record under its attempt. False when the lease is stale.
   absl::StatusOr<bool> RecordEpoch(int64_t run_id, int64_t lease_id, const EpochRecord& epoch);
   // (results.cc) Stores a finished run's result under its attempt. True when it counts as the run's
-  // result; false when the run already had one (kept as an extra attempt).
+  // result; false (kept as an extra attempt) when the run already had one, was cancelled
+  // or failed, or the attempt had been failed or handed back: those are final. A result
+  // from a lease that expired still counts when the run has none yet.
   absl::StatusOr<bool> Complete(int64_t run_id, int64_t lease_id, const RunResult& result,
                                 int64_t now_ms);
-  // (leases.cc) Records a failed attempt. True when the run goes back to the queue; false when it
-  // is marked failed (attempts exhausted) or the lease was stale.
-  absl::StatusOr<bool> Fail(int64_t run_id, int64_t lease_id, const std::string& error,
-                            int64_t now_ms);
+  // (leases.cc) Records a failed attempt: the run goes back to the queue, or is marked failed
+  // when its attempts are used up; a stale lease changes no run.
+  absl::StatusOr<FailOutcome> Fail(int64_t run_id, int64_t lease_id, const std::string& error,
+                                   int64_t now_ms);
   // Keeps the state of the run after `epoch` (replacing an older one), for the next
   // attempt. False when the attempt is not the run's current lease.
   absl::StatusOr<bool> SaveCheckpoint(int64_t run_id, int64_t lease_id, int epoch,
@@ -97,12 +122,15 @@ class RunStore {
   // Returns runs whose lease expired before now_ms to the queue (or marks them failed
   // when out of attempts). Returns how many leases expired.
   absl::StatusOr<int> ExpireLeases(int64_t now_ms);
-  // Marks every pending and running run of the experiment failed with the reason.
-  absl::StatusOr<int> Cancel(const std::string& experiment, const std::string& reason);
+  // Marks every pending and running run of the experiment failed with the reason, and
+  // closes their running attempts (failed, "cancelled: <reason>"): a cancelled run
+  // stays failed whatever its workers report later.
+  absl::StatusOr<int> Cancel(const std::string& experiment, const std::string& reason,
+                             int64_t now_ms);
 
-  // The worker that holds (or held) attempt `lease_id` of the run; NOT_FOUND when the
-  // run has no such attempt.
-  absl::StatusOr<std::string> LeaseOwner(int64_t run_id, int64_t lease_id);
+  // Who holds (or held) attempt `lease_id` of the run; NOT_FOUND when the run has no
+  // such attempt.
+  absl::StatusOr<LeaseHolder> LeaseOwner(int64_t run_id, int64_t lease_id);
   // (results.cc) "arm#index" of a run, for log lines.
   absl::StatusOr<std::string> RunLabel(int64_t run_id);
 
@@ -121,6 +149,10 @@ class RunStore {
   absl::StatusOr<std::vector<WorkerRecord>> Workers();
 
   const std::string& path() const { return db_->path(); }
+
+  // For tests: lets the database grow by `pages` more pages at most (SQLite's
+  // max_page_count), so that writes fail as they do on a full disk.
+  absl::Status SetMaxGrowthForTesting(int64_t pages);
 
  private:
   explicit RunStore(std::unique_ptr<sql::Database> db);

@@ -132,10 +132,11 @@ TEST_F(StoreTest, ALateResultFromAnExpiredLeaseIsKeptButNotCountedTwice) {
 
 TEST_F(StoreTest, FailureRetriesThenMarksTheRunFailedWithTheReason) {
   auto a = store_->LeaseNext("t", "w1", 0, 500);
-  EXPECT_TRUE(*store_->Fail((*a)->run_id, (*a)->lease_id, "boom 1", 10));
+  EXPECT_EQ(*store_->Fail((*a)->run_id, (*a)->lease_id, "boom 1", 10), FailOutcome::kRetry);
   auto b = store_->LeaseNext("t", "w1", 20, 500);
   ASSERT_EQ((*b)->run_id, (*a)->run_id);
-  EXPECT_FALSE(*store_->Fail((*b)->run_id, (*b)->lease_id, "boom 2", 30));  // max_attempts 2
+  EXPECT_EQ(*store_->Fail((*b)->run_id, (*b)->lease_id, "boom 2", 30),  // max_attempts 2
+            FailOutcome::kFailed);
   auto view = store_->LoadView("t");
   EXPECT_EQ(view->runs[0].state, RunState::kFailed);
   EXPECT_EQ(view->runs[0].error, "boom 2");
@@ -160,7 +161,7 @@ TEST_F(StoreTest, WritesThroughAnExpiredLeaseAreRefusedAndChangeNothing) {
   EXPECT_FALSE(*store_->Renew(run, lease, 700, 500, 1, 5, 10));
   EXPECT_FALSE(*store_->SaveCheckpoint(run, lease, 0, "state", 700));
   EXPECT_FALSE(*store_->Release(run, lease, "stopping", 700));
-  EXPECT_FALSE(*store_->Fail(run, lease, "boom", 700));
+  EXPECT_EQ(*store_->Fail(run, lease, "boom", 700), FailOutcome::kStale);
   EXPECT_FALSE(*store_->RecordEpoch(run, lease, Result(0.5).epochs[0]));
 
   auto view = store_->LoadView("t");
@@ -206,7 +207,8 @@ TEST_F(StoreTest, CountsAndTimingAfterDoneFailedAndReleasedRuns) {
     auto c = store_->LeaseNext("t", "w1", 7000, 60000);
     ASSERT_TRUE(c.ok() && c->has_value());
     EXPECT_EQ((*c)->attempt, attempt);
-    EXPECT_EQ(*store_->Fail((*c)->run_id, (*c)->lease_id, "boom", 100000), attempt < 2);
+    EXPECT_EQ(*store_->Fail((*c)->run_id, (*c)->lease_id, "boom", 100000),
+              attempt < 2 ? FailOutcome::kRetry : FailOutcome::kFailed);
   }
   for (int i = 0; i < 3; ++i) {  // released more often than max_attempts: still queued
     auto d = store_->LeaseNext("t", "w2", 8000, 60000);
@@ -248,6 +250,68 @@ TEST_F(StoreTest, WorkersShowTheirRunAndLastHeartbeat) {
   workers = store_->Workers();
   EXPECT_EQ((*workers)[0].last_seen_ms, 2100);
   EXPECT_EQ((*workers)[0].current_run, "");
+}
+
+// `column` (an expression) of every attempt in the file at `path`, in the order made.
+std::vector<std::string> Attempts(const std::string& path, const std::string& column) {
+  std::vector<std::string> out;
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* q = nullptr;
+  const std::string sql = "SELECT " + column + " FROM attempts ORDER BY id";
+  EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &q, nullptr), SQLITE_OK);
+  while (sqlite3_step(q) == SQLITE_ROW) {
+    out.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(q, 0)));
+  }
+  sqlite3_finalize(q);
+  sqlite3_close(db);
+  return out;
+}
+
+TEST_F(StoreTest, ALeaseKeepsItsWorkerAndTheHashOfItsSecret) {
+  auto a = store_->LeaseNext("t", "w1", 0, 500, std::string(64, 'e'));
+  ASSERT_TRUE(a.ok() && a->has_value());
+  auto holder = store_->LeaseOwner((*a)->run_id, (*a)->lease_id);
+  ASSERT_TRUE(holder.ok()) << holder.status();
+  EXPECT_EQ(holder->worker, "w1");
+  EXPECT_EQ(holder->secret_hash, std::string(64, 'e'));
+  EXPECT_EQ(store_->LeaseOwner((*a)->run_id, (*a)->lease_id + 1).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+// Cancelling ends the running attempts with their runs: none stays "running", its
+// worker holds no run, and a result that comes later is only an extra attempt.
+TEST_F(StoreTest, CancelEndsTheRunningAttemptsAndALateResultLeavesTheRunFailed) {
+  auto a = store_->LeaseNext("t", "w1", 0, 60000);
+  ASSERT_TRUE(a.ok() && a->has_value());
+  EXPECT_EQ(*store_->Cancel("t", "enough", 1000), 4);
+  EXPECT_EQ(Attempts(path_, "outcome || ': ' || error"),
+            (std::vector<std::string>{"failed: cancelled: enough"}));
+  EXPECT_EQ((*store_->Workers())[0].current_run, "");
+  EXPECT_FALSE(*store_->Complete((*a)->run_id, (*a)->lease_id, Result(0.1), 2000));
+  auto view = store_->LoadView("t");
+  ASSERT_TRUE(view.ok()) << view.status();
+  EXPECT_EQ(view->runs[0].state, RunState::kFailed);
+  EXPECT_EQ(view->runs[0].error, "cancelled: enough");
+  EXPECT_EQ(view->runs[0].worker, "w1");  // the worker of its last attempt
+  ASSERT_EQ(view->runs[0].extra_results.size(), 1u);
+  EXPECT_EQ(store_->Counts("t")->done, 0);
+}
+
+// When a result from an expired lease counts first, the attempt leased after it is not
+// needed: it ends rather than stay "running" for ever.
+TEST_F(StoreTest, AnEarlierAttemptsResultEndsTheAttemptLeasedAfterIt) {
+  auto first = store_->LeaseNext("t", "w1", 1000, 500);
+  ASSERT_TRUE(first.ok() && first->has_value());
+  ASSERT_EQ(*store_->ExpireLeases(1600), 1);
+  auto second = store_->LeaseNext("t", "w2", 1700, 500);
+  ASSERT_EQ((*second)->run_id, (*first)->run_id);
+  EXPECT_TRUE(*store_->Complete((*first)->run_id, (*first)->lease_id, Result(0.1), 1900));
+  EXPECT_EQ(Attempts(path_, "outcome"), (std::vector<std::string>{"done", "failed"}));
+  EXPECT_EQ(Attempts(path_, "error")[1],
+            "not needed: the result of an earlier attempt counted first");
+  EXPECT_EQ((*store_->Workers())[1].current_run, "");  // w2 holds no run
+  EXPECT_FALSE(*store_->Renew((*second)->run_id, (*second)->lease_id, 2000, 500, 0, 1, 2));
 }
 
 TEST_F(StoreTest, ASchemaOneDatabaseIsUpgradedKeepingItsRuns) {

@@ -26,11 +26,17 @@ absl::StatusOr<bool> RunStore::TouchWorker(const std::string& name, int64_t now_
   QueuedLock lock(&mu_, &queued_);
   // Every call of every worker comes here: last_seen_ms is kept to the second, so that
   // a busy worker costs a read, not a write, per call.
-  ASSIGN_OR_RETURN(auto seen, db_->Prepare("SELECT last_seen_ms FROM workers WHERE name = ?"));
-  seen->Bind(1, name);
-  ASSIGN_OR_RETURN(bool known, seen->Step());
-  if (!known) return false;
-  const int64_t last = seen->Int(0);
+  int64_t last = 0;
+  {
+    // Read, and the statement reset, before the write: stepped and kept across the write's
+    // group commit, it would keep the connection's read transaction open through the
+    // COMMIT, whose checkpoint then cannot run, and the WAL would grow without end.
+    ASSIGN_OR_RETURN(auto seen, db_->Prepare("SELECT last_seen_ms FROM workers WHERE name = ?"));
+    seen->Bind(1, name);
+    ASSIGN_OR_RETURN(bool known, seen->Step());
+    if (!known) return false;
+    last = seen->Int(0);
+  }
   if (now_ms >= last && now_ms - last < 1000) return true;
   return WriteLocked([&]() -> absl::StatusOr<bool> {
     ASSIGN_OR_RETURN(auto q, db_->Prepare("UPDATE workers SET last_seen_ms = ? WHERE name = ?"));

@@ -74,6 +74,10 @@ CommandResult RunCommand(const std::vector<std::string>& argv, const std::string
 std::string ReadFile(const std::string& path);
 void WriteFile(const std::string& path, const std::string& text);
 
+// The port that `child`, a coordinator started with --port-file `port_file`, wrote there
+// (a whole line); 0 when it exited first or did not within 30 s.
+int WaitForPortFile(ChildProcess& child, const std::string& port_file);
+
 }  // namespace repro::testing
 
 #endif  // REPRO_TESTS_PROCESS_H_

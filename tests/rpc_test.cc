@@ -11,6 +11,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "proto/convert.h"
 #include "repro/v1/repro.grpc.pb.h"
 #include "tests/grpc_health_v1.grpc.pb.h"
 #include "tests/process.h"
@@ -43,11 +44,7 @@ class RpcTest : public ::testing::Test {
                                      port_file};
     argv.insert(argv.end(), extra.begin(), extra.end());
     ASSERT_EQ(coordinator_.Start(argv, dir_, dir_ + "/c.out", dir_ + "/c.err"), "");
-    for (int i = 0; i < 1500 && port_ == 0 && coordinator_.Running(); ++i) {
-      const std::string text = testing::ReadFile(port_file);
-      if (!text.empty() && text.back() == '\n') port_ = std::atoi(text.c_str());
-      if (port_ == 0) std::this_thread::sleep_for(20ms);
-    }
+    port_ = testing::WaitForPortFile(coordinator_, port_file);
     ASSERT_GT(port_, 0) << testing::ReadFile(dir_ + "/c.err");
     grpc::ChannelArguments args;
     if (target_host != "127.0.0.1") args.SetSslTargetNameOverride(target_host);
@@ -130,6 +127,7 @@ TEST_F(RpcTest, AResultThatDoesNotFitThePlanIsRefusedAndNothingIsCounted) {
   req.set_worker("w");
   req.set_run_id(lease.run().run_id());
   req.set_lease_id(lease.run().lease_id());
+  req.set_lease_secret(lease.run().lease_secret());
   req.mutable_result()->add_epochs();  // one epoch where the plan has two
   v1::CompleteResponse resp;
   grpc::Status s = workers_->Complete(Ctx().get(), req, &resp);
@@ -159,6 +157,7 @@ TEST_F(RpcTest, AResultThatDoesNotFitThePlanIsRefusedAndNothingIsCounted) {
   hb.set_worker("w");
   hb.set_run_id(lease.run().run_id());
   hb.set_lease_id(lease.run().lease_id());
+  hb.set_lease_secret(lease.run().lease_secret());
   v1::HeartbeatResponse hb_resp;
   ASSERT_TRUE(workers_->Heartbeat(Ctx().get(), hb, &hb_resp).ok());
   EXPECT_TRUE(hb_resp.lease_valid());
@@ -175,6 +174,7 @@ TEST_F(RpcTest, AWorkerMayNotReportForAnotherWorkersLease) {
   hb.set_worker("intruder");
   hb.set_run_id(run.run_id());
   hb.set_lease_id(run.lease_id());
+  hb.set_lease_secret(run.lease_secret());  // even with the secret, the name must match
   v1::HeartbeatResponse hb_resp;
   EXPECT_EQ(workers_->Heartbeat(Ctx().get(), hb, &hb_resp).error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
@@ -261,6 +261,13 @@ TEST_F(TokenTest, AWorkerTokenCannotMakeAdminCalls) {
             grpc::StatusCode::PERMISSION_DENIED);
 }
 
+TEST_F(TokenTest, APresentedTokenIsTrimmedAsALoadedOneAndBlanksAreNone) {
+  // The coordinator's token came from a file ending in a newline; blanks around the
+  // presented one are no part of it either ("Bearer " + token is what is sent).
+  EXPECT_EQ(StatusCall(" admin-secret-1234 "), grpc::StatusCode::OK);
+  EXPECT_EQ(StatusCall("      "), grpc::StatusCode::UNAUTHENTICATED);
+}
+
 TEST_F(TokenTest, HealthNeedsNoToken) {
   auto health = grpc::health::v1::Health::NewStub(channel_);
   grpc::health::v1::HealthCheckRequest req;
@@ -269,10 +276,79 @@ TEST_F(TokenTest, HealthNeedsNoToken) {
   EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
 }
 
+// What reproctl or a worker (`binary`, with `args`) does with REPRO_TOKEN set to `token`
+// (ChildProcess clears it from the tests' environment).
+testing::CommandResult WithToken(const std::string& token, std::vector<std::string> argv,
+                                 const std::string& dir, std::chrono::seconds timeout = 30s) {
+  argv.insert(argv.begin(), {"/usr/bin/env", "REPRO_TOKEN=" + token});
+  return testing::RunCommand(argv, dir, timeout);
+}
+
+// A fresh folder holding plan.yaml, one small run per arm of `experiment`, for a test
+// that starts no fixture's coordinator; "" when it cannot be made.
+std::string FolderWithPlan(const std::string& experiment) {
+  std::string pattern = ::testing::TempDir() + "repro_tokens_XXXXXX";
+  if (mkdtemp(pattern.data()) == nullptr) return "";
+  testing::WriteFile(pattern + "/plan.yaml",
+                     absl::StrCat("experiment: ", experiment, "\nruns: 1\nepochs: 1\ndataset: {path: "
+                                  REPRO_FASHION_MNIST ", train_limit: 100, test_limit: 50}\n"));
+  return pattern;
+}
+
+TEST(TokenLoadTest, ABlankOrShortTokenIsRefusedWhereItIsLoaded) {
+  const std::string dir = FolderWithPlan("tokens");
+  ASSERT_FALSE(dir.empty());
+  // Blanks once passed for a token: other machines could then lease runs with
+  // "Bearer" and blanks.
+  testing::CommandResult blank = WithToken(
+      "      ", {REPRO_COORDINATOR_BIN, "--plan", dir + "/plan.yaml", "--db", dir + "/tokens.db",
+               "--listen", "0.0.0.0:0"}, dir);
+  EXPECT_EQ(blank.code, 2) << blank.err;
+  EXPECT_TRUE(absl::StrContains(blank.err, "$REPRO_TOKEN: the token is empty or only blanks"))
+      << blank.err;
+  const std::string file = dir + "/short.token";
+  testing::WriteFile(file, "0123456789\n");
+  const std::string too_short =
+      file + ": the token has 10 characters; a token needs at least 16";
+  for (const std::vector<std::string>& argv :
+       {std::vector<std::string>{REPRO_COORDINATOR_BIN, "--plan", dir + "/plan.yaml", "--db",
+                                 dir + "/tokens.db", "--token-file", file},
+        std::vector<std::string>{REPRO_WORKER_BIN, "--coordinator", "127.0.0.1:1", "--token-file", file},
+        std::vector<std::string>{REPRO_REPROCTL_BIN, "--coordinator", "127.0.0.1:1", "--token-file",
+                                 file, "status"}}) {
+    testing::CommandResult r = testing::RunCommand(argv, dir, 30s);
+    EXPECT_EQ(r.code, 2) << argv[0] << ": " << r.err;
+    EXPECT_TRUE(absl::StrContains(r.err, too_short)) << argv[0] << ": " << r.err;
+  }
+  testing::CommandResult env = WithToken("0123456789", {REPRO_REPROCTL_BIN, "--coordinator",
+                                                        "127.0.0.1:1", "status"}, dir);
+  EXPECT_EQ(env.code, 2) << env.err;
+  EXPECT_TRUE(absl::StrContains(env.err, "$REPRO_TOKEN: the token has 10 characters")) << env.err;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/tokens.db"));
+  std::error_code ignored;
+  if (!::testing::Test::HasFailure()) std::filesystem::remove_all(dir, ignored);
+}
+
+TEST(TokenLoadTest, ATokenEndingInANewlineLetsTheLocalWorkersIn) {
+  const std::string dir = FolderWithPlan("newline");
+  ASSERT_FALSE(dir.empty());
+  // As a token kept in a file reaches the environment (an env file, a Kubernetes Secret).
+  testing::CommandResult r = WithToken(
+      "a-token-for-the-workers\n",
+      {REPRO_COORDINATOR_BIN, "--plan", dir + "/plan.yaml", "--db", dir + "/newline.db",
+       "--listen", "127.0.0.1:0", "--local-workers", "1", "--exit-when-done"},
+      dir, 90s);
+  EXPECT_FALSE(r.timed_out) << "the local worker never got in:\n" << r.err;
+  EXPECT_EQ(r.code, 0) << r.err;
+  std::error_code ignored;
+  if (!::testing::Test::HasFailure()) std::filesystem::remove_all(dir, ignored);
+}
+
 // ------------------------------------------------------------------ TLS
 
 // Certificates made by the test with openssl: a CA, a server certificate for
-// "repro.test" and 127.0.0.1, and a client certificate, all signed by the CA.
+// "repro.test" and 127.0.0.1, and two client certificates (CN repro-worker; CN
+// peer-worker with the DNS name gpu-7.repro.test), all signed by the CA.
 class TlsTest : public RpcTest {
  protected:
   void SetUp() override {
@@ -286,7 +362,11 @@ class TlsTest : public RpcTest {
         "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=repro.test;"
         "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile san.ext;"
         "openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj /CN=repro-worker;"
-        "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2;");
+        "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2;"
+        "printf 'subjectAltName=DNS:gpu-7.repro.test' > peer.ext;"
+        "openssl req -newkey rsa:2048 -nodes -keyout peer.key -out peer.csr -subj /CN=peer-worker;"
+        "openssl x509 -req -in peer.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out peer.pem -days 2 -extfile peer.ext;"
+        "openssl req -x509 -newkey rsa:2048 -nodes -keyout other.key -out other.pem -days 2 -subj /CN=other-ca;");
     if (std::system(("bash -c '" + script + "'").c_str()) != 0) {
       GTEST_SKIP() << "openssl could not make test certificates: "
                    << testing::ReadFile(pki_ + "/openssl.log");
@@ -297,14 +377,30 @@ class TlsTest : public RpcTest {
     std::error_code ignored;
     std::filesystem::remove_all(pki_, ignored);
   }
-  std::shared_ptr<grpc::ChannelCredentials> Client(bool with_certificate) {
+  // With a certificate: `certificate`.pem ("client", "peer", "server") and its key.
+  std::shared_ptr<grpc::ChannelCredentials> Client(bool with_certificate,
+                                                   const std::string& certificate = "client") {
     grpc::SslCredentialsOptions options;
     options.pem_root_certs = testing::ReadFile(pki_ + "/ca.pem");
     if (with_certificate) {
-      options.pem_cert_chain = testing::ReadFile(pki_ + "/client.pem");
-      options.pem_private_key = testing::ReadFile(pki_ + "/client.key");
+      options.pem_cert_chain = testing::ReadFile(pki_ + "/" + certificate + ".pem");
+      options.pem_private_key = testing::ReadFile(pki_ + "/" + certificate + ".key");
     }
     return grpc::SslCredentials(options);
+  }
+  // A worker stub on a new channel to the coordinator started, with `credentials`.
+  std::unique_ptr<v1::WorkerService::Stub> WorkersWith(
+      std::shared_ptr<grpc::ChannelCredentials> credentials) {
+    grpc::ChannelArguments args;
+    args.SetSslTargetNameOverride("repro.test");
+    return v1::WorkerService::NewStub(
+        grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port_), credentials, args));
+  }
+  grpc::StatusCode RegisterAs(v1::WorkerService::Stub& stub, const std::string& name) {
+    v1::RegisterRequest req;
+    req.mutable_worker()->set_name(name);
+    v1::RegisterResponse resp;
+    return stub.Register(Ctx().get(), req, &resp).error_code();
   }
   bool Healthy() {
     auto health = grpc::health::v1::Health::NewStub(channel_);
@@ -313,6 +409,16 @@ class TlsTest : public RpcTest {
     auto ctx = Ctx();
     ctx->set_deadline(std::chrono::system_clock::now() + 5s);
     return health->Check(ctx.get(), req, &resp).ok();
+  }
+  // `binary` (reproctl or the worker) with `flags`, dialling the coordinator started.
+  testing::CommandResult RunClient(const char* binary, std::vector<std::string> flags) {
+    std::vector<std::string> argv = {binary, "--coordinator", absl::StrCat("127.0.0.1:", port_)};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    return testing::RunCommand(argv, dir_, 60s);
+  }
+  testing::CommandResult Reproctl(std::vector<std::string> flags) {
+    flags.push_back("status");
+    return RunClient(REPRO_REPROCTL_BIN, std::move(flags));
   }
   std::string pki_;
 };
@@ -335,7 +441,7 @@ TEST_F(TlsTest, MutualTlsNeedsAClientCertificateFromTheCa) {
                     "--tls-ca", pki_ + "/ca.pem"},
                    Client(true), "repro.test");
   EXPECT_TRUE(Healthy());
-  Register("w");
+  Register("repro-worker");  // its certificate's CN
   // The same server, a client without a certificate.
   channel_ = grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port_), Client(false), [] {
     grpc::ChannelArguments args;
@@ -343,6 +449,88 @@ TEST_F(TlsTest, MutualTlsNeedsAClientCertificateFromTheCa) {
     return args;
   }());
   EXPECT_FALSE(Healthy());
+}
+
+// With mutual TLS a worker is the name its certificate gives it (CN or DNS name): a
+// worker with the worker token and its own certificate cannot register, lease or report
+// under another worker's name, even with that worker's lease secret.
+TEST_F(TlsTest, WithMutualTlsAWorkerIsTheNameItsCertificateGives) {
+  StartCoordinator({"--tls-cert", pki_ + "/server.pem", "--tls-key", pki_ + "/server.key",
+                    "--tls-ca", pki_ + "/ca.pem"},
+                   Client(true), "repro.test");
+  EXPECT_EQ(RegisterAs(*workers_, "gpu-7.repro.test"), grpc::StatusCode::PERMISSION_DENIED);
+  Register("repro-worker");
+  const v1::RunAssignment run = LeaseOne("repro-worker");
+
+  auto peer = WorkersWith(Client(true, "peer"));
+  EXPECT_EQ(RegisterAs(*peer, "repro-worker"), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(RegisterAs(*peer, "peer-worker"), grpc::StatusCode::OK);
+  EXPECT_EQ(RegisterAs(*peer, "gpu-7.repro.test"), grpc::StatusCode::OK);  // its DNS name
+  v1::LeaseRequest lease;
+  lease.set_worker("repro-worker");
+  v1::LeaseResponse lease_resp;
+  EXPECT_EQ(peer->Lease(Ctx().get(), lease, &lease_resp).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  const auto hb = AboutLease<v1::HeartbeatRequest>("repro-worker", run);  // secret and all
+  v1::HeartbeatResponse hb_resp;
+  EXPECT_EQ(peer->Heartbeat(Ctx().get(), hb, &hb_resp).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  // The real worker's lease is untouched, and the refusals are logged.
+  ASSERT_TRUE(workers_->Heartbeat(Ctx().get(), hb, &hb_resp).ok());
+  EXPECT_TRUE(hb_resp.lease_valid());
+  const std::string log = testing::ReadFile(dir_ + "/c.err");
+  EXPECT_TRUE(absl::StrContains(log, "refused Register from")) << log;
+
+  // The coordinator's own certificate, which its local workers present: any name.
+  EXPECT_EQ(RegisterAs(*WorkersWith(Client(true, "server")), "local-1-0"), grpc::StatusCode::OK);
+}
+
+// A TLS mistake is named, not reported as a coordinator that is away.
+TEST_F(TlsTest, ReproctlNamesTheTlsMistake) {
+  StartCoordinator({"--tls-cert", pki_ + "/server.pem", "--tls-key", pki_ + "/server.key"},
+                   Client(false), "repro.test");
+  testing::CommandResult plain = Reproctl({});
+  EXPECT_EQ(plain.code, 1) << plain.err;
+  EXPECT_TRUE(absl::StrContains(plain.err, "closed the connection unanswered, as a TLS server "
+                                           "does to a plaintext client: give --tls-ca"))
+      << plain.err;
+  testing::CommandResult other_ca = Reproctl({"--tls-ca", pki_ + "/other.pem"});
+  EXPECT_EQ(other_ca.code, 1) << other_ca.err;
+  EXPECT_TRUE(absl::StrContains(other_ca.err, "is not trusted: the CA in --tls-ca " + pki_ +
+                                                  "/other.pem did not sign it"))
+      << other_ca.err;
+  testing::CommandResult right = Reproctl({"--tls-ca", pki_ + "/ca.pem"});
+  EXPECT_EQ(right.code, 0) << right.err;
+}
+
+TEST_F(TlsTest, ReproctlSaysWhenTheCoordinatorServesNoTls) {
+  StartCoordinator({});
+  testing::CommandResult r = Reproctl({"--tls-ca", pki_ + "/ca.pem"});
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "does not serve TLS")) << r.err;
+}
+
+TEST_F(TlsTest, ReproctlSaysWhenMutualTlsWantsItsCertificate) {
+  StartCoordinator({"--tls-cert", pki_ + "/server.pem", "--tls-key", pki_ + "/server.key",
+                    "--tls-ca", pki_ + "/ca.pem"},
+                   Client(true), "repro.test");
+  testing::CommandResult r = Reproctl({"--tls-ca", pki_ + "/ca.pem"});
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "requires a client certificate (mutual TLS): give "
+                                       "--tls-cert and --tls-key"))
+      << r.err;
+}
+
+TEST_F(TlsTest, AWorkerWithTheWrongCaExitsSayingWhy) {
+  StartCoordinator({"--tls-cert", pki_ + "/server.pem", "--tls-key", pki_ + "/server.key"},
+                   Client(false), "repro.test");
+  testing::CommandResult r = RunClient(REPRO_WORKER_BIN, {"--tls-ca", pki_ + "/other.pem"});
+  EXPECT_FALSE(r.timed_out) << "the worker kept retrying:\n" << r.err;
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, absl::StrCat("exiting with an error: the certificate of "
+                                                    "the coordinator at 127.0.0.1:", port_,
+                                                    " is not trusted")))
+      << r.err;
 }
 
 }  // namespace

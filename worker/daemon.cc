@@ -8,8 +8,10 @@
 #include <exception>
 #include <thread>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/cli.h"
+#include "common/names.h"
 #include "common/security.h"
 #include "proto/convert.h"
 #include "worker/scheduled_events.h"
@@ -34,6 +36,12 @@ std::string Describe(const grpc::Status& s) {
 }
 
 std::string Label(const v1::RunAssignment& run) { return absl::StrCat(run.arm(), "#", run.index()); }
+
+// Why a call failed, for the log: the TLS mistake when there is one, else gRPC's words.
+std::string Why(const grpc::Status& s, const WorkerOptions& options) {
+  const std::string cause = TlsFailureCause(s, options.coordinator, options.tls);
+  return cause.empty() ? s.error_message() : cause;
+}
 
 // Waits between retries: 250 ms, doubling up to the maximum.
 class Backoff {
@@ -116,6 +124,7 @@ bool WorkerDaemon::Register() {
     v1::RegisterResponse resp;
     grpc::Status s = stub_->Register(Context().get(), req, &resp);
     if (s.ok()) {
+      tls_failures_ = 0;
       heartbeat_interval_ms_ = std::max(50, resp.heartbeat_interval_ms());
       cli::LogLine(absl::StrCat("registered with ", options_.coordinator, " as ", options_.name,
                                 " for experiment ", resp.experiment()));
@@ -125,11 +134,20 @@ bool WorkerDaemon::Register() {
       cli::LogLine(absl::StrCat("registration refused: ", Describe(s)));
       return false;
     }
+    if (TlsGivesUp(s)) return false;
     const int ms = backoff.Next();
     cli::LogLine(absl::StrCat("coordinator ", options_.coordinator, " not reachable: ",
-                              s.error_message(), "; retrying in ", ms, " ms"));
+                              Why(s, options_), "; retrying in ", ms, " ms"));
     Sleep(ms);
   }
+}
+
+bool WorkerDaemon::TlsGivesUp(const grpc::Status& s) {
+  const std::string cause = TlsFailureCause(s, options_.coordinator, options_.tls);
+  tls_failures_ = cause.empty() ? 0 : tls_failures_ + 1;
+  if (tls_failures_ < kTlsAttempts) return false;
+  fatal_ = absl::StrCat(cause, " (", tls_failures_, " connections in a row failed so)");
+  return true;
 }
 
 int WorkerDaemon::Run() {
@@ -148,13 +166,23 @@ int WorkerDaemon::Run() {
         },
         [](const std::string& line) { cli::LogLine(line); });
   }
-  if (!Register()) return Stopping() ? cli::kExitOk : cli::kExitError;
-  return LeaseLoop();
+  int code = cli::kExitError;
+  if (Register()) {
+    code = LeaseLoop();
+  } else if (Stopping()) {
+    code = cli::kExitOk;
+  }
+  if (!fatal_.empty()) {
+    cli::LogLine(absl::StrCat("exiting with an error: ", fatal_));
+    return cli::kExitError;
+  }
+  return code;
 }
 
 int WorkerDaemon::LeaseLoop() {
   Backoff backoff(options_.max_backoff_ms);
   while (!Stopping()) {
+    if (!fatal_.empty()) return cli::kExitError;  // Run says why
     v1::LeaseRequest req;
     req.set_worker(options_.name);
     v1::LeaseResponse resp;
@@ -170,13 +198,15 @@ int WorkerDaemon::LeaseLoop() {
         cli::LogLine(absl::StrCat("lease failed: ", Describe(s)));
         return cli::kExitError;
       }
+      if (TlsGivesUp(s)) return cli::kExitError;
       const int ms = backoff.Next();
-      cli::LogLine(absl::StrCat("coordinator away (", s.error_message(), "); retrying in ", ms,
+      cli::LogLine(absl::StrCat("coordinator away (", Why(s, options_), "); retrying in ", ms,
                                 " ms"));
       Sleep(ms);
       continue;
     }
     backoff.Reset();
+    tls_failures_ = 0;
     switch (resp.outcome_case()) {
       case v1::LeaseResponse::kRun:
         Train(resp.run());
@@ -198,6 +228,11 @@ int WorkerDaemon::LeaseLoop() {
 }
 
 void WorkerDaemon::Train(const v1::RunAssignment& run) {
+  if (absl::Status s = CheckAssignment(run); !s.ok()) {
+    cli::LogLine(absl::StrCat("refused run ", run.run_id(), ": ", s.message()));
+    SendFailure(run, std::string(s.message()));
+    return;
+  }
   cli::LogLine(absl::StrCat("training run ", Label(run), " (init seed ", run.spec().init_seed(),
                             ", shuffle seed ", run.spec().shuffle_seed(), ", ", run.spec().epochs(),
                             " epochs)"));
@@ -211,6 +246,19 @@ void WorkerDaemon::Train(const v1::RunAssignment& run) {
   sleeper_->Wake();
   heartbeat.join();
   Report(run, result, progress);
+}
+
+absl::Status WorkerDaemon::CheckAssignment(const v1::RunAssignment& run) const {
+  // The names become folders under --artifacts: "../x" or "a/b" from a coordinator
+  // (hostile, or not this version) would write outside it.
+  const auto check = [](const char* what, const std::string& name) {
+    if (IsValidName(name)) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the assignment's ", what, " name \"", absl::CHexEscape(name.substr(0, kMaxNameLength)),
+        "\" is not a valid name (", kNameRule, "); this worker writes nothing for it"));
+  };
+  if (absl::Status s = check("experiment", run.experiment()); !s.ok()) return s;
+  return check("arm", run.arm());
 }
 
 RunSpec WorkerDaemon::SpecFor(const v1::RunAssignment& run) const {
@@ -294,6 +342,14 @@ void WorkerDaemon::Report(const v1::RunAssignment& run, const absl::StatusOr<Run
     cli::LogLine(absl::StrCat("run ", Label(run), " was taken back by the coordinator; dropped it"));
   } else if (Stopping()) {
     SendRelease(run, absl::StrCat("worker ", options_.name, " stopped during the run"));
+  } else if (result.status().code() == absl::StatusCode::kFailedPrecondition) {
+    // The engine's word for a reason of this worker's own (no CUDA, an artifacts folder
+    // it cannot write): it would fail every run it takes within seconds, using up their
+    // attempts. Hand the run back at no cost and stop taking runs.
+    fatal_ = absl::StrCat("this worker cannot train runs: ", result.status().message());
+    cli::LogLine(absl::StrCat("run ", Label(run), ": ", fatal_, "; handing it back"));
+    SendRelease(run, absl::StrCat("worker ", options_.name, " cannot train it: ",
+                                  result.status().message()));
   } else {
     cli::LogLine(absl::StrCat("run ", Label(run), " failed: ", result.status().message()));
     SendFailure(run, std::string(result.status().message()));
@@ -310,9 +366,12 @@ void WorkerDaemon::SendResult(const v1::RunAssignment& run, const RunResult& res
     v1::CompleteResponse resp;
     grpc::Status s = stub_->Complete(Context().get(), req, &resp);
     if (s.ok()) {
-      cli::LogLine(absl::StrCat("run ", Label(run), " done: test loss ", result.test_loss,
-                                ", test accuracy ", result.test_accuracy, ", final hash ",
-                                result.final_hash,
+      cli::LogLine(absl::StrCat("run ", Label(run), " done: ",
+                                result.diverged.empty()
+                                    ? absl::StrCat("test loss ", result.test_loss,
+                                                   ", test accuracy ", result.test_accuracy)
+                                    : result.diverged,
+                                ", final hash ", result.final_hash,
                                 resp.counted() ? "" : " (the run already had a result)"));
       return;
     }
@@ -320,13 +379,13 @@ void WorkerDaemon::SendResult(const v1::RunAssignment& run, const RunResult& res
       cli::LogLine(absl::StrCat("result of run ", Label(run), " refused: ", Describe(s)));
       return;
     }
-    if (Stopping()) {
+    if (Stopping() || TlsGivesUp(s)) {
       cli::LogLine(absl::StrCat("stopping with the result of run ", Label(run),
                                 " unsent (final hash ", result.final_hash, ")"));
       return;
     }
     const int ms = backoff.Next();
-    cli::LogLine(absl::StrCat("cannot send the result (", s.error_message(), "); retrying in ",
+    cli::LogLine(absl::StrCat("cannot send the result (", Why(s, options_), "); retrying in ",
                               ms, " ms"));
     Sleep(ms);
   }

@@ -2,7 +2,11 @@
 // version, device, threads), leases runs one at a time, trains each with the engine,
 // sends a heartbeat with progress and a record after every epoch, and completes or
 // fails the run. When the coordinator is away it reconnects with exponential backoff,
-// and a finished run's result is kept and resent until the coordinator takes it.
+// and a finished run's result is kept and resent until the coordinator takes it. What
+// waiting cannot mend ends it with an error instead: a TLS mistake, and a reason of its
+// own to fail runs (the engine's FAILED_PRECONDITION: no CUDA, an artifacts folder it
+// cannot write), whose run it hands back at no cost. An assignment whose names would
+// make no folder under --artifacts is failed, nothing written.
 //
 // Its seams, so that daemon_test drives it without processes, ports, LibTorch training
 // or real waiting: the coordinator's stub (main.cc gives one on a real channel, tests
@@ -25,6 +29,7 @@
 #include "absl/status/statusor.h"
 #include "common/records.h"
 #include "common/run_spec.h"
+#include "common/security.h"
 #include "repro/v1/repro.grpc.pb.h"
 #include "worker/engine/engine.h"
 
@@ -40,6 +45,7 @@ struct WorkerOptions {
   std::string scheduled_events_url;
   int scheduled_events_interval_ms = 5000;
   std::string token;            // sent with every call ("" = none)
+  TlsFiles tls;                 // the channel's TLS files, to explain a TLS failure
   int rpc_timeout_ms = 10000;   // deadline of every call
   int max_backoff_ms = 30000;
 };
@@ -86,6 +92,10 @@ class WorkerDaemon {
  private:
   struct Progress;  // one training run's progress, shared with its heartbeat thread
 
+  // How many failed connections in a row, each for a TLS reason, end the worker: a TLS
+  // mistake does not mend by waiting, as a coordinator that is away does.
+  static constexpr int kTlsAttempts = 5;
+
   bool Register();
   // Leases runs and trains them until the experiment finishes or the worker stops.
   int LeaseLoop();
@@ -101,6 +111,11 @@ class WorkerDaemon {
   void SendResult(const v1::RunAssignment& run, const RunResult& result);
   void SendFailure(const v1::RunAssignment& run, const std::string& error);
   void SendRelease(const v1::RunAssignment& run, const std::string& reason);
+  // Refuses an assignment whose names would not make a folder under --artifacts.
+  absl::Status CheckAssignment(const v1::RunAssignment& run) const;
+  // After a call failed to connect: true once TLS has been the reason kTlsAttempts
+  // times in a row (the reason is then in `fatal_`); resets on any other failure.
+  bool TlsGivesUp(const grpc::Status& s);
   // A signal or a preemption notice: finish nothing new, hand the current run back.
   bool Stopping() const { return stop_signal_->load() != 0 || drain_.load(); }
   // Sleeps up to ms, waking early on a stop signal.
@@ -114,6 +129,10 @@ class WorkerDaemon {
   const std::atomic<int>* stop_signal_;
   int heartbeat_interval_ms_ = 2000;
   std::atomic<bool> drain_{false};
+  int tls_failures_ = 0;  // connections failed for a TLS reason in a row
+  // Why this worker stops taking runs and exits with an error: its TLS set-up, or a
+  // reason of its own to fail runs (no CUDA, an artifacts folder it cannot write).
+  std::string fatal_;
 };
 
 }  // namespace repro

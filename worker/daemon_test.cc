@@ -8,6 +8,8 @@
 
 #include <chrono>
 #include <deque>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <mutex>
 #include <stdexcept>
@@ -210,7 +212,7 @@ TEST_F(DaemonTest, FailedRunIsReportedWithItsErrorAndTheNextRunIsTrained) {
   coordinator_.AddRun(Assignment(1));
   coordinator_.AddRun(Assignment(2));
   auto trainer = [](const RunSpec& spec, const engine::Callbacks&) -> absl::StatusOr<RunResult> {
-    if (spec.init_seed == 1) return absl::FailedPreconditionError("train-images is truncated");
+    if (spec.init_seed == 1) return absl::InvalidArgumentError("train-images is truncated");
     return Result("second");
   };
 
@@ -358,6 +360,88 @@ TEST_F(DaemonTest, RefusedRegistrationEndsTheWorkerWithAnError) {
   EXPECT_EQ(got.registers, 1);
   EXPECT_EQ(got.leases, 0);
   EXPECT_THAT(sleeper_.Backoffs(), IsEmpty());
+}
+
+// ------------------------------------------------------------------ what waiting cannot mend
+
+TEST_F(DaemonTest, AWorkerThatCannotTrainHandsTheRunBackAndStops) {
+  coordinator_.AddRun(Assignment(1));
+  coordinator_.AddRun(Assignment(2));
+  int trained = 0;
+  auto no_cuda = [&trained](const RunSpec&, const engine::Callbacks&) -> absl::StatusOr<RunResult> {
+    ++trained;
+    return absl::FailedPreconditionError(
+        "device cuda requested but this LibTorch has no CUDA (or no GPU visible)");
+  };
+
+  EXPECT_EQ(RunDaemon(no_cuda), cli::kExitError);
+  EXPECT_EQ(trained, 1);
+  Received got = coordinator_.received();
+  ASSERT_THAT(got.releases, SizeIs(1));  // costs the run no attempt
+  EXPECT_EQ(got.releases[0].run_id(), 1);
+  EXPECT_THAT(got.releases[0].reason(), HasSubstr("w1 cannot train it"));
+  EXPECT_THAT(got.releases[0].reason(), HasSubstr("no CUDA"));
+  EXPECT_THAT(got.fails, IsEmpty());
+  EXPECT_EQ(got.leases, 1);  // run 2 is left for a worker that can train it
+}
+
+TEST_F(DaemonTest, AnAssignmentWhoseNamesLeaveTheArtifactsFolderIsFailedWithNothingWritten) {
+  const std::filesystem::path root = std::filesystem::path(::testing::TempDir()) / "daemon_names";
+  std::filesystem::remove_all(root);
+  options_.artifacts = (root / "artifacts").string();
+  auto with_names = [](int64_t id, const std::string& experiment, const std::string& arm) {
+    v1::RunAssignment run = Assignment(id);
+    run.set_experiment(experiment);
+    run.set_arm(arm);
+    run.mutable_spec()->set_export_final(true);
+    return run;
+  };
+  coordinator_.AddRun(with_names(1, "../../escaped", "arm"));
+  coordinator_.AddRun(with_names(2, "exp", "../escaped"));
+  coordinator_.AddRun(with_names(3, "exp", "a/b"));
+  coordinator_.AddRun(with_names(4, "exp", "arm"));
+  // Writes where the engine would: its weights under the spec's export folder.
+  std::vector<std::string> export_dirs;
+  auto exporter = [&](const RunSpec& spec, const engine::Callbacks&) -> absl::StatusOr<RunResult> {
+    export_dirs.push_back(spec.export_dir);
+    std::filesystem::create_directories(spec.export_dir);
+    std::ofstream(spec.export_dir + "/final.safetensors") << "weights";
+    return Result("ok");
+  };
+
+  EXPECT_EQ(RunDaemon(exporter), cli::kExitOk);
+  Received got = coordinator_.received();
+  ASSERT_THAT(got.fails, SizeIs(3));
+  EXPECT_THAT(got.fails[0].error(),
+              HasSubstr("experiment name \"../../escaped\" is not a valid name"));
+  EXPECT_THAT(got.fails[1].error(), HasSubstr("arm name \"../escaped\" is not a valid name"));
+  EXPECT_THAT(got.fails[2].error(), HasSubstr("arm name \"a/b\" is not a valid name"));
+  ASSERT_THAT(got.completes, SizeIs(1));
+  EXPECT_EQ(got.completes[0].run_id(), 4);
+  EXPECT_THAT(export_dirs, ElementsAre(options_.artifacts + "/exp/arm/run-4"));
+  EXPECT_FALSE(std::filesystem::exists(root / "escaped"));
+  EXPECT_FALSE(std::filesystem::exists(root / "artifacts" / "escaped"));
+  std::filesystem::remove_all(root);
+}
+
+TEST_F(DaemonTest, ATlsMistakeEndsTheWorkerAfterAFewAttempts) {
+  // What gRPC says when the coordinator's certificate is not signed by the worker's CA.
+  for (int i = 0; i < 20; ++i) {
+    coordinator_.FailRegister(grpc::Status(
+        grpc::StatusCode::UNAVAILABLE,
+        "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:7070: Ssl "
+        "handshake failed: SSL_ERROR_SSL: error:0A000086:SSL routines::certificate verify failed"));
+  }
+  options_.tls.ca = "ca.pem";
+
+  ::testing::internal::CaptureStderr();
+  const int code = RunDaemon(nullptr);
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(code, cli::kExitError);
+  EXPECT_EQ(coordinator_.received().registers, 5);
+  EXPECT_THAT(sleeper_.Backoffs(), ElementsAre(250, 500, 1000, 2000));
+  EXPECT_THAT(log, HasSubstr("exiting with an error: the certificate of the coordinator at "
+                             "in-process is not trusted: the CA in --tls-ca ca.pem did not sign it"));
 }
 
 TEST_F(DaemonTest, FinishedExperimentEndsTheWorker) {

@@ -80,8 +80,8 @@ int Run(int argc, char** argv) {
   auto token = repro::ClientToken(args->Get("token-file"));
   if (!token.ok()) return cli::Fail(kProgram, std::string(token.status().message()), cli::kExitUsage);
   options.token = *token;
-  auto credentials = repro::MakeChannelCredentials(
-      {args->Get("tls-cert"), args->Get("tls-key"), args->Get("tls-ca")});
+  options.tls = {args->Get("tls-cert"), args->Get("tls-key"), args->Get("tls-ca")};
+  auto credentials = repro::MakeChannelCredentials(options.tls);
   if (!credentials.ok()) return cli::Fail(kProgram, std::string(credentials.status().message()), cli::kExitUsage);
   options.scheduled_events_url = args->Get("scheduled-events");
   auto interval = args->GetInt("scheduled-events-interval-ms", 5000, 100, 3600000);

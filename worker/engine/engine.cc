@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -355,6 +356,7 @@ struct BatchTotals {
   double loss_sum = 0;  // per-sample loss, summed
   int64_t correct = 0;
   std::vector<std::string> digests;  // one per batch, when fingerprinting
+  std::string diverged;  // RunResult::diverged when a batch's loss was not finite
 };
 
 // One batch's inputs on the device, its digest appended to `digests`.
@@ -371,9 +373,10 @@ at::Tensor BatchInputs(RunState& s, int epoch, int64_t* indices, int64_t size,
   return s.train_x.index_select(0, index);
 }
 
-// One optimizer step on (x, y); adds the batch's loss and correct count to `totals`.
-void Step(RunState& s, const at::Tensor& x, const at::Tensor& y, int64_t size,
-          BatchTotals* totals) {
+// One optimizer step on (x, y); adds the batch's loss and correct count to `totals`
+// and returns the batch's loss.
+double Step(RunState& s, const at::Tensor& x, const at::Tensor& y, int64_t size,
+            BatchTotals* totals) {
   s.optimizer->zero_grad();
   const at::Tensor logits = s.model->forward(x);
   at::Tensor loss = at::cross_entropy_loss(logits, y);
@@ -382,12 +385,17 @@ void Step(RunState& s, const at::Tensor& x, const at::Tensor& y, int64_t size,
   }
   loss.backward();
   s.optimizer->step();
-  totals->loss_sum += loss.item<double>() * static_cast<double>(size);
+  const double batch_loss = loss.item<double>();
+  totals->loss_sum += batch_loss * static_cast<double>(size);
   totals->correct += logits.detach().argmax(1).eq(y).sum().item<int64_t>();
+  return batch_loss;
 }
 
 // Trains the epoch's batches in the order the shuffle seed gives; CANCELLED when the
-// caller asks to stop at a batch boundary.
+// caller asks to stop at a batch boundary. A batch whose loss is not finite ends the
+// epoch there with totals.diverged set: the weights it stepped to are no model, and
+// every later step would only carry the NaN on. The loss is the one Step reads anyway,
+// so a run that stays finite computes exactly what it did without the check.
 absl::StatusOr<BatchTotals> TrainBatches(RunState& s, int epoch) {
   std::vector<int64_t> order = EpochOrder(s.n, s.spec.shuffle_seed, epoch);
   BatchTotals totals;
@@ -403,20 +411,30 @@ absl::StatusOr<BatchTotals> TrainBatches(RunState& s, int epoch) {
     const at::Tensor index = at::from_blob(indices, {size}, at::kLong).to(s.device);
     const at::Tensor x = BatchInputs(s, epoch, indices, size, index, &totals.digests);
     const at::Tensor y = s.train_y.index_select(0, index);
-    Step(s, x, y, size, &totals);
+    const double loss = Step(s, x, y, size, &totals);
     if (s.callbacks.on_batch) s.callbacks.on_batch(epoch, batch + 1, s.batches);
+    if (!std::isfinite(loss)) {
+      totals.diverged =
+          absl::StrCat(kDivergedPrefix, "loss ", loss, " at epoch ", epoch, ", batch ", batch);
+      break;
+    }
   }
   return totals;
 }
 
 // Trains one epoch, validates, fingerprints and records it, then exports and
-// checkpoints as the spec asks.
+// checkpoints as the spec asks. An epoch whose training or validation loss is not
+// finite is not recorded: it sets s.result.diverged, and the run ends there.
 absl::Status TrainEpoch(RunState& s, int epoch) {
   const RunSpec& spec = s.spec;
   const auto started = std::chrono::steady_clock::now();
   const double lr = s.lr_policy.BeginEpoch(epoch);
   SetLearningRate(*s.optimizer, lr);
   ASSIGN_OR_RETURN(BatchTotals totals, TrainBatches(s, epoch));
+  if (!totals.diverged.empty()) {
+    s.result.diverged = std::move(totals.diverged);
+    return absl::OkStatus();
+  }
 
   EpochRecord record;
   record.epoch = epoch;
@@ -425,6 +443,11 @@ absl::Status TrainEpoch(RunState& s, int epoch) {
   const bool last = epoch + 1 == spec.epochs;
   const Evaluation val = Evaluate(*s.model, s.data.test, s.device, spec.l2,
                                   last && spec.keep_predictions ? &s.result.predictions : nullptr);
+  if (!std::isfinite(val.loss)) {  // the last step left weights that overflow
+    s.result.diverged =
+        absl::StrCat(kDivergedPrefix, "validation loss ", val.loss, " after epoch ", epoch);
+    return absl::OkStatus();
+  }
   record.val_loss = val.loss;
   record.val_accuracy = val.accuracy;
   record.lr = lr;
@@ -452,12 +475,19 @@ absl::Status TrainEpoch(RunState& s, int epoch) {
   return absl::OkStatus();
 }
 
-// The scores, the final fingerprint and the final export.
+// The scores, the final fingerprint and the final export. A diverged run has no
+// scores (RunResult::diverged) but its final weights are fingerprinted all the same.
 absl::Status FinishRun(RunState& s) {
-  // The last epoch's validation is the evaluation after training: nothing has changed
-  // the weights since, so it is not run twice.
-  s.result.test_loss = s.result.epochs.back().val_loss;
-  s.result.test_accuracy = s.result.epochs.back().val_accuracy;
+  if (!s.result.diverged.empty()) {
+    s.result.test_loss = 0;
+    s.result.test_accuracy = 0;
+    s.result.predictions.clear();  // of weights that no longer give a number
+  } else {
+    // The last epoch's validation is the evaluation after training: nothing has changed
+    // the weights since, so it is not run twice.
+    s.result.test_loss = s.result.epochs.back().val_loss;
+    s.result.test_accuracy = s.result.epochs.back().val_accuracy;
+  }
   return Snapshot(s, "final", s.spec.export_final, &s.result.final_hash,
                   &s.result.final_tensors, &s.result.final_weights);
 }
@@ -476,7 +506,7 @@ absl::StatusOr<RunResult> Train(const RunSpec& spec, const Callbacks& callbacks)
   s.result.data_y_hash = HashBytes(train.y.data_ptr(), train.y.nbytes());
   RETURN_IF_ERROR(BuildModel(s));
   ASSIGN_OR_RETURN(const int first_epoch, Resume(s));
-  for (int epoch = first_epoch; epoch < spec.epochs; ++epoch) {
+  for (int epoch = first_epoch; epoch < spec.epochs && s.result.diverged.empty(); ++epoch) {
     RETURN_IF_ERROR(TrainEpoch(s, epoch));
   }
   RETURN_IF_ERROR(FinishRun(s));

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "common/hash.h"
 #include "data/data_test_support.h"
 #include "data/dataset_check.h"
@@ -294,6 +295,42 @@ TEST(TrainRunTest, ShouldStopCancelsAtABatchBoundary) {
   auto r = TrainRun(spec, callbacks);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kCancelled);
   EXPECT_EQ(batches, 3);
+}
+
+TEST(TrainRunTest, ALossThatIsNoNumberEndsTheRunAsDivergedWhereItHappened) {
+  RunSpec spec = SmallSpec();
+  spec.optimizer = "sgd";
+  spec.lr = 1e30;  // the first step throws the weights far past what a float holds
+  int last_epoch = -1;
+  int64_t last_batch = 0;
+  int epochs_reported = 0;
+  Callbacks callbacks;
+  callbacks.on_batch = [&](int epoch, int64_t batch, int64_t) {
+    last_epoch = epoch;
+    last_batch = batch;
+  };
+  callbacks.on_epoch = [&](const EpochRecord&) { ++epochs_reported; };
+  auto r = TrainRun(spec, callbacks);
+  ASSERT_TRUE(r.ok()) << r.status();
+  // The run stopped at the batch whose loss was not finite (on_batch counts batches
+  // done, 1-based; the message is 0-based like the epochs), within a few batches.
+  ASSERT_EQ(last_epoch, 0);
+  EXPECT_LE(last_batch, 3);
+  EXPECT_THAT(r->diverged, ::testing::MatchesRegex(absl::StrCat(
+                               "diverged: loss -?(nan|inf) at epoch 0, batch ", last_batch - 1)));
+  EXPECT_EQ(epochs_reported, 0);
+  EXPECT_TRUE(r->epochs.empty());
+  EXPECT_TRUE(r->predictions.empty());
+  EXPECT_EQ(r->test_loss, 0);
+  EXPECT_EQ(r->test_accuracy, 0);
+  EXPECT_EQ(r->final_tensors.size(), r->initial_tensors.size());
+  EXPECT_NE(r->final_hash, r->initial_hash);
+
+  // A learning rate that trains keeps the run whole.
+  auto fine = TrainRun(SmallSpec());
+  ASSERT_TRUE(fine.ok()) << fine.status();
+  EXPECT_EQ(fine->diverged, "");
+  EXPECT_EQ(fine->epochs.size(), 2u);
 }
 
 TEST(TrainRunTest, BadSpecsAreRejectedWithTheValueNamed) {

@@ -173,6 +173,7 @@ void PrintText(const RunResult& r) {
   std::printf("data x       %s\n", r.data_x_hash.c_str());
   std::printf("data y       %s\n", r.data_y_hash.c_str());
   std::printf("final        %s\n", r.final_hash.c_str());
+  if (!r.diverged.empty()) std::printf("%s\n", r.diverged.c_str());
   std::printf("test         loss %.6f  accuracy %.4f\n", r.test_loss, r.test_accuracy);
   std::printf("predictions  %s (%zu)\n", PredictionsHash(r).c_str(), r.predictions.size());
   if (!r.initial_weights.empty()) std::printf("weights      %s\n", r.initial_weights.c_str());
@@ -239,6 +240,7 @@ void PrintJson(const RunSpec& spec, const RunResult& r) {
          ",\"data_x_hash\":" + JsonQuote(r.data_x_hash) +
          ",\"data_y_hash\":" + JsonQuote(r.data_y_hash) +
          ",\"final_hash\":" + JsonQuote(r.final_hash) +
+         ",\"diverged\":" + JsonQuote(r.diverged) +
          ",\"test_loss\":" + JsonNumber(r.test_loss) +
          ",\"test_accuracy\":" + JsonNumber(r.test_accuracy) +
          ",\"predictions_hash\":" + JsonQuote(PredictionsHash(r)) +
