@@ -38,17 +38,6 @@ absl::Status CheckHash(const std::string& field, const std::string& value) {
   return Invalid(field, " ", Quoted(value), " is not 32 lowercase hex digits");
 }
 
-// Printable ASCII of `min` to `max` bytes: what the report, the log and the store's
-// JSON columns can hold as they are.
-absl::Status CheckText(const std::string& field, const std::string& value, size_t min,
-                       size_t max) {
-  bool printable = true;
-  for (char c : value) printable &= absl::ascii_isprint(static_cast<unsigned char>(c));
-  if (printable && value.size() >= min && value.size() <= max) return absl::OkStatus();
-  return Invalid(field, " ", Quoted(value), " of ", value.size(), " bytes must be ", min, " to ",
-                 max, " printable ASCII characters");
-}
-
 // NaN fails every comparison, so each check is written to let only good values pass.
 absl::Status CheckFraction(const std::string& field, double value) {
   if (value >= 0 && value <= 1) return absl::OkStatus();
@@ -93,6 +82,15 @@ absl::Status CheckWeights(const std::string& field, const std::string& path, boo
 }
 
 }  // namespace
+
+absl::Status CheckText(const std::string& field, const std::string& value, size_t min,
+                       size_t max) {
+  bool printable = true;
+  for (char c : value) printable &= absl::ascii_isprint(static_cast<unsigned char>(c));
+  if (printable && value.size() >= min && value.size() <= max) return absl::OkStatus();
+  return Invalid(field, " ", Quoted(value), " of ", value.size(), " bytes must be ", min, " to ",
+                 max, " printable ASCII characters");
+}
 
 ResultCheck::ResultCheck(const Plan& plan, int64_t train_examples, int64_t test_examples)
     : epochs_(plan.epochs),

@@ -11,7 +11,9 @@
 #ifndef REPRO_COORDINATOR_RESULT_CHECK_H_
 #define REPRO_COORDINATOR_RESULT_CHECK_H_
 
+#include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "absl/status/status.h"
 #include "common/plan.h"
@@ -32,6 +34,12 @@ inline constexpr int kMaxDiverged = 300;             // RunResult::diverged
 inline constexpr int64_t kMaxUnknownSplit = 1000000;
 // Every data set the engine reads has ten classes (data/dataset_check.h).
 inline constexpr int kClasses = 10;
+
+// OK when `value` is printable ASCII of `min` to `max` bytes: what the report, the log,
+// `reproctl workers` and the store's JSON columns can hold as they are. The error names
+// `field` and shows the value escaped.
+absl::Status CheckText(const std::string& field, const std::string& value, size_t min,
+                       size_t max);
 
 class ResultCheck {
  public:

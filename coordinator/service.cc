@@ -86,18 +86,10 @@ grpc::Status CheckWorkerInfo(const v1::WorkerInfo& w) {
                                      "\" must be 1 to ", kMaxWorkerName,
                                      " letters, digits or - _ . : @"));
   }
-  for (const auto& [field, text] : {std::pair{"host", &w.host()},
-                                    std::pair{"torch_version", &w.torch_version()},
-                                    std::pair{"device", &w.device()}}) {
-    const bool printable = std::all_of(text->begin(), text->end(), [](char c) {
-      return absl::ascii_isprint(static_cast<unsigned char>(c));
-    });
-    if (text->size() > kMaxWorkerText || !printable) {
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          absl::StrCat("worker ", field, " of ", text->size(),
-                                       " bytes must be at most ", kMaxWorkerText,
-                                       " printable ASCII characters"));
-    }
+  for (const auto& [field, text] : {std::pair{"worker host", &w.host()},
+                                    std::pair{"worker torch_version", &w.torch_version()},
+                                    std::pair{"worker device", &w.device()}}) {
+    if (absl::Status s = CheckText(field, *text, 0, kMaxWorkerText); !s.ok()) return ToGrpc(s);
   }
   return grpc::Status::OK;
 }
