@@ -160,7 +160,7 @@ absl::Status ResultCheck::CheckEpoch(const EpochRecord& e) const {
 absl::Status ResultCheck::CheckResult(const RunResult& r) const {
   if (absl::Status s = CheckText("diverged", r.diverged, 0, kMaxDiverged); !s.ok()) return s;
   const bool diverged = !r.diverged.empty();
-  // The store tells a divergence from a note on the attempt's lease by its first word.
+  // The report shows the sentence as it is: it reads as the engine writes it.
   if (diverged && r.diverged.rfind(kDivergedPrefix, 0) != 0) {
     return Invalid("diverged ", Quoted(r.diverged), " does not start with \"", kDivergedPrefix,
                    "\"");

@@ -146,6 +146,7 @@ TEST_F(ReadOnlyStoreTest, ReadsASchemaOneStoreWithoutUpgradingIt) {
   MakeStore();
   Sql(path_,
       "ALTER TABLE attempts DROP COLUMN secret_hash; ALTER TABLE attempts DROP COLUMN checksum;"
+      "ALTER TABLE attempts DROP COLUMN diverged;"
       "UPDATE meta SET value = '1' WHERE key = 'schema_version';");
   const std::string before = Bytes(path_);
   EXPECT_EQ(ReadFinishedRun(path_), "");

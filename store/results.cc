@@ -120,8 +120,7 @@ absl::StatusOr<bool> RunStore::Complete(int64_t run_id, int64_t lease_id, const 
         "UPDATE attempts SET ended_ms = ?, outcome = ?, test_loss = ?, test_accuracy = ?, "
         "data_x_hash = ?, data_y_hash = ?, initial_hash = ?, final_hash = ?, environment = ?, "
         "predictions = ?, initial_weights = ?, final_weights = ?, epoch_weights = ?, "
-        // A diverged run's sentence ("diverged: ..."), else the note on the lease it had.
-        "error = COALESCE(NULLIF(?, ''), error), checksum = ? WHERE id = ?"));
+        "diverged = NULLIF(?, ''), checksum = ? WHERE id = ?"));
     RETURN_IF_ERROR(attempt->Bind(1, now_ms).Bind(2, std::string(counted ? "done" : "extra"))
                         .Bind(3, r.test_loss).Bind(4, r.test_accuracy).Bind(5, r.data_x_hash)
                         .Bind(6, r.data_y_hash).Bind(7, r.initial_hash).Bind(8, r.final_hash)
@@ -213,9 +212,7 @@ absl::Status ReadResultRows(sql::Database& db, const std::string& sql, int64_t e
 constexpr char kAttemptResults[] =
     "SELECT id, test_loss, test_accuracy, data_x_hash, data_y_hash, initial_hash, final_hash, "
     "environment, predictions, initial_weights, final_weights, epoch_weights, "
-    // A finished attempt's error is its run's divergence when Complete wrote one there
-    // (RunResult::diverged starts so); else a note on its lease, no part of the result.
-    "CASE WHEN outcome IN ('done', 'extra') AND error LIKE 'diverged: %' THEN error ELSE '' END "
+    "COALESCE(diverged, '') "
     "FROM attempts WHERE id IN ";
 void ReadAttempt(const sql::Statement& a, RunResult* r) {
   r->test_loss = a.Real(1);

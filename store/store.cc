@@ -65,7 +65,8 @@ CREATE TABLE IF NOT EXISTS attempts (
   final_weights TEXT NOT NULL DEFAULT '',
   epoch_weights TEXT NOT NULL DEFAULT '[]',   -- JSON array of paths
   secret_hash TEXT,                           -- schema 2: SHA-256 of the lease's secret
-  checksum TEXT);                             -- schema 2: of the stored result, checked on read
+  checksum TEXT,                              -- schema 2: of the stored result, checked on read
+  diverged TEXT);                             -- schema 2: RunResult::diverged, NULL when none
 CREATE INDEX IF NOT EXISTS attempts_by_run ON attempts (run_id);
 CREATE TABLE IF NOT EXISTS tensors (
   attempt_id INTEGER NOT NULL REFERENCES attempts(id),
@@ -176,11 +177,11 @@ absl::StatusOr<std::unique_ptr<RunStore>> RunStore::OpenReadOnly(const std::stri
   }
   if (*version > kSchemaVersion) return NewerSchemaError(path, *version);
   if (*version < 2) {
-    // Schema 1 lacks the attempts' secret_hash and checksum: a TEMP view (it lives in
-    // this connection, not in the file, and is found before main's table) shows them
-    // as NULL, as Upgrade leaves them for the attempts it keeps.
+    // Schema 1 lacks the attempts' secret_hash, checksum and diverged: a TEMP view (it
+    // lives in this connection, not in the file, and is found before main's table) shows
+    // them as NULL, as Upgrade leaves them for the attempts it keeps.
     RETURN_IF_ERROR(db->Exec("CREATE TEMP VIEW attempts AS SELECT *, NULL AS secret_hash, "
-                             "NULL AS checksum FROM main.attempts"));
+                             "NULL AS checksum, NULL AS diverged FROM main.attempts"));
   }
   return std::unique_ptr<RunStore>(new RunStore(std::move(db)));
 }
@@ -213,10 +214,11 @@ absl::Status RunStore::Migrate() {
 // kSchema creates what is missing but cannot add columns to a table that exists.
 absl::Status RunStore::Upgrade(int from_version) {
   if (from_version < 2) {
-    // Schema 2: lease secrets and result checksums. Attempts of schema 1 have neither: a
-    // lease taken before the upgrade presents no secret and is refused (its run goes back
-    // to the queue when it expires); a result stored before it is read unchecked.
-    for (const char* column : {"secret_hash", "checksum"}) {
+    // Schema 2: lease secrets, result checksums, divergences. Attempts of schema 1 have
+    // none: a lease taken before the upgrade presents no secret and is refused (its run
+    // goes back to the queue when it expires); a result stored before it is read
+    // unchecked (and could not have diverged: schema 1 had no such outcome).
+    for (const char* column : {"secret_hash", "checksum", "diverged"}) {
       ASSIGN_OR_RETURN(auto q, db_->Prepare(
           "SELECT 1 FROM pragma_table_info('attempts') WHERE name = ?"));
       q->Bind(1, std::string(column));

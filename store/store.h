@@ -39,7 +39,8 @@
 
 namespace repro {
 
-// 1: the first; 2: attempts.secret_hash and attempts.checksum (Migrate upgrades 1 to 2).
+// 1: the first; 2: attempts.secret_hash, attempts.checksum and attempts.diverged (Migrate
+// upgrades 1 to 2).
 inline constexpr int kSchemaVersion = 2;
 
 struct LeasedRun {

@@ -317,12 +317,13 @@ TEST_F(StoreTest, AnEarlierAttemptsResultEndsTheAttemptLeasedAfterIt) {
 TEST_F(StoreTest, ASchemaOneDatabaseIsUpgradedKeepingItsRuns) {
   ASSERT_TRUE(store_->LeaseNext("t", "w1", 1000, 60000).ok());
   store_.reset();
-  // Make the file what repro wrote before schema 2: no secret_hash or checksum column.
+  // Make the file what repro wrote before schema 2: no secret_hash, checksum or diverged column.
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
   ASSERT_EQ(sqlite3_exec(db,
                          "ALTER TABLE attempts DROP COLUMN secret_hash;"
                          "ALTER TABLE attempts DROP COLUMN checksum;"
+                         "ALTER TABLE attempts DROP COLUMN diverged;"
                          "UPDATE meta SET value = '1' WHERE key = 'schema_version';",
                          nullptr, nullptr, nullptr),
             SQLITE_OK)
@@ -342,12 +343,12 @@ TEST_F(StoreTest, ASchemaOneDatabaseIsUpgradedKeepingItsRuns) {
   ASSERT_EQ(sqlite3_prepare_v2(db,
                                "SELECT (SELECT value FROM meta WHERE key = 'schema_version'), "
                                "(SELECT COUNT(*) FROM pragma_table_info('attempts') "
-                               " WHERE name IN ('secret_hash', 'checksum'))",
+                               " WHERE name IN ('secret_hash', 'checksum', 'diverged'))",
                                -1, &q, nullptr),
             SQLITE_OK);
   ASSERT_EQ(sqlite3_step(q), SQLITE_ROW);
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(sqlite3_column_text(q, 0))), "2");
-  EXPECT_EQ(sqlite3_column_int(q, 1), 2);
+  EXPECT_EQ(sqlite3_column_int(q, 1), 3);
   sqlite3_finalize(q);
   sqlite3_close(db);
 }
