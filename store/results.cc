@@ -43,20 +43,23 @@ std::vector<std::string> SplitDigests(const std::string& text) {
   return out;
 }
 
-// When attempt `counted` of the run counts, another attempt that still runs (leased
-// after `counted` expired) is not needed any more: it ends rather than stay "running",
-// and its worker holds no run; its result, if it comes, is kept as an extra one.
-absl::Status EndOtherAttempts(sql::Database& db, int64_t run_id, int64_t counted,
-                              int64_t now_ms) {
+// When attempt `counted` of the run counts, the attempt that holds the run's lease now
+// (`current`, leased after `counted` expired; 0: none or `counted` itself) is not needed
+// any more: it ends rather than stay "running", and its worker holds no run; its
+// result, if it comes, is kept as an extra one. Only the current lease can be running:
+// an attempt stops running when its lease expires or is handed back.
+absl::Status EndCurrentAttempt(sql::Database& db, int64_t current, int64_t counted,
+                               int64_t now_ms) {
+  if (current == 0 || current == counted) return absl::OkStatus();
   ASSIGN_OR_RETURN(auto workers, db.Prepare(
-      "UPDATE workers SET current_run = '' WHERE name IN (SELECT worker FROM attempts "
-      "WHERE run_id = ? AND id != ? AND outcome = 'running')"));
-  RETURN_IF_ERROR(workers->Bind(1, run_id).Bind(2, counted).Run());
+      "UPDATE workers SET current_run = '' WHERE name = (SELECT worker FROM attempts "
+      "WHERE id = ? AND outcome = 'running')"));
+  RETURN_IF_ERROR(workers->Bind(1, current).Run());
   ASSIGN_OR_RETURN(auto attempts, db.Prepare(
       "UPDATE attempts SET ended_ms = ?, outcome = 'failed', "
       "error = 'not needed: the result of an earlier attempt counted first' "
-      "WHERE run_id = ? AND id != ? AND outcome = 'running'"));
-  return attempts->Bind(1, now_ms).Bind(2, run_id).Bind(3, counted).Run();
+      "WHERE id = ? AND outcome = 'running'"));
+  return attempts->Bind(1, now_ms).Bind(2, current).Run();
 }
 
 }  // namespace
@@ -106,6 +109,7 @@ absl::StatusOr<bool> RunStore::Complete(int64_t run_id, int64_t lease_id, const 
       return absl::NotFoundError(absl::StrCat("run ", run_id, " has no attempt ", lease_id));
     }
     const std::string state = q->Text(0);
+    const int64_t current_lease = q->Int(1);  // 0 when NULL
     const std::string outcome = q->Text(2);
     const std::string worker = q->Text(3);
     // A resent completion of an attempt already stored changes nothing.
@@ -141,16 +145,18 @@ absl::StatusOr<bool> RunStore::Complete(int64_t run_id, int64_t lease_id, const 
                             .Bind(4, (*list)[i].name).Bind(5, (*list)[i].hash).Run());
       }
     }
-    // The attempt's epochs become the result's: one it reported but the result lacks
-    // (the epoch a run diverged in) would read back as part of it.
-    ASSIGN_OR_RETURN(auto reported, db_->Prepare("DELETE FROM epochs WHERE attempt_id = ?"));
-    RETURN_IF_ERROR(reported->Bind(1, lease_id).Run());
+    // The attempt's epochs become the result's: one it reported past the result's last
+    // (the epoch a run diverged in) would read back as part of it. ResultCheck holds a
+    // result's epochs to 0..n-1, each of which replaces the row reported for it.
+    ASSIGN_OR_RETURN(auto reported, db_->Prepare(
+        "DELETE FROM epochs WHERE attempt_id = ? AND epoch >= ?"));
+    RETURN_IF_ERROR(reported->Bind(1, lease_id).Bind(2, static_cast<int64_t>(r.epochs.size())).Run());
     RETURN_IF_ERROR(StoreEpochs(lease_id, r.epochs));
     if (counted) {
       // A finished run needs its checkpoint no more.
       ASSIGN_OR_RETURN(auto drop, db_->Prepare("DELETE FROM checkpoints WHERE run_id = ?"));
       RETURN_IF_ERROR(drop->Bind(1, run_id).Run());
-      RETURN_IF_ERROR(EndOtherAttempts(*db_, run_id, lease_id, now_ms));
+      RETURN_IF_ERROR(EndCurrentAttempt(*db_, current_lease, lease_id, now_ms));
       ASSIGN_OR_RETURN(auto run, db_->Prepare(
           "UPDATE runs SET state = 'done', result_attempt = ?, error = '', "
           "lease_expires_ms = NULL WHERE id = ?"));
