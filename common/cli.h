@@ -19,6 +19,9 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitError = 1;
 inline constexpr int kExitUsage = 2;       // bad usage or invalid input
 inline constexpr int kExitIncomplete = 3;  // report asked before the experiment finished
+// A worker whose machine or set-up cannot do the work (TLS set-up, no CUDA, artifacts
+// folder): starting it again unchanged cannot help, so supervisors should not.
+inline constexpr int kExitCannotWork = 4;
 
 struct FlagSpec {
   std::string name;       // without dashes

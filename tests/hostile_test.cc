@@ -87,7 +87,7 @@ TEST_F(IntegrationTest, AWorkerThatCannotTrainHandsTheRunBackAndExits) {
       std::fprintf(stderr, "this machine has CUDA: the first case does not apply\n");
       continue;
     }
-    EXPECT_EQ(worker->exit_code(), 1);
+    EXPECT_EQ(worker->exit_code(), 4);  // a supervisor must not start it again
     const std::string log = ReadFile(worker->stderr_path());
     EXPECT_TRUE(absl::StrContains(log, "exiting with an error: this worker cannot train runs: "))
         << log;

@@ -174,7 +174,7 @@ int WorkerDaemon::Run() {
   }
   if (!fatal_.empty()) {
     cli::LogLine(absl::StrCat("exiting with an error: ", fatal_));
-    return cli::kExitError;
+    return cli::kExitCannotWork;
   }
   return code;
 }
@@ -182,7 +182,7 @@ int WorkerDaemon::Run() {
 int WorkerDaemon::LeaseLoop() {
   Backoff backoff(options_.max_backoff_ms);
   while (!Stopping()) {
-    if (!fatal_.empty()) return cli::kExitError;  // Run says why
+    if (!fatal_.empty()) return cli::kExitCannotWork;  // Run says why
     v1::LeaseRequest req;
     req.set_worker(options_.name);
     v1::LeaseResponse resp;

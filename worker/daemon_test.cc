@@ -374,7 +374,7 @@ TEST_F(DaemonTest, AWorkerThatCannotTrainHandsTheRunBackAndStops) {
         "device cuda requested but this LibTorch has no CUDA (or no GPU visible)");
   };
 
-  EXPECT_EQ(RunDaemon(no_cuda), cli::kExitError);
+  EXPECT_EQ(RunDaemon(no_cuda), cli::kExitCannotWork);
   EXPECT_EQ(trained, 1);
   Received got = coordinator_.received();
   ASSERT_THAT(got.releases, SizeIs(1));  // costs the run no attempt
@@ -437,7 +437,7 @@ TEST_F(DaemonTest, ATlsMistakeEndsTheWorkerAfterAFewAttempts) {
   ::testing::internal::CaptureStderr();
   const int code = RunDaemon(nullptr);
   const std::string log = ::testing::internal::GetCapturedStderr();
-  EXPECT_EQ(code, cli::kExitError);
+  EXPECT_EQ(code, cli::kExitCannotWork);
   EXPECT_EQ(coordinator_.received().registers, 5);
   EXPECT_THAT(sleeper_.Backoffs(), ElementsAre(250, 500, 1000, 2000));
   EXPECT_THAT(log, HasSubstr("exiting with an error: the certificate of the coordinator at "
