@@ -55,6 +55,15 @@ std::vector<std::string> Digests(const RunResult& r) {
   return all;
 }
 
+bool CpuHasAvx512() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("flags", 0) == 0) return line.find(" avx512f") != std::string::npos;
+  }
+  return false;
+}
+
 RunResult MustTrain(const RunSpec& spec) {
   auto r = TrainRun(spec);
   EXPECT_TRUE(r.ok()) << r.status();
@@ -115,6 +124,35 @@ TEST(RecipeTrainTest, WithAugmentationOnShuffleAndInitSeedsStayApart) {
   const RunResult initialized = MustTrain(reinitialized);
   EXPECT_NE(initialized.initial_hash, base.initial_hash);
   EXPECT_EQ(Digests(initialized), Digests(base));
+}
+
+// What a CPU run with augmentation computes, pinned bit for bit as the engine computed
+// it before the training set, the batch gather and the augmentation moved onto the
+// run's device (issue 13): the same inputs in the same order give the same weights. The
+// data side (data, batch digests, initial weights) is the same on every machine; the
+// trained weights and losses also depend on which kernels LibTorch's oneDNN picks for
+// the CPU, so they are compared where the pin was taken: LibTorch 1.13.1 on an x86-64
+// CPU with AVX-512 (the development VMs and CI).
+TEST(RecipeTrainTest, ACpuRunWithAugmentationComputesWhatItDidBefore) {
+  RunSpec spec = Small();
+  spec.augment = true;
+  spec.epochs = 2;
+  const RunResult r = MustTrain(spec);
+  ASSERT_EQ(r.epochs.size(), 2u);
+  EXPECT_EQ(r.data_x_hash, "a074390b6723d291de3625f8cad98642");
+  EXPECT_EQ(r.initial_hash, "03d72c06d90fc15294e4e61805676e78");
+  EXPECT_EQ(r.epochs[0].batch_digest, "ea0628139f073be9a1dfddd4b1cfc809");
+  EXPECT_EQ(r.epochs[1].batch_digest, "b4d09bde3dc2c5f4be88d5ac83c6a5af");
+  if (TorchVersion() != "1.13.1" || !CpuHasAvx512()) {
+    GTEST_SKIP() << "trained weights pinned on LibTorch 1.13.1 with AVX-512; this is LibTorch "
+                 << TorchVersion() << (CpuHasAvx512() ? "" : " without AVX-512");
+  }
+  EXPECT_EQ(r.epochs[0].weights_hash, "3378ac328756c6740d42ca2162bbd454");
+  EXPECT_EQ(r.final_hash, "a01fa9afc823d70ffc19346dee3f4109");
+  EXPECT_EQ(r.epochs[0].loss, 0x1.26080cp+1);
+  EXPECT_EQ(r.epochs[1].loss, 0x1.2255108p+1);
+  EXPECT_EQ(r.epochs[1].val_loss, 0x1.1d22d47ae147bp+1);
+  EXPECT_EQ(r.epochs[1].val_accuracy, 0x1.5c28f5c28f5c3p-2);
 }
 
 // ---------------------------------------------------------------- threads
