@@ -3,7 +3,7 @@
 #include <ATen/Context.h>
 #include <ATen/ops/cross_entropy_loss.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/from_blob.h>
+#include <ATen/ops/cat.h>
 #include <torch/cuda.h>
 #include <torch/optim/adam.h>
 #include <torch/optim/sgd.h>
@@ -29,14 +29,13 @@
 #include "common/hash.h"
 #include "common/status_macros.h"
 #include "data/dataset_check.h"
-#include "worker/engine/augment.h"
+#include "worker/engine/batches.h"
 #include "worker/engine/checkpoint.h"
 #include "worker/engine/environment.h"
 #include "worker/engine/fingerprint.h"
 #include "worker/engine/models.h"
 #include "worker/engine/noop.h"
 #include "worker/engine/schedule.h"
-#include "worker/engine/shuffle.h"
 #include "worker/engine/tensor_dataset.h"
 #include "worker/engine/weights_export.h"
 
@@ -44,6 +43,9 @@ namespace repro::engine {
 namespace {
 
 constexpr int64_t kEvalBatch = 1000;
+// On a GPU, the batches' losses are checked for a non-finite value every this many
+// batches (each check waits for the device); on the CPU every batch (no wait there).
+constexpr int64_t kCudaCheckEvery = 64;
 
 // The learning-rate, augmentation and export settings.
 absl::Status ValidateRecipe(const RunSpec& spec) {
@@ -139,26 +141,6 @@ void SetLearningRate(torch::optim::Optimizer& optimizer, double lr) {
   for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
 }
 
-// The augmented copies of training samples `indices` (x: float [N, C, H, W],
-// contiguous on the CPU), drawn as augment.h says, and the batch's draws.
-at::Tensor AugmentedBatch(const at::Tensor& x, const int64_t* indices, int64_t count,
-                          const RunSpec& spec, int epoch, std::vector<AugmentDraw>* draws) {
-  const int64_t channels = x.size(1), height = x.size(2), width = x.size(3);
-  const int64_t per_image = channels * height * width;
-  at::Tensor out = at::empty({count, channels, height, width}, at::kFloat);
-  const float* src = x.data_ptr<float>();
-  float* dst = out.data_ptr<float>();
-  draws->resize(static_cast<size_t>(count));
-  for (int64_t i = 0; i < count; ++i) {
-    AugmentDraw& draw = (*draws)[static_cast<size_t>(i)];
-    draw = DrawAugment(spec.augment_seed, epoch, indices[i], spec.augment_shift,
-                       spec.augment_flip, height, width);
-    AugmentImage(src + indices[i] * per_image, dst + i * per_image, channels, height, width,
-                 draw);
-  }
-  return out;
-}
-
 // Writes `model`'s weights to <export_dir>/<name>.safetensors; returns the absolute path.
 absl::StatusOr<std::string> Export(const ClassifierImpl& model, const RunSpec& spec,
                                    const std::string& name, const std::string& model_hash,
@@ -197,30 +179,39 @@ at::Tensor L2Penalty(const ClassifierImpl& model, double l2) {
   return penalty;
 }
 
-// Also fills `predictions` (argmax class per example, in order) when it is not null.
-Evaluation Evaluate(ClassifierImpl& model, const TensorSplit& split, const at::Device& device,
-                    double l2, std::vector<uint8_t>* predictions = nullptr) {
+// `split` is on the model's device. Also fills `predictions` (argmax class per example,
+// in order) when it is not null. The per-batch sums stay on the device until the end,
+// then add up in double in batch order, as when each was read at once.
+Evaluation Evaluate(ClassifierImpl& model, const TensorSplit& split, double l2,
+                    std::vector<uint8_t>* predictions = nullptr) {
   torch::NoGradGuard no_grad;
   model.eval();
-  double loss_sum = 0;
-  int64_t correct = 0;
   const int64_t n = split.size();
-  for (int64_t start = 0; start < n; start += kEvalBatch) {
-    const int64_t end = std::min(n, start + kEvalBatch);
-    const at::Tensor x = split.x.slice(0, start, end).to(device);
-    const at::Tensor y = split.y.slice(0, start, end).to(device);
-    const at::Tensor logits = model.forward(x);
-    loss_sum += at::cross_entropy_loss(logits, y, {}, at::Reduction::Sum).item<double>();
+  const int64_t batches = (n + kEvalBatch - 1) / kEvalBatch;
+  const at::TensorOptions on_device = split.x.options();
+  at::Tensor losses = at::empty({batches}, on_device.dtype(at::kFloat));
+  at::Tensor right = at::empty({batches}, on_device.dtype(at::kLong));
+  std::vector<at::Tensor> classes;
+  for (int64_t b = 0; b < batches; ++b) {
+    const int64_t start = b * kEvalBatch, end = std::min(n, start + kEvalBatch);
+    const at::Tensor y = split.y.slice(0, start, end);
+    const at::Tensor logits = model.forward(split.x.slice(0, start, end));
+    losses[b].copy_(at::cross_entropy_loss(logits, y, {}, at::Reduction::Sum));
     const at::Tensor predicted = logits.argmax(1);
-    correct += predicted.eq(y).sum().item<int64_t>();
-    if (predictions != nullptr) {
-      const at::Tensor classes = predicted.to(at::kCPU).to(at::kByte).contiguous();
-      const uint8_t* p = classes.data_ptr<uint8_t>();
-      predictions->insert(predictions->end(), p, p + classes.numel());
-    }
+    right[b].copy_(predicted.eq(y).sum());
+    if (predictions != nullptr) classes.push_back(predicted.to(at::kByte));
   }
   const at::Tensor penalty = L2Penalty(model, l2);
   model.train();
+  const at::Tensor loss_sums = losses.to(at::kCPU).contiguous();
+  double loss_sum = 0;
+  for (int64_t b = 0; b < batches; ++b) loss_sum += static_cast<double>(loss_sums.data_ptr<float>()[b]);
+  const int64_t correct = right.sum().item<int64_t>();
+  if (predictions != nullptr && !classes.empty()) {
+    const at::Tensor all = at::cat(classes).to(at::kCPU).contiguous();
+    predictions->insert(predictions->end(), all.data_ptr<uint8_t>(),
+                        all.data_ptr<uint8_t>() + all.numel());
+  }
   return {loss_sum / static_cast<double>(n) + (penalty.defined() ? penalty.item<double>() : 0),
           static_cast<double>(correct) / static_cast<double>(n)};
 }
@@ -277,12 +268,10 @@ struct RunState {
   std::shared_ptr<ClassifierImpl> model;
   std::unique_ptr<torch::optim::Optimizer> optimizer;
   LrPolicy lr_policy;
-  // Augmented batches are assembled on the CPU from data.train.x; otherwise the whole
-  // training set moves to the device once (train_x stays undefined when augmenting).
-  at::Tensor train_x, train_y;
+  // Both splits on the device, moved there once (on the CPU, the same tensors as data's).
+  TensorSplit train, test;
   int64_t n = 0;        // training samples
   int64_t batches = 0;  // per epoch, the last one partial
-  std::vector<AugmentDraw> draws;  // the current batch's augmentation draws
 };
 
 // The model's fingerprint as it is now (initial or final), and its weights in
@@ -326,8 +315,8 @@ absl::Status BuildModel(RunState& s) {
   s.model->to(s.device);
   s.model->train();
   s.optimizer = MakeOptimizer(s.spec, *s.model);
-  s.train_x = s.spec.augment ? at::Tensor() : train.x.to(s.device);
-  s.train_y = train.y.to(s.device);
+  s.train = TensorSplit{train.x.to(s.device), train.y.to(s.device)};
+  s.test = TensorSplit{s.data.test.x.to(s.device), s.data.test.y.to(s.device)};
   s.n = train.size();
   s.batches = (s.n + s.spec.batch_size - 1) / s.spec.batch_size;
   return absl::OkStatus();
@@ -359,66 +348,51 @@ struct BatchTotals {
   std::string diverged;  // RunResult::diverged when a batch's loss was not finite
 };
 
-// One batch's inputs on the device, its digest appended to `digests`.
-at::Tensor BatchInputs(RunState& s, int epoch, int64_t* indices, int64_t size,
-                       const at::Tensor& index, std::vector<std::string>* digests) {
-  if (s.spec.augment) {
-    at::Tensor x = AugmentedBatch(s.data.train.x, indices, size, s.spec, epoch, &s.draws);
-    if (s.spec.fingerprints) {
-      digests->push_back(AugmentedBatchDigest(indices, s.draws.data(), static_cast<size_t>(size)));
-    }
-    return x.to(s.device);
-  }
-  if (s.spec.fingerprints) digests->push_back(BatchDigest(indices, static_cast<size_t>(size)));
-  return s.train_x.index_select(0, index);
-}
-
-// One optimizer step on (x, y); adds the batch's loss and correct count to `totals`
-// and returns the batch's loss.
-double Step(RunState& s, const at::Tensor& x, const at::Tensor& y, int64_t size,
-            BatchTotals* totals) {
+// One optimizer step on `batch`; its loss and correct count go to `metrics`.
+void Step(RunState& s, const EpochBatches::Batch& batch, int64_t index, BatchMetrics& metrics) {
   s.optimizer->zero_grad();
-  const at::Tensor logits = s.model->forward(x);
-  at::Tensor loss = at::cross_entropy_loss(logits, y);
+  const at::Tensor logits = s.model->forward(batch.x);
+  at::Tensor loss = at::cross_entropy_loss(logits, batch.y);
   if (const at::Tensor penalty = L2Penalty(*s.model, s.spec.l2); penalty.defined()) {
     loss = loss + penalty;
   }
   loss.backward();
   s.optimizer->step();
-  const double batch_loss = loss.item<double>();
-  totals->loss_sum += batch_loss * static_cast<double>(size);
-  totals->correct += logits.detach().argmax(1).eq(y).sum().item<int64_t>();
-  return batch_loss;
+  metrics.Record(index, loss, logits.detach().argmax(1).eq(batch.y).sum());
 }
 
 // Trains the epoch's batches in the order the shuffle seed gives; CANCELLED when the
 // caller asks to stop at a batch boundary. A batch whose loss is not finite ends the
-// epoch there with totals.diverged set: the weights it stepped to are no model, and
-// every later step would only carry the NaN on. The loss is the one Step reads anyway,
-// so a run that stays finite computes exactly what it did without the check.
+// epoch with totals.diverged set: the weights it stepped to are no model, and every
+// later step would only carry the NaN on. On the CPU the check follows every batch, so
+// the run stops at that batch; on a GPU it follows every kCudaCheckEvery batches (the
+// message still names the first such batch). A run that stays finite computes exactly
+// what it would without the check.
 absl::StatusOr<BatchTotals> TrainBatches(RunState& s, int epoch) {
-  std::vector<int64_t> order = EpochOrder(s.n, s.spec.shuffle_seed, epoch);
+  const EpochBatches batches(s.train.x, s.train.y, s.spec, epoch);
+  BatchMetrics metrics(s.batches, s.device);
+  const int64_t check_every = s.device.is_cpu() ? 1 : kCudaCheckEvery;
   BatchTotals totals;
   totals.digests.reserve(static_cast<size_t>(s.batches));
+  int64_t checked = 0;  // batches whose losses were found finite
   for (int64_t batch = 0; batch < s.batches; ++batch) {
     if (s.callbacks.should_stop && s.callbacks.should_stop()) {
       return absl::CancelledError(
           absl::StrCat("run stopped on request at epoch ", epoch, ", batch ", batch));
     }
-    const int64_t start = batch * s.spec.batch_size;
-    const int64_t size = std::min(s.spec.batch_size, s.n - start);
-    int64_t* indices = order.data() + start;
-    const at::Tensor index = at::from_blob(indices, {size}, at::kLong).to(s.device);
-    const at::Tensor x = BatchInputs(s, epoch, indices, size, index, &totals.digests);
-    const at::Tensor y = s.train_y.index_select(0, index);
-    const double loss = Step(s, x, y, size, &totals);
+    EpochBatches::Batch inputs = batches.Get(batch);
+    if (s.spec.fingerprints) totals.digests.push_back(std::move(inputs.digest));
+    Step(s, inputs, batch, metrics);
     if (s.callbacks.on_batch) s.callbacks.on_batch(epoch, batch + 1, s.batches);
-    if (!std::isfinite(loss)) {
-      totals.diverged =
-          absl::StrCat(kDivergedPrefix, "loss ", loss, " at epoch ", epoch, ", batch ", batch);
-      break;
+    if (batch + 1 - checked < check_every && batch + 1 < s.batches) continue;
+    if (auto bad = metrics.FirstNonFinite(checked, batch + 1)) {
+      totals.diverged = absl::StrCat(kDivergedPrefix, "loss ", bad->second, " at epoch ", epoch,
+                                     ", batch ", bad->first);
+      return totals;
     }
+    checked = batch + 1;
   }
+  metrics.Totals(batches, &totals.loss_sum, &totals.correct);
   return totals;
 }
 
@@ -441,7 +415,7 @@ absl::Status TrainEpoch(RunState& s, int epoch) {
   record.loss = totals.loss_sum / static_cast<double>(s.n);
   record.accuracy = static_cast<double>(totals.correct) / static_cast<double>(s.n);
   const bool last = epoch + 1 == spec.epochs;
-  const Evaluation val = Evaluate(*s.model, s.data.test, s.device, spec.l2,
+  const Evaluation val = Evaluate(*s.model, s.test, spec.l2,
                                   last && spec.keep_predictions ? &s.result.predictions : nullptr);
   if (!std::isfinite(val.loss)) {  // the last step left weights that overflow
     s.result.diverged =
