@@ -238,7 +238,7 @@ void ParseTraining(const Validator& v, const YAML::Node& t, TrainingSpec* out) {
   if (t["reduce_on_plateau"]) ParsePlateau(v, t["reduce_on_plateau"], out);
   if (t["augment"]) ParseAugment(v, t["augment"], out);
   if (t["batch_size"]) out->batch_size = v.Integer(t["batch_size"], "training.batch_size", 1, 65536);
-  if (t["optimizer"]) out->optimizer = v.OneOf(t["optimizer"], "training.optimizer", {"adam", "sgd"});
+  if (t["optimizer"]) out->optimizer = v.OneOf(t["optimizer"], "training.optimizer", {"adam", "adam-keras", "sgd"});
   if (t["lr"]) out->lr = v.Real(t["lr"], "training.lr", 0, 10, true);
   if (t["momentum"]) out->momentum = v.Real(t["momentum"], "training.momentum", 0, 0.9999, false);
 }

@@ -39,7 +39,7 @@ struct ModelSpec {
 
 struct TrainingSpec {
   int64_t batch_size = 128;
-  std::string optimizer = "adam";  // adam | sgd
+  std::string optimizer = "adam";  // adam (LibTorch's) | adam-keras (Keras 2.2.4's) | sgd
   double lr = 0.001;
   double momentum = 0.9;
   std::string lr_schedule = "constant";  // constant | keras-cifar10 (the study's)

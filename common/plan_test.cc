@@ -123,6 +123,19 @@ TEST(PlanTest, BadValuesAreNamed) {
   EXPECT_TRUE(absl::StrContains(ErrorOf("- a\n- b\n"), "expected a mapping"));
 }
 
+TEST(PlanTest, OptimizerIsOneOfTheEnginesThree) {
+  for (const char* name : {"adam", "adam-keras", "sgd"}) {
+    auto plan = ParsePlan(absl::StrCat("experiment: x\nruns: 1\nepochs: 1\ntraining: {optimizer: ",
+                                       name, "}\n"),
+                          "p.yaml");
+    ASSERT_TRUE(plan.ok()) << name << ": " << plan.status();
+    EXPECT_EQ(plan->training.optimizer, name);
+  }
+  EXPECT_EQ(ErrorOf("experiment: x\nruns: 1\nepochs: 1\ntraining: {optimizer: adamw}\n"),
+            "p.yaml:4:23: training.optimizer: expected one of adam, adam-keras, sgd, "
+            "got \"adamw\"");
+}
+
 TEST(PlanTest, NoopModelParses) {
   auto plan = ParsePlan("experiment: fleet-check\nruns: 100\nepochs: 1\nmodel: {kind: noop}\n",
                         "noop.yaml");
@@ -139,7 +152,7 @@ runs: 50
 epochs: 200
 dataset: {kind: cifar10, path: /data/cifar}
 model: {kind: resnet, version: 2, depth: 29}
-training: {batch_size: 32, optimizer: adam, lr: 0.001, lr_schedule: keras-cifar10,
+training: {batch_size: 32, optimizer: adam-keras, lr: 0.001, lr_schedule: keras-cifar10,
            reduce_on_plateau: true, augment: false}
 determinism: {deterministic_algorithms: false, cudnn_benchmark: true, device: cuda}
 exports: {weights: [initial, final]}
@@ -150,6 +163,7 @@ arms:
   EXPECT_EQ(plan->model.kind, "resnet");
   EXPECT_EQ(plan->model.depth, 29);
   EXPECT_DOUBLE_EQ(plan->model.l2, 1e-4);  // Keras's default for its ResNets
+  EXPECT_EQ(plan->training.optimizer, "adam-keras");
   EXPECT_EQ(plan->training.lr_schedule, "keras-cifar10");
   EXPECT_TRUE(plan->training.plateau);
   EXPECT_NEAR(plan->training.plateau_factor, 0.316227766, 1e-9);

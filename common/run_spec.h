@@ -30,7 +30,7 @@ struct RunSpec {
   double l2 = 0;            // L2 penalty on conv kernels, added to the loss (Keras: 1e-4)
   // Training
   int64_t batch_size = 128;
-  std::string optimizer = "adam";  // adam | sgd
+  std::string optimizer = "adam";  // adam (LibTorch's) | adam-keras (Keras 2.2.4's) | sgd
   double lr = 0.001;
   double momentum = 0.9;           // sgd only
   int epochs = 1;

@@ -49,7 +49,7 @@ dataset: {kind: cifar10, path: /data/cifar-10-batches-bin, train_limit: 0, test_
 model: {kind: resnet, version: 2, depth: 29, l2: 0.0001}
 training:
   batch_size: 32
-  optimizer: adam
+  optimizer: adam-keras
   lr: 0.001
   lr_schedule: keras-cifar10
   reduce_on_plateau: {factor: 0.31622776601683794, patience: 5, min_lr: 0.5e-6}

@@ -33,6 +33,7 @@
 #include "worker/engine/checkpoint.h"
 #include "worker/engine/environment.h"
 #include "worker/engine/fingerprint.h"
+#include "worker/engine/keras_adam.h"
 #include "worker/engine/models.h"
 #include "worker/engine/noop.h"
 #include "worker/engine/schedule.h"
@@ -90,9 +91,10 @@ absl::Status ValidateSpec(const RunSpec& spec) {
   if (!(spec.lr > 0)) {
     return absl::InvalidArgumentError(absl::StrCat("lr must be positive, got ", spec.lr));
   }
-  if (spec.optimizer != "adam" && spec.optimizer != "sgd") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "unknown optimizer \"", spec.optimizer, "\" (this engine has adam and sgd)"));
+  if (spec.optimizer != "adam" && spec.optimizer != "adam-keras" && spec.optimizer != "sgd") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown optimizer \"", spec.optimizer,
+                     "\" (this engine has adam, adam-keras and sgd)"));
   }
   if (spec.optimizer == "sgd" && !(spec.momentum >= 0)) {
     return absl::InvalidArgumentError(
@@ -221,6 +223,9 @@ std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(const RunSpec& spec,
   if (spec.optimizer == "sgd") {
     return std::make_unique<torch::optim::SGD>(
         model.parameters(), torch::optim::SGDOptions(spec.lr).momentum(spec.momentum));
+  }
+  if (spec.optimizer == "adam-keras") {
+    return std::make_unique<KerasAdam>(model.parameters(), KerasAdamOptions(spec.lr));
   }
   return std::make_unique<torch::optim::Adam>(model.parameters(),
                                               torch::optim::AdamOptions(spec.lr));

@@ -38,7 +38,7 @@ const std::vector<cli::FlagSpec>& Flags() {
       {"l2", true, "L2 penalty on conv kernels (default 1e-4 for resnet, else 0)", "X"},
       {"epochs", true, "epochs (default 1)", "N"},
       {"batch-size", true, "batch size (default 128)", "N"},
-      {"optimizer", true, "adam (default) or sgd", "NAME"},
+      {"optimizer", true, "adam (default, LibTorch's), adam-keras (Keras 2.2.4's) or sgd", "NAME"},
       {"lr", true, "learning rate (default 0.001)", "X"},
       {"momentum", true, "sgd momentum (default 0.9)", "X"},
       {"lr-schedule", true, "constant (default) or keras-cifar10", "NAME"},
