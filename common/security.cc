@@ -75,6 +75,14 @@ absl::Status CheckToken(const std::string& token, const std::string& where) {
 
 }  // namespace
 
+std::string SlotOwner(const std::string& name) {
+  const size_t colon = name.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == name.size()) return name;
+  const bool digits = std::all_of(name.begin() + static_cast<std::ptrdiff_t>(colon) + 1, name.end(),
+                                  [](char c) { return c >= '0' && c <= '9'; });
+  return digits ? name.substr(0, colon) : name;
+}
+
 std::string TrimToken(std::string_view text) {
   const size_t begin = text.find_first_not_of(" \t\r\n");
   if (begin == std::string_view::npos) return "";
@@ -151,7 +159,7 @@ grpc::Status Authenticator::CheckName(const grpc::ServerContextBase& ctx,
   const std::vector<std::string> pem = PeerProperty(ctx, GRPC_X509_PEM_CERT_PROPERTY_NAME);
   if (!pem.empty() && CertificateDer(pem.front()) == own_certificate_der_) return grpc::Status::OK;
   const std::vector<std::string> names = PeerCertificateNames(ctx);
-  if (std::find(names.begin(), names.end(), name) != names.end()) return grpc::Status::OK;
+  if (std::find(names.begin(), names.end(), SlotOwner(name)) != names.end()) return grpc::Status::OK;
   return grpc::Status(
       grpc::StatusCode::PERMISSION_DENIED,
       absl::StrCat("worker name \"", absl::CHexEscape(name),

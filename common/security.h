@@ -65,6 +65,11 @@ std::string SecretHash(const std::string& secret);
 // DNS names of its subjectAltName; none without a client certificate.
 std::vector<std::string> PeerCertificateNames(const grpc::ServerContextBase& ctx);
 
+// The worker a slot's name belongs to: "NAME" for "NAME:k" (k all digits; worker/slots.h),
+// else `name` itself. Neither DNS names nor certificate CNs as issued contain ':', so a
+// certificate for NAME covers exactly NAME and its slots.
+std::string SlotOwner(const std::string& name);
+
 enum class Role { kNone, kWorker, kAdmin };
 
 class Authenticator {
@@ -89,7 +94,8 @@ class Authenticator {
   grpc::Status CheckHeader(const std::string* authorization, Role needed) const;
 
   // OK when the caller may act as worker `name`: always without name binding; with it,
-  // only when `name` is one of PeerCertificateNames (PERMISSION_DENIED otherwise).
+  // only when `name`, or the worker whose slot it is (SlotOwner), is one of
+  // PeerCertificateNames (PERMISSION_DENIED otherwise).
   grpc::Status CheckName(const grpc::ServerContextBase& ctx, const std::string& name) const;
 
  private:

@@ -296,5 +296,86 @@ TEST_F(IntegrationTest, CommandLineErrorsExitTwo) {
   EXPECT_TRUE(absl::StrContains(no_scores.err, missing_csv)) << no_scores.err;
 }
 
+// ---------------------------------------------------------------------------------------
+// worker --slots N: N runs at once, each slot its own process and registered name, and
+// packing changes no run's fingerprints.
+
+// Each done run's final weight hash, by "arm#index".
+std::map<std::string, std::string> FinalHashes(const std::string& db) {
+  Db store(db);
+  std::map<std::string, std::string> out;
+  for (const auto& row : store.Rows("SELECT r.arm || '#' || r.idx, a.final_hash FROM runs r "
+                                    "JOIN attempts a ON a.id = r.result_attempt")) {
+    out[row[0]] = row[1];
+  }
+  return out;
+}
+
+TEST_F(IntegrationTest, SlotsTrainRunsAtOnceAndPackingChangesNoFingerprint) {
+  const std::string plan = Path("plan.yaml");
+  WriteFile(plan, PlanText("slots", 4, 1, 1200, 100));
+  std::map<std::string, std::string> hashes[2];
+  for (int packed = 0; packed < 2; ++packed) {
+    const std::string db = Path(absl::StrCat("slots-", packed, ".db"));
+    Coordinator c;
+    ASSERT_TRUE(StartCoordinator({"--plan", plan, "--db", db}, absl::StrCat("c", packed), &c));
+    std::vector<std::string> argv = {kWorker, "--coordinator", c.address, "--name", "w",
+                                     "--threads", "1"};
+    if (packed == 1) argv.insert(argv.end(), {"--slots", "2"});
+    ChildProcess* worker = Spawn(argv, absl::StrCat("w", packed));
+    ASSERT_NE(worker, nullptr);
+    ASSERT_TRUE(worker->Wait(180s)) << "the worker did not finish the experiment";
+    EXPECT_EQ(worker->exit_code(), 0) << ReadFile(worker->stderr_path());
+    hashes[packed] = FinalHashes(db);
+    EXPECT_EQ(hashes[packed].size(), 8u);
+    if (packed == 0) continue;
+
+    Db store(db);
+    EXPECT_EQ(store.Text("SELECT group_concat(name, ',') FROM (SELECT name FROM workers "
+                         "ORDER BY name)"),
+              "w:1,w:2");
+    EXPECT_EQ(store.Text("SELECT COUNT(DISTINCT worker) FROM attempts WHERE outcome = 'done'"),
+              "2");
+    // Two runs of the two slots overlapped in time: packed, not taking turns.
+    EXPECT_NE(store.Text("SELECT COUNT(*) FROM attempts a JOIN attempts b ON a.worker < b.worker "
+                         "WHERE a.started_ms < b.ended_ms AND b.started_ms < a.ended_ms"),
+              "0");
+    const std::string log = ReadFile(worker->stderr_path());
+    EXPECT_TRUE(absl::StrContains(log, "started 2 of 2 slots")) << log;
+  }
+  EXPECT_EQ(hashes[1], hashes[0]) << "a packed run's weights differ from the same run alone";
+}
+
+TEST_F(IntegrationTest, SigtermToASlottedWorkerDrainsEverySlotAndLosesNoRun) {
+  const std::string plan = Path("plan.yaml"), db = Path("drain.db");
+  WriteFile(plan, PlanText("drain", 4, 20, 6000, 100));
+  Coordinator c;
+  ASSERT_TRUE(StartCoordinator({"--plan", plan, "--db", db}, "coordinator", &c));
+  ChildProcess* worker = Spawn({kWorker, "--coordinator", c.address, "--name", "w", "--slots",
+                                "2", "--threads", "1"},
+                               "worker");
+  ASSERT_NE(worker, nullptr);
+  const std::vector<std::string> remote = {"--coordinator", c.address};
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto status = Status(remote);
+        return status && status->at("runs").at("running").get<int>() == 2;
+      },
+      60s))
+      << "the two slots did not both start a run";
+  worker->Signal(SIGTERM);
+  ASSERT_TRUE(worker->Wait(30s)) << "the slots did not drain within 30 s";
+  EXPECT_EQ(worker->exit_code(), 0) << ReadFile(worker->stderr_path());
+  auto status = Status(remote);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(status->at("runs").at("running"), 0) << status->dump();
+  EXPECT_EQ(status->at("runs").at("failed"), 0) << status->dump();
+  EXPECT_EQ(status->at("runs").at("pending").get<int>() + status->at("runs").at("done").get<int>(),
+            8)
+      << status->dump();
+  Db store(db);
+  EXPECT_EQ(store.Text("SELECT COUNT(*) FROM attempts WHERE outcome = 'released'"), "2");
+}
+
 }  // namespace
 }  // namespace repro::testing

@@ -451,8 +451,8 @@ TEST_F(TlsTest, MutualTlsNeedsAClientCertificateFromTheCa) {
   EXPECT_FALSE(Healthy());
 }
 
-// With mutual TLS a worker is the name its certificate gives it (CN or DNS name): a
-// worker with the worker token and its own certificate cannot register, lease or report
+// With mutual TLS a worker is the name its certificate gives it (CN or DNS name), or
+// one of that name's slots (NAME:k): a worker with the worker token and its own certificate cannot register, lease or report
 // under another worker's name, even with that worker's lease secret.
 TEST_F(TlsTest, WithMutualTlsAWorkerIsTheNameItsCertificateGives) {
   StartCoordinator({"--tls-cert", pki_ + "/server.pem", "--tls-key", pki_ + "/server.key",
@@ -466,6 +466,11 @@ TEST_F(TlsTest, WithMutualTlsAWorkerIsTheNameItsCertificateGives) {
   EXPECT_EQ(RegisterAs(*peer, "repro-worker"), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(RegisterAs(*peer, "peer-worker"), grpc::StatusCode::OK);
   EXPECT_EQ(RegisterAs(*peer, "gpu-7.repro.test"), grpc::StatusCode::OK);  // its DNS name
+  // Its slots (worker --slots) are its own; another's slots and look-alikes are not.
+  EXPECT_EQ(RegisterAs(*peer, "peer-worker:2"), grpc::StatusCode::OK);
+  EXPECT_EQ(RegisterAs(*peer, "repro-worker:2"), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(RegisterAs(*peer, "peer-worker:2x"), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(RegisterAs(*peer, "peer-worker:"), grpc::StatusCode::PERMISSION_DENIED);
   v1::LeaseRequest lease;
   lease.set_worker("repro-worker");
   v1::LeaseResponse lease_resp;
@@ -526,7 +531,7 @@ TEST_F(TlsTest, AWorkerWithTheWrongCaExitsSayingWhy) {
                    Client(false), "repro.test");
   testing::CommandResult r = RunClient(REPRO_WORKER_BIN, {"--tls-ca", pki_ + "/other.pem"});
   EXPECT_FALSE(r.timed_out) << "the worker kept retrying:\n" << r.err;
-  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_EQ(r.code, 4) << r.err;  // cli::kExitCannotWork: no restart helps
   EXPECT_TRUE(absl::StrContains(r.err, absl::StrCat("exiting with an error: the certificate of "
                                                     "the coordinator at 127.0.0.1:", port_,
                                                     " is not trusted")))

@@ -3,9 +3,12 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
+#include <string>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -14,6 +17,7 @@
 #include "worker/daemon.h"
 #include "worker/engine/engine.h"
 #include "worker/scheduled_events.h"
+#include "worker/slots.h"
 
 namespace {
 
@@ -24,7 +28,8 @@ void OnSignal(int sig) { g_signal.store(sig); }
 const std::vector<repro::cli::FlagSpec> kFlags = {
     {"coordinator", true, "coordinator address (default $REPRO_COORDINATOR)", "HOST:PORT"},
     {"name", true, "worker name, unique per process (default HOST-PID)", "NAME"},
-    {"threads", true, "intra-op threads when the plan leaves them unset (default: all cores)", "N"},
+    {"slots", true, "train N runs at once, each in its own process named NAME:1..NAME:N (default 1)", "N"},
+    {"threads", true, "intra-op threads when the plan leaves them unset (default: all cores, / N with --slots)", "N"},
     {"artifacts", true, "folder for exported weights (default ./artifacts)", "DIR"},
     {"stay", false, "keep waiting for runs after the experiment finished"},
     {"token-file", true, "the coordinator's token (default $REPRO_TOKEN)", "PATH"},
@@ -56,7 +61,7 @@ int Run(int argc, char** argv) {
   auto args = cli::Parse(argc, argv, kFlags);
   if (!args.ok()) return cli::Fail(kProgram, std::string(args.status().message()), cli::kExitUsage);
   if (args->Has("help")) {
-    std::fputs(cli::Usage("worker --coordinator HOST:PORT [--name NAME] [--threads N] [--artifacts DIR] [--stay]", kFlags).c_str(), stdout);
+    std::fputs(cli::Usage("worker --coordinator HOST:PORT [--name NAME] [--slots N] [--threads N] [--artifacts DIR] [--stay]", kFlags).c_str(), stdout);
     return cli::kExitOk;
   }
   if (!args->positional.empty()) {
@@ -68,11 +73,19 @@ int Run(int argc, char** argv) {
   if (options.coordinator.empty()) {
     return cli::Fail(kProgram, "give --coordinator HOST:PORT or set REPRO_COORDINATOR", cli::kExitUsage);
   }
+  std::string slot_error;
+  const std::optional<repro::Slot> slot = repro::SlotFromEnvironment(&slot_error);
+  if (!slot_error.empty()) return cli::Fail(kProgram, slot_error, cli::kExitUsage);
+  auto slots = args->GetInt("slots", 1, 1, 64);
+  if (!slots.ok()) return cli::Fail(kProgram, std::string(slots.status().message()), cli::kExitUsage);
   char host[256] = {0};
   gethostname(host, sizeof host - 1);
-  options.name = args->Get("name", absl::StrCat(host, "-", getpid()));
+  // A slot's default name is its supervisor's, so that all slots share one.
+  options.name = args->Get("name", absl::StrCat(host, "-", slot ? getppid() : getpid()));
+  if (slot) options.name = repro::SlotName(options.name, *slot);
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  auto threads = args->GetInt("threads", cores, 1, 1024);
+  const int per_slot = std::max(1, cores / (slot ? slot->count : static_cast<int>(*slots)));
+  auto threads = args->GetInt("threads", per_slot, 1, 1024);
   if (!threads.ok()) return cli::Fail(kProgram, std::string(threads.status().message()), cli::kExitUsage);
   options.threads = static_cast<int>(*threads);
   options.stay = args->Has("stay");
@@ -95,6 +108,7 @@ int Run(int argc, char** argv) {
   signal(SIGINT, OnSignal);
   signal(SIGTERM, OnSignal);
   signal(SIGPIPE, SIG_IGN);
+  if (!slot && *slots > 1) return repro::RunSlots(argv, static_cast<int>(*slots), &g_signal);
   repro::SteadySleeper sleeper;
   repro::WorkerDaemon daemon(
       options, repro::v1::WorkerService::NewStub(CoordinatorChannel(options.coordinator, *credentials)),
