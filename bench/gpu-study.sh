@@ -59,20 +59,12 @@ fashion=${REPRO_FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
 
 # --- build ------------------------------------------------------------------------------
 started=$SECONDS
-if [[ -n $deps ]]; then
-  "$here/deploy/gpu/build-worker.sh" --all --deps "$deps" --build "$build" > "$build.log" 2>&1 ||
-    { echo "gpu-study.sh: building failed (see $build.log)" >&2; tail -20 "$build.log" >&2; exit 1; }
-else
-  # shellcheck source=bench/lib.sh
-  source "$here/bench/lib.sh"
-  mkdir -p "$build"
-  bench_build gpu-study.sh "$build" gpu-study.build.log coordinator worker reproctl
-fi
-bin() { find "$build" -type f -name "$1" -perm -u+x | head -n 1; }
-coordinator=$(bin coordinator) worker=$(bin worker) reproctl=$(bin reproctl)
-for b in coordinator worker reproctl; do
-  [[ -n ${!b} ]] || { echo "gpu-study.sh: no $b built under $build" >&2; exit 1; }
-done
+# Set by bench/lib.sh's service_build and start_coordinator.
+# shellcheck disable=SC2034
+coordinator="" worker="" reproctl="" coordinator_pid="" address=""
+# shellcheck source=bench/lib.sh
+source "$here/bench/lib.sh"
+service_build gpu-study.sh "$build" "$deps"
 echo "built in $(( SECONDS - started )) s: $coordinator"
 
 # --- data and plan ----------------------------------------------------------------------
@@ -100,12 +92,7 @@ echo "$device: 4 arms x $runs runs x $epochs epochs x $train images, $slots slot
 if [[ $device == cuda ]] && command -v nvidia-smi > /dev/null; then
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 fi
-"$coordinator" --plan "$work/plan.yaml" --db "$work/study.db" --listen 127.0.0.1:0 \
-    --port-file "$work/port" --exit-when-done > "$work/coordinator.log" 2>&1 &
-coordinator_pid=$!
-for _ in $(seq 300); do [[ -s $work/port ]] && break; sleep 0.1; done
-[[ -s $work/port ]] || { echo "gpu-study.sh: the coordinator did not start" >&2; tail "$work/coordinator.log" >&2; exit 1; }
-address=127.0.0.1:$(cat "$work/port")
+start_coordinator gpu-study.sh "$work" --plan "$work/plan.yaml" --db "$work/study.db"
 started=$SECONDS
 "$worker" --coordinator "$address" --name study --slots "$slots" --threads "$threads" \
     --artifacts "$work/artifacts" > "$work/worker.log" 2>&1 &
