@@ -26,9 +26,10 @@
 #       DIR/lib/libz.so*               optional: else the host's libz.so / libz.so.1
 #     for example Debian 12's files copied from /usr/include and
 #     /usr/lib/x86_64-linux-gnu (the host needs a glibc and libstdc++ at least as new).
-#   It configures with REPRO_WORKER_ONLY=ON and REPRO_BUILD_SERVICES=OFF (no gRPC,
-#   SQLite, yaml-cpp or nlohmann_json), and deploy/gpu/lib.sh (shared with
-#   deploy/gpu/build-worker.sh) hands CMake stand-ins where needed: for Abseil from a
+#   It builds with bench/lib.sh's engine_build (REPRO_BUILD_SERVICES=OFF: no gRPC or
+#   SQLite; empty stand-ins for yaml-cpp and nlohmann_json, which repro-train does not
+#   use), and deploy/gpu/lib.sh (shared with deploy/gpu/build-worker.sh) hands CMake
+#   stand-ins where needed: for Abseil from a
 #   loose REPRO_DEPS, for xxHash without pkg-config, and, when the pip torch's own CMake
 #   config needs a CUDA toolkit the host lacks, for LibTorch itself (its include and lib
 #   folders, linked with --no-as-needed so libtorch_cuda loads).
@@ -72,44 +73,12 @@ if [[ $device == cpu ]]; then
 fi
 build=${build:-$here/build-gpu-bench}
 jobs=${jobs:-$(nproc)}
-mkdir -p "$build"
-log="$build/configure.log"
 
-# ---------------------------------------------------------------- CMake
-# shellcheck source=deploy/gpu/lib.sh
-. "$here/deploy/gpu/lib.sh"
-stubs="$build/cmake-stubs"
-gpu_force_standins=${REPRO_BENCH_FORCE_STUBS:-0}
-cmake_args=(-S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Release -DREPRO_WORKER_ONLY=ON
-            -DREPRO_BUILD_SERVICES=OFF)
-command -v ninja >/dev/null 2>&1 && cmake_args+=(-G Ninja)
-prefixes=()
-if [[ -n ${CMAKE_PREFIX_PATH:-} ]]; then  # a LibTorch unpacked somewhere
-  torch_prefix=$CMAKE_PREFIX_PATH torch_root=""
-  prefixes+=("$torch_prefix")
-else
-  gpu_locate_torch ""
-fi
-# REPRO_BENCH_TORCH_ROOT: a folder with include/ and lib/ for the stand-in (tests).
-[[ -n ${REPRO_BENCH_TORCH_ROOT:-} ]] && torch_root=$REPRO_BENCH_TORCH_ROOT
-echo "LibTorch: ${torch_prefix:-the system default}"
-deps=""
-[[ -n ${REPRO_DEPS:-} ]] && gpu_use_deps "$REPRO_DEPS" "$here"
-gpu_standin_xxhash "$deps"
-
-echo "configuring in $build (log: $log)"
-gpu_configure_torch "$log" "$build" || exit 1
-echo "building repro-train (-j$jobs)"
-if ! cmake --build "$build" --target repro-train -j "$jobs" > "$build/build.log" 2>&1; then
-  echo "gpu-determinism.sh: the build failed; the end of $build/build.log:" >&2
-  tail -n 30 "$build/build.log" >&2
-  exit 1
-fi
+# ---------------------------------------------------------------- build
+# shellcheck source=bench/lib.sh
+source "$here/bench/lib.sh"
+engine_build gpu-determinism.sh "$build" "$jobs" repro-train
 train_bin="$build/worker/engine/repro-train"
-if [[ -n $deps ]]; then  # RPATH covers them too; this is for libraries found indirectly
-  deps_lib_dirs=$(find "$deps" -name '*.so*' -printf '%h\n' | sort -u | paste -sd: -)
-  export LD_LIBRARY_PATH="$deps_lib_dirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-fi
 
 # ---------------------------------------------------------------- data
 data="$build/bench-data/cifar-synthetic-$train-$test_records"

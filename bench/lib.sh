@@ -55,3 +55,70 @@ start_coordinator() {
   # shellcheck disable=SC2034
   address=127.0.0.1:$(cat "$dir/port")
 }
+
+# engine_build SCRIPT BUILD_DIR JOBS TARGET... [-- CMAKE_ARG...]: builds engine-side
+# TARGETs (repro-train, train_bench) without the services, so a GPU host needs only
+# LibTorch, Abseil, xxHash's header and zlib: LibTorch from CMAKE_PREFIX_PATH (a
+# LibTorch unpacked somewhere), else python3's torch, else the system's; what the host
+# lacks from REPRO_DEPS (a loose folder or pack-deps.sh's); the stand-ins of
+# deploy/gpu/lib.sh (shared with deploy/gpu/build-worker.sh) where a config cannot load,
+# and empty ones for what these targets do not use (yaml-cpp, nlohmann_json, Google
+# Benchmark). REPRO_BENCH_FORCE_STUBS=1 forces the stand-ins and REPRO_BENCH_TORCH_ROOT
+# names LibTorch's folders for them (tests). Exits with a message naming SCRIPT and the
+# log on failure; sets deps and puts REPRO_DEPS's libraries on LD_LIBRARY_PATH.
+engine_build() {
+  local script=$1 build_dir=$2 jobs=$3 here
+  shift 3
+  local targets=() extra=()
+  while [[ $# -gt 0 && $1 != -- ]]; do targets+=("$1"); shift; done
+  [[ $# -gt 0 ]] && shift
+  extra=("$@")
+  here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  mkdir -p "$build_dir"
+  build_dir=$(cd "$build_dir" && pwd)
+  # shellcheck source=deploy/gpu/lib.sh
+  . "$here/deploy/gpu/lib.sh"
+  # deploy/gpu/lib.sh's functions work on these globals.
+  stubs="$build_dir/cmake-stubs"
+  gpu_force_standins=${REPRO_BENCH_FORCE_STUBS:-0}
+  cmake_args=(-S "$here" -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DREPRO_BUILD_SERVICES=OFF
+              -DREPRO_BUILD_TESTS=OFF)
+  prefixes=()
+  command -v ninja > /dev/null 2>&1 && cmake_args+=(-G Ninja)
+  local package target
+  for package in yaml-cpp:yaml-cpp nlohmann_json:nlohmann_json::nlohmann_json \
+                 benchmark:benchmark::benchmark; do
+    target=${package#*:} package=${package%%:*}
+    mkdir -p "$stubs/$package"
+    printf '# Stand-in: the engine-side targets do not use %s (bench/lib.sh).\nif(NOT TARGET %s)\n  add_library(%s INTERFACE IMPORTED)\nendif()\n' \
+      "$package" "$target" "$target" > "$stubs/$package/${package}Config.cmake"
+    printf 'set(PACKAGE_VERSION 99)\nset(PACKAGE_VERSION_COMPATIBLE TRUE)\n' \
+      > "$stubs/$package/${package}ConfigVersion.cmake"
+    cmake_args+=("-D${package}_DIR=$stubs/$package")
+  done
+  if [[ -n ${CMAKE_PREFIX_PATH:-} ]]; then
+    torch_prefix=$CMAKE_PREFIX_PATH torch_root=""
+    prefixes+=("$torch_prefix")
+  else
+    gpu_locate_torch ""
+  fi
+  [[ -n ${REPRO_BENCH_TORCH_ROOT:-} ]] && torch_root=$REPRO_BENCH_TORCH_ROOT
+  echo "LibTorch: ${torch_prefix:-the system default}"
+  deps=""
+  [[ -n ${REPRO_DEPS:-} ]] && gpu_use_deps "$REPRO_DEPS" "$here"
+  gpu_standin_xxhash "$deps"
+  cmake_args+=(${extra[@]+"${extra[@]}"})
+  echo "configuring in $build_dir (log: $build_dir/configure.log)"
+  gpu_configure_torch "$build_dir/configure.log" "$build_dir" || exit 1
+  echo "building ${targets[*]} (-j$jobs)"
+  if ! cmake --build "$build_dir" --target "${targets[@]}" -j "$jobs" > "$build_dir/build.log" 2>&1; then
+    echo "$script: the build failed; the end of $build_dir/build.log:" >&2
+    tail -n 30 "$build_dir/build.log" >&2
+    exit 1
+  fi
+  if [[ -n $deps ]]; then  # RPATH covers them too; this is for libraries found indirectly
+    local deps_lib_dirs
+    deps_lib_dirs=$(find "$deps" -name '*.so*' -printf '%h\n' | sort -u | paste -sd: -)
+    export LD_LIBRARY_PATH="$deps_lib_dirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  fi
+}

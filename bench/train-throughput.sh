@@ -21,7 +21,8 @@
 #
 # Needs: a build with -DREPRO_BUILD_BENCH=ON (the script configures DIR, default
 # build-bench, when it has no CMakeCache.txt, and builds train_bench), /usr/bin/python3
-# with python3-torch and python3-numpy, Debian's dataset-fashion-mnist.
+# with python3-torch (NumPy is not used), Debian's dataset-fashion-mnist.
+# The GPU counterpart, engine against Python on one GPU: bench/gpu-throughput.sh.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

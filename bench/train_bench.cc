@@ -1,16 +1,30 @@
-// train_bench: the engine's side of bench/train-throughput.sh. Trains one run with
-// TrainRun (the worker's own code path) and prints one JSON line per epoch with the
-// training throughput measured from the engine's own per-batch callback:
+// train_bench: the engine's side of bench/train-throughput.sh (CPU) and
+// bench/gpu-throughput.sh (--device cuda). Trains one run with TrainRun (the worker's
+// own code path) and prints one JSON line per epoch with the training throughput
+// measured from the engine's own callbacks:
+//   train_seconds: the epoch's training, timed whole: from the end of the previous
+//     epoch's callback (for epoch 0, from before TrainRun: it includes the set-up, and
+//     the drivers leave it out) to the end of the epoch's last batch, with
+//     torch::cuda::synchronize() at both ends on a GPU (the device is idle at the
+//     first already: the previous epoch's validation and weight hash read from it).
+//     That is the order and its move to the device, every gather and step, the batch
+//     digests and the finiteness checks; not the validation or the weight hash.
+//     train_images_per_second = the epoch's images / train_seconds, mean_step_seconds
+//     = train_seconds / steps. The Python side times the same span.
 //   median_step_seconds: the median duration of the loop's iterations over full
 //     batches, the first left out (it pays for one-time allocations), as on the Python
-//     side; images_per_second = batch size / that median;
+//     side; images_per_second = batch size / that median (the CPU's figure: on a GPU
+//     the end of a step on the host is not the end of its work);
 //   median_step_cpu_seconds, images_per_cpu_second: the same in the training thread's
 //     CPU time (user + system), which other processes on a shared machine disturb less;
 //   steady_seconds: the wall time from the end of batch 1 to the end of the last;
 //   epoch_seconds: EpochRecord::seconds (the order, every step, the validation pass
 //     and the per-epoch fingerprints).
 // --no-fingerprints turns off the per-batch digests and per-epoch weight hashes
-// (RunSpec::fingerprints, a benchmark-only switch). --shapes prints the model's
+// (RunSpec::fingerprints, a benchmark-only switch). --device, --deterministic,
+// --nondeterministic and --cudnn-benchmark are RunSpec's. --order prints the sample
+// order of each epoch (shuffle.h's EpochOrder for --train-limit samples, shuffle seed
+// 0, as the run uses) for checking the Python side's and exits. --shapes prints the model's
 // parameter and buffer names and shapes (for checking the Python models against the
 // engine's, layer for layer) and exits; --fingerprint-cost times one epoch's
 // fingerprint work alone (the per-epoch weight hash and every per-batch digest).
@@ -23,6 +37,7 @@
 #include <string>
 #include <vector>
 
+#include <torch/cuda.h>
 #include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
@@ -71,7 +86,12 @@ const std::vector<repro::cli::FlagSpec>& Flags() {
       {"batch-size", true, "batch size (default 128)", "N"},
       {"threads", true, "intra-op threads (default 1)", "N"},
       {"epochs", true, "epochs (default 2)", "N"},
+      {"device", true, "cpu (default) or cuda", "D"},
+      {"deterministic", false, "deterministic algorithms (the default)"},
+      {"nondeterministic", false, "allow non-deterministic algorithms"},
+      {"cudnn-benchmark", false, "let cuDNN benchmark and pick algorithms"},
       {"no-fingerprints", false, "no per-batch digests, no per-epoch weight hashes"},
+      {"order", false, "print each epoch's sample order (JSON), then exit"},
       {"shapes", false, "print parameter and buffer names and shapes, then exit"},
       {"fingerprint-cost", false,
        "time one epoch's fingerprint work alone (the weight hash, every batch digest and "
@@ -114,6 +134,27 @@ int Main(int argc, char** argv) {
   spec.epochs = static_cast<int>(*args->GetInt("epochs", 2, 1, 1000));
   spec.fingerprints = !args->Has("no-fingerprints");
   spec.keep_predictions = true;
+  spec.device = args->Get("device", "cpu");
+  if (args->Has("deterministic") && args->Has("nondeterministic")) {
+    return repro::cli::Fail("train_bench",
+                            "--deterministic and --nondeterministic exclude each other", 2);
+  }
+  spec.deterministic_algorithms = !args->Has("nondeterministic");
+  spec.cudnn_benchmark = args->Has("cudnn-benchmark");
+  const bool cuda = spec.device == "cuda";
+
+  if (args->Has("order")) {
+    std::string out = "[";
+    for (int e = 0; e < spec.epochs; ++e) {
+      absl::StrAppend(&out, e ? "," : "", "[");
+      const std::vector<int64_t> order =
+          repro::engine::EpochOrder(spec.train_limit, spec.shuffle_seed, e);
+      for (size_t i = 0; i < order.size(); ++i) absl::StrAppend(&out, i ? "," : "", order[i]);
+      absl::StrAppend(&out, "]");
+    }
+    std::printf("%s]\n", out.c_str());
+    return 0;
+  }
 
   if (args->Has("shapes")) {
     repro::engine::InputShape shape;
@@ -162,10 +203,16 @@ int Main(int argc, char** argv) {
     return 0;
   }
 
+  if (spec.train_limit <= 0) {
+    // The figures are per image: the count must be known (the data must have that many).
+    return repro::cli::Fail("train_bench", "give --train-limit N (N > 0): the epoch's images", 2);
+  }
   std::vector<Clock::time_point> ends;  // end of each batch of the current epoch
   std::vector<double> cpu_ends;          // the training thread's CPU time then
   std::vector<long> faults;              // the process's minor page faults then
   int64_t batches_per_epoch = 0;
+  // The epoch's training, timed whole (see the top of the file).
+  Clock::time_point epoch_start = Clock::now(), train_end = epoch_start;
   repro::engine::Callbacks callbacks;
   callbacks.on_batch = [&](int, int64_t batch, int64_t batches) {
     if (batch == 1) ends.clear(), cpu_ends.clear(), faults.clear();
@@ -173,6 +220,10 @@ int Main(int argc, char** argv) {
     ends.push_back(Clock::now());
     cpu_ends.push_back(ThreadCpuSeconds());
     batches_per_epoch = batches;
+    if (batch == batches) {
+      if (cuda) torch::cuda::synchronize();
+      train_end = Clock::now();
+    }
   };
   callbacks.on_epoch = [&](const repro::EpochRecord& e) {
     // Full batches after the first: the durations of loop iterations 2..N (the last,
@@ -191,18 +242,29 @@ int Main(int argc, char** argv) {
                                 static_cast<double>(faults.size() - 1)
                           : 0.0;
     const double steady = std::chrono::duration<double>(ends.back() - ends.front()).count();
+    const double train_seconds = std::chrono::duration<double>(train_end - epoch_start).count();
+    const auto images = static_cast<double>(spec.train_limit);
     std::printf(
         "{\"side\":\"engine\",\"fingerprints\":%s,\"epoch\":%d,\"steps\":%lld,"
+        "\"device\":\"%s\",\"deterministic\":%s,\"images\":%lld,\"train_seconds\":%.6f,"
+        "\"train_images_per_second\":%.3f,\"mean_step_seconds\":%.9f,"
         "\"median_step_seconds\":%.6f,\"images_per_second\":%.3f,\"median_step_cpu_seconds\":%.6f,"
         "\"images_per_cpu_second\":%.3f,\"page_faults_per_step\":%.1f,\"steady_seconds\":%.6f,"
         "\"epoch_seconds\":%.6f,\"loss\":%.9g,\"batch_digest\":\"%s\",\"weights_hash\":\"%s\"}\n",
         spec.fingerprints ? "true" : "false", e.epoch,
-        static_cast<long long>(batches_per_epoch), median,
+        static_cast<long long>(batches_per_epoch), spec.device.c_str(),
+        spec.deterministic_algorithms ? "true" : "false",
+        static_cast<long long>(spec.train_limit),
+        train_seconds, train_seconds > 0 ? images / train_seconds : 0.0,
+        batches_per_epoch > 0 ? train_seconds / static_cast<double>(batches_per_epoch) : 0.0,
+        median,
         median > 0 ? static_cast<double>(spec.batch_size) / median : 0.0, cpu_median,
         cpu_median > 0 ? static_cast<double>(spec.batch_size) / cpu_median : 0.0, faults_per_step,
         steady, e.seconds,
         e.loss, e.batch_digest.c_str(), e.weights_hash.c_str());
     std::fflush(stdout);
+    if (cuda) torch::cuda::synchronize();  // idle already (see the top of the file)
+    epoch_start = Clock::now();
   };
   auto result = repro::engine::TrainRun(spec, callbacks);
   if (!result.ok()) return repro::cli::Fail("train_bench", std::string(result.status().message()), 1);

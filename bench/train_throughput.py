@@ -1,25 +1,53 @@
 #!/usr/bin/python3
-"""The Python side of bench/train-throughput.sh: PyTorch's Python front end (Debian's
-python3-torch, the same LibTorch the engine links) training the engine's models on
-the same data, batch size and thread count, doing the same work per step as the
-engine's loop (worker/engine/engine.cc):
+"""The Python side of bench/train-throughput.sh (CPU) and bench/gpu-throughput.sh
+(--device cuda): PyTorch's Python front end training the engine's models on the same
+data, batch size, recipe and thread count, doing the same work per epoch and step as
+the engine's loop (worker/engine/engine.cc, batches.cc):
 
-    x, y = train_x.index_select(0, idx), train_y.index_select(0, idx)
-    optimizer.zero_grad(); logits = model(x); loss = cross_entropy(logits, y)
-    (+ the L2 penalty on conv kernels for the ResNets, as the engine adds it)
-    loss.backward(); optimizer.step()
-    loss_sum += loss.item() * size; correct += (logits.argmax(1) == y).sum().item()
+    the training and test sets on the device, moved there once;
+    per epoch: the engine's sample order (shuffle.cc's EpochOrder, written here in
+    Python and checked against train_bench --order by the drivers), moved to the
+    device once (pinned, without blocking);
+    per step: x, y = train_x.index_select(0, idx), train_y.index_select(0, idx) on
+    the device; optimizer.zero_grad(); logits = model(x); loss = cross_entropy(...)
+    (+ the L2 penalty on conv kernels for the ResNets, as the engine adds it);
+    loss.backward(); optimizer.step(); the loss and the correct count copied into
+    per-epoch tensors on the device (the engine's BatchMetrics), read once per epoch,
+    plus the engine's finiteness check of the losses (every batch on the CPU, every 64
+    on a GPU);
+    per epoch: a validation pass over the test set in batches of 1000, its sums kept
+    on the device and read once.
 
-and, per epoch, a validation pass over the test set in batches of 1000. What the
-engine does besides (fingerprints: per-batch digests, per-epoch weight hashes) is not
-done here; the engine is timed with and without it.
+What the engine does besides (fingerprints: per-batch digests, per-epoch weight
+hashes) is not done here; train-throughput.sh times the engine with and without it.
+Adam is the engine's by default: one parameter at a time (foreach=False), the same
+arithmetic as LibTorch's torch::optim::Adam; --adam default takes PyTorch's default
+(on CUDA the multi-tensor "foreach" implementation).
+
+Determinism as the engine's RunSpec: --deterministic (the default) sets
+torch.use_deterministic_algorithms(True), cudnn.deterministic and, on cuda,
+CUBLAS_WORKSPACE_CONFIG=:4096:8 (unless :4096:8 or :16:8 already) before CUDA starts;
+--nondeterministic turns the first two off; cudnn.benchmark only with --cudnn-benchmark.
 
 The models are written here layer for layer after worker/engine/models.cc and
 resnet.cc, with the same module names and registration order; --shapes prints the
-(name, shape) list of parameters then buffers, which the driver compares with the
-engine's (train_bench --shapes) before timing anything.
+(name, shape) list of parameters then buffers, which the drivers compare with the
+engine's (train_bench --shapes) before timing anything; --order prints each epoch's
+sample order, compared with train_bench --order.
 
-Prints one JSON line per epoch, with the same keys as train_bench.
+Prints one JSON line per epoch, with the same keys as train_bench:
+  train_seconds: the epoch's training, timed whole (the order's move to the device,
+    every step, the finiteness checks; not the validation), with
+    torch.cuda.synchronize() at both ends on a GPU; train_images_per_second = the
+    epoch's images / train_seconds; mean_step_seconds = train_seconds / steps.
+    Epoch 0 pays for one-time work (allocations, cuDNN and cuBLAS start-up): the
+    drivers leave it out.
+  median_step_seconds, images_per_second (and their CPU-time twins): the median wall
+    (CPU) time between the ends of full steps, the first left out: meaningful on the
+    CPU only (on a GPU a step's end on the host is not the end of its work);
+  epoch_seconds: the epoch with its validation pass.
+
+Needs only torch (no NumPy).
 """
 import argparse
 import gzip
@@ -29,7 +57,6 @@ import os
 import sys
 import time
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -196,7 +223,7 @@ def read_idx(path):
     magic = int.from_bytes(data[0:4], "big")
     dims = magic & 0xff
     shape = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(dims)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+    return torch.frombuffer(bytearray(data[4 + 4 * dims:]), dtype=torch.uint8).reshape(shape)
 
 
 def idx_file(directory, name):
@@ -211,29 +238,63 @@ def load_idx(directory, train_limit, test_limit):
         if limit:
             x, y = x[:limit], y[:limit]
         # tensor_dataset.cc: float(pixel) / 255.0f, labels as int64
-        xf = torch.from_numpy(x.astype(np.float32) / np.float32(255.0)).unsqueeze(1).contiguous()
-        return xf, torch.from_numpy(y.astype(np.int64))
+        return (x.float() / 255.0).unsqueeze(1).contiguous(), y.long()
     return split("train", train_limit), split("t10k", test_limit)
 
 
 def load_cifar(directory, train_limit, test_limit):
     def read(names, limit):
-        raw = b"".join(open(os.path.join(directory, n), "rb").read() for n in names)
-        records = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3073)
+        raw = bytearray()
+        for name in names:
+            with open(os.path.join(directory, name), "rb") as f:
+                raw += f.read()
+        records = torch.frombuffer(raw, dtype=torch.uint8).reshape(-1, 3073)
         if limit:
             records = records[:limit]
-        return records[:, 1:].reshape(-1, 3, 32, 32), records[:, 0].astype(np.int64)
+        return records[:, 1:].reshape(-1, 3, 32, 32), records[:, 0].long().contiguous()
     tx, ty = read(["data_batch_%d.bin" % i for i in range(1, 6)], train_limit)
     vx, vy = read(["test_batch.bin"], test_limit)
-    mean = (tx.astype(np.float32) / np.float32(255.0)).astype(np.float64).mean(axis=0)
-    mean = mean.astype(np.float32)
+    # tensor_dataset.cc's CifarPixelMean: float(pixel) / 255.0f summed in double, / count.
+    mean = ((tx.float() / 255.0).double().sum(0) / tx.size(0)).float()
 
     def scale(x):
-        return torch.from_numpy(x.astype(np.float32) / np.float32(255.0) - mean).contiguous()
-    return (scale(tx), torch.from_numpy(ty)), (scale(vx), torch.from_numpy(vy))
+        return (x.float() / 255.0 - mean).contiguous()
+    return (scale(tx), ty), (scale(vx), vy)
+
+
+# ---------------------------------------------------------------- sample order
+
+MASK64 = (1 << 64) - 1
+
+
+def mix64(z):
+    z = ((z ^ (z >> 30)) * 0xbf58476d1ce4e5b9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & MASK64
+    return z ^ (z >> 31)
+
+
+def epoch_order(n, shuffle_seed, epoch):
+    """shuffle.cc's EpochOrder: Fisher-Yates over 0..n-1 driven by SplitMix64, seeded
+    from (shuffle_seed, epoch) by two mixing rounds; Below(bound) rejects the values
+    under 2^64 mod bound."""
+    order = list(range(n))
+    state = mix64((mix64(shuffle_seed ^ 0x72657072_6f2e7368) + epoch) & MASK64)
+    for i in range(n, 1, -1):
+        threshold = ((1 << 64) - i) % i
+        while True:
+            state = (state + 0x9e3779b97f4a7c15) & MASK64
+            r = mix64(state)
+            if r >= threshold:
+                break
+        j = r % i
+        order[i - 1], order[j] = order[j], order[i - 1]
+    return order
 
 
 # ---------------------------------------------------------------- training
+
+CUDA_CHECK_EVERY = 64  # engine.cc's kCudaCheckEvery
+
 
 def shapes(model):
     out = [[n, list(p.shape)] for n, p in model.named_parameters()]
@@ -241,18 +302,45 @@ def shapes(model):
     return out
 
 
-def evaluate(model, x_all, y_all, l2_weights, l2):
+def to_device(cpu, device):
+    """batches.cc's ToDevice: as it is on the CPU; else from pinned memory, not blocking."""
+    if device.type == "cpu":
+        return cpu
+    return cpu.pin_memory().to(device, non_blocking=True)
+
+
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def evaluate(model, x_all, y_all, l2_weights, l2, predictions=None):
+    """engine.cc's Evaluate: per-batch sums kept on the device, read once, added in
+    double in batch order."""
     model.eval()
-    loss_sum, correct = 0.0, 0
+    n = x_all.size(0)
+    batches = (n + EVAL_BATCH - 1) // EVAL_BATCH
     with torch.no_grad():
-        for start in range(0, x_all.size(0), EVAL_BATCH):
-            x, y = x_all[start:start + EVAL_BATCH], y_all[start:start + EVAL_BATCH]
-            logits = model(x)
-            loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-            correct += logits.argmax(1).eq(y).sum().item()
+        losses = torch.empty(batches, dtype=torch.float32, device=x_all.device)
+        right = torch.empty(batches, dtype=torch.int64, device=x_all.device)
+        classes = []
+        for b in range(batches):
+            start, end = b * EVAL_BATCH, min(n, (b + 1) * EVAL_BATCH)
+            y = y_all[start:end]
+            logits = model(x_all[start:end])
+            losses[b].copy_(F.cross_entropy(logits, y, reduction="sum"))
+            predicted = logits.argmax(1)
+            right[b].copy_(predicted.eq(y).sum())
+            if predictions is not None:
+                classes.append(predicted.to(torch.uint8))
         penalty = l2_penalty(l2_weights, l2)
     model.train()
-    return loss_sum / x_all.size(0) + (penalty.item() if penalty is not None else 0.0)
+    loss_sum = sum(float(v) for v in losses.cpu().tolist())
+    correct = int(right.sum().item())
+    if predictions is not None and classes:
+        predictions.extend(torch.cat(classes).cpu().tolist())
+    loss = loss_sum / n + (penalty.item() if penalty is not None else 0.0)
+    return loss, correct / n
 
 
 def main():
@@ -268,12 +356,39 @@ def main():
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="init and shuffle seed (the engine's: 0)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--deterministic", dest="deterministic", action="store_true", default=True,
+                      help="deterministic algorithms (the default)")
+    mode.add_argument("--nondeterministic", dest="deterministic", action="store_false")
+    p.add_argument("--cudnn-benchmark", action="store_true")
+    p.add_argument("--adam", choices=("for-loop", "default"), default="for-loop",
+                   help="for-loop: one parameter at a time, as LibTorch's C++ Adam (the "
+                        "default); default: PyTorch's choice (foreach on CUDA)")
     p.add_argument("--shapes", action="store_true")
+    p.add_argument("--order", action="store_true",
+                   help="print each epoch's sample order as JSON, then exit")
     a = p.parse_args()
 
+    if a.order:  # no data read: the order depends only on the count, seed and epoch
+        print(json.dumps([epoch_order(a.train_limit, a.seed, e) for e in range(a.epochs)],
+                         separators=(",", ":")))
+        return 0
+    # engine.cc's ApplyDeterminism, before any CUDA work (cuBLAS reads the variable when
+    # its first handle is created).
+    if a.device == "cuda" and a.deterministic and \
+            os.environ.get("CUBLAS_WORKSPACE_CONFIG") not in (":4096:8", ":16:8"):
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"
     torch.set_num_threads(a.threads)
-    torch.use_deterministic_algorithms(True)
+    torch.use_deterministic_algorithms(a.deterministic)
+    torch.backends.cudnn.deterministic = a.deterministic
+    torch.backends.cudnn.benchmark = a.cudnn_benchmark
+    if a.device == "cuda" and not torch.cuda.is_available():
+        print("train_throughput.py: --device cuda but this torch has no CUDA (or no GPU visible)",
+              file=sys.stderr)
+        return 1
+    device = torch.device(a.device)
     torch.manual_seed(a.seed)
     cifar = a.dataset_kind == "cifar10"
     if a.model == "resnet":
@@ -282,22 +397,36 @@ def main():
         model = SmallCnn(3, 32, 32) if cifar else SmallCnn()
     if a.shapes:
         print(json.dumps(shapes(model), separators=(",", ":")))
-        return
+        return 0
     l2 = a.l2 if a.l2 is not None else (1e-4 if a.model == "resnet" else 0.0)
     (train_x, train_y), (test_x, test_y) = (load_cifar if cifar else load_idx)(
         a.dataset, a.train_limit, a.test_limit)
+    # engine.cc's BuildModel: built on the CPU, then moved; the data moved once.
+    model.to(device)
     model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
+    adam_options = {"foreach": False} if a.adam == "for-loop" else {}
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.001, **adam_options)
     l2_weights = regularized_weights(model)
+    train_x, train_y = train_x.to(device), train_y.to(device)
+    test_x, test_y = test_x.to(device), test_y.to(device)
     n = train_x.size(0)
     bs = a.batch_size
     batches = (n + bs - 1) // bs
-    generator = torch.Generator().manual_seed(a.seed)
+    check_every = 1 if device.type == "cpu" else CUDA_CHECK_EVERY
     for epoch in range(a.epochs):
+        # The order is computed before the timed part: in pure Python it takes far longer
+        # than the engine's (C++, well under a millisecond for 10,000 samples, inside its
+        # timed part).
+        order_host = torch.tensor(epoch_order(n, a.seed, epoch), dtype=torch.int64)
+        synchronize(device)
         started = time.perf_counter()
-        order = torch.randperm(n, generator=generator)
-        loss_sum, correct = 0.0, 0
+        order = to_device(order_host, device)
+        losses = torch.empty(batches, dtype=torch.float32, device=device)
+        rights = torch.empty(batches, dtype=torch.int64, device=device)
         ends, cpu_ends = [], []
+        checked = 0
+        diverged = None
+        train_end = None
         for b in range(batches):
             idx = order[b * bs:(b + 1) * bs]
             x = train_x.index_select(0, idx)
@@ -310,11 +439,31 @@ def main():
                 loss = loss + penalty
             loss.backward()
             optimizer.step()
-            loss_sum += loss.item() * idx.numel()
-            correct += logits.detach().argmax(1).eq(y).sum().item()
+            losses[b].copy_(loss.detach(), non_blocking=True)
+            rights[b].copy_(logits.detach().argmax(1).eq(y).sum(), non_blocking=True)
             ends.append(time.perf_counter())
             cpu_ends.append(time.thread_time())
-        evaluate(model, test_x, test_y, l2_weights, l2)
+            if b + 1 == batches:
+                synchronize(device)
+                train_end = time.perf_counter()
+            if b + 1 - checked < check_every and b + 1 < batches:
+                continue
+            bad = [(checked + i, v) for i, v in enumerate(losses[checked:b + 1].cpu().tolist())
+                   if not math.isfinite(v)]
+            if bad:
+                diverged = "loss %r at epoch %d, batch %d" % (bad[0][1], epoch, bad[0][0])
+                break
+            checked = b + 1
+        if diverged is not None:
+            print("train_throughput.py: diverged: " + diverged, file=sys.stderr)
+            return 1
+        train_seconds = train_end - started
+        # BatchMetrics::Totals: read once, each batch's mean loss times its size.
+        loss_values = losses.cpu().tolist()
+        loss_sum = sum(v * min(bs, n - i * bs) for i, v in enumerate(loss_values))
+        correct = int(rights.sum().item())
+        last = epoch + 1 == a.epochs
+        evaluate(model, test_x, test_y, l2_weights, l2, [] if last else None)
         epoch_seconds = time.perf_counter() - started
         full = n // bs  # full batches; the first and the partial last are left out
         steps = sorted(ends[b] - ends[b - 1] for b in range(1, min(full, len(ends))))
@@ -323,12 +472,18 @@ def main():
         cpu_median = cpu[len(cpu) // 2] if cpu else 0.0
         print(json.dumps({
             "side": "python", "fingerprints": False, "epoch": epoch, "steps": batches,
+            "device": a.device, "deterministic": a.deterministic, "adam": a.adam,
+            "images": n, "train_seconds": train_seconds,
+            "train_images_per_second": n / train_seconds,
+            "mean_step_seconds": train_seconds / batches,
             "median_step_seconds": median,
             "images_per_second": bs / median if median > 0 else 0.0,
             "median_step_cpu_seconds": cpu_median,
             "images_per_cpu_second": bs / cpu_median if cpu_median > 0 else 0.0,
             "steady_seconds": ends[-1] - ends[0],
-            "epoch_seconds": epoch_seconds, "loss": loss_sum / n}), flush=True)
+            "epoch_seconds": epoch_seconds, "loss": loss_sum / n,
+            "accuracy": correct / n}), flush=True)
+    return 0
 
 
 if __name__ == "__main__":
