@@ -169,21 +169,69 @@ void ParseTopLevelValues(const Validator& v, const YAML::Node& root, Plan* plan)
   }
 }
 
-void ParseDataset(const Validator& v, const YAML::Node& d, DatasetSpec* out) {
-  v.CheckMap(d, "dataset", {"kind", "path", "train_limit", "test_limit"});
-  if (d["kind"]) out->kind = v.OneOf(d["kind"], "dataset.kind", {"fashion-mnist", "mnist", "cifar10"});
-  if (d["path"]) out->path = v.Text(d["path"], "dataset.path");
-  if (out->path.empty()) v.Fail(d, "dataset.path", "must not be empty");
+// A file the plan names at `key`, by role, appended to `inputs`.
+void AddInput(const Validator& v, const YAML::Node& node, const std::string& key,
+              const std::string& role, std::vector<InputFile>* inputs) {
+  InputFile file;
+  file.role = role;
+  file.path = v.Text(node, key);
+  if (file.path.empty()) v.Fail(node, key, "must not be empty");
+  inputs->push_back(std::move(file));
+}
+
+// dataset.train and dataset.test of kind arrays: {x: FILE.npy, y: FILE.npy}.
+void ParseArrays(const Validator& v, const YAML::Node& d, std::vector<InputFile>* inputs) {
+  for (const char* split : {"train", "test"}) {
+    const std::string key = absl::StrCat("dataset.", split);
+    if (!d[split]) v.Fail(d, key, "is required for dataset.kind arrays: {x: FILE.npy, y: FILE.npy}");
+    v.CheckMap(d[split], key, {"x", "y"});
+    for (const char* part : {"x", "y"}) {
+      if (!d[split][part]) v.Fail(d[split], absl::StrCat(key, ".", part), "is required");
+      AddInput(v, d[split][part], absl::StrCat(key, ".", part), absl::StrCat(split, "_", part),
+               inputs);
+    }
+  }
+}
+
+void ParseDataset(const Validator& v, const YAML::Node& d, DatasetSpec* out,
+                  std::vector<InputFile>* inputs) {
+  v.CheckMap(d, "dataset", {"kind", "path", "train", "test", "train_limit", "test_limit"});
+  if (d["kind"]) {
+    out->kind = v.OneOf(d["kind"], "dataset.kind", {"fashion-mnist", "mnist", "cifar10", "arrays"});
+  }
+  if (out->kind == "arrays") {
+    if (d["path"]) v.Fail(d["path"], "dataset.path", "does not apply to kind arrays: give train and test");
+    out->path.clear();
+    ParseArrays(v, d, inputs);
+  } else {
+    for (const char* key : {"train", "test"}) {
+      if (d[key]) v.Fail(d[key], absl::StrCat("dataset.", key), "applies to dataset.kind arrays only");
+    }
+    if (d["path"]) out->path = v.Text(d["path"], "dataset.path");
+    if (out->path.empty()) v.Fail(d, "dataset.path", "must not be empty");
+  }
   const int64_t max_limit = std::numeric_limits<int32_t>::max();
   if (d["train_limit"]) out->train_limit = v.Integer(d["train_limit"], "dataset.train_limit", 0, max_limit);
   if (d["test_limit"]) out->test_limit = v.Integer(d["test_limit"], "dataset.test_limit", 0, max_limit);
 }
 
-void ParseModel(const Validator& v, const YAML::Node& m, ModelSpec* out) {
-  v.CheckMap(m, "model", {"kind", "version", "depth", "l2"});
+void ParseModel(const Validator& v, const YAML::Node& m, ModelSpec* out,
+                std::vector<InputFile>* inputs) {
+  v.CheckMap(m, "model", {"kind", "version", "depth", "l2", "path", "init"});
   // noop: no data read, no training; each run returns a valid result at once, so a
   // fleet of workers can be checked (and dispatch measured) before paying for GPUs.
-  if (m["kind"]) out->kind = v.OneOf(m["kind"], "model.kind", {"small-cnn", "resnet", "noop"});
+  if (m["kind"]) {
+    out->kind = v.OneOf(m["kind"], "model.kind", {"small-cnn", "resnet", "torchscript", "noop"});
+  }
+  const bool torchscript = out->kind == "torchscript";
+  for (const char* key : {"path", "init"}) {
+    if (m[key] && !torchscript) v.Fail(m[key], absl::StrCat("model.", key), "applies to model.kind torchscript only");
+  }
+  if (torchscript) {
+    if (!m["path"]) v.Fail(m, "model.path", "is required for model.kind torchscript (a file of torch.jit.script(module).save)");
+    AddInput(v, m["path"], "model.path", "model", inputs);
+    if (m["init"]) out->init = v.OneOf(m["init"], "model.init", {"file", "seeded"});
+  }
   const bool resnet = out->kind == "resnet";
   for (const char* key : {"version", "depth"}) {
     if (m[key] && !resnet) v.Fail(m[key], absl::StrCat("model.", key), "applies to model.kind resnet only");
@@ -319,8 +367,8 @@ Plan ParseRoot(const Validator& v, const YAML::Node& root) {
                         "model", "training", "determinism", "fingerprints", "exports", "arms",
                         "checkpoint_every"});
   ParseTopLevelValues(v, root, &plan);
-  if (root["dataset"]) ParseDataset(v, root["dataset"], &plan.dataset);
-  if (root["model"]) ParseModel(v, root["model"], &plan.model);
+  if (root["dataset"]) ParseDataset(v, root["dataset"], &plan.dataset, &plan.inputs);
+  if (root["model"]) ParseModel(v, root["model"], &plan.model, &plan.inputs);
   if (root["training"]) ParseTraining(v, root["training"], &plan.training);
   if (root["determinism"]) ParseDeterminism(v, root["determinism"], "determinism", &plan.determinism);
   if (root["fingerprints"]) ParseFingerprints(v, root["fingerprints"], &plan);
@@ -411,6 +459,12 @@ std::string CanonicalPlan(const Plan& p) {
       ",plateau:", t.plateau, ",", num(t.plateau_factor), ",", t.plateau_patience, ",",
       num(t.plateau_min_lr), ",augment:", t.augment, ",", num(t.augment_shift), ",",
       t.augment_flip, "}\ndeterminism:", det(p.determinism), "\n");
+  // Files by content, not by where they are: moving them changes no result. Plans
+  // without any keep the form they always had, so their experiments still resume.
+  if (p.model.kind == "torchscript") absl::StrAppend(&out, "model_init:", p.model.init, "\n");
+  for (const InputFile& f : p.inputs) {
+    absl::StrAppend(&out, "input:", f.role, "{sha256:", f.sha256, ",size:", f.size, "}\n");
+  }
   for (const ArmSpec& arm : p.arms) {
     absl::StrAppend(&out, "arm:", arm.name, "{init:", SeedModeName(arm.init), ",shuffle:",
                     SeedModeName(arm.shuffle), ",augment:", SeedModeName(arm.augment),

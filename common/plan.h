@@ -23,15 +23,32 @@ enum class SeedMode {
   kPerRun,  // run i uses base_seed + i
 };
 
+// A file a run reads by role: the arrays of dataset kind arrays (train_x, train_y,
+// test_x, test_y) and a TorchScript model (model). The plan gives paths relative to
+// its own folder; ResolvePlanFiles (common/plan_files.h) makes them absolute and fills in the SHA-256 and
+// size, which the worker checks the file it reads against.
+struct InputFile {
+  std::string role;
+  std::string path;
+  std::string sha256;  // hex, lower case; empty until ResolvePlanFiles
+  int64_t size = 0;
+};
+
 struct DatasetSpec {
-  std::string kind = "fashion-mnist";  // fashion-mnist | mnist | cifar10
-  std::string path = "/usr/share/datasets/fashion-mnist";
+  std::string kind = "fashion-mnist";  // fashion-mnist | mnist | cifar10 | arrays
+  std::string path = "/usr/share/datasets/fashion-mnist";  // not for arrays
   int64_t train_limit = 0;  // 0 = the whole split
   int64_t test_limit = 0;
 };
 
 struct ModelSpec {
-  std::string kind = "small-cnn";  // small-cnn | resnet | noop (no training: checks a fleet)
+  // small-cnn | resnet | torchscript (a scripted module's file) | noop (no training:
+  // checks a fleet)
+  std::string kind = "small-cnn";
+  // torchscript: where the first weights come from: "file" (the module's own: init
+  // seeds then change nothing) or "seeded" (drawn again from the run's init seed,
+  // layer by layer as worker/engine/torchscript_model.h states).
+  std::string init = "file";
   int version = 2;                 // resnet: 1 (depth 6n+2) or 2 (depth 9n+2)
   int depth = 29;                  // resnet
   double l2 = 0;                   // L2 on conv kernels; resnet's default is Keras's 1e-4
@@ -81,6 +98,10 @@ struct Plan {
   bool export_every_epoch = false;
   DatasetSpec dataset;
   ModelSpec model;
+  // The files runs read by role (arrays data, a TorchScript model), in plan order:
+  // dataset.train.x, .train.y, .test.x, .test.y as train_x .. test_y, then model.path as
+  // model. Paths as the plan gives them until ResolvePlanFiles.
+  std::vector<InputFile> inputs;
   TrainingSpec training;
   DeterminismSpec determinism;
   std::vector<ArmSpec> arms;       // in file order; default same_seed, different_seeds

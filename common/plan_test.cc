@@ -1,5 +1,6 @@
 #include "common/plan.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -10,6 +11,8 @@
 
 namespace repro {
 namespace {
+
+using ::testing::HasSubstr;
 
 constexpr char kQuick[] = R"(experiment: fashion-quick
 runs: 4
@@ -109,7 +112,7 @@ TEST(PlanTest, MissingRequiredKey) {
 TEST(PlanTest, BadValuesAreNamed) {
   EXPECT_TRUE(absl::StrContains(
       ErrorOf("experiment: x\nruns: 1\nepochs: 1\nmodel: {kind: vgg}\n"),
-      "model.kind: expected one of small-cnn, resnet, noop, got \"vgg\""));
+      "model.kind: expected one of small-cnn, resnet, torchscript, noop, got \"vgg\""));
   EXPECT_TRUE(absl::StrContains(
       ErrorOf("experiment: x\nruns: 1\nepochs: 1\ntraining: {lr: 0}\n"), "training.lr: must be"));
   EXPECT_TRUE(absl::StrContains(
@@ -134,6 +137,37 @@ TEST(PlanTest, OptimizerIsOneOfTheEnginesThree) {
   EXPECT_EQ(ErrorOf("experiment: x\nruns: 1\nepochs: 1\ntraining: {optimizer: adamw}\n"),
             "p.yaml:4:23: training.optimizer: expected one of adam, adam-keras, sgd, "
             "got \"adamw\"");
+}
+
+TEST(PlanTest, ArraysAndTorchScriptNameTheirFilesByRole) {
+  auto plan = ParsePlan(
+      "experiment: byo\nruns: 1\nepochs: 1\n"
+      "dataset: {kind: arrays, train: {x: a/tx.npy, y: ty.npy}, test: {x: vx.npy, y: vy.npy}}\n"
+      "model: {kind: torchscript, path: net.pt}\n",
+      "p.yaml");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->dataset.kind, "arrays");
+  EXPECT_EQ(plan->model.init, "file");
+  ASSERT_EQ(plan->inputs.size(), 5u);
+  EXPECT_EQ(plan->inputs[0].role, "train_x");
+  EXPECT_EQ(plan->inputs[0].path, "a/tx.npy");
+  EXPECT_EQ(plan->inputs[4].role, "model");
+  EXPECT_EQ(plan->inputs[4].path, "net.pt");
+  const std::string head = "experiment: x\nruns: 1\nepochs: 1\n";
+  EXPECT_THAT(ErrorOf(head + "dataset: {kind: arrays, train: {x: a.npy, y: b.npy}}\n"),
+              HasSubstr("dataset.test: is required for dataset.kind arrays"));
+  EXPECT_THAT(ErrorOf(head + "dataset: {kind: arrays, path: /d, train: {x: a, y: b}, test: {x: c, y: d}}\n"),
+              HasSubstr("dataset.path: does not apply to kind arrays"));
+  EXPECT_THAT(ErrorOf(head + "dataset: {kind: arrays, train: {x: a.npy}, test: {x: c, y: d}}\n"),
+              HasSubstr("dataset.train.y: is required"));
+  EXPECT_THAT(ErrorOf(head + "dataset: {kind: cifar10, path: /d, train: {x: a, y: b}}\n"),
+              HasSubstr("dataset.train: applies to dataset.kind arrays only"));
+  EXPECT_THAT(ErrorOf(head + "model: {kind: torchscript}\n"),
+              HasSubstr("model.path: is required for model.kind torchscript"));
+  EXPECT_THAT(ErrorOf(head + "model: {kind: torchscript, path: m.pt, init: random}\n"),
+              HasSubstr("model.init: expected one of file, seeded"));
+  EXPECT_THAT(ErrorOf(head + "model: {kind: resnet, path: m.pt}\n"),
+              HasSubstr("model.path: applies to model.kind torchscript only"));
 }
 
 TEST(PlanTest, NoopModelParses) {

@@ -12,6 +12,8 @@ RunSpec RunSpecFor(const Plan& plan, const ArmSpec& arm, const RunSeeds& seeds) 
   spec.model_kind = plan.model.kind;
   spec.model_version = plan.model.version;
   spec.model_depth = plan.model.depth;
+  spec.model_init = plan.model.init;
+  spec.inputs = plan.inputs;
   spec.l2 = plan.model.l2;
   spec.batch_size = t.batch_size;
   spec.optimizer = t.optimizer;

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "common/plan.h"
 
@@ -24,9 +25,13 @@ struct RunSpec {
   int64_t train_limit = 0;  // first N training samples; 0 = all
   int64_t test_limit = 0;   // first N test samples; 0 = all
   // Model
-  std::string model_kind = "small-cnn";  // small-cnn | resnet
+  std::string model_kind = "small-cnn";  // small-cnn | resnet | torchscript
   int model_version = 2;    // resnet: 1 (depth 6n+2) or 2 (depth 9n+2), as Keras's example
   int model_depth = 29;     // resnet
+  std::string model_init = "file";  // torchscript: file | seeded (ModelSpec::init)
+  // The files the run reads by role (Plan::inputs): the arrays of dataset kind arrays
+  // (train_x, train_y, test_x, test_y) and a TorchScript model (model).
+  std::vector<InputFile> inputs;
   double l2 = 0;            // L2 penalty on conv kernels, added to the loss (Keras: 1e-4)
   // Training
   int64_t batch_size = 128;

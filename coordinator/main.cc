@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <future>
 #include <memory>
 #include <thread>
@@ -18,6 +19,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/cli.h"
 #include "common/plan.h"
+#include "common/plan_files.h"
 #include "common/security.h"
 #include "common/status_macros.h"
 #include "coordinator/local_workers.h"
@@ -119,14 +121,31 @@ absl::StatusOr<Options> ParseOptions(int argc, char** argv, bool* help) {
   return o;
 }
 
-// The plan to run: from --plan, or the one stored in --db when --plan is left out.
+// The folder of `path` (".", for a bare file name).
+std::string FolderOf(const std::string& path) {
+  const std::string folder = std::filesystem::path(path).parent_path().string();
+  return folder.empty() ? "." : folder;
+}
+
+// The plan's input files resolved (common/plan_files.h), errors naming the plan.
+absl::StatusOr<std::pair<Plan, std::string>> WithFiles(absl::StatusOr<Plan> plan, std::string text,
+                                                       const std::string& source,
+                                                       const std::string& folder) {
+  if (!plan.ok()) return plan.status();
+  if (absl::Status s = ResolvePlanFiles(folder, &*plan); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": ", s.message()));
+  }
+  return std::make_pair(*std::move(plan), std::move(text));
+}
+
+// The plan to run: from --plan, or the one stored in --db when --plan is left out. Its
+// files are found relative to the plan file's folder, or for a stored plan to the
+// database's.
 absl::StatusOr<std::pair<Plan, std::string>> LoadPlan(const Options& o, RunStore* store) {
   if (!o.plan_path.empty()) {
     auto text = ReadPlanFile(o.plan_path);
     if (!text.ok()) return text.status();
-    auto plan = ParsePlan(*text, o.plan_path);
-    if (!plan.ok()) return plan.status();
-    return std::make_pair(*plan, *text);
+    return WithFiles(ParsePlan(*text, o.plan_path), *text, o.plan_path, FolderOf(o.plan_path));
   }
   auto names = store->ExperimentNames();
   if (!names.ok()) return names.status();
@@ -136,9 +155,8 @@ absl::StatusOr<std::pair<Plan, std::string>> LoadPlan(const Options& o, RunStore
   }
   auto text = store->PlanText(names->front());
   if (!text.ok()) return text.status();
-  auto plan = ParsePlan(*text, o.db_path + " (stored plan)");
-  if (!plan.ok()) return plan.status();
-  return std::make_pair(*plan, *text);
+  const std::string source = o.db_path + " (stored plan)";
+  return WithFiles(ParsePlan(*text, source), *text, source, FolderOf(o.db_path));
 }
 
 // Prints "coordinator: <what failed>" and returns `exit_code`, for `return Fail(...)`.

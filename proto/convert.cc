@@ -38,6 +38,14 @@ v1::RunSpec ToProto(const RunSpec& s) {
   out.set_export_final(s.export_final);
   out.set_export_every_epoch(s.export_every_epoch);
   out.set_checkpoint_every(s.checkpoint_every);
+  for (const InputFile& f : s.inputs) {
+    v1::InputFile* file = out.add_inputs();
+    file->set_role(f.role);
+    file->set_path(f.path);
+    file->set_sha256(f.sha256);
+    file->set_size(f.size);
+  }
+  out.set_model_init(s.model_init);
   return out;
 }
 
@@ -78,6 +86,11 @@ RunSpec FromProto(const v1::RunSpec& s) {
   out.export_final = s.export_final();
   out.export_every_epoch = s.export_every_epoch();
   out.checkpoint_every = s.checkpoint_every();
+  for (const v1::InputFile& f : s.inputs()) {
+    out.inputs.push_back(InputFile{f.role(), f.path(), f.sha256(), f.size()});
+  }
+  // An empty model_init (an older coordinator) reads as the default.
+  if (!s.model_init().empty()) out.model_init = s.model_init();
   return out;
 }
 

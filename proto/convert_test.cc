@@ -41,11 +41,11 @@ constexpr size_t FieldCount() {
   }
 }
 
-// RunSpec's members: 34 on the wire, 3 set by the worker (export_dir, resume_state,
+// RunSpec's members: 36 on the wire, 3 set by the worker (export_dir, resume_state,
 // fingerprints). A new member fails this until it is in repro.v1's RunSpec, in
 // proto/convert.cc both ways and in RunSpecFor; then raise the counts.
 constexpr int kWorkerOnlyFields = 3;
-static_assert(FieldCount<RunSpec>() == 34 + kWorkerOnlyFields,
+static_assert(FieldCount<RunSpec>() == 36 + kWorkerOnlyFields,
               "RunSpec gained or lost a field: carry it in repro.v1.RunSpec and "
               "proto/convert.cc, then update this count");
 
@@ -55,7 +55,11 @@ void FillEveryField(Message* m) {
   const auto* r = m->GetReflection();
   for (int i = 0; i < d->field_count(); ++i) {
     const FieldDescriptor* f = d->field(i);
-    ASSERT_FALSE(f->is_repeated()) << f->name();
+    if (f->is_repeated()) {  // one element, itself filled
+      ASSERT_EQ(f->cpp_type(), FieldDescriptor::CPPTYPE_MESSAGE) << f->name();
+      FillEveryField(r->AddMessage(m, f));
+      continue;
+    }
     const int v = 100 + f->number();
     switch (f->cpp_type()) {
       case FieldDescriptor::CPPTYPE_INT32: r->SetInt32(m, f, v); break;
@@ -72,22 +76,52 @@ void FillEveryField(Message* m) {
 TEST(ConvertTest, RunSpecEveryWireFieldSurvivesTheRoundTrip) {
   v1::RunSpec wire;
   FillEveryField(&wire);
-  ASSERT_EQ(wire.GetDescriptor()->field_count(), 34)
+  ASSERT_EQ(wire.GetDescriptor()->field_count(), 36)
       << "repro.v1.RunSpec gained a field: add it to RunSpec and proto/convert.cc";
   // One field at a time, so the failure names the field that was dropped.
   for (int i = 0; i < wire.GetDescriptor()->field_count(); ++i) {
     const FieldDescriptor* f = wire.GetDescriptor()->field(i);
-    v1::RunSpec one = wire;  // this field only: RunSpec has no nested messages
+    v1::RunSpec one = wire;  // this field only (inputs' element is filled whole)
     for (int k = 0; k < wire.GetDescriptor()->field_count(); ++k) {
       if (k != i) one.GetReflection()->ClearField(&one, wire.GetDescriptor()->field(k));
     }
     v1::RunSpec back = ToProto(FromProto(one));
     // An empty lr_schedule reads as "constant" (old coordinators); a set one must survive.
     if (f->name() != "lr_schedule") back.clear_lr_schedule();
+    if (f->name() != "model_init") back.clear_model_init();  // likewise: "" reads as "file"
     std::string diff;
     MessageDifferencer differ;
     differ.ReportDifferencesToString(&diff);
     EXPECT_TRUE(differ.Compare(one, back)) << f->name() << " is lost on the way: " << diff;
+  }
+}
+
+TEST(ConvertTest, InputFilesAndTheModelsInitTravelInPlanOrder) {
+  auto plan = ParsePlan(R"(experiment: byo
+runs: 2
+epochs: 1
+dataset: {kind: arrays, train: {x: tx.npy, y: ty.npy}, test: {x: vx.npy, y: vy.npy}}
+model: {kind: torchscript, path: net.pt, init: seeded}
+)",
+                        "plan.yaml");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  for (size_t i = 0; i < plan->inputs.size(); ++i) {
+    plan->inputs[i].sha256 = std::string(64, static_cast<char>('a' + i));
+    plan->inputs[i].size = 1000 + static_cast<int64_t>(i);
+  }
+  const RunSpec spec = RunSpecFor(*plan, plan->arms[0], SeedsFor(*plan, plan->arms[0], 0));
+  const RunSpec got = FromProto(ToProto(spec));
+  EXPECT_EQ(got.model_kind, "torchscript");
+  EXPECT_EQ(got.model_init, "seeded");
+  EXPECT_EQ(got.dataset_kind, "arrays");
+  ASSERT_EQ(got.inputs.size(), 5u);
+  const char* roles[] = {"train_x", "train_y", "test_x", "test_y", "model"};
+  const char* paths[] = {"tx.npy", "ty.npy", "vx.npy", "vy.npy", "net.pt"};
+  for (size_t i = 0; i < 5; ++i) {
+    EXPECT_EQ(got.inputs[i].role, roles[i]);
+    EXPECT_EQ(got.inputs[i].path, paths[i]);
+    EXPECT_EQ(got.inputs[i].sha256, plan->inputs[i].sha256);
+    EXPECT_EQ(got.inputs[i].size, 1000 + static_cast<int64_t>(i));
   }
 }
 

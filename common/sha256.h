@@ -1,0 +1,29 @@
+// SHA-256, the content address of files that runs read (plan inputs; later, blobs that
+// travel between the coordinator and its workers): a worker must not be able to pass
+// one file off as another, which a fast non-cryptographic hash (common/hash.h) allows.
+// OpenSSL's implementation.
+//
+// Thread safety: free functions with no shared state.
+#ifndef REPRO_COMMON_SHA256_H_
+#define REPRO_COMMON_SHA256_H_
+
+#include <cstddef>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace repro {
+
+// 64 lower-case hex digits.
+std::string Sha256Hex(const void* data, size_t size);
+
+// The SHA-256 of a file's bytes, read in chunks; NOT_FOUND or INVALID_ARGUMENT naming
+// the file when it cannot be read.
+absl::StatusOr<std::string> Sha256OfFile(const std::string& path);
+
+// Whether `text` is 64 lower-case hex digits.
+bool IsSha256Hex(const std::string& text);
+
+}  // namespace repro
+
+#endif  // REPRO_COMMON_SHA256_H_
