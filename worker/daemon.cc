@@ -241,7 +241,10 @@ void WorkerDaemon::Train(const v1::RunAssignment& run) {
   // never lets the lease lapse.
   std::thread heartbeat([&] { Heartbeats(run, &progress); });
   const engine::Callbacks callbacks = CallbacksFor(run, &progress);
-  const absl::StatusOr<RunResult> result = CallTrainer(SpecFor(run), callbacks);
+  const RunSpec spec = SpecFor(run);
+  const absl::Status inputs = inputs_.Check(spec.inputs);
+  const absl::StatusOr<RunResult> result =
+      inputs.ok() ? CallTrainer(spec, callbacks) : absl::StatusOr<RunResult>(inputs);
   progress.done.store(true);
   sleeper_->Wake();
   heartbeat.join();

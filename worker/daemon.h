@@ -32,6 +32,7 @@
 #include "common/security.h"
 #include "repro/v1/repro.grpc.pb.h"
 #include "worker/engine/engine.h"
+#include "worker/inputs.h"
 
 namespace repro {
 
@@ -125,6 +126,7 @@ class WorkerDaemon {
   WorkerOptions options_;
   std::unique_ptr<v1::WorkerService::StubInterface> stub_;
   Trainer trainer_;
+  InputCheck inputs_;  // the run's files against the plan's hashes, before training
   Sleeper* sleeper_;
   const std::atomic<int>* stop_signal_;
   int heartbeat_interval_ms_ = 2000;

@@ -18,6 +18,7 @@
 
 #include "absl/status/status.h"
 #include "common/cli.h"
+#include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "proto/convert.h"
@@ -422,6 +423,39 @@ TEST_F(DaemonTest, AnAssignmentWhoseNamesLeaveTheArtifactsFolderIsFailedWithNoth
   EXPECT_FALSE(std::filesystem::exists(root / "escaped"));
   EXPECT_FALSE(std::filesystem::exists(root / "artifacts" / "escaped"));
   std::filesystem::remove_all(root);
+}
+
+TEST_F(DaemonTest, ARunWhoseFilesDifferFromThePlansIsHandedBackUntrained) {
+  const std::string path = ::testing::TempDir() + "/daemon-input.npy";
+  std::ofstream(path, std::ios::binary) << "abc";
+  // The plan's file, as the coordinator hashed it; then a copy that differs by a byte.
+  v1::RunAssignment same = Assignment(1), changed = Assignment(2);
+  for (auto [run, text] : {std::pair{&same, "abc"}, std::pair{&changed, "abd"}}) {
+    v1::InputFile* file = run->mutable_spec()->add_inputs();
+    file->set_role("train_x");
+    file->set_path(path);
+    file->set_sha256(Sha256Hex(text, 3));
+    file->set_size(3);
+  }
+  coordinator_.AddRun(same);
+  coordinator_.AddRun(changed);
+  int trained = 0;
+  auto trainer = [&trained](const RunSpec&, const engine::Callbacks&) -> absl::StatusOr<RunResult> {
+    ++trained;
+    return Result("trained");
+  };
+
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(RunDaemon(trainer), cli::kExitCannotWork);
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(trained, 1);
+  Received got = coordinator_.received();
+  ASSERT_THAT(got.completes, SizeIs(1));
+  EXPECT_EQ(got.completes[0].run_id(), 1);
+  ASSERT_THAT(got.releases, SizeIs(1));  // costs the run no attempt
+  EXPECT_EQ(got.releases[0].run_id(), 2);
+  EXPECT_THAT(log, HasSubstr("this worker's copy of the plan's train_x file " + path +
+                             " differs from the coordinator's"));
 }
 
 TEST_F(DaemonTest, ATlsMistakeEndsTheWorkerAfterAFewAttempts) {
