@@ -1,10 +1,13 @@
 #include "worker/engine/checkpoint.h"
 
+#include <ATen/Context.h>
+#include <ATen/core/Generator.h>
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
@@ -15,7 +18,25 @@ namespace {
 
 constexpr char kMagic[] = "repro-checkpoint 1";
 
+constexpr char kCpuGenerator[] = "generator.cpu";
+constexpr char kCudaGenerator[] = "generator.cuda";
+
 std::string Real(double value) { return absl::StrFormat("%.17g", value); }
+
+// LibTorch's default generator for `device`'s type (CPU, or the model's GPU).
+at::Generator DefaultGenerator(const at::Device& device) {
+  return at::globalContext().defaultGenerator(device);
+}
+
+at::Tensor GeneratorState(at::Generator generator) {
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  return generator.get_state();
+}
+
+void SetGeneratorState(at::Generator& generator, const at::Tensor& state) {
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  generator.set_state(state);
+}
 
 // One epoch record per line: numbers, then the digests, space-separated.
 std::string EpochLine(const EpochRecord& e) {
@@ -49,6 +70,13 @@ std::string SaveCheckpoint(const std::string& initial_hash, const std::vector<Ep
   torch::serialize::OutputArchive archive;
   for (const auto& p : model.named_parameters()) archive.write("model." + p.key(), p.value().detach());
   for (const auto& b : model.named_buffers()) archive.write("model." + b.key(), b.value(), true);
+  // The default generators, for a model that draws as it trains (a TorchScript model's
+  // dropout): on the CPU, and on the GPU the model is on.
+  archive.write(kCpuGenerator, GeneratorState(DefaultGenerator(at::kCPU)));
+  const std::vector<at::Tensor> parameters = model.parameters();
+  if (!parameters.empty() && parameters.front().is_cuda()) {
+    archive.write(kCudaGenerator, GeneratorState(DefaultGenerator(parameters.front().device())));
+  }
   torch::serialize::OutputArchive optimizer_archive;
   optimizer.save(optimizer_archive);
   archive.write("optimizer", optimizer_archive);
@@ -112,6 +140,16 @@ absl::StatusOr<std::vector<EpochRecord>> LoadCheckpoint(const std::string& bytes
     archive.read("model." + b.key(), saved, true);
     if (!saved.sizes().equals(b.value().sizes())) return bad(absl::StrCat("buffer ", b.key(), " has another shape"));
     b.value().copy_(saved);
+  }
+  // A checkpoint written before the generators were saved has none.
+  at::Tensor state;
+  if (archive.try_read(kCpuGenerator, state)) {
+    at::Generator cpu = DefaultGenerator(at::kCPU);
+    SetGeneratorState(cpu, state.to(at::kCPU));
+  }
+  if (device.is_cuda() && archive.try_read(kCudaGenerator, state)) {
+    at::Generator cuda = DefaultGenerator(device);
+    SetGeneratorState(cuda, state.to(at::kCPU));
   }
   torch::serialize::InputArchive optimizer_archive;
   archive.read("optimizer", optimizer_archive);

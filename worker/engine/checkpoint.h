@@ -3,10 +3,12 @@
 //
 // What a checkpoint holds: the run's initial model hash (to refuse a checkpoint from
 // another run), the epoch records so far (their validation losses also rebuild the
-// learning-rate policy, by replay), every model tensor and the optimizer's state. What
-// it needs not hold: the shuffle and augmentation generators are functions of (seed,
-// epoch), and LibTorch's global generator is used only to initialize, so nothing of them
-// is saved. Format: a text header of epoch records, then LibTorch's archive.
+// learning-rate policy, by replay), every model tensor, the optimizer's state, and the
+// state of LibTorch's default generators (the CPU's, and the GPU's the model is on),
+// which a model that draws as it trains uses (a TorchScript model's dropout; the
+// built-in models draw from them only to initialize). What it needs not hold: the
+// shuffle and augmentation generators are functions of (seed, epoch). Format: a text
+// header of epoch records, then LibTorch's archive.
 //
 // Thread safety: free functions; the model and optimizer must not be in use elsewhere.
 #ifndef REPRO_WORKER_ENGINE_CHECKPOINT_H_

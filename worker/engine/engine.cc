@@ -48,6 +48,18 @@ constexpr int64_t kEvalBatch = 1000;
 // batches (each check waits for the device); on the CPU every batch (no wait there).
 constexpr int64_t kCudaCheckEvery = 64;
 
+// The model the spec asks for; torchscript's file is its input of role "model".
+ModelOptions ModelOptionsFor(const RunSpec& spec) {
+  ModelOptions options(spec.model_kind, spec.model_version, spec.model_depth);
+  options.init = spec.model_init;
+  for (const InputFile& input : spec.inputs) {
+    if (input.role != "model") continue;
+    options.file = input.path;
+    options.file_sha256 = input.sha256;
+  }
+  return options;
+}
+
 // The learning-rate, augmentation and export settings.
 absl::Status ValidateRecipe(const RunSpec& spec) {
   if (absl::Status s = CheckLrSchedule(spec.lr_schedule); !s.ok()) return s;
@@ -74,11 +86,7 @@ absl::Status ValidateRecipe(const RunSpec& spec) {
 
 absl::Status ValidateSpec(const RunSpec& spec) {
   if (absl::Status s = data::CheckDatasetKind(spec.dataset_kind); !s.ok()) return s;
-  if (absl::Status s = CheckModel(ModelOptions{spec.model_kind, spec.model_version,
-                                                 spec.model_depth});
-      !s.ok()) {
-    return s;
-  }
+  if (absl::Status s = CheckModel(ModelOptionsFor(spec)); !s.ok()) return s;
   if (absl::Status s = data::CheckSplitLimit("train_limit", spec.train_limit); !s.ok()) return s;
   if (absl::Status s = data::CheckSplitLimit("test_limit", spec.test_limit); !s.ok()) return s;
   if (spec.batch_size <= 0) {
@@ -303,8 +311,8 @@ absl::StatusOr<at::Device> PrepareDevice(const RunSpec& spec) {
   return at::Device(spec.device == "cuda" ? at::kCUDA : at::kCPU);
 }
 
-// Initialization depends only on init_seed: seed, build on the CPU, fingerprint (and
-// export) the initial weights, then move to the device.
+// Initialization depends only on init_seed (and a torchscript model's file): seed, build
+// on the CPU, fingerprint (and export) the initial weights, then move to the device.
 absl::Status BuildModel(RunState& s) {
   const TensorSplit& train = s.data.train;
   InputShape shape;
@@ -312,9 +320,8 @@ absl::Status BuildModel(RunState& s) {
   shape.height = train.x.size(2);
   shape.width = train.x.size(3);
   torch::manual_seed(s.spec.init_seed);
-  ASSIGN_OR_RETURN(s.model, MakeModel(ModelOptions{s.spec.model_kind, s.spec.model_version,
-                                                   s.spec.model_depth},
-                                      shape));
+  ASSIGN_OR_RETURN(s.model, MakeModel(ModelOptionsFor(s.spec), shape));
+  for (const auto& [key, value] : s.model->ModelEnvironment()) s.result.environment[key] = value;
   RETURN_IF_ERROR(Snapshot(s, "initial", s.spec.export_initial, &s.result.initial_hash,
                            &s.result.initial_tensors, &s.result.initial_weights));
   s.model->to(s.device);

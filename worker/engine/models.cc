@@ -6,12 +6,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "worker/engine/resnet.h"
+#include "worker/engine/torchscript_model.h"
 
 namespace repro::engine {
 namespace {
 
 constexpr char kSmallCnn[] = "small-cnn";
 constexpr char kResNet[] = "resnet";
+constexpr char kTorchScript[] = "torchscript";
 
 // Output side of a valid 5x5 convolution followed by 2x2 max pooling.
 int64_t ConvPoolSide(int64_t side) { return (side - 4) / 2; }
@@ -46,15 +48,16 @@ at::Tensor SmallCnnImpl::forward(at::Tensor x) {
 }
 
 absl::Status CheckModelKind(const std::string& kind) {
-  if (kind == kSmallCnn || kind == kResNet) return absl::OkStatus();
+  if (kind == kSmallCnn || kind == kResNet || kind == kTorchScript) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat("unknown model kind \"", kind,
                                                  "\" (this engine builds: ", kSmallCnn, ", ",
-                                                 kResNet, ")"));
+                                                 kResNet, ", ", kTorchScript, ")"));
 }
 
 absl::Status CheckModel(const ModelOptions& options) {
   if (absl::Status s = CheckModelKind(options.kind); !s.ok()) return s;
   if (options.kind == kResNet) return CheckResNet(options.version, options.depth);
+  if (options.kind == kTorchScript) return CheckTorchScriptOptions(options.file, options.init);
   return absl::OkStatus();
 }
 
@@ -78,6 +81,9 @@ absl::StatusOr<std::shared_ptr<ClassifierImpl>> MakeModel(const ModelOptions& op
     return absl::InvalidArgumentError(absl::StrCat(
         "model ", kind, " needs at least 1 input channel and 2 classes, got ", shape.channels,
         " and ", shape.classes));
+  }
+  if (kind == kTorchScript) {
+    return LoadTorchScriptModel(options.file, options.file_sha256, options.init, shape);
   }
   // kind == small-cnn
   if (ConvPoolSide(ConvPoolSide(shape.height)) < 1 ||

@@ -11,8 +11,10 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <limits>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -32,7 +34,11 @@ const std::vector<cli::FlagSpec>& Flags() {
       {"dataset", true, "data set directory (default /usr/share/datasets/fashion-mnist)", "DIR"},
       {"train-limit", true, "first N training samples (default 0 = all)", "N"},
       {"test-limit", true, "first N test samples (default 0 = all)", "N"},
-      {"model", true, "small-cnn (default) or resnet", "KIND"},
+      {"model", true, "small-cnn (default), resnet or torchscript (with --model-file)", "KIND"},
+      {"model-file", true, "a TorchScript module's file (torch.jit.script(m).save): --model "
+                           "torchscript", "PATH"},
+      {"model-init", true, "torchscript: file (default: the file's weights) or seeded (drawn "
+                           "from the init seed)", "INIT"},
       {"version", true, "resnet version, 1 or 2 (default 2)", "V"},
       {"depth", true, "resnet depth: 6n+2 for v1, 9n+2 for v2 (default 20 for v1, 29 for v2)", "D"},
       {"l2", true, "L2 penalty on conv kernels (default 1e-4 for resnet, else 0)", "X"},
@@ -93,7 +99,27 @@ absl::Status ToSpec(const cli::ParsedArgs& args, RunSpec* spec, bool* json, bool
   }
   spec->dataset_kind = args.Get("dataset-kind", spec->dataset_kind);
   spec->dataset_path = args.Get("dataset", spec->dataset_path);
-  spec->model_kind = args.Get("model", spec->model_kind);
+  spec->model_kind = args.Get("model", args.Has("model-file") ? "torchscript" : spec->model_kind);
+  if (spec->model_kind == "torchscript") {
+    if (!args.Has("model-file")) {
+      return absl::InvalidArgumentError("--model torchscript needs --model-file PATH");
+    }
+    std::error_code error;
+    const std::filesystem::path file = std::filesystem::absolute(args.Get("model-file"), error);
+    if (error || args.Get("model-file").empty()) {
+      return absl::InvalidArgumentError("--model-file: expected a file, got \"" +
+                                        args.Get("model-file") + "\"");
+    }
+    spec->inputs = {InputFile{"model", file.string(), "", 0}};
+    spec->model_init = args.Get("model-init", spec->model_init);
+  } else {
+    for (const char* flag : {"model-file", "model-init"}) {
+      if (args.Has(flag)) {
+        return absl::InvalidArgumentError(std::string("--") + flag +
+                                          " applies to --model torchscript only");
+      }
+    }
+  }
   spec->optimizer = args.Get("optimizer", spec->optimizer);
   spec->lr_schedule = args.Get("lr-schedule", spec->lr_schedule);
   spec->device = args.Get("device", spec->device);
@@ -208,7 +234,10 @@ std::string JsonSpec(const RunSpec& s) {
          ",\"test_limit\":" + std::to_string(s.test_limit) +
          ",\"model_kind\":" + JsonQuote(s.model_kind) +
          ",\"model_version\":" + std::to_string(s.model_version) +
-         ",\"model_depth\":" + std::to_string(s.model_depth) + ",\"l2\":" + JsonNumber(s.l2) +
+         ",\"model_depth\":" + std::to_string(s.model_depth) +
+         ",\"model_init\":" + JsonQuote(s.model_init) +
+         ",\"model_file\":" + JsonQuote(s.inputs.empty() ? "" : s.inputs[0].path) +
+         ",\"l2\":" + JsonNumber(s.l2) +
          ",\"epochs\":" + std::to_string(s.epochs) +
          ",\"batch_size\":" + std::to_string(s.batch_size) +
          ",\"optimizer\":" + JsonQuote(s.optimizer) + ",\"lr\":" + JsonNumber(s.lr) +

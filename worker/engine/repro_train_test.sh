@@ -57,4 +57,9 @@ expect_exit 2 "--export-epochs needs --export" --export-epochs
 expect_exit 2 "unknown device" "${small[@]}" --device tpu
 expect_exit 2 "does not exist" --dataset "$work/none"
 expect_exit 2 "unexpected argument" extra
+# A TorchScript model alone (--model-file): a file that is none is refused before training.
+expect_exit 2 "is not a TorchScript module" "${small[@]}" --model-file "$work/text"
+expect_exit 2 "does not exist" "${small[@]}" --model-file "$work/none.pt" --model-init seeded
+expect_exit 2 "needs --model-file" --model torchscript
+expect_exit 2 "applies to --model torchscript only" --model-init seeded
 echo "repro-train: all checks passed"
