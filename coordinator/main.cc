@@ -171,17 +171,30 @@ void PrintUsage() {
 
 // Checks the plan's data and sets `sizes` to its splits as a run reads them; without
 // the check, to the plan's limits (0, not known, where it sets none).
+// Kind arrays: the files of plan.inputs by role (absolute by now, ResolvePlanFiles), of
+// which only the x files' headers and the y files' labels are read; its classes are
+// not known without the check (0).
 absl::Status CheckPlanData(const Options& o, const Plan& plan, data::DatasetSizes* sizes) {
-  *sizes = {plan.dataset.train_limit, plan.dataset.test_limit};
+  const bool arrays = plan.dataset.kind == "arrays";
+  *sizes = {plan.dataset.train_limit, plan.dataset.test_limit, arrays ? 0 : 10};
   if (o.skip_data_check || plan.model.kind == "noop") return absl::OkStatus();  // noop reads no data
-  auto checked = data::CheckDatasetSizes(plan.dataset.kind, plan.dataset.path,
-                                         plan.dataset.train_limit, plan.dataset.test_limit);
+  absl::StatusOr<data::DatasetSizes> checked;
+  if (arrays) {
+    data::ArrayFiles files;
+    for (const InputFile& file : plan.inputs) files.Set(file.role, file.path);
+    checked = data::CheckDatasetSizes(files, plan.dataset.train_limit, plan.dataset.test_limit);
+  } else {
+    checked = data::CheckDatasetSizes(plan.dataset.kind, plan.dataset.path,
+                                      plan.dataset.train_limit, plan.dataset.test_limit);
+  }
   if (checked.ok()) {
     *sizes = *checked;
     return absl::OkStatus();
   }
+  // The arrays' errors name their plan key (dataset.train.x: ...) already.
   return absl::InvalidArgumentError(absl::StrCat("plan ", o.plan_path.empty() ? o.db_path : o.plan_path,
-                                                 ": dataset: ", checked.status().message()));
+                                                 arrays ? ": " : ": dataset: ",
+                                                 checked.status().message()));
 }
 
 // Loads and checks the plan, opens the store and records the experiment in it; every
@@ -397,6 +410,7 @@ int Run(int argc, char** argv) {
   service_options.lease_ttl_ms = 3 * o.heartbeat_ms;
   service_options.train_examples = sizes.train;
   service_options.test_examples = sizes.test;
+  service_options.classes = sizes.classes;
   auto credentials = MakeServerCredentials(o.tls);
   if (!credentials.ok()) return Fail(credentials.status(), cli::kExitUsage);
   auto auth = MakeAuthenticator(o.admin_token, o.worker_token, o.tls);

@@ -92,7 +92,8 @@ absl::Status CheckText(const std::string& field, const std::string& value, size_
                  max, " printable ASCII characters");
 }
 
-ResultCheck::ResultCheck(const Plan& plan, int64_t train_examples, int64_t test_examples)
+ResultCheck::ResultCheck(const Plan& plan, int64_t train_examples, int64_t test_examples,
+                         int64_t classes)
     : epochs_(plan.epochs),
       noop_(plan.model.kind == "noop"),
       keep_predictions_(plan.predictions),
@@ -100,7 +101,8 @@ ResultCheck::ResultCheck(const Plan& plan, int64_t train_examples, int64_t test_
       export_initial_(plan.export_initial),
       export_final_(plan.export_final),
       export_every_epoch_(plan.export_every_epoch),
-      test_examples_(test_examples) {
+      test_examples_(test_examples),
+      classes_(classes > 0 && classes <= kMaxClasses ? classes : kMaxClasses) {
   const int64_t batch_size = std::max<int64_t>(plan.training.batch_size, 1);
   // A noop run reads no data, so its batches follow from none (its worker reports none).
   if (!noop_ && train_examples > 0) {
@@ -222,9 +224,9 @@ absl::Status ResultCheck::CheckOutputs(const RunResult& r) const {
   const int64_t max = predicted ? (test_examples_ > 0 ? test_examples_ : kMaxUnknownSplit) : 0;
   if (absl::Status s = CheckCount("predictions", r.predictions.size(), min, max); !s.ok()) return s;
   for (size_t i = 0; i < r.predictions.size(); ++i) {
-    if (r.predictions[i] >= kClasses) {
+    if (r.predictions[i] >= classes_) {
       return Invalid("predictions[", i, "] is class ", static_cast<int>(r.predictions[i]),
-                     "; the data sets have ", kClasses);
+                     "; the data set has ", classes_);
     }
   }
   for (const absl::Status& s : {CheckWeights("initial_weights", r.initial_weights, export_initial_),

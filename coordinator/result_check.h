@@ -32,8 +32,10 @@ inline constexpr int kMaxDiverged = 300;             // RunResult::diverged
 // A split's size when the coordinator did not read the data (--skip-data-check) and
 // the plan sets no limit: what predictions and batches are held to instead.
 inline constexpr int64_t kMaxUnknownSplit = 1000000;
-// Every data set the engine reads has ten classes (data/dataset_check.h).
+// The classes of the directory data sets (data/dataset_check.h); kind arrays has K, up to
+// what a prediction's byte holds (data/array_dataset.h).
 inline constexpr int kClasses = 10;
+inline constexpr int kMaxClasses = 256;
 
 // OK when `value` is printable ASCII of `min` to `max` bytes: what the report, the log,
 // `reproctl workers` and the store's JSON columns can hold as they are. The error names
@@ -45,7 +47,10 @@ class ResultCheck {
  public:
   // `train_examples` and `test_examples`: the samples of each split a run reads, as the
   // coordinator's data check counted them or the plan's limits say; 0 = not known.
-  ResultCheck(const Plan& plan, int64_t train_examples, int64_t test_examples);
+  // `classes`: the data's classes (DatasetSizes::classes), which predictions must be
+  // below; 0 = not known (any class up to kMaxClasses).
+  ResultCheck(const Plan& plan, int64_t train_examples, int64_t test_examples,
+              int64_t classes = kClasses);
 
   // A heartbeat's progress: epoch `epoch` in progress, `batch` of `batches` done
   // (`batches` 0: not known yet).
@@ -65,6 +70,7 @@ class ResultCheck {
   bool keep_batch_digests_;
   bool export_initial_, export_final_, export_every_epoch_;
   int64_t test_examples_;      // 0 = not known
+  int64_t classes_;            // predictions are below it
   int64_t batches_per_epoch_;  // -1 = not known
   int64_t max_batches_;        // batches_per_epoch_, or the most an unknown split gives
 };

@@ -185,6 +185,22 @@ TEST_F(ResultCheckTest, HeartbeatProgressFitsThePlansBatches) {
               HasSubstr("heartbeat epoch 3 is outside the plan's 3 epochs"));
 }
 
+TEST(ResultCheckClassesTest, PredictionsAreBelowTheClassesOfTheData) {
+  // Kind arrays with K = 3 (the data check's DatasetSizes::classes).
+  const ResultCheck three(TestPlan(), kTrain, kTest, 3);
+  RunResult r = GoodResult();
+  r.predictions.assign(kTest, 2);
+  EXPECT_TRUE(three.CheckResult(r).ok()) << three.CheckResult(r);
+  r.predictions[5] = 3;
+  EXPECT_THAT(Refusal(three, r), HasSubstr("predictions[5] is class 3; the data set has 3"));
+  // K = 256 (the most), or not known (arrays under --skip-data-check): any byte.
+  for (int64_t classes : {int64_t{256}, int64_t{0}}) {
+    const ResultCheck any(TestPlan(), kTrain, kTest, classes);
+    r.predictions[5] = 255;
+    EXPECT_TRUE(any.CheckResult(r).ok()) << any.CheckResult(r);
+  }
+}
+
 TEST(ResultCheckUnknownDataTest, WithoutTheDataCheckListsAreBoundedNotExact) {
   Plan plan = TestPlan();
   const ResultCheck check(plan, 0, 0);  // --skip-data-check, no limits in the plan

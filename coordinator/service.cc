@@ -94,10 +94,10 @@ grpc::Status CheckWorkerInfo(const v1::WorkerInfo& w) {
   return grpc::Status::OK;
 }
 
-// What a worker's reports are held to: the plan, and its splits as the data check
-// counted them.
+// What a worker's reports are held to: the plan, and its splits and classes as the data
+// check counted them.
 ResultCheck ResultsFor(const Plan& plan, const ServiceOptions& options) {
-  return ResultCheck(plan, options.train_examples, options.test_examples);
+  return ResultCheck(plan, options.train_examples, options.test_examples, options.classes);
 }
 
 }  // namespace

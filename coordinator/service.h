@@ -31,6 +31,9 @@ struct ServiceOptions {
   // plan's limits); 0 = not known. Results are held to them (coordinator/result_check.h).
   int64_t train_examples = 0;
   int64_t test_examples = 0;
+  // The classes of the plan's data (10, or K for kind arrays) that predictions are held
+  // to; 0 = not known (arrays without the data check): any class a byte holds.
+  int64_t classes = 10;
 };
 
 class CoordinatorService final : public v1::WorkerService::CallbackService,

@@ -3,9 +3,11 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <cstring>
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "data/cifar_dataset.h"
 
 namespace repro::data::test_support {
@@ -65,6 +67,56 @@ std::vector<uint8_t> Records(int64_t first, int64_t count, const LabelFn& label,
     for (int64_t i = 0; i < kCifarImageBytes; ++i) out.push_back(pixel(g, i));
   }
   return out;
+}
+
+std::string NpyDict(const std::string& descr, const std::vector<int64_t>& shape,
+                    bool fortran_order) {
+  return absl::StrCat("{'descr': '", descr, "', 'fortran_order': ", fortran_order ? "True" : "False",
+                      ", 'shape': (", absl::StrJoin(shape, ", "), shape.size() == 1 ? ",), }" : "), }");
+}
+
+std::vector<uint8_t> NpyFileWithDict(const std::string& dict, const std::vector<uint8_t>& data,
+                                     int major) {
+  const size_t length_bytes = major == 1 ? 2 : 4;
+  const size_t prefix = 6 + 2 + length_bytes;
+  std::string header = dict;
+  while ((prefix + header.size() + 1) % 64 != 0) header.push_back(' ');
+  header.push_back('\n');
+  std::vector<uint8_t> out = {0x93, 'N', 'U', 'M', 'P', 'Y', static_cast<uint8_t>(major), 0};
+  for (size_t i = 0; i < length_bytes; ++i) out.push_back((header.size() >> (8 * i)) & 0xff);
+  out.insert(out.end(), header.begin(), header.end());
+  out.insert(out.end(), data.begin(), data.end());
+  return out;
+}
+
+std::vector<uint8_t> NpyFile(const std::string& descr, const std::vector<int64_t>& shape,
+                             const std::vector<uint8_t>& data, int major) {
+  return NpyFileWithDict(NpyDict(descr, shape), data, major);
+}
+
+namespace {
+
+template <typename Word, typename T>
+std::vector<uint8_t> LittleEndianBytes(const std::vector<T>& values) {
+  std::vector<uint8_t> out;
+  for (const T& value : values) {
+    Word word;
+    std::memcpy(&word, &value, sizeof word);
+    for (size_t i = 0; i < sizeof word; ++i) out.push_back((word >> (8 * i)) & 0xff);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<uint8_t> Float32Bytes(const std::vector<float>& values) {
+  return LittleEndianBytes<uint32_t>(values);
+}
+std::vector<uint8_t> Int32Bytes(const std::vector<int32_t>& values) {
+  return LittleEndianBytes<uint32_t>(values);
+}
+std::vector<uint8_t> Int64Bytes(const std::vector<int64_t>& values) {
+  return LittleEndianBytes<uint64_t>(values);
 }
 
 void DatasetDirTest::SetUp() {

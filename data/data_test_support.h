@@ -47,6 +47,28 @@ uint8_t PatternPixel(int64_t g, int64_t i);  // (g * 7 + i * 13) % 256
 std::vector<uint8_t> Records(int64_t first, int64_t count, const LabelFn& label,
                              const PixelFn& pixel);
 
+// ---------------------------------------------------------------- NumPy .npy
+
+// The header dict as np.save writes it: "{'descr': '<f4', 'fortran_order': False,
+// 'shape': (3, 28, 28), }".
+std::string NpyDict(const std::string& descr, const std::vector<int64_t>& shape,
+                    bool fortran_order = false);
+
+// An .npy file of format version major.0 (1: 2-byte header length, 2 and 3: 4-byte)
+// with `dict` as its header, padded with spaces and a newline to a multiple of 64
+// bytes as np.save pads it, then `data` as it is.
+std::vector<uint8_t> NpyFileWithDict(const std::string& dict, const std::vector<uint8_t>& data,
+                                     int major = 1);
+
+// NpyFileWithDict(NpyDict(descr, shape), data, major).
+std::vector<uint8_t> NpyFile(const std::string& descr, const std::vector<int64_t>& shape,
+                             const std::vector<uint8_t>& data, int major = 1);
+
+// Values as little-endian bytes (the order of '<f4', '<i4', '<i8').
+std::vector<uint8_t> Float32Bytes(const std::vector<float>& values);
+std::vector<uint8_t> Int32Bytes(const std::vector<int32_t>& values);
+std::vector<uint8_t> Int64Bytes(const std::vector<int64_t>& values);
+
 // ---------------------------------------------------------------- fixtures
 
 // A fresh, empty directory per test (under ::testing::TempDir(), named after the suite,

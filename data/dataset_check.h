@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "data/array_dataset.h"
 
 namespace repro::data {
 
@@ -22,7 +23,8 @@ absl::Status CheckDatasetDirectory(const std::string& dir);
 absl::Status CheckSplitLimit(const std::string& limit_name, int64_t limit);
 
 // OK for the dataset kinds the engine reads ("fashion-mnist", "mnist": IDX files;
-// "cifar10": CIFAR-10's binary version); INVALID_ARGUMENT naming the kind otherwise.
+// "cifar10": CIFAR-10's binary version; "arrays": .npy files by role,
+// array_dataset.h); INVALID_ARGUMENT naming the kind otherwise.
 absl::Status CheckDatasetKind(const std::string& kind);
 
 // Reads and validates both splits of a dataset directory as a run would: the
@@ -37,15 +39,22 @@ absl::Status CheckDatasetKind(const std::string& kind);
 absl::Status CheckDataset(const std::string& kind, const std::string& path,
                           int64_t train_limit = 0, int64_t test_limit = 0);
 
-// How many samples of each split a run reads: the limit, or with limit 0 the split's size.
+// How many samples of each split a run reads: the limit, or with limit 0 the split's size;
+// and the classes the model is built for.
 struct DatasetSizes {
   int64_t train = 0;
   int64_t test = 0;
+  int64_t classes = 10;  // 10 for the directory kinds; K for arrays (0: not known)
 };
 // CheckDataset, and the sizes it found: the coordinator holds what workers report (one
-// prediction per test sample, one batch digest per batch) to them.
+// prediction per test sample, one batch digest per batch, classes below `classes`) to
+// them. Kind "arrays" has no directory: INVALID_ARGUMENT pointing to the overload below.
 absl::StatusOr<DatasetSizes> CheckDatasetSizes(const std::string& kind, const std::string& path,
                                                int64_t train_limit = 0, int64_t test_limit = 0);
+// The same for kind "arrays": CheckArrayFiles (array_dataset.h) on the plan's files, which
+// reads the x files' headers and the y files' labels, not the pixels.
+absl::StatusOr<DatasetSizes> CheckDatasetSizes(const ArrayFiles& files, int64_t train_limit = 0,
+                                               int64_t test_limit = 0);
 
 }  // namespace repro::data
 

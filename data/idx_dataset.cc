@@ -313,9 +313,12 @@ absl::StatusOr<IdxSplit> ReadIdxSplit(const std::string& dir, Split split, int64
 }
 
 absl::Status CheckDatasetKind(const std::string& kind) {
-  if (kind == "fashion-mnist" || kind == "mnist" || kind == "cifar10") return absl::OkStatus();
+  if (kind == "fashion-mnist" || kind == "mnist" || kind == "cifar10" || kind == "arrays") {
+    return absl::OkStatus();
+  }
   return absl::InvalidArgumentError(absl::StrCat(
-      "unknown dataset kind \"", kind, "\" (this engine reads fashion-mnist, mnist and cifar10)"));
+      "unknown dataset kind \"", kind,
+      "\" (this engine reads fashion-mnist, mnist, cifar10 and arrays)"));
 }
 
 absl::Status CheckDataset(const std::string& kind, const std::string& path, int64_t train_limit,
@@ -326,6 +329,11 @@ absl::Status CheckDataset(const std::string& kind, const std::string& path, int6
 absl::StatusOr<DatasetSizes> CheckDatasetSizes(const std::string& kind, const std::string& path,
                                                int64_t train_limit, int64_t test_limit) {
   if (absl::Status s = CheckDatasetKind(kind); !s.ok()) return s;
+  if (kind == "arrays") {
+    return absl::InvalidArgumentError(
+        "dataset kind arrays has no directory: its files are checked by role "
+        "(dataset.train.x, .train.y, .test.x, .test.y)");
+  }
   if (kind == "cifar10") {
     auto train = CountCifarSplit(path, Split::kTrain, train_limit);
     if (!train.ok()) return train.status();
@@ -338,6 +346,13 @@ absl::StatusOr<DatasetSizes> CheckDatasetSizes(const std::string& kind, const st
   auto test = ReadIdxSplit(path, Split::kTest, test_limit);
   if (!test.ok()) return test.status();
   return DatasetSizes{train->labels.count, test->labels.count};
+}
+
+absl::StatusOr<DatasetSizes> CheckDatasetSizes(const ArrayFiles& files, int64_t train_limit,
+                                               int64_t test_limit) {
+  auto info = CheckArrayFiles(files, train_limit, test_limit);
+  if (!info.ok()) return info.status();
+  return DatasetSizes{info->train, info->test, info->classes};
 }
 
 }  // namespace repro::data

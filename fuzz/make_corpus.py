@@ -133,6 +133,38 @@ put("cifar_fuzzer", "test_truncated", bytes([0, 0]) + cifar_records([1])[:1000])
 put("cifar_fuzzer", "test_empty", bytes([0, 0]))
 put("cifar_fuzzer", "test_negative_limit", bytes([0, 0xFF]) + cifar_records([1])[:100])
 
+# ---------------------------------------------------------------- npy_fuzzer
+# First byte: the role the rest plays (0 train_x, 1 train_y, 2 test_x, 3 test_y); the
+# harness writes the other three (x uint8 (2, 2, 2), y int64 [0, 1]).
+def npy(dict_text, data=b"", major=1):
+    length = 2 if major == 1 else 4
+    header = dict_text
+    while (6 + 2 + length + len(header) + 1) % 64:
+        header += " "
+    header += "\n"
+    size = struct.pack("<H" if major == 1 else "<I", len(header))
+    return b"\x93NUMPY" + bytes([major, 0]) + size + header.encode() + data
+
+
+def npy_dict(descr, shape, fortran=False):
+    dims = ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "")
+    return "{'descr': '%s', 'fortran_order': %s, 'shape': (%s), }" % (descr, fortran, dims)
+
+
+put("npy_fuzzer", "train_x_u8", bytes([0]) + npy(npy_dict("|u1", (2, 2, 2)), bytes(range(8))))
+put("npy_fuzzer", "test_x_u8_nchw_v2", bytes([2]) + npy(npy_dict("|u1", (2, 1, 2, 2)), bytes(8), major=2))
+put("npy_fuzzer", "train_x_f32_v3", bytes([0]) + npy(npy_dict("<f4", (2, 2, 2)), struct.pack("<8f", *range(8)), major=3))
+put("npy_fuzzer", "train_y_i8", bytes([1]) + npy(npy_dict("<i8", (2,)), struct.pack("<2q", 1, 0)))
+put("npy_fuzzer", "test_y_i4", bytes([3]) + npy(npy_dict("<i4", (2,)), struct.pack("<2i", 1, 1)))
+put("npy_fuzzer", "train_y_u1_three_classes", bytes([1]) + npy(npy_dict("|u1", (2,)), bytes([2, 0])))
+put("npy_fuzzer", "test_y_out_of_range", bytes([3]) + npy(npy_dict("<i8", (2,)), struct.pack("<2q", 0, 5)))
+put("npy_fuzzer", "train_x_big_endian", bytes([0]) + npy(npy_dict(">f4", (2, 2, 2)), bytes(32)))
+put("npy_fuzzer", "train_x_fortran", bytes([0]) + npy(npy_dict("|u1", (2, 2, 2), True), bytes(8)))
+put("npy_fuzzer", "train_x_truncated", bytes([0]) + npy(npy_dict("|u1", (2, 2, 2)), bytes(5)))
+put("npy_fuzzer", "train_x_huge_shape", bytes([0]) + npy(npy_dict("<f4", (1 << 40, 1 << 20, 16))))
+put("npy_fuzzer", "train_y_double_quotes", bytes([1]) + npy('{"descr": "<i8", "shape": (2,), "fortran_order": False}', struct.pack("<2q", 0, 1)))
+put("npy_fuzzer", "train_x_structured", bytes([0]) + npy("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (2,), }", bytes(8)))
+
 # ---------------------------------------------------------------- safetensors_fuzzer
 def safetensors(entries, metadata=None, data=b"", pad=True, header_len=None):
     header = {}

@@ -16,7 +16,7 @@ seconds="${1:-60}"
 shift || true
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="$root/build-fuzz"
-all_targets=(plan_fuzzer idx_fuzzer cifar_fuzzer safetensors_fuzzer)
+all_targets=(plan_fuzzer idx_fuzzer cifar_fuzzer npy_fuzzer safetensors_fuzzer)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all_targets[@]}")
 
@@ -34,6 +34,7 @@ max_len() {
     plan_fuzzer) echo 4096 ;;         # plans are small; aliases need no more
     idx_fuzzer) echo 4096 ;;          # a 16-byte header and up to 5 images of 784 bytes
     cifar_fuzzer) echo 8192 ;;        # two 3073-byte records and then some
+    npy_fuzzer) echo 1024 ;;          # a header of up to a few hundred bytes and its data
     safetensors_fuzzer) echo 2048 ;;  # a header of a few tensors and their data
     *) echo 4096 ;;
   esac

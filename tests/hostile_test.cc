@@ -144,5 +144,81 @@ TEST_F(IntegrationTest, AStoredScoreChangedAfterTheRunShowsAsCorruptAndMovesNoMe
   EXPECT_EQ(FindArm(*after, "same_seed")->at("runs_corrupt"), 0);
 }
 
+// ---------------------------------------------------------------------------------------
+// Dataset kind arrays: the coordinator reads the .npy files' headers and labels before
+// anything is written, refuses a label out of range naming the file, and a good plan's
+// runs train on a model of the labels' classes.
+
+// An .npy file (format 1.0) as np.save writes it: `shape` in Python's form, e.g. "(4,)".
+std::string Npy(const std::string& descr, const std::string& shape, const std::string& data) {
+  std::string header = absl::StrCat("{'descr': '", descr, "', 'fortran_order': False, 'shape': ",
+                                    shape, ", }");
+  while ((10 + header.size() + 1) % 64 != 0) header += ' ';
+  header += '\n';
+  std::string out("\x93NUMPY\x01\x00", 8);
+  out += static_cast<char>(header.size() & 0xff);
+  out += static_cast<char>(header.size() >> 8);
+  return out + header + data;
+}
+
+// `labels` as int64 little-endian.
+std::string Int64s(const std::vector<int64_t>& labels) {
+  std::string out;
+  for (int64_t label : labels) {
+    for (int i = 0; i < 8; ++i) out += static_cast<char>((static_cast<uint64_t>(label) >> (8 * i)) & 0xff);
+  }
+  return out;
+}
+
+TEST_F(IntegrationTest, AnArraysPlanIsCheckedBeforeAnythingIsWrittenAndTrainsOnKClasses) {
+  constexpr int kTrain = 64, kTest = 32;
+  fs::create_directories(Path("arrays"));
+  std::string train_x, test_x;
+  for (int i = 0; i < kTrain * 28 * 28; ++i) train_x += static_cast<char>((i * 7 + i / 784 * 31) % 256);
+  test_x = train_x.substr(0, kTest * 28 * 28);
+  std::vector<int64_t> train_y, test_y;
+  for (int i = 0; i < kTrain; ++i) train_y.push_back(i % 3);
+  for (int i = 0; i < kTest; ++i) test_y.push_back(i % 3);
+  WriteFile(Path("arrays/train_x.npy"), Npy("|u1", absl::StrCat("(", kTrain, ", 28, 28)"), train_x));
+  WriteFile(Path("arrays/train_y.npy"), Npy("<i8", absl::StrCat("(", kTrain, ",)"), Int64s(train_y)));
+  WriteFile(Path("arrays/test_x.npy"), Npy("|u1", absl::StrCat("(", kTest, ", 28, 28)"), test_x));
+  std::vector<int64_t> bad_y = test_y;
+  bad_y[1] = 5;
+  WriteFile(Path("arrays/test_y.npy"), Npy("<i8", absl::StrCat("(", kTest, ",)"), Int64s(bad_y)));
+  const std::string plan = Path("plan.yaml"), db = Path("arrays.db");
+  WriteFile(plan,
+            "experiment: arrays\nruns: 1\nepochs: 1\n"
+            "dataset: {kind: arrays, train: {x: arrays/train_x.npy, y: arrays/train_y.npy},\n"
+            "          test: {x: arrays/test_x.npy, y: arrays/test_y.npy}}\n"
+            "training: {batch_size: 16}\n");
+  const std::vector<std::string> command = {kCoordinator, "--plan", plan, "--db", db,
+                                            "--listen", "127.0.0.1:0", "--local-workers", "1",
+                                            "--exit-when-done"};
+  CommandResult r = Run(command);
+  ASSERT_FALSE(r.timed_out);
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_EQ(r.err, absl::StrCat("coordinator: plan ", plan, ": dataset.test.y: ", Path("arrays/test_y.npy"),
+                                ": label 5 at index 1 is outside 0..2 (the classes of dataset.train.y: "
+                                "its largest label + 1 = 3)\n"));
+  EXPECT_FALSE(fs::exists(db)) << "the database was created for a plan whose data is bad";
+
+  WriteFile(Path("arrays/test_y.npy"), Npy("<i8", absl::StrCat("(", kTest, ",)"), Int64s(test_y)));
+  ChildProcess* coordinator = Spawn(command, "coordinator");
+  ASSERT_NE(coordinator, nullptr);
+  ASSERT_TRUE(coordinator->Wait(120s)) << "the experiment did not finish in 120 s";
+  ASSERT_EQ(coordinator->exit_code(), 0) << ReadFile(coordinator->stderr_path());
+  ExpectStoreComplete(db, 2);
+  Db store(db);
+  ASSERT_TRUE(store.ok()) << store.error();
+  for (const auto& row : store.Rows("SELECT hex(a.predictions) FROM runs r JOIN attempts a "
+                                    "ON a.id = r.result_attempt")) {
+    ASSERT_EQ(row.at(0).size(), 2u * kTest);
+    for (size_t i = 0; i < row.at(0).size(); i += 2) {
+      EXPECT_EQ(row.at(0)[i], '0') << row.at(0);
+      EXPECT_LE(row.at(0)[i + 1], '2') << "a prediction outside the 3 classes: " << row.at(0);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace repro::testing

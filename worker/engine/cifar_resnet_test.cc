@@ -39,6 +39,17 @@ using data::test_support::CifarTest;
 using data::test_support::LabelFn;
 using data::test_support::PatternPixel;
 using data::test_support::PixelFn;
+
+// LoadDataset for a run reading cifar10 from `dir` with these limits.
+absl::StatusOr<TensorDataset> LoadCifar(const std::string& dir, int64_t train_limit,
+                                        int64_t test_limit) {
+  RunSpec spec;
+  spec.dataset_kind = "cifar10";
+  spec.dataset_path = dir;
+  spec.train_limit = train_limit;
+  spec.test_limit = test_limit;
+  return LoadDataset(spec);
+}
 namespace fs = std::filesystem;
 
 // The mean over samples 0..n-1 of PatternPixel(g, i) / 255, as the loader defines it.
@@ -52,7 +63,7 @@ float ExpectedMean(int64_t n, int64_t i) {
 
 TEST_F(CifarTest, PreprocessingDividesBy255AndSubtractsTheTrainingPixelMean) {
   WriteDataset(20, 10);
-  auto data = LoadDataset("cifar10", dir_.string(), 0, 0);
+  auto data = LoadCifar(dir_.string(), 0, 0);
   ASSERT_TRUE(data.ok()) << data.status();
   const at::Tensor& x = data->train.x;
   EXPECT_EQ(x.sizes(), (std::vector<int64_t>{100, 3, 32, 32}));
@@ -77,7 +88,7 @@ TEST_F(CifarTest, PreprocessingDividesBy255AndSubtractsTheTrainingPixelMean) {
   EXPECT_GT(data->test.x.mean(0).abs().max().item<float>(), 1e-3f);
 
   // With train_limit, the mean is that of the samples kept.
-  auto limited = LoadDataset("cifar10", dir_.string(), 30, 0);
+  auto limited = LoadCifar(dir_.string(), 30, 0);
   ASSERT_TRUE(limited.ok()) << limited.status();
   EXPECT_EQ(limited->train.x.size(0), 30);
   EXPECT_LT(limited->train.x.mean(0).abs().max().item<float>(), 1e-6f);
@@ -306,7 +317,7 @@ TEST_F(CifarTrainTest, ResNet20v1LossFallsAndDataHashIsOfThePreprocessedX) {
   EXPECT_LT(run->epochs[1].loss, run->epochs[0].loss);
   EXPECT_EQ(run->initial_tensors.front().name, "conv1.weight");
 
-  auto data = LoadDataset("cifar10", dir_.string(), 0, 0);
+  auto data = LoadCifar(dir_.string(), 0, 0);
   ASSERT_TRUE(data.ok());
   EXPECT_EQ(run->data_x_hash, HashBytes(data->train.x.data_ptr(), data->train.x.nbytes()));
   EXPECT_EQ(run->data_y_hash, HashBytes(data->train.y.data_ptr(), data->train.y.nbytes()));

@@ -319,6 +319,7 @@ absl::Status BuildModel(RunState& s) {
   shape.channels = train.x.size(1);
   shape.height = train.x.size(2);
   shape.width = train.x.size(3);
+  shape.classes = s.data.classes;
   torch::manual_seed(s.spec.init_seed);
   ASSIGN_OR_RETURN(s.model, MakeModel(ModelOptionsFor(s.spec), shape));
   for (const auto& [key, value] : s.model->ModelEnvironment()) s.result.environment[key] = value;
@@ -483,8 +484,7 @@ absl::StatusOr<RunResult> Train(const RunSpec& spec, const Callbacks& callbacks)
   if (spec.model_kind == kNoopModel) return NoopRun(spec, callbacks);
   ASSIGN_OR_RETURN(const at::Device device, PrepareDevice(spec));
   std::map<std::string, std::string> environment = RunEnvironment(spec.device);
-  ASSIGN_OR_RETURN(TensorDataset data, LoadDataset(spec.dataset_kind, spec.dataset_path,
-                                                   spec.train_limit, spec.test_limit));
+  ASSIGN_OR_RETURN(TensorDataset data, LoadDataset(spec));
   RunState s(spec, callbacks, device, std::move(data));
   s.result.environment = std::move(environment);
   const TensorSplit& train = s.data.train;

@@ -267,7 +267,7 @@ TEST(RecipeTrainTest, PredictionsAreTheFinalModelsClassesInTestOrder) {
   spec.epochs = 2;
   const RunResult r = MustTrain(spec);
   ASSERT_EQ(r.predictions.size(), 200u);
-  auto data = LoadDataset("fashion-mnist", REPRO_FASHION_MNIST, 256, 200);
+  auto data = LoadDataset(spec);  // fashion-mnist, 256 and 200 samples
   ASSERT_TRUE(data.ok()) << data.status();
   const int64_t* labels = data->test.y.data_ptr<int64_t>();
   int correct = 0;

@@ -30,8 +30,12 @@ constexpr char kProgram[] = "repro-train";
 
 const std::vector<cli::FlagSpec>& Flags() {
   static const std::vector<cli::FlagSpec> flags = {
-      {"dataset-kind", true, "fashion-mnist (default), mnist or cifar10", "KIND"},
+      {"dataset-kind", true, "fashion-mnist (default), mnist, cifar10 or arrays", "KIND"},
       {"dataset", true, "data set directory (default /usr/share/datasets/fashion-mnist)", "DIR"},
+      {"train-x", true, "arrays: training images, .npy (N, C, H, W) or (N, H, W)", "FILE"},
+      {"train-y", true, "arrays: training labels, .npy (N,) of 0..K-1", "FILE"},
+      {"test-x", true, "arrays: test images, .npy", "FILE"},
+      {"test-y", true, "arrays: test labels, .npy", "FILE"},
       {"train-limit", true, "first N training samples (default 0 = all)", "N"},
       {"test-limit", true, "first N test samples (default 0 = all)", "N"},
       {"model", true, "small-cnn (default), resnet or torchscript (with --model-file)", "KIND"},
@@ -99,6 +103,11 @@ absl::Status ToSpec(const cli::ParsedArgs& args, RunSpec* spec, bool* json, bool
   }
   spec->dataset_kind = args.Get("dataset-kind", spec->dataset_kind);
   spec->dataset_path = args.Get("dataset", spec->dataset_path);
+  for (const char* role : {"train_x", "train_y", "test_x", "test_y"}) {
+    std::string flag = role;
+    flag[flag.find('_')] = '-';
+    if (args.Has(flag)) spec->inputs.push_back(InputFile{role, args.Get(flag), "", 0});
+  }
   spec->model_kind = args.Get("model", args.Has("model-file") ? "torchscript" : spec->model_kind);
   if (spec->model_kind == "torchscript") {
     if (!args.Has("model-file")) {
@@ -110,7 +119,7 @@ absl::Status ToSpec(const cli::ParsedArgs& args, RunSpec* spec, bool* json, bool
       return absl::InvalidArgumentError("--model-file: expected a file, got \"" +
                                         args.Get("model-file") + "\"");
     }
-    spec->inputs = {InputFile{"model", file.string(), "", 0}};
+    spec->inputs.push_back(InputFile{"model", file.string(), "", 0});
     spec->model_init = args.Get("model-init", spec->model_init);
   } else {
     for (const char* flag : {"model-file", "model-init"}) {

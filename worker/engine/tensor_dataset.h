@@ -5,6 +5,9 @@
 //   then minus the per-pixel mean of the training samples used (after train_limit),
 //   one mean per channel, row and column ([3, 32, 32]), taken from both splits; shape
 //   [N, 3, 32, 32] (NCHW); labels int64 [N].
+// - arrays (array_dataset.h: .npy files by role): uint8 pixels as float32 / 255 exactly
+//   as the IDX ones (so the same images give the same bytes and data hashes), float32
+//   as they are; shape [N, C, H, W]; labels int64 [N]; the model gets K classes.
 // The preprocessing is plain C++ float arithmetic, not a LibTorch kernel, so the bytes
 // (and data hashes) cannot change with LibTorch's vectorization (which divides by a
 // scalar as a multiplication by its reciprocal). The CIFAR mean is summed in double in
@@ -22,6 +25,8 @@
 #include <ATen/core/Tensor.h>
 
 #include "absl/status/statusor.h"
+#include "common/run_spec.h"
+#include "data/array_dataset.h"
 #include "data/cifar_dataset.h"
 #include "data/idx_dataset.h"
 
@@ -38,6 +43,7 @@ struct TensorSplit {
 struct TensorDataset {
   TensorSplit train;
   TensorSplit test;
+  int64_t classes = 10;  // the model's outputs: 10, or K for kind arrays
 };
 
 // Preprocesses a read split. Throws only what at::empty throws (out of memory).
@@ -50,16 +56,22 @@ std::vector<float> CifarPixelMean(const data::CifarSplit& train);
 // `split`'s pixels as float32 byte / 255 - mean[pixel], with its labels.
 TensorSplit ToTensors(const data::CifarSplit& split, const std::vector<float>& mean);
 
-// Reads both splits of data set `kind` in `dir`, keeping the first `train_limit` and
-// `test_limit` samples (0 = all). INVALID_ARGUMENT naming the file or value for bad
-// input. This is what a run uses.
-absl::StatusOr<TensorDataset> LoadDataset(const std::string& kind, const std::string& dir,
-                                          int64_t train_limit, int64_t test_limit);
+// A split of kind arrays: uint8 values as float32 / 255 (as ToTensors(IdxSplit)),
+// float32 ones as they are, shaped [count, C, H, W] from `info`.
+TensorSplit ToTensors(const data::ArraySplit& split, const data::ArrayInfo& info);
 
-// Reads split `split` of data set `kind` in `dir`, keeping the first `limit` samples
-// (0 = all). For cifar10 the mean subtracted is that of the first `limit` training
-// samples when `split` is kTrain, and of the whole training split when it is kTest
-// (use LoadDataset to centre a test split on a limited training split).
+// Reads both splits of the spec's data set, keeping the first train_limit and
+// test_limit samples (0 = all): for the directory kinds (dataset_kind fashion-mnist,
+// mnist, cifar10) from dataset_path, for kind arrays from the files of `inputs` by
+// role (train_x, train_y, test_x, test_y). INVALID_ARGUMENT naming the file or value
+// for bad input. This is what a run uses.
+absl::StatusOr<TensorDataset> LoadDataset(const RunSpec& spec);
+
+// Reads split `split` of data set `kind` in `dir` (a directory kind), keeping the first
+// `limit` samples (0 = all). For cifar10 the mean subtracted is that of the first
+// `limit` training samples when `split` is kTrain, and of the whole training split when
+// it is kTest (use LoadDataset to centre a test split on a limited training split).
+// Kind arrays has no directory: INVALID_ARGUMENT (use LoadDataset).
 absl::StatusOr<TensorSplit> LoadSplit(const std::string& kind, const std::string& dir,
                                       data::Split split, int64_t limit);
 
