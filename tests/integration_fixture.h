@@ -56,6 +56,7 @@ inline const std::string kWorker = REPRO_WORKER_BIN;
 inline const std::string kReproctl = REPRO_REPROCTL_BIN;
 inline const std::string kFashionMnist = REPRO_FASHION_MNIST;
 inline const std::string kTestData = REPRO_TEST_DATA;
+inline const std::string kExamples = REPRO_EXAMPLES;
 
 // Sanitizer builds run several times slower, and a heartbeat that comes late makes a
 // lease lapse and a run take one more attempt than the tests count on: their ctest

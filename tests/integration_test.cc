@@ -377,5 +377,70 @@ TEST_F(IntegrationTest, SigtermToASlottedWorkerDrainsEverySlotAndLosesNoRun) {
   EXPECT_EQ(store.Text("SELECT COUNT(*) FROM attempts WHERE outcome = 'released'"), "2");
 }
 
+// ---------------------------------------------------------------------------------------
+// Bring your own model and data (examples/byo): a model scripted by PyTorch's Python
+// front end and Fashion-MNIST as NumPy arrays, trained by a coordinator and two workers
+// whose folders hold no data; exported weights read back by NumPy.
+
+TEST_F(IntegrationTest, ByoExampleTrainsAScriptedModelOnArrays) {
+  const std::string byo = Path("byo");
+  CommandResult made = Run({"/usr/bin/python3", kExamples + "/byo/make_byo.py", "--out", byo,
+                            "--train", "600", "--test", "200"});
+  ASSERT_EQ(made.code, 0) << made.err;
+  // The example's plan, smaller: 2 runs per arm, 1 epoch.
+  std::string plan = ReadFile(kExamples + "/byo/plan.yaml");
+  plan = std::regex_replace(plan, std::regex("\nruns: 3\n"), "\nruns: 2\n");
+  plan = std::regex_replace(plan, std::regex("\nepochs: 2\n"), "\nepochs: 1\n");
+  WriteFile(byo + "/plan.yaml", plan);
+  Coordinator c;
+  ASSERT_TRUE(StartCoordinator({"--plan", byo + "/plan.yaml", "--db", Path("byo.db")}, "c", &c));
+  std::vector<ChildProcess*> workers;
+  for (const char* name : {"wa", "wb"}) {
+    fs::create_directories(Path(name));
+    workers.push_back(Spawn({kWorker, "--coordinator", c.address, "--name", name, "--artifacts",
+                             Path(absl::StrCat(name, "/artifacts"))},
+                            name));
+  }
+  const std::vector<std::string> remote = {"--coordinator", c.address};
+  ASSERT_TRUE(WaitForDone(remote, 4, 180s));
+  CommandResult json = Reproctl(remote, {"report", "--format", "json"});
+  ASSERT_EQ(json.code, 0) << json.err;
+  auto report = ParseJson(json.out);
+  ASSERT_TRUE(report.has_value()) << json.out;
+  ExpectSameSeedArmIdentical(*report, 2);
+  const Json* different = FindArm(*report, "different_seeds");
+  ASSERT_NE(different, nullptr);
+  EXPECT_EQ(different->at("models_all_same"), false);  // init: seeded draws per seed
+  EXPECT_EQ(different->at("final_models_all_same"), false);
+
+  // Every run's final weights, as NumPy reads a safetensors file: the scripted model's
+  // own tensor names, finite values; same-seed runs byte for byte equal.
+  std::vector<std::string> same_seed_files;
+  for (const Json& run : report->at("runs")) {
+    const std::string file = run.at("artifacts").at("final_weights");
+    ASSERT_FALSE(file.empty()) << run.dump();
+    CommandResult read = Run({"/usr/bin/python3", "-c", R"(
+import json, struct, sys, numpy as np
+data = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", data[:8])[0]
+header = json.loads(data[8:8 + n])
+body = data[8 + n:]
+for name, t in sorted(header.items()):
+    if name == "__metadata__":
+        continue
+    a = np.frombuffer(body[t["data_offsets"][0]:t["data_offsets"][1]], dtype=np.float32)
+    assert np.isfinite(a).all(), name
+    print(name, a.size)
+)", file});
+    ASSERT_EQ(read.code, 0) << read.err;
+    EXPECT_TRUE(absl::StrContains(read.out, "features.0.weight 72")) << read.out;
+    EXPECT_TRUE(absl::StrContains(read.out, "classifier.weight 7840")) << read.out;
+    if (run.at("arm") == "same_seed") same_seed_files.push_back(ReadFile(file));
+  }
+  ASSERT_EQ(same_seed_files.size(), 2u);
+  EXPECT_TRUE(same_seed_files[0] == same_seed_files[1]);
+  for (ChildProcess* w : workers) ASSERT_TRUE(w->Wait(30s));
+}
+
 }  // namespace
 }  // namespace repro::testing
