@@ -217,6 +217,21 @@ absl::Status CheckAnalysisOptions(const ExperimentView& view,
 namespace {
 
 // Everything but Report::runs, which the callers copy or move in.
+// What the figures mean beyond themselves: a TorchScript model's own weights
+// (model.init: file, recorded in each run's environment) make init seeds moot.
+std::vector<std::string> Notes(const ExperimentView& view) {
+  for (const RunView& run : view.runs) {
+    const auto init = run.result.environment.find("model_init");
+    if (run.state == RunState::kDone && init != run.result.environment.end() &&
+        init->second == "file") {
+      return {"the runs start from the model file's own weights (model.init: file): init "
+              "seeds change nothing, so arms differ only in their shuffle and augment seeds "
+              "and determinism settings"};
+    }
+  }
+  return {};
+}
+
 Report AnalyzeWithoutRuns(const ExperimentView& view, const AnalysisOptions& options) {
   Report report;
   report.experiment = view.name;
@@ -235,6 +250,7 @@ Report AnalyzeWithoutRuns(const ExperimentView& view, const AnalysisOptions& opt
     report.runs_remaining += arm.runs_remaining;
   }
   report.complete = report.runs_remaining == 0;
+  report.notes = Notes(view);
   const AnalyzedArm* same_seed = nullptr;
   const AnalyzedArm* different_seeds = nullptr;
   const AnalyzedArm* reference = nullptr;

@@ -215,6 +215,9 @@ struct Report {
   int runs_failed = 0;
   int runs_remaining = 0;  // runs neither done nor failed
   bool complete = false;   // every run of every arm is done or failed
+  // Sentences a reader needs to read the figures right, e.g. that init seeds changed
+  // nothing because the runs started from a model file's own weights.
+  std::vector<std::string> notes;
 
   std::vector<ArmReport> arms;  // in plan order
   // stdev (ddof 0) of the "same_seed" arm over that of the "different_seeds" arm, per

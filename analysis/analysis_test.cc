@@ -269,6 +269,20 @@ TEST(AnalysisTest, FailedRunsMakeAnExperimentCompleteButAreNotCompared) {
   EXPECT_EQ(arm.differences[0].index, -1);
 }
 
+TEST(AnalysisTest, AModelFilesOwnWeightsAreNotedAsMakingInitSeedsMoot) {
+  ExperimentView view = TwoArms(2);
+  view.arms = {"same_seed"};
+  view.runs.push_back(DoneRun("same_seed", 0, 0.3, 0.9));
+  view.runs.push_back(DoneRun("same_seed", 1, 0.3, 0.9));
+  EXPECT_TRUE(Analyze(view).notes.empty());  // the built-in models: nothing to say
+  view.runs[1].result.environment["model_init"] = "seeded";
+  EXPECT_TRUE(Analyze(view).notes.empty());
+  view.runs[0].result.environment["model_init"] = "file";
+  const Report report = Analyze(view);
+  ASSERT_EQ(report.notes.size(), 1u);
+  EXPECT_THAT(report.notes[0], ::testing::HasSubstr("init seeds change nothing"));
+}
+
 TEST(AnalysisTest, NoDoneRunsLeavesStatisticsUndefined) {
   ExperimentView view = TwoArms(2);
   const Report report = Analyze(view);

@@ -269,6 +269,10 @@ std::string RenderJson(const Report& report, const std::string& arm_filter,
   w.Field("runs_done", report.runs_done);
   w.Field("runs_failed", report.runs_failed);
   w.Field("runs_remaining", report.runs_remaining);
+  w.Key("notes");
+  w.BeginArray();
+  for (const std::string& note : report.notes) w.String(note);
+  w.EndArray();
   w.Key("arms");
   w.BeginArray();
   for (const ArmReport& arm : report.arms) {

@@ -339,6 +339,7 @@ std::string RenderText(const Report& report, const std::string& arm_filter) {
         report.runs_failed > 0 ? absl::StrFormat("%d failed, ", report.runs_failed) : "",
         report.runs_remaining);
   }
+  for (const std::string& note : report.notes) absl::StrAppend(&out, "Note: ", note, "\n");
   bool has_same_seed = false;
   bool has_different_seeds = false;
   for (const ArmReport& arm : report.arms) {
