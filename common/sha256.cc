@@ -60,6 +60,26 @@ absl::StatusOr<std::string> Sha256OfFile(const std::string& path) {
   return Hex(digest, length);
 }
 
+struct Sha256Hasher::Context {
+  std::unique_ptr<EVP_MD_CTX, ContextFree> md{EVP_MD_CTX_new()};
+};
+
+Sha256Hasher::Sha256Hasher() : ctx_(std::make_unique<Context>()) {
+  EVP_DigestInit_ex(ctx_->md.get(), EVP_sha256(), nullptr);
+}
+Sha256Hasher::~Sha256Hasher() = default;
+
+void Sha256Hasher::Update(const void* data, size_t size) {
+  EVP_DigestUpdate(ctx_->md.get(), data, size);
+}
+
+std::string Sha256Hasher::Finish() {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_DigestFinal_ex(ctx_->md.get(), digest, &length);
+  return Hex(digest, length);
+}
+
 bool IsSha256Hex(const std::string& text) {
   if (text.size() != 64) return false;
   for (char c : text) {

@@ -8,6 +8,7 @@
 #define REPRO_COMMON_SHA256_H_
 
 #include <cstddef>
+#include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -20,6 +21,22 @@ std::string Sha256Hex(const void* data, size_t size);
 // The SHA-256 of a file's bytes, read in chunks; NOT_FOUND or INVALID_ARGUMENT naming
 // the file when it cannot be read.
 absl::StatusOr<std::string> Sha256OfFile(const std::string& path);
+
+// SHA-256 of bytes that arrive in pieces (a file as it is copied or fetched).
+class Sha256Hasher {
+ public:
+  Sha256Hasher();
+  ~Sha256Hasher();
+  Sha256Hasher(const Sha256Hasher&) = delete;
+  Sha256Hasher& operator=(const Sha256Hasher&) = delete;
+  void Update(const void* data, size_t size);
+  // 64 lower-case hex digits of everything given; the hasher is not used after it.
+  std::string Finish();
+
+ private:
+  struct Context;
+  std::unique_ptr<Context> ctx_;
+};
 
 // Whether `text` is 64 lower-case hex digits.
 bool IsSha256Hex(const std::string& text);

@@ -27,6 +27,7 @@
 #include "coordinator/service.h"
 #include "coordinator/token_gate.h"
 #include "data/dataset_check.h"
+#include "store/blobs.h"
 #include "store/status_view.h"
 #include "store/store.h"
 
@@ -223,6 +224,20 @@ absl::StatusOr<std::unique_ptr<RunStore>> OpenExperiment(Options* o, Plan* plan,
   return store;
 }
 
+// Copies the plan's input files into the blob store beside the database (store/blobs.h),
+// each checked against the SHA-256 taken when the plan was loaded, and points
+// plan->inputs at the copies: from here on the plan's own paths are not read again, and
+// workers fetch the files by hash (GetBlob).
+absl::Status StoreInputs(BlobStore& blobs, Plan* plan) {
+  for (InputFile& file : plan->inputs) {
+    if (absl::Status s = blobs.Add(file.path, file.sha256); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat(PlanKeyOfRole(file.role), ": ", s.message()));
+    }
+    file.path = blobs.PathOf(file.sha256);
+  }
+  return absl::OkStatus();
+}
+
 // Redraw the progress block in place only on a terminal that can take it.
 bool StderrIsLiveTerminal() {
   return isatty(STDERR_FILENO) && std::getenv("TERM") != nullptr &&
@@ -404,6 +419,8 @@ int Run(int argc, char** argv) {
   if (absl::Status s = AnnounceExperiment(o, plan, created, **store, progress); !s.ok()) {
     return Fail(s, cli::kExitError);
   }
+  BlobStore blobs(BlobStore::RootFor(o.db_path));
+  if (absl::Status s = StoreInputs(blobs, &plan); !s.ok()) return Fail(s, cli::kExitError);
 
   ServiceOptions service_options;
   service_options.heartbeat_interval_ms = o.heartbeat_ms;
@@ -411,6 +428,7 @@ int Run(int argc, char** argv) {
   service_options.train_examples = sizes.train;
   service_options.test_examples = sizes.test;
   service_options.classes = sizes.classes;
+  service_options.blobs = &blobs;
   auto credentials = MakeServerCredentials(o.tls);
   if (!credentials.ok()) return Fail(credentials.status(), cli::kExitUsage);
   auto auth = MakeAuthenticator(o.admin_token, o.worker_token, o.tls);

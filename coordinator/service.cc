@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/run_spec.h"
+#include "common/sha256.h"
 #include "common/status_macros.h"
 #include "coordinator/handler_pool.h"
 #include "coordinator/result_check.h"
@@ -100,6 +101,62 @@ ResultCheck ResultsFor(const Plan& plan, const ServiceOptions& options) {
   return ResultCheck(plan, options.train_examples, options.test_examples, options.classes);
 }
 
+std::map<std::string, int64_t> BlobSizes(const Plan& plan) {
+  std::map<std::string, int64_t> sizes;
+  for (const InputFile& file : plan.inputs) {
+    if (!file.sha256.empty()) sizes[file.sha256] = file.size;
+  }
+  return sizes;
+}
+
+// GetBlob's reactor: one chunk read (on the handler pool) and written at a time, the next
+// read only once gRPC has written the last, so that a slow reader holds no thread and no
+// more than one chunk of memory. Deletes itself when gRPC is done with the call.
+class BlobWriter final : public grpc::ServerWriteReactor<v1::BlobChunk> {
+ public:
+  // Sends `file` from `offset` on; the offset is within the file.
+  void Start(BlobFile file, int64_t offset) {
+    file_ = std::move(file);
+    offset_ = offset;
+    Next();
+  }
+  void OnWriteDone(bool ok) override {
+    if (!ok) {  // the caller went away
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the caller stopped reading the blob"));
+      return;
+    }
+    if (offset_ >= file_.size()) {
+      Finish(grpc::Status::OK);
+      return;
+    }
+    HandlerPool::ForHandlers().Run([this] { Next(); });
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void Next() {
+    std::string data;
+    if (absl::Status s = file_.ReadAt(offset_, CoordinatorService::kBlobChunkBytes, &data);
+        !s.ok()) {
+      Finish(ToGrpc(s));
+      return;
+    }
+    if (data.empty() && offset_ < file_.size()) {
+      Finish(grpc::Status(grpc::StatusCode::INTERNAL, "a blob in the store is shorter than its size"));
+      return;
+    }
+    chunk_.set_offset(offset_);
+    chunk_.set_total_size(file_.size());
+    offset_ += static_cast<int64_t>(data.size());
+    chunk_.set_data(std::move(data));
+    StartWrite(&chunk_);
+  }
+
+  BlobFile file_;
+  int64_t offset_ = 0;
+  v1::BlobChunk chunk_;
+};
+
 }  // namespace
 
 grpc::Status ToGrpc(const absl::Status& s) {
@@ -112,7 +169,7 @@ CoordinatorService::CoordinatorService(RunStore* store, Plan plan, Clock clock,
                                        ServiceOptions options, Log log, Authenticator auth)
     : store_(store), plan_(std::move(plan)), clock_(std::move(clock)), options_(options),
       log_([log = std::move(log)](const std::string& line) { log(PrintableLine(line)); }),
-      auth_(std::move(auth)), reports_(store_, plan_.experiment) {}
+      auth_(std::move(auth)), blob_sizes_(BlobSizes(plan_)), reports_(store_, plan_.experiment) {}
 
 grpc::Status CoordinatorService::Authorize(grpc::CallbackServerContext* ctx, Role needed,
                                            const char* method) {
@@ -386,6 +443,62 @@ grpc::ServerUnaryReactor* CoordinatorService::SaveCheckpoint(grpc::CallbackServe
   return Unary(ctx, AuthorizeWorker(ctx, req->worker(), "SaveCheckpoint"),
                [=] { return DoSaveCheckpoint(*req, resp); });
 }
+absl::StatusOr<BlobFile> CoordinatorService::OpenBlob(const v1::GetBlobRequest& req) {
+  if (grpc::Status s = CheckWorker(req.worker()); !s.ok()) {
+    return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+  }
+  const std::string& sha = req.sha256();
+  if (!IsSha256Hex(sha)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "blob name \"", absl::CHexEscape(sha.substr(0, 80)), "\" is not 64 lower-case hex digits"));
+  }
+  // No name from the wire reaches the file system unless the plan names it.
+  const auto planned = blob_sizes_.find(sha);
+  if (planned == blob_sizes_.end()) {
+    return absl::NotFoundError(absl::StrCat("blob ", sha, " is not an input of this plan"));
+  }
+  if (req.offset() < 0 || req.offset() > planned->second) {
+    return absl::OutOfRangeError(absl::StrCat("offset ", req.offset(), " is outside blob ", sha,
+                                              " of ", planned->second, " bytes"));
+  }
+  if (options_.blobs == nullptr) {
+    return absl::UnavailableError("this coordinator keeps no blob store");
+  }
+  absl::StatusOr<BlobFile> file = options_.blobs->Open(sha);
+  if (!file.ok()) {
+    log_(absl::StrCat("cannot serve blob ", sha, ": ", file.status().message()));
+    return absl::InternalError(absl::StrCat("blob ", sha, " cannot be read from the store"));
+  }
+  if (file->size() != planned->second) {
+    log_(absl::StrCat("blob ", sha, " in the store has ", file->size(), " bytes, not ",
+                      planned->second));
+    return absl::InternalError(absl::StrCat("blob ", sha, " in the store is damaged"));
+  }
+  return file;
+}
+
+grpc::ServerWriteReactor<v1::BlobChunk>* CoordinatorService::GetBlob(
+    grpc::CallbackServerContext* ctx, const v1::GetBlobRequest* req) {
+  auto* writer = new BlobWriter();
+  if (grpc::Status auth = AuthorizeWorker(ctx, req->worker(), "GetBlob"); !auth.ok()) {
+    writer->Finish(auth);
+    return writer;
+  }
+  HandlerPool::ForHandlers().Run([this, ctx, writer, req] {
+    if (grpc::Status gone = CallerGone(*ctx); !gone.ok()) {
+      writer->Finish(gone);
+      return;
+    }
+    absl::StatusOr<BlobFile> file = OpenBlob(*req);
+    if (!file.ok()) {
+      writer->Finish(ToGrpc(file.status()));
+      return;
+    }
+    writer->Start(*std::move(file), req->offset());
+  });
+  return writer;
+}
+
 grpc::ServerUnaryReactor* CoordinatorService::Status(grpc::CallbackServerContext* ctx,
                                                      const v1::StatusRequest*,
                                                      v1::StatusResponse* resp) {

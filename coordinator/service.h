@@ -10,12 +10,14 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 
 #include "common/clock.h"
 #include "common/plan.h"
 #include "common/security.h"
 #include "coordinator/reports.h"
+#include "store/blobs.h"
 #include "store/store.h"
 #include "repro/v1/repro.grpc.pb.h"
 
@@ -34,6 +36,9 @@ struct ServiceOptions {
   // The classes of the plan's data (10, or K for kind arrays) that predictions are held
   // to; 0 = not known (arrays without the data check): any class a byte holds.
   int64_t classes = 10;
+  // The copies of the plan's input files that GetBlob serves (not owned; it must outlive
+  // the service). Null: GetBlob serves nothing (UNAVAILABLE for a blob of the plan).
+  const BlobStore* blobs = nullptr;
 };
 
 class CoordinatorService final : public v1::WorkerService::CallbackService,
@@ -70,6 +75,14 @@ class CoordinatorService final : public v1::WorkerService::CallbackService,
   grpc::ServerUnaryReactor* SaveCheckpoint(grpc::CallbackServerContext* ctx,
                                            const v1::SaveCheckpointRequest* req,
                                            v1::SaveCheckpointResponse* resp) override;
+  // A plan input's bytes from the blob store, in chunks of kBlobChunkBytes, each read on
+  // the handler pool only once the one before has been written: a slow reader holds no
+  // thread. Only the blobs the plan's inputs name: NOT_FOUND for any other name (and
+  // nothing looked up on disk), INVALID_ARGUMENT for a name that is not 64 lower-case
+  // hex digits, OUT_OF_RANGE for an offset beyond the blob's size.
+  grpc::ServerWriteReactor<v1::BlobChunk>* GetBlob(grpc::CallbackServerContext* ctx,
+                                                   const v1::GetBlobRequest* req) override;
+  static constexpr size_t kBlobChunkBytes = 1 << 20;
 
   // ControlService
   grpc::ServerUnaryReactor* Status(grpc::CallbackServerContext* ctx,
@@ -98,6 +111,8 @@ class CoordinatorService final : public v1::WorkerService::CallbackService,
   grpc::Status DoSaveCheckpoint(const v1::SaveCheckpointRequest& req,
                                 v1::SaveCheckpointResponse* resp);
   grpc::Status CheckWorker(const std::string& worker);
+  // The blob GetBlob asked for, open, once the call passes every check.
+  absl::StatusOr<BlobFile> OpenBlob(const v1::GetBlobRequest& req);
   // The caller's token allows `needed`; a refusal is logged with the peer, never the token.
   grpc::Status Authorize(grpc::CallbackServerContext* ctx, Role needed, const char* method);
   // A worker call: the token allows it and, with mutual TLS, `worker` is the name the
@@ -122,6 +137,7 @@ class CoordinatorService final : public v1::WorkerService::CallbackService,
   ServiceOptions options_;
   Log log_;
   const Authenticator auth_;
+  const std::map<std::string, int64_t> blob_sizes_;  // the plan's inputs: SHA-256 -> size
   ReportService reports_;  // Report and ReportStream, apart from every other call
 };
 

@@ -1,5 +1,7 @@
 // Integration tests: experiments end to end with two workers, resuming without
 // duplicates, bad plans and flags (the fixture: tests/integration_fixture.h).
+#include <set>
+
 #include "tests/integration_fixture.h"
 
 namespace repro::testing {
@@ -394,11 +396,15 @@ TEST_F(IntegrationTest, ByoExampleTrainsAScriptedModelOnArrays) {
   WriteFile(byo + "/plan.yaml", plan);
   Coordinator c;
   ASSERT_TRUE(StartCoordinator({"--plan", byo + "/plan.yaml", "--db", Path("byo.db")}, "c", &c));
+  // Files travel: the coordinator has copied them into its blob store; the workers
+  // cannot read its copies, only fetch them (GetBlob) into caches of their own.
+  fs::rename(byo, Path("byo-moved"));
   std::vector<ChildProcess*> workers;
   for (const char* name : {"wa", "wb"}) {
     fs::create_directories(Path(name));
     workers.push_back(Spawn({kWorker, "--coordinator", c.address, "--name", name, "--artifacts",
-                             Path(absl::StrCat(name, "/artifacts"))},
+                             Path(absl::StrCat(name, "/artifacts")), "--cache",
+                             Path(absl::StrCat(name, "/cache"))},
                             name));
   }
   const std::vector<std::string> remote = {"--coordinator", c.address};
@@ -407,6 +413,25 @@ TEST_F(IntegrationTest, ByoExampleTrainsAScriptedModelOnArrays) {
   ASSERT_EQ(json.code, 0) << json.err;
   auto report = ParseJson(json.out);
   ASSERT_TRUE(report.has_value()) << json.out;
+  // The blob store beside the database holds the 5 files; each worker that trained a run
+  // holds them in its cache (4 arrays and the model), and nothing else.
+  const auto blobs_under = [](const std::string& root) {
+    int n = 0;
+    if (!fs::exists(root)) return 0;
+    for (const auto& entry : fs::recursive_directory_iterator(root)) {
+      n += entry.is_regular_file() && entry.path().filename().string().size() == 64;
+    }
+    return n;
+  };
+  EXPECT_EQ(blobs_under(Path("byo.db.blobs/sha256")), 5);
+  std::set<std::string> trained_on;
+  for (const Json& run : report->at("runs")) trained_on.insert(run.at("worker").get<std::string>());
+  EXPECT_FALSE(trained_on.empty());
+  for (const char* name : {"wa", "wb"}) {
+    EXPECT_EQ(blobs_under(Path(absl::StrCat(name, "/cache/sha256"))),
+              trained_on.count(name) > 0 ? 5 : 0)
+        << name;
+  }
   ExpectSameSeedArmIdentical(*report, 2);
   const Json* different = FindArm(*report, "different_seeds");
   ASSERT_NE(different, nullptr);

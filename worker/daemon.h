@@ -31,6 +31,7 @@
 #include "common/run_spec.h"
 #include "common/security.h"
 #include "repro/v1/repro.grpc.pb.h"
+#include "worker/blob_cache.h"
 #include "worker/engine/engine.h"
 #include "worker/inputs.h"
 
@@ -47,7 +48,11 @@ struct WorkerOptions {
   int scheduled_events_interval_ms = 5000;
   std::string token;            // sent with every call ("" = none)
   TlsFiles tls;                 // the channel's TLS files, to explain a TLS failure
-  int rpc_timeout_ms = 10000;   // deadline of every call
+  int rpc_timeout_ms = 10000;   // deadline of every call (a blob's fetch: longer, by its size)
+  // Where the runs' input files fetched from the coordinator (GetBlob) are kept, and how
+  // many bytes of them at most (worker/blob_cache.h).
+  std::string cache = "repro-cache";
+  int64_t cache_max_bytes = BlobCache::kDefaultMaxBytes;
   int max_backoff_ms = 30000;
 };
 
@@ -103,6 +108,13 @@ class WorkerDaemon {
   // Trains one assignment and reports it (complete, fail, release or drop).
   void Train(const v1::RunAssignment& run);
   RunSpec SpecFor(const v1::RunAssignment& run) const;
+  // Makes every input of `spec` a file in the cache, fetching the missing ones from the
+  // coordinator (transient failures retried with backoff, a partial fetch resumed), and
+  // points spec->inputs at them. FAILED_PRECONDITION (this worker's own reason) when a
+  // fetch is refused or its bytes do not hash to the name; CANCELLED when `stop` ends it.
+  absl::Status FetchInputs(RunSpec* spec, const std::function<bool()>& stop);
+  // One blob into the cache (FetchInputs).
+  absl::Status FetchBlob(const InputFile& input, const std::function<bool()>& stop);
   engine::Callbacks CallbacksFor(const v1::RunAssignment& run, Progress* progress);
   void Heartbeats(const v1::RunAssignment& run, Progress* progress);
   // The trainer's answer, with an exception it throws turned into an error.
@@ -127,6 +139,7 @@ class WorkerDaemon {
   std::unique_ptr<v1::WorkerService::StubInterface> stub_;
   Trainer trainer_;
   InputCheck inputs_;  // the run's files against the plan's hashes, before training
+  BlobCache cache_;    // the run's files, fetched from the coordinator
   Sleeper* sleeper_;
   const std::atomic<int>* stop_signal_;
   int heartbeat_interval_ms_ = 2000;

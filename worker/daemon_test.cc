@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
@@ -45,6 +46,7 @@ struct Received {
   std::vector<v1::CompleteRequest> completes;  // the ones the coordinator took
   std::vector<v1::FailRequest> fails;
   std::vector<v1::ReleaseRequest> releases;
+  std::vector<v1::GetBlobRequest> blob_requests;
 };
 
 // A coordinator that answers from a script: the given errors first, then success.
@@ -63,6 +65,15 @@ class FakeCoordinator final : public v1::WorkerService::Service {
     std::lock_guard<std::mutex> lock(mu_);
     return received_;
   }
+  // A blob GetBlob serves, in chunks of `chunk` bytes.
+  void AddBlob(const std::string& bytes) {
+    Locked([&] { blobs_[Sha256Hex(bytes.data(), bytes.size())] = bytes; });
+  }
+  void SetBlobChunk(size_t chunk) { Locked([&] { blob_chunk_ = chunk; }); }
+  // The next GetBlob calls end UNAVAILABLE after one chunk, as a dropped connection.
+  void DropBlobAfterOneChunk(int times) { Locked([&] { blob_drops_ = times; }); }
+  // Every chunk sent has its first byte changed.
+  void CorruptBlobs() { Locked([&] { corrupt_blobs_ = true; }); }
 
   grpc::Status Register(grpc::ServerContext*, const v1::RegisterRequest*,
                         v1::RegisterResponse* resp) override {
@@ -110,6 +121,36 @@ class FakeCoordinator final : public v1::WorkerService::Service {
     Locked([&] { received_.fails.push_back(*req); });
     return grpc::Status::OK;
   }
+  grpc::Status GetBlob(grpc::ServerContext*, const v1::GetBlobRequest* req,
+                       grpc::ServerWriter<v1::BlobChunk>* writer) override {
+    std::string bytes;
+    size_t chunk_size = 0;
+    bool drop = false, corrupt = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      received_.blob_requests.push_back(*req);
+      auto it = blobs_.find(req->sha256());
+      if (it == blobs_.end()) return grpc::Status(grpc::StatusCode::NOT_FOUND, "no such blob");
+      bytes = it->second;
+      chunk_size = blob_chunk_;
+      drop = blob_drops_ > 0;
+      if (drop) --blob_drops_;
+      corrupt = corrupt_blobs_;
+    }
+    if (req->offset() > static_cast<int64_t>(bytes.size())) {
+      return grpc::Status(grpc::StatusCode::OUT_OF_RANGE, "offset");
+    }
+    for (size_t at = static_cast<size_t>(req->offset()); at < bytes.size(); at += chunk_size) {
+      v1::BlobChunk chunk;
+      chunk.set_offset(static_cast<int64_t>(at));
+      chunk.set_total_size(static_cast<int64_t>(bytes.size()));
+      chunk.set_data(bytes.substr(at, chunk_size));
+      if (corrupt) (*chunk.mutable_data())[0] ^= 1;
+      writer->Write(chunk);
+      if (drop) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "connection dropped");
+    }
+    return grpc::Status::OK;
+  }
   grpc::Status Release(grpc::ServerContext*, const v1::ReleaseRequest* req,
                        v1::ReleaseResponse* resp) override {
     Locked([&] { received_.releases.push_back(*req); });
@@ -133,6 +174,10 @@ class FakeCoordinator final : public v1::WorkerService::Service {
   std::deque<grpc::Status> register_errors_, lease_errors_, complete_errors_;
   std::deque<v1::RunAssignment> runs_;
   std::function<bool(const v1::HeartbeatRequest&)> lease_valid_ = [](const auto&) { return true; };
+  std::map<std::string, std::string> blobs_;  // by SHA-256
+  size_t blob_chunk_ = 1 << 20;
+  int blob_drops_ = 0;
+  bool corrupt_blobs_ = false;
   Received received_;
 };
 
@@ -425,20 +470,83 @@ TEST_F(DaemonTest, AnAssignmentWhoseNamesLeaveTheArtifactsFolderIsFailedWithNoth
   std::filesystem::remove_all(root);
 }
 
-TEST_F(DaemonTest, ARunWhoseFilesDifferFromThePlansIsHandedBackUntrained) {
-  const std::string path = ::testing::TempDir() + "/daemon-input.npy";
-  std::ofstream(path, std::ios::binary) << "abc";
-  // The plan's file, as the coordinator hashed it; then a copy that differs by a byte.
-  v1::RunAssignment same = Assignment(1), changed = Assignment(2);
-  for (auto [run, text] : {std::pair{&same, "abc"}, std::pair{&changed, "abd"}}) {
-    v1::InputFile* file = run->mutable_spec()->add_inputs();
-    file->set_role("train_x");
-    file->set_path(path);
-    file->set_sha256(Sha256Hex(text, 3));
-    file->set_size(3);
+// A run's input file, by role, as the coordinator names it: its path on the
+// coordinator's disk (which the worker never reads), its SHA-256 and size.
+void AddInput(v1::RunAssignment* run, const std::string& role, const std::string& bytes) {
+  v1::InputFile* file = run->mutable_spec()->add_inputs();
+  file->set_role(role);
+  file->set_path("/coordinator/only/" + role + ".npy");
+  file->set_sha256(Sha256Hex(bytes.data(), bytes.size()));
+  file->set_size(static_cast<int64_t>(bytes.size()));
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+class DaemonCacheTest : public DaemonTest {
+ protected:
+  DaemonCacheTest() {
+    cache_ = ::testing::TempDir() + "/daemon-cache-" + std::to_string(getpid()) + "-" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::filesystem::remove_all(cache_);
+    options_.cache = cache_;
   }
-  coordinator_.AddRun(same);
-  coordinator_.AddRun(changed);
+  ~DaemonCacheTest() override { std::filesystem::remove_all(cache_); }
+  std::string CachePath(const std::string& bytes) const {
+    const std::string sha = Sha256Hex(bytes.data(), bytes.size());
+    return cache_ + "/sha256/" + sha.substr(0, 2) + "/" + sha;
+  }
+  std::string cache_;
+};
+
+TEST_F(DaemonCacheTest, InputsAreFetchedIntoTheCacheOnceResumedAfterADropAndTrainedOn) {
+  const std::string x = "x-array bytes, fetched in pieces", y = "labels";
+  coordinator_.AddBlob(x);
+  coordinator_.AddBlob(y);
+  coordinator_.SetBlobChunk(5);
+  coordinator_.DropBlobAfterOneChunk(1);
+  v1::RunAssignment first = Assignment(1), second = Assignment(2);
+  for (v1::RunAssignment* run : {&first, &second}) {
+    AddInput(run, "train_x", x);
+    AddInput(run, "train_y", y);
+  }
+  coordinator_.AddRun(first);
+  coordinator_.AddRun(second);
+  std::vector<std::vector<std::string>> read;  // per run, the bytes of each input
+  auto trainer = [&read](const RunSpec& spec, const engine::Callbacks&) -> absl::StatusOr<RunResult> {
+    read.emplace_back();
+    for (const InputFile& f : spec.inputs) read.back().push_back(f.path + "=" + ReadFile(f.path));
+    return Result("trained");
+  };
+
+  EXPECT_EQ(RunDaemon(trainer), cli::kExitOk);
+  const std::vector<std::string> expected = {CachePath(x) + "=" + x, CachePath(y) + "=" + y};
+  EXPECT_THAT(read, ElementsAre(expected, expected));
+  Received got = coordinator_.received();
+  ASSERT_THAT(got.completes, SizeIs(2));
+  // x: dropped after 5 bytes, resumed from there; y: once. The second run: no fetch.
+  ASSERT_THAT(got.blob_requests, SizeIs(3));
+  EXPECT_EQ(got.blob_requests[0].worker(), "w1");
+  EXPECT_EQ(got.blob_requests[0].sha256(), Sha256Hex(x.data(), x.size()));
+  EXPECT_EQ(got.blob_requests[0].offset(), 0);
+  EXPECT_EQ(got.blob_requests[1].sha256(), Sha256Hex(x.data(), x.size()));
+  EXPECT_EQ(got.blob_requests[1].offset(), 5);
+  EXPECT_EQ(got.blob_requests[2].sha256(), Sha256Hex(y.data(), y.size()));
+  EXPECT_EQ(got.blob_requests[2].offset(), 0);
+  EXPECT_THAT(sleeper_.Backoffs(), ::testing::Contains(250));
+  EXPECT_FALSE(std::filesystem::exists(CachePath(x) + ".part"));
+}
+
+TEST_F(DaemonCacheTest, ACorruptedFetchIsDeletedAndTheRunHandedBackUntrained) {
+  const std::string x = "the plan's bytes";
+  coordinator_.AddBlob(x);
+  coordinator_.CorruptBlobs();
+  v1::RunAssignment run = Assignment(1);
+  AddInput(&run, "train_x", x);
+  coordinator_.AddRun(run);
+  coordinator_.AddRun(Assignment(2));
   int trained = 0;
   auto trainer = [&trained](const RunSpec&, const engine::Callbacks&) -> absl::StatusOr<RunResult> {
     ++trained;
@@ -448,14 +556,68 @@ TEST_F(DaemonTest, ARunWhoseFilesDifferFromThePlansIsHandedBackUntrained) {
   ::testing::internal::CaptureStderr();
   EXPECT_EQ(RunDaemon(trainer), cli::kExitCannotWork);
   const std::string log = ::testing::internal::GetCapturedStderr();
-  EXPECT_EQ(trained, 1);
+  EXPECT_EQ(trained, 0);
   Received got = coordinator_.received();
-  ASSERT_THAT(got.completes, SizeIs(1));
-  EXPECT_EQ(got.completes[0].run_id(), 1);
   ASSERT_THAT(got.releases, SizeIs(1));  // costs the run no attempt
-  EXPECT_EQ(got.releases[0].run_id(), 2);
-  EXPECT_THAT(log, HasSubstr("this worker's copy of the plan's train_x file " + path +
+  EXPECT_EQ(got.releases[0].run_id(), 1);
+  EXPECT_THAT(got.fails, IsEmpty());
+  EXPECT_EQ(got.leases, 1);  // takes no more runs
+  EXPECT_THAT(log, HasSubstr("input train_x (" + Sha256Hex(x.data(), x.size()) +
+                             "): the bytes fetched from the coordinator hash to"));
+  EXPECT_FALSE(std::filesystem::exists(CachePath(x)));
+  EXPECT_FALSE(std::filesystem::exists(CachePath(x) + ".part"));
+}
+
+TEST_F(DaemonCacheTest, ACachedCopyThatDiffersFromThePlansIsHandedBackUntrained) {
+  // A copy of the right size in the cache, but other bytes: not fetched again, and the
+  // check before training finds it.
+  const std::string x = "abc";
+  std::filesystem::create_directories(std::filesystem::path(CachePath(x)).parent_path());
+  std::ofstream(CachePath(x), std::ios::binary) << "abd";
+  v1::RunAssignment run = Assignment(1);
+  AddInput(&run, "train_x", x);
+  coordinator_.AddRun(run);
+  int trained = 0;
+  auto trainer = [&trained](const RunSpec&, const engine::Callbacks&) -> absl::StatusOr<RunResult> {
+    ++trained;
+    return Result("trained");
+  };
+
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(RunDaemon(trainer), cli::kExitCannotWork);
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(trained, 0);
+  Received got = coordinator_.received();
+  EXPECT_THAT(got.blob_requests, IsEmpty());
+  ASSERT_THAT(got.releases, SizeIs(1));
+  EXPECT_THAT(log, HasSubstr("this worker's copy of the plan's train_x file " + CachePath(x) +
                              " differs from the coordinator's"));
+}
+
+TEST_F(DaemonCacheTest, TheCacheIsKeptWithinItsBoundLeastRecentlyUsedFirst) {
+  // Two old blobs, 10 bytes each, the older first; a bound of 25 bytes; a run that
+  // fetches 10 more: the oldest goes, the run's own stays.
+  const std::string old1(10, '1'), old2(10, '2'), x(10, 'x');
+  for (const std::string* bytes : {&old1, &old2}) {
+    std::filesystem::create_directories(std::filesystem::path(CachePath(*bytes)).parent_path());
+    std::ofstream(CachePath(*bytes), std::ios::binary) << *bytes;
+  }
+  const auto now = std::filesystem::file_time_type::clock::now();
+  std::filesystem::last_write_time(CachePath(old1), now - std::chrono::hours(2));
+  std::filesystem::last_write_time(CachePath(old2), now - std::chrono::hours(1));
+  options_.cache_max_bytes = 25;
+  coordinator_.AddBlob(x);
+  v1::RunAssignment run = Assignment(1);
+  AddInput(&run, "train_x", x);
+  coordinator_.AddRun(run);
+  auto trainer = [](const RunSpec&, const engine::Callbacks&) -> absl::StatusOr<RunResult> {
+    return Result("trained");
+  };
+
+  EXPECT_EQ(RunDaemon(trainer), cli::kExitOk);
+  EXPECT_FALSE(std::filesystem::exists(CachePath(old1)));
+  EXPECT_TRUE(std::filesystem::exists(CachePath(old2)));
+  EXPECT_TRUE(std::filesystem::exists(CachePath(x)));
 }
 
 TEST_F(DaemonTest, ATlsMistakeEndsTheWorkerAfterAFewAttempts) {

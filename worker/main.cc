@@ -31,6 +31,8 @@ const std::vector<repro::cli::FlagSpec> kFlags = {
     {"slots", true, "train N runs at once, each in its own process named NAME:1..NAME:N (default 1)", "N"},
     {"threads", true, "intra-op threads when the plan leaves them unset (default: all cores, / N with --slots)", "N"},
     {"artifacts", true, "folder for exported weights (default ./artifacts)", "DIR"},
+    {"cache", true, "folder for the runs' input files fetched from the coordinator (default ./repro-cache)", "DIR"},
+    {"cache-max-bytes", true, "keep at most this many bytes there, least recently used deleted first (default 20 GiB)", "BYTES"},
     {"stay", false, "keep waiting for runs after the experiment finished"},
     {"token-file", true, "the coordinator's token (default $REPRO_TOKEN)", "PATH"},
     {"tls-ca", true, "connect with TLS, verifying the coordinator with this PEM CA", "PEM"},
@@ -61,7 +63,7 @@ int Run(int argc, char** argv) {
   auto args = cli::Parse(argc, argv, kFlags);
   if (!args.ok()) return cli::Fail(kProgram, std::string(args.status().message()), cli::kExitUsage);
   if (args->Has("help")) {
-    std::fputs(cli::Usage("worker --coordinator HOST:PORT [--name NAME] [--slots N] [--threads N] [--artifacts DIR] [--stay]", kFlags).c_str(), stdout);
+    std::fputs(cli::Usage("worker --coordinator HOST:PORT [--name NAME] [--slots N] [--threads N] [--artifacts DIR] [--cache DIR] [--stay]", kFlags).c_str(), stdout);
     return cli::kExitOk;
   }
   if (!args->positional.empty()) {
@@ -90,6 +92,11 @@ int Run(int argc, char** argv) {
   options.threads = static_cast<int>(*threads);
   options.stay = args->Has("stay");
   options.artifacts = args->Get("artifacts", "artifacts");
+  options.cache = args->Get("cache", "repro-cache");
+  auto cache_max = args->GetInt("cache-max-bytes", repro::BlobCache::kDefaultMaxBytes, 0,
+                                int64_t{1} << 56);
+  if (!cache_max.ok()) return cli::Fail(kProgram, std::string(cache_max.status().message()), cli::kExitUsage);
+  options.cache_max_bytes = *cache_max;
   auto token = repro::ClientToken(args->Get("token-file"));
   if (!token.ok()) return cli::Fail(kProgram, std::string(token.status().message()), cli::kExitUsage);
   options.token = *token;

@@ -1,0 +1,51 @@
+// BlobCache: the worker's copies of the files runs read (RunSpec::inputs), fetched from
+// the coordinator by SHA-256 (WorkerService.GetBlob) so that a worker needs only the
+// coordinator's address, no shared disk. Laid out as the coordinator's blob store:
+// <dir>/sha256/<first 2 hex>/<64 hex>; a fetch in progress is <that>.part, which a later
+// fetch resumes from its size. Bounded: after a fetch the least recently used blobs
+// (by modification time; a blob a run uses is touched) beyond max_bytes are deleted,
+// never one the current run uses. The daemon (daemon.cc) fetches; this class only keeps
+// the folder.
+//
+// Thread safety: one object per daemon, used from its training thread. Slot processes
+// sharing a folder take a lock on the .part file while fetching (flock), so two never
+// write one blob at once.
+#ifndef REPRO_WORKER_BLOB_CACHE_H_
+#define REPRO_WORKER_BLOB_CACHE_H_
+
+#include <cstdint>
+#include <set>
+#include <string>
+
+namespace repro {
+
+class BlobCache {
+ public:
+  static constexpr int64_t kDefaultMaxBytes = int64_t{20} << 30;  // 20 GiB
+
+  BlobCache(std::string dir, int64_t max_bytes) : dir_(std::move(dir)), max_bytes_(max_bytes) {}
+
+  const std::string& dir() const { return dir_; }
+  int64_t max_bytes() const { return max_bytes_; }
+  // Where the blob `sha256` (64 lower-case hex digits, checked by the caller) lives, and
+  // its partial fetch.
+  std::string PathOf(const std::string& sha256) const;
+  std::string PartOf(const std::string& sha256) const { return PathOf(sha256) + ".part"; }
+  // Whether the blob is present with `size` bytes; if so it is marked used (its
+  // modification time set to now, when older than kTouchAfterSeconds, so that the
+  // worker's hash of it, kept while the time stays, is not taken again at every run).
+  bool Ready(const std::string& sha256, int64_t size) const;
+  // Deletes the least recently used blobs until the blobs together take at most
+  // max_bytes, never one named in `keep`; returns how many it deleted.
+  int Evict(const std::set<std::string>& keep) const;
+
+  static constexpr int64_t kTouchAfterSeconds = 600;
+
+ private:
+  std::string dir_;
+  int64_t max_bytes_;
+};
+
+}  // namespace repro
+
+#endif  // REPRO_WORKER_BLOB_CACHE_H_
