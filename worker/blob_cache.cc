@@ -1,7 +1,12 @@
 #include "worker/blob_cache.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <algorithm>
 #include <ctime>
@@ -64,5 +69,92 @@ int BlobCache::Evict(const std::set<std::string>& keep) const {
   }
   return deleted;
 }
+
+namespace {
+
+absl::Status Own(const std::string& path, const std::string& why) {
+  return absl::FailedPreconditionError(absl::StrCat(path, ": ", why));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<PartialBlob>> PartialBlob::Open(const BlobCache& cache,
+                                                                const std::string& sha256,
+                                                                int64_t size) {
+  const std::string final_path = cache.PathOf(sha256), part_path = cache.PartOf(sha256);
+  std::error_code ec;
+  fs::create_directories(fs::path(final_path).parent_path(), ec);
+  if (ec) return Own(final_path, absl::StrCat("cannot create the cache folder: ", ec.message()));
+  // Lock the file that is at the path (not one another slot renamed or deleted meanwhile).
+  int fd = -1;
+  for (;;) {
+    fd = open(part_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return Own(part_path, absl::StrCat("cannot open: ", std::strerror(errno)));
+    flock(fd, LOCK_EX);
+    struct stat held, at_path;
+    if (fstat(fd, &held) == 0 && stat(part_path.c_str(), &at_path) == 0 &&
+        held.st_ino == at_path.st_ino && held.st_dev == at_path.st_dev) {
+      break;
+    }
+    close(fd);
+  }
+  std::unique_ptr<PartialBlob> blob(new PartialBlob(sha256, size, final_path, part_path, fd));
+  if (cache.Ready(sha256, size)) {  // another slot fetched it while we waited
+    blob->ready_ = true;
+    unlink(part_path.c_str());
+    return blob;
+  }
+  if (absl::Status s = blob->Resume(); !s.ok()) return s;
+  return blob;
+}
+
+PartialBlob::~PartialBlob() { close(fd_); }
+
+absl::Status PartialBlob::Resume() {
+  std::string buffer(1 << 20, '\0');
+  for (;;) {
+    const ssize_t n = pread(fd_, buffer.data(), buffer.size(), offset_);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0 || offset_ + n > size_) break;  // longer than the blob: start again below
+    hasher_->Update(buffer.data(), static_cast<size_t>(n));
+    offset_ += n;
+  }
+  struct stat st;
+  if (fstat(fd_, &st) == 0 && st.st_size != offset_) {  // a partial file we cannot trust
+    if (ftruncate(fd_, 0) != 0) return Own(part_path_, "cannot truncate");
+    hasher_ = std::make_unique<Sha256Hasher>();
+    offset_ = 0;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PartialBlob::Append(const std::string& data) {
+  size_t written = 0;
+  while (written < data.size()) {
+    const ssize_t n = pwrite(fd_, data.data() + written, data.size() - written,
+                             offset_ + static_cast<int64_t>(written));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return Own(part_path_, absl::StrCat("cannot write: ", std::strerror(errno)));
+    written += static_cast<size_t>(n);
+  }
+  hasher_->Update(data.data(), data.size());
+  offset_ += static_cast<int64_t>(data.size());
+  return absl::OkStatus();
+}
+
+absl::Status PartialBlob::Keep() {
+  const std::string got = hasher_->Finish();
+  if (got != sha256_) {
+    Discard();
+    return absl::FailedPreconditionError(
+        absl::StrCat("the bytes fetched from the coordinator hash to ", got, "; deleted them"));
+  }
+  if (fsync(fd_) != 0 || rename(part_path_.c_str(), final_path_.c_str()) != 0) {
+    return Own(final_path_, absl::StrCat("cannot keep: ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+void PartialBlob::Discard() { unlink(part_path_.c_str()); }
 
 }  // namespace repro

@@ -14,8 +14,12 @@
 #define REPRO_WORKER_BLOB_CACHE_H_
 
 #include <cstdint>
+#include <memory>
 #include <set>
 #include <string>
+
+#include "absl/status/statusor.h"
+#include "common/sha256.h"
 
 namespace repro {
 
@@ -44,6 +48,48 @@ class BlobCache {
  private:
   std::string dir_;
   int64_t max_bytes_;
+};
+
+// One blob being fetched into a cache: its .part file, locked (flock) for as long as
+// this object lives so that another slot process fetching the same blob waits and then
+// finds it ready, with what an earlier attempt left hashed again so the fetch resumes
+// after it. Errors are FAILED_PRECONDITION naming the file (the worker's own reason).
+class PartialBlob {
+ public:
+  // Opens (creating) and locks the .part file of blob `sha256` of `size` bytes.
+  static absl::StatusOr<std::unique_ptr<PartialBlob>> Open(const BlobCache& cache,
+                                                           const std::string& sha256,
+                                                           int64_t size);
+  ~PartialBlob();
+  PartialBlob(const PartialBlob&) = delete;
+  PartialBlob& operator=(const PartialBlob&) = delete;
+
+  // Whether another process completed the blob while this one waited for the lock.
+  bool ready() const { return ready_; }
+  // The bytes held so far; the next chunk must start here.
+  int64_t offset() const { return offset_; }
+  // Writes `data` at offset() and hashes it.
+  absl::Status Append(const std::string& data);
+  // With every byte held: checks the hash (a mismatch deletes the bytes), makes the
+  // file durable and moves it into place.
+  absl::Status Keep();
+  // Deletes the bytes held (the coordinator sent something that does not fit).
+  void Discard();
+
+ private:
+  PartialBlob(std::string sha256, int64_t size, std::string final_path, std::string part_path,
+              int fd)
+      : sha256_(std::move(sha256)), size_(size), final_path_(std::move(final_path)),
+        part_path_(std::move(part_path)), fd_(fd) {}
+  absl::Status Resume();
+
+  std::string sha256_;
+  int64_t size_;
+  std::string final_path_, part_path_;
+  int fd_;
+  bool ready_ = false;
+  int64_t offset_ = 0;
+  std::unique_ptr<Sha256Hasher> hasher_ = std::make_unique<Sha256Hasher>();
 };
 
 }  // namespace repro

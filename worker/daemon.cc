@@ -1,22 +1,16 @@
 #include "worker/daemon.h"
 
-#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
-#include <cerrno>
-#include <cstring>
 #include <exception>
-#include <filesystem>
 #include <set>
 #include <thread>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/cli.h"
 #include "common/names.h"
 #include "common/security.h"
@@ -319,136 +313,91 @@ absl::Status WorkerDaemon::FetchInputs(RunSpec* spec, const std::function<bool()
 }
 
 absl::Status WorkerDaemon::FetchBlob(const InputFile& input, const std::function<bool()>& stop) {
-  const std::string& sha = input.sha256;
-  const std::string what = absl::StrCat("input ", input.role, " (", sha, ")");
-  const std::string final_path = cache_.PathOf(sha);
-  const std::string part_path = cache_.PartOf(sha);
-  const auto own = [&](const std::string& why) {
-    return absl::FailedPreconditionError(absl::StrCat(what, ": ", why));
+  const std::string what = absl::StrCat("input ", input.role, " (", input.sha256, ")");
+  const auto own = [&](const absl::Status& s) {
+    return absl::FailedPreconditionError(absl::StrCat(what, ": ", s.message()));
   };
-  std::error_code ec;
-  std::filesystem::create_directories(std::filesystem::path(final_path).parent_path(), ec);
-  if (ec) return own(absl::StrCat("cannot create the cache folder: ", ec.message()));
-  // The .part file, locked: another slot fetching the same blob finishes first, and the
-  // file locked is the one at the path (not one renamed or deleted meanwhile).
-  int fd = -1;
-  for (;;) {
-    fd = open(part_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) return own(absl::StrCat("cannot open ", part_path, ": ", std::strerror(errno)));
-    flock(fd, LOCK_EX);
-    struct stat held, at_path;
-    if (fstat(fd, &held) == 0 && stat(part_path.c_str(), &at_path) == 0 &&
-        held.st_ino == at_path.st_ino && held.st_dev == at_path.st_dev) {
-      break;
-    }
-    close(fd);
-  }
-  struct FdCloser {
-    int fd;
-    ~FdCloser() { close(fd); }
-  } closer{fd};
-  if (cache_.Ready(sha, input.size)) {  // another slot fetched it while we waited
-    unlink(part_path.c_str());
-    return absl::OkStatus();
-  }
-  // Resume: what a partial fetch left is hashed again and kept.
-  auto hasher = std::make_unique<Sha256Hasher>();
-  int64_t offset = 0;
-  {
-    std::string buffer(1 << 20, '\0');
-    for (;;) {
-      const ssize_t n = pread(fd, buffer.data(), buffer.size(), offset);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      if (offset + n > input.size) break;  // longer than the blob: start again
-      hasher->Update(buffer.data(), static_cast<size_t>(n));
-      offset += n;
-    }
-    struct stat st;
-    if (fstat(fd, &st) == 0 && st.st_size != offset) {  // a partial file we cannot trust
-      if (ftruncate(fd, 0) != 0) return own(absl::StrCat("cannot truncate ", part_path));
-      hasher = std::make_unique<Sha256Hasher>();
-      offset = 0;
-    }
-  }
-  if (offset > 0) {
-    cli::LogLine(absl::StrCat("fetching ", what, ": resuming after ", offset, " of ",
+  auto blob = PartialBlob::Open(cache_, input.sha256, input.size);
+  if (!blob.ok()) return own(blob.status());
+  if ((*blob)->ready()) return absl::OkStatus();
+  if ((*blob)->offset() > 0) {
+    cli::LogLine(absl::StrCat("fetching ", what, ": resuming after ", (*blob)->offset(), " of ",
                               input.size, " bytes"));
   }
+  const auto started = std::chrono::steady_clock::now();
+  const int64_t resumed_at = (*blob)->offset();
   Backoff backoff(options_.max_backoff_ms);
   for (;;) {
     if (stop()) return absl::CancelledError(absl::StrCat("stopped while fetching ", what));
-    v1::GetBlobRequest req;
-    req.set_worker(options_.name);
-    req.set_sha256(sha);
-    req.set_offset(offset);
-    grpc::ClientContext ctx;
-    // Long enough for the rest at 1 MB/s; a slower link resumes where it stopped.
-    ctx.set_deadline(std::chrono::system_clock::now() +
-                     std::chrono::milliseconds(options_.rpc_timeout_ms +
-                                               (input.size - offset) / 1000));
-    AttachToken(&ctx, options_.token);
-    std::unique_ptr<grpc::ClientReaderInterface<v1::BlobChunk>> reader = stub_->GetBlob(&ctx, req);
-    v1::BlobChunk chunk;
     std::string wrong;  // what the coordinator sent that does not fit
-    while (reader->Read(&chunk)) {
-      if (chunk.offset() != offset || chunk.total_size() != input.size ||
-          offset + static_cast<int64_t>(chunk.data().size()) > input.size) {
-        wrong = absl::StrCat("the coordinator sent bytes ", chunk.offset(), "+",
-                             chunk.data().size(), " of a blob of ", chunk.total_size(),
-                             " bytes where bytes from ", offset, " of ", input.size,
-                             " were expected");
-        ctx.TryCancel();
-        break;
-      }
-      const std::string& data = chunk.data();
-      size_t written = 0;
-      while (written < data.size()) {
-        const ssize_t n = pwrite(fd, data.data() + written, data.size() - written,
-                                 offset + static_cast<int64_t>(written));
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-          ctx.TryCancel();
-          return own(absl::StrCat("cannot write ", part_path, ": ", std::strerror(errno)));
-        }
-        written += static_cast<size_t>(n);
-      }
-      hasher->Update(data.data(), data.size());
-      offset += static_cast<int64_t>(data.size());
-      if (stop()) {
-        ctx.TryCancel();
-        break;
-      }
-    }
-    const grpc::Status s = reader->Finish();
+    const grpc::Status s = StreamBlob(input, **blob, stop, &wrong);
     if (!wrong.empty()) {
-      unlink(part_path.c_str());
-      return own(wrong);
+      (*blob)->Discard();
+      return own(absl::FailedPreconditionError(wrong));
+    }
+    if (!s.ok() && s.error_code() == grpc::StatusCode::DATA_LOSS) {  // cannot write here
+      return own(absl::FailedPreconditionError(s.error_message()));
     }
     if (stop()) return absl::CancelledError(absl::StrCat("stopped while fetching ", what));
-    if (s.ok() && offset == input.size) break;
-    if (s.ok() || Transient(s)) {
-      if (TlsGivesUp(s)) return own(fatal_);
-      const int ms = backoff.Next();
-      cli::LogLine(absl::StrCat("fetching ", what, " stopped after ", offset, " of ", input.size,
-                                " bytes (", s.ok() ? "the stream ended early" : Why(s, options_),
-                                "); resuming in ", ms, " ms"));
-      Sleep(ms);
-      continue;
+    if (s.ok() && (*blob)->offset() == input.size) break;
+    if (!s.ok() && !Transient(s)) {
+      return own(absl::FailedPreconditionError(
+          absl::StrCat("the coordinator refused to send it: ", Describe(s))));
     }
-    return own(absl::StrCat("the coordinator refused to send it: ", Describe(s)));
+    if (TlsGivesUp(s)) return own(absl::FailedPreconditionError(fatal_));
+    const int ms = backoff.Next();
+    cli::LogLine(absl::StrCat("fetching ", what, " stopped after ", (*blob)->offset(), " of ",
+                              input.size, " bytes (",
+                              s.ok() ? "the stream ended early" : Why(s, options_),
+                              "); resuming in ", ms, " ms"));
+    Sleep(ms);
   }
-  const std::string got = hasher->Finish();
-  if (got != sha) {
-    unlink(part_path.c_str());
-    return own(absl::StrCat("the bytes fetched from the coordinator hash to ", got,
-                            "; deleted them"));
-  }
-  if (fsync(fd) != 0 || rename(part_path.c_str(), final_path.c_str()) != 0) {
-    return own(absl::StrCat("cannot keep ", final_path, ": ", std::strerror(errno)));
-  }
-  cli::LogLine(absl::StrCat("fetched ", what, ": ", input.size, " bytes into ", final_path));
+  if (absl::Status s = (*blob)->Keep(); !s.ok()) return own(s);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  cli::LogLine(absl::StrFormat("fetched %s: %d bytes in %.3f s (%.0f MB/s) into %s", what,
+                               input.size, seconds,
+                               static_cast<double>(input.size - resumed_at) / 1e6 /
+                                   std::max(seconds, 1e-9),
+                               cache_.PathOf(input.sha256)));
   return absl::OkStatus();
+}
+
+grpc::Status WorkerDaemon::StreamBlob(const InputFile& input, PartialBlob& blob,
+                                      const std::function<bool()>& stop, std::string* wrong) {
+  v1::GetBlobRequest req;
+  req.set_worker(options_.name);
+  req.set_sha256(input.sha256);
+  req.set_offset(blob.offset());
+  grpc::ClientContext ctx;
+  // Long enough for the rest at 1 MB/s; a slower link resumes where it stopped.
+  ctx.set_deadline(std::chrono::system_clock::now() +
+                   std::chrono::milliseconds(options_.rpc_timeout_ms +
+                                             (input.size - blob.offset()) / 1000));
+  AttachToken(&ctx, options_.token);
+  std::unique_ptr<grpc::ClientReaderInterface<v1::BlobChunk>> reader = stub_->GetBlob(&ctx, req);
+  v1::BlobChunk chunk;
+  while (reader->Read(&chunk)) {
+    if (chunk.offset() != blob.offset() || chunk.total_size() != input.size ||
+        blob.offset() + static_cast<int64_t>(chunk.data().size()) > input.size) {
+      *wrong = absl::StrCat("the coordinator sent bytes ", chunk.offset(), "+",
+                            chunk.data().size(), " of a blob of ", chunk.total_size(),
+                            " bytes where bytes from ", blob.offset(), " of ", input.size,
+                            " were expected");
+      ctx.TryCancel();
+      break;
+    }
+    if (absl::Status s = blob.Append(chunk.data()); !s.ok()) {
+      ctx.TryCancel();
+      reader->Finish();
+      return grpc::Status(grpc::StatusCode::DATA_LOSS, std::string(s.message()));
+    }
+    if (stop()) {
+      ctx.TryCancel();
+      break;
+    }
+  }
+  return reader->Finish();
 }
 
 void WorkerDaemon::Heartbeats(const v1::RunAssignment& run, Progress* progress) {

@@ -115,6 +115,11 @@ class WorkerDaemon {
   absl::Status FetchInputs(RunSpec* spec, const std::function<bool()>& stop);
   // One blob into the cache (FetchInputs).
   absl::Status FetchBlob(const InputFile& input, const std::function<bool()>& stop);
+  // One GetBlob call from blob.offset(), appending what arrives; `wrong` says what the
+  // coordinator sent that does not fit (then the call is cancelled). DATA_LOSS: this
+  // side could not write.
+  grpc::Status StreamBlob(const InputFile& input, PartialBlob& blob,
+                          const std::function<bool()>& stop, std::string* wrong);
   engine::Callbacks CallbacksFor(const v1::RunAssignment& run, Progress* progress);
   void Heartbeats(const v1::RunAssignment& run, Progress* progress);
   // The trainer's answer, with an exception it throws turned into an error.
