@@ -248,6 +248,32 @@ TEST_F(TokenTest, CallsWithoutTheRightTokenAreRefusedAndLoggedWithoutIt) {
   EXPECT_FALSE(absl::StrContains(log, "secret")) << "a token reached the log:\n" << log;
 }
 
+// GetBlob, a streaming call, is held to the token and the worker's registration like
+// every other worker call, before any name in it reaches the blob store.
+TEST_F(TokenTest, BlobsGoOnlyToRegisteredWorkersWithTheToken) {
+  v1::GetBlobRequest req;
+  req.set_worker("w");
+  req.set_sha256(std::string(64, 'a'));
+  const auto code = [&](const std::string& token) {
+    auto ctx = Ctx(token);
+    auto reader = workers_->GetBlob(ctx.get(), req);
+    v1::BlobChunk chunk;
+    while (reader->Read(&chunk)) {
+    }
+    return reader->Finish().error_code();
+  };
+  EXPECT_EQ(code(""), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(code("wrong"), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(code("worker-secret-5678"), grpc::StatusCode::FAILED_PRECONDITION);  // not registered
+  v1::RegisterRequest reg;
+  reg.mutable_worker()->set_name("w");
+  v1::RegisterResponse reg_resp;
+  ASSERT_TRUE(workers_->Register(Ctx("worker-secret-5678").get(), reg, &reg_resp).ok());
+  EXPECT_EQ(code("worker-secret-5678"), grpc::StatusCode::NOT_FOUND);  // not one of the plan's
+  req.set_sha256("../../etc/passwd");
+  EXPECT_EQ(code("worker-secret-5678"), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
 TEST_F(TokenTest, AWorkerTokenCannotMakeAdminCalls) {
   EXPECT_EQ(StatusCall("worker-secret-5678"), grpc::StatusCode::PERMISSION_DENIED);
   v1::CancelRequest req;
