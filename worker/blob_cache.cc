@@ -35,6 +35,32 @@ bool BlobCache::Ready(const std::string& sha256, int64_t size) const {
   return true;
 }
 
+namespace {
+
+// Deletes `path` when it is a fetch's .part file that nobody holds (no process has it
+// locked) and that nobody has written to for kStalePartSeconds: a fetch abandoned for
+// good (its run went to another worker, the blob left the plan) would otherwise keep
+// its bytes forever.
+bool RemoveStalePart(const std::string& path, const std::string& name, int64_t now) {
+  constexpr size_t kSuffix = 5;  // ".part"
+  if (name.size() != 64 + kSuffix || name.compare(64, kSuffix, ".part") != 0 ||
+      !IsSha256Hex(name.substr(0, 64))) {
+    return false;
+  }
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0 || now - st.st_mtime < BlobCache::kStalePartSeconds) {
+    return false;
+  }
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const bool unheld = flock(fd, LOCK_EX | LOCK_NB) == 0;
+  const bool removed = unheld && unlink(path.c_str()) == 0;
+  close(fd);
+  return removed;
+}
+
+}  // namespace
+
 int BlobCache::Evict(const std::set<std::string>& keep) const {
   struct Blob {
     int64_t mtime_ns;
@@ -46,8 +72,11 @@ int BlobCache::Evict(const std::set<std::string>& keep) const {
   int64_t total = 0;
   std::error_code ec;
   const fs::path top = fs::path(dir_) / "sha256";
+  const int64_t now = std::time(nullptr);
+  int deleted = 0;
   for (fs::recursive_directory_iterator it(top, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
+    if (RemoveStalePart(it->path().string(), name, now)) ++deleted;
     if (!IsSha256Hex(name)) continue;  // .part files and anything else
     struct stat st;
     if (stat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
@@ -58,7 +87,6 @@ int BlobCache::Evict(const std::set<std::string>& keep) const {
   std::sort(blobs.begin(), blobs.end(), [](const Blob& a, const Blob& b) {
     return std::tie(a.mtime_ns, a.path) < std::tie(b.mtime_ns, b.path);
   });
-  int deleted = 0;
   for (const Blob& blob : blobs) {
     if (total <= max_bytes_) break;
     if (keep.count(blob.name) > 0) continue;

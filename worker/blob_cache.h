@@ -40,10 +40,12 @@ class BlobCache {
   // worker's hash of it, kept while the time stays, is not taken again at every run).
   bool Ready(const std::string& sha256, int64_t size) const;
   // Deletes the least recently used blobs until the blobs together take at most
-  // max_bytes, never one named in `keep`; returns how many it deleted.
+  // max_bytes, never one named in `keep`, and the .part files of fetches abandoned for
+  // kStalePartSeconds that no process holds; returns how many files it deleted.
   int Evict(const std::set<std::string>& keep) const;
 
   static constexpr int64_t kTouchAfterSeconds = 600;
+  static constexpr int64_t kStalePartSeconds = 24 * 3600;
 
  private:
   std::string dir_;

@@ -605,6 +605,14 @@ TEST_F(DaemonCacheTest, TheCacheIsKeptWithinItsBoundLeastRecentlyUsedFirst) {
   const auto now = std::filesystem::file_time_type::clock::now();
   std::filesystem::last_write_time(CachePath(old1), now - std::chrono::hours(2));
   std::filesystem::last_write_time(CachePath(old2), now - std::chrono::hours(1));
+  // Two abandoned fetches: one untouched for two days goes, one of an hour ago stays.
+  const std::string stale(20, 's'), recent(20, 'r');
+  for (const std::string* bytes : {&stale, &recent}) {
+    std::filesystem::create_directories(std::filesystem::path(CachePath(*bytes)).parent_path());
+    std::ofstream(CachePath(*bytes) + ".part", std::ios::binary) << bytes->substr(0, 5);
+  }
+  std::filesystem::last_write_time(CachePath(stale) + ".part", now - std::chrono::hours(48));
+  std::filesystem::last_write_time(CachePath(recent) + ".part", now - std::chrono::hours(1));
   options_.cache_max_bytes = 25;
   coordinator_.AddBlob(x);
   v1::RunAssignment run = Assignment(1);
@@ -618,6 +626,8 @@ TEST_F(DaemonCacheTest, TheCacheIsKeptWithinItsBoundLeastRecentlyUsedFirst) {
   EXPECT_FALSE(std::filesystem::exists(CachePath(old1)));
   EXPECT_TRUE(std::filesystem::exists(CachePath(old2)));
   EXPECT_TRUE(std::filesystem::exists(CachePath(x)));
+  EXPECT_FALSE(std::filesystem::exists(CachePath(stale) + ".part"));
+  EXPECT_TRUE(std::filesystem::exists(CachePath(recent) + ".part"));
 }
 
 TEST_F(DaemonTest, ATlsMistakeEndsTheWorkerAfterAFewAttempts) {
