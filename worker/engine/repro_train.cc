@@ -93,45 +93,40 @@ absl::Status ParseInt(const cli::ParsedArgs& args, const std::string& name, long
   return absl::OkStatus();
 }
 
-absl::Status ToSpec(const cli::ParsedArgs& args, RunSpec* spec, bool* json, bool* batch_digests) {
-  if (!args.positional.empty()) {
-    return absl::InvalidArgumentError("unexpected argument \"" + args.positional[0] +
-                                      "\" (all settings are flags; see --help)");
-  }
-  if (args.Has("deterministic") && args.Has("nondeterministic")) {
-    return absl::InvalidArgumentError("--deterministic and --nondeterministic exclude each other");
-  }
-  spec->dataset_kind = args.Get("dataset-kind", spec->dataset_kind);
-  spec->dataset_path = args.Get("dataset", spec->dataset_path);
+// --train-x .. --test-y (dataset kind arrays) and --model-file / --model-init (model kind
+// torchscript): the run's input files by role, as a plan's would be.
+absl::Status InputFlags(const cli::ParsedArgs& args, RunSpec* spec) {
   for (const char* role : {"train_x", "train_y", "test_x", "test_y"}) {
     std::string flag = role;
     flag[flag.find('_')] = '-';
     if (args.Has(flag)) spec->inputs.push_back(InputFile{role, args.Get(flag), "", 0});
   }
   spec->model_kind = args.Get("model", args.Has("model-file") ? "torchscript" : spec->model_kind);
-  if (spec->model_kind == "torchscript") {
-    if (!args.Has("model-file")) {
-      return absl::InvalidArgumentError("--model torchscript needs --model-file PATH");
-    }
-    std::error_code error;
-    const std::filesystem::path file = std::filesystem::absolute(args.Get("model-file"), error);
-    if (error || args.Get("model-file").empty()) {
-      return absl::InvalidArgumentError("--model-file: expected a file, got \"" +
-                                        args.Get("model-file") + "\"");
-    }
-    spec->inputs.push_back(InputFile{"model", file.string(), "", 0});
-    spec->model_init = args.Get("model-init", spec->model_init);
-  } else {
+  if (spec->model_kind != "torchscript") {
     for (const char* flag : {"model-file", "model-init"}) {
       if (args.Has(flag)) {
         return absl::InvalidArgumentError(std::string("--") + flag +
                                           " applies to --model torchscript only");
       }
     }
+    return absl::OkStatus();
   }
-  spec->optimizer = args.Get("optimizer", spec->optimizer);
-  spec->lr_schedule = args.Get("lr-schedule", spec->lr_schedule);
-  spec->device = args.Get("device", spec->device);
+  if (!args.Has("model-file")) {
+    return absl::InvalidArgumentError("--model torchscript needs --model-file PATH");
+  }
+  std::error_code error;
+  const std::filesystem::path file = std::filesystem::absolute(args.Get("model-file"), error);
+  if (error || args.Get("model-file").empty()) {
+    return absl::InvalidArgumentError("--model-file: expected a file, got \"" +
+                                      args.Get("model-file") + "\"");
+  }
+  spec->inputs.push_back(InputFile{"model", file.string(), "", 0});
+  spec->model_init = args.Get("model-init", spec->model_init);
+  return absl::OkStatus();
+}
+
+// The integer and real-valued flags: sizes, limits, seeds, rates.
+absl::Status NumberFlags(const cli::ParsedArgs& args, RunSpec* spec) {
   const long long kMaxSeed = std::numeric_limits<int64_t>::max();
   long long train_limit = 0, test_limit = 0, version = 2, depth = 0, epochs = 1, batch_size = 128,
             threads = 1, seed = 0;
@@ -166,6 +161,24 @@ absl::Status ToSpec(const cli::ParsedArgs& args, RunSpec* spec, bool* json, bool
                          ParseDouble(args, "momentum", &spec->momentum)}) {
     if (!s.ok()) return s;
   }
+  return absl::OkStatus();
+}
+
+absl::Status ToSpec(const cli::ParsedArgs& args, RunSpec* spec, bool* json, bool* batch_digests) {
+  if (!args.positional.empty()) {
+    return absl::InvalidArgumentError("unexpected argument \"" + args.positional[0] +
+                                      "\" (all settings are flags; see --help)");
+  }
+  if (args.Has("deterministic") && args.Has("nondeterministic")) {
+    return absl::InvalidArgumentError("--deterministic and --nondeterministic exclude each other");
+  }
+  spec->dataset_kind = args.Get("dataset-kind", spec->dataset_kind);
+  spec->dataset_path = args.Get("dataset", spec->dataset_path);
+  if (absl::Status s = InputFlags(args, spec); !s.ok()) return s;
+  spec->optimizer = args.Get("optimizer", spec->optimizer);
+  spec->lr_schedule = args.Get("lr-schedule", spec->lr_schedule);
+  spec->device = args.Get("device", spec->device);
+  if (absl::Status s = NumberFlags(args, spec); !s.ok()) return s;
   spec->plateau = args.Has("plateau");
   spec->augment = args.Has("augment");
   spec->deterministic_algorithms = !args.Has("nondeterministic");
