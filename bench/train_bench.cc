@@ -112,97 +112,73 @@ std::string ShapesJson(repro::engine::ClassifierImpl& model) {
   return out + "]";
 }
 
-int Main(int argc, char** argv) {
-  auto args = repro::cli::Parse(argc, argv, Flags());
-  if (!args.ok()) return repro::cli::Fail("train_bench", std::string(args.status().message()), 2);
-  if (args->Has("help")) {
-    std::fputs(repro::cli::Usage("train_bench [flags]", Flags()).c_str(), stdout);
-    return 0;
+// --order: the engine's sample order of every epoch, as JSON (train_throughput.py
+// checks its own against it).
+int PrintOrder(const repro::RunSpec& spec) {
+  std::string out = "[";
+  for (int e = 0; e < spec.epochs; ++e) {
+    absl::StrAppend(&out, e ? "," : "", "[");
+    const std::vector<int64_t> order =
+        repro::engine::EpochOrder(spec.train_limit, spec.shuffle_seed, e);
+    for (size_t i = 0; i < order.size(); ++i) absl::StrAppend(&out, i ? "," : "", order[i]);
+    absl::StrAppend(&out, "]");
   }
-  repro::RunSpec spec;
-  spec.dataset_kind = args->Get("dataset-kind", "fashion-mnist");
-  spec.dataset_path = args->Get("dataset", "/usr/share/datasets/fashion-mnist");
-  spec.model_kind = args->Get("model", "small-cnn");
-  spec.train_limit = *args->GetInt("train-limit", 0, 0, 1 << 30);
-  spec.test_limit = *args->GetInt("test-limit", 0, 0, 1 << 30);
-  spec.model_version = static_cast<int>(*args->GetInt("version", 2, 1, 2));
-  spec.model_depth = static_cast<int>(*args->GetInt("depth", 29, 8, 1001));
-  spec.l2 = spec.model_kind == "resnet" ? 1e-4 : 0.0;
-  if (args->Has("l2")) spec.l2 = std::stod(args->Get("l2"));
-  spec.batch_size = *args->GetInt("batch-size", 128, 1, 1 << 20);
-  spec.threads = static_cast<int>(*args->GetInt("threads", 1, 1, 1024));
-  spec.epochs = static_cast<int>(*args->GetInt("epochs", 2, 1, 1000));
-  spec.fingerprints = !args->Has("no-fingerprints");
-  spec.keep_predictions = true;
-  spec.device = args->Get("device", "cpu");
-  if (args->Has("deterministic") && args->Has("nondeterministic")) {
-    return repro::cli::Fail("train_bench",
-                            "--deterministic and --nondeterministic exclude each other", 2);
+  std::printf("%s]\n", out.c_str());
+  return 0;
+}
+
+// --shapes: the model's (name, shape) list, which train_throughput.py compares with its own.
+int PrintShapes(const repro::RunSpec& spec) {
+  repro::engine::InputShape shape;
+  if (spec.dataset_kind == "cifar10") shape = {3, 32, 32, 10};
+  auto model = repro::engine::MakeModel(
+      repro::engine::ModelOptions{spec.model_kind, spec.model_version, spec.model_depth}, shape);
+  if (!model.ok()) return repro::cli::Fail("train_bench", std::string(model.status().message()), 2);
+  std::printf("%s\n", ShapesJson(**model).c_str());
+  return 0;
+}
+
+// --fingerprint-cost: what fingerprints add to an epoch, timed alone.
+int FingerprintCost(const repro::RunSpec& spec) {
+  // What fingerprints add to an epoch, timed alone: FingerprintModel once (the weights
+  // after the epoch), BatchDigest of every batch and HashSequence of their digests.
+  repro::engine::InputShape shape;
+  if (spec.dataset_kind == "cifar10") shape = {3, 32, 32, 10};
+  auto model = repro::engine::MakeModel(
+      repro::engine::ModelOptions{spec.model_kind, spec.model_version, spec.model_depth}, shape);
+  if (!model.ok()) return repro::cli::Fail("train_bench", std::string(model.status().message()), 2);
+  const int64_t n = spec.train_limit;
+  const std::vector<int64_t> order = repro::engine::EpochOrder(n, 0, 0);
+  std::vector<double> weights, batches;
+  size_t bytes = 0;
+  for (const auto& p : (*model)->parameters()) bytes += p.nbytes();
+  for (const auto& b : (*model)->buffers()) bytes += b.nbytes();
+  for (int rep = 0; rep < 21; ++rep) {
+    auto t0 = Clock::now();
+    const std::string hash = repro::engine::FingerprintModel(**model).hash;
+    auto t1 = Clock::now();
+    std::vector<std::string> digests;
+    for (int64_t start = 0; start < n; start += spec.batch_size) {
+      digests.push_back(repro::engine::BatchDigest(
+          order.data() + start, static_cast<size_t>(std::min(spec.batch_size, n - start))));
+    }
+    const std::string epoch_digest = repro::HashSequence(digests);
+    auto t2 = Clock::now();
+    weights.push_back(std::chrono::duration<double>(t1 - t0).count());
+    batches.push_back(std::chrono::duration<double>(t2 - t1).count());
+    if (hash.empty() || epoch_digest.empty()) return 1;
   }
-  spec.deterministic_algorithms = !args->Has("nondeterministic");
-  spec.cudnn_benchmark = args->Has("cudnn-benchmark");
+  const double w = Median(weights), b = Median(batches);
+  std::printf(
+      "{\"side\":\"fingerprint-cost\",\"weight_bytes\":%zu,\"weights_hash_seconds\":%.9f,"
+      "\"batch_digests_seconds\":%.9f,\"batches\":%lld,\"per_epoch_seconds\":%.9f}\n",
+      bytes, w, b, static_cast<long long>((n + spec.batch_size - 1) / spec.batch_size), w + b);
+  return 0;
+}
+
+// The epochs of one run, timed from its callbacks (see the top of the file).
+int TimeTraining(const repro::RunSpec& spec) {
   const bool cuda = spec.device == "cuda";
-
-  if (args->Has("order")) {
-    std::string out = "[";
-    for (int e = 0; e < spec.epochs; ++e) {
-      absl::StrAppend(&out, e ? "," : "", "[");
-      const std::vector<int64_t> order =
-          repro::engine::EpochOrder(spec.train_limit, spec.shuffle_seed, e);
-      for (size_t i = 0; i < order.size(); ++i) absl::StrAppend(&out, i ? "," : "", order[i]);
-      absl::StrAppend(&out, "]");
-    }
-    std::printf("%s]\n", out.c_str());
-    return 0;
-  }
-
-  if (args->Has("shapes")) {
-    repro::engine::InputShape shape;
-    if (spec.dataset_kind == "cifar10") shape = {3, 32, 32, 10};
-    auto model = repro::engine::MakeModel(
-        repro::engine::ModelOptions{spec.model_kind, spec.model_version, spec.model_depth}, shape);
-    if (!model.ok()) return repro::cli::Fail("train_bench", std::string(model.status().message()), 2);
-    std::printf("%s\n", ShapesJson(**model).c_str());
-    return 0;
-  }
-
-  if (args->Has("fingerprint-cost")) {
-    // What fingerprints add to an epoch, timed alone: FingerprintModel once (the weights
-    // after the epoch), BatchDigest of every batch and HashSequence of their digests.
-    repro::engine::InputShape shape;
-    if (spec.dataset_kind == "cifar10") shape = {3, 32, 32, 10};
-    auto model = repro::engine::MakeModel(
-        repro::engine::ModelOptions{spec.model_kind, spec.model_version, spec.model_depth}, shape);
-    if (!model.ok()) return repro::cli::Fail("train_bench", std::string(model.status().message()), 2);
-    const int64_t n = spec.train_limit;
-    const std::vector<int64_t> order = repro::engine::EpochOrder(n, 0, 0);
-    std::vector<double> weights, batches;
-    size_t bytes = 0;
-    for (const auto& p : (*model)->parameters()) bytes += p.nbytes();
-    for (const auto& b : (*model)->buffers()) bytes += b.nbytes();
-    for (int rep = 0; rep < 21; ++rep) {
-      auto t0 = Clock::now();
-      const std::string hash = repro::engine::FingerprintModel(**model).hash;
-      auto t1 = Clock::now();
-      std::vector<std::string> digests;
-      for (int64_t start = 0; start < n; start += spec.batch_size) {
-        digests.push_back(repro::engine::BatchDigest(
-            order.data() + start, static_cast<size_t>(std::min(spec.batch_size, n - start))));
-      }
-      const std::string epoch_digest = repro::HashSequence(digests);
-      auto t2 = Clock::now();
-      weights.push_back(std::chrono::duration<double>(t1 - t0).count());
-      batches.push_back(std::chrono::duration<double>(t2 - t1).count());
-      if (hash.empty() || epoch_digest.empty()) return 1;
-    }
-    const double w = Median(weights), b = Median(batches);
-    std::printf(
-        "{\"side\":\"fingerprint-cost\",\"weight_bytes\":%zu,\"weights_hash_seconds\":%.9f,"
-        "\"batch_digests_seconds\":%.9f,\"batches\":%lld,\"per_epoch_seconds\":%.9f}\n",
-        bytes, w, b, static_cast<long long>((n + spec.batch_size - 1) / spec.batch_size), w + b);
-    return 0;
-  }
-
   if (spec.train_limit <= 0) {
     // The figures are per image: the count must be known (the data must have that many).
     return repro::cli::Fail("train_bench", "give --train-limit N (N > 0): the epoch's images", 2);
@@ -269,6 +245,41 @@ int Main(int argc, char** argv) {
   auto result = repro::engine::TrainRun(spec, callbacks);
   if (!result.ok()) return repro::cli::Fail("train_bench", std::string(result.status().message()), 1);
   return 0;
+}
+
+int Main(int argc, char** argv) {
+  auto args = repro::cli::Parse(argc, argv, Flags());
+  if (!args.ok()) return repro::cli::Fail("train_bench", std::string(args.status().message()), 2);
+  if (args->Has("help")) {
+    std::fputs(repro::cli::Usage("train_bench [flags]", Flags()).c_str(), stdout);
+    return 0;
+  }
+  repro::RunSpec spec;
+  spec.dataset_kind = args->Get("dataset-kind", "fashion-mnist");
+  spec.dataset_path = args->Get("dataset", "/usr/share/datasets/fashion-mnist");
+  spec.model_kind = args->Get("model", "small-cnn");
+  spec.train_limit = *args->GetInt("train-limit", 0, 0, 1 << 30);
+  spec.test_limit = *args->GetInt("test-limit", 0, 0, 1 << 30);
+  spec.model_version = static_cast<int>(*args->GetInt("version", 2, 1, 2));
+  spec.model_depth = static_cast<int>(*args->GetInt("depth", 29, 8, 1001));
+  spec.l2 = spec.model_kind == "resnet" ? 1e-4 : 0.0;
+  if (args->Has("l2")) spec.l2 = std::stod(args->Get("l2"));
+  spec.batch_size = *args->GetInt("batch-size", 128, 1, 1 << 20);
+  spec.threads = static_cast<int>(*args->GetInt("threads", 1, 1, 1024));
+  spec.epochs = static_cast<int>(*args->GetInt("epochs", 2, 1, 1000));
+  spec.fingerprints = !args->Has("no-fingerprints");
+  spec.keep_predictions = true;
+  spec.device = args->Get("device", "cpu");
+  if (args->Has("deterministic") && args->Has("nondeterministic")) {
+    return repro::cli::Fail("train_bench",
+                            "--deterministic and --nondeterministic exclude each other", 2);
+  }
+  spec.deterministic_algorithms = !args->Has("nondeterministic");
+  spec.cudnn_benchmark = args->Has("cudnn-benchmark");
+  if (args->Has("order")) return PrintOrder(spec);
+  if (args->Has("shapes")) return PrintShapes(spec);
+  if (args->Has("fingerprint-cost")) return FingerprintCost(spec);
+  return TimeTraining(spec);
 }
 
 }  // namespace
