@@ -358,6 +358,18 @@ grpc::Status CoordinatorService::DoFail(const v1::FailRequest& req, v1::FailResp
   if (*outcome == FailOutcome::kStale) {
     log_(absl::StrCat("worker ", req.worker(), " reported a failure of run ", Label(req.run_id()),
                       " after its lease ended; recorded, the run is unchanged: ", error));
+  } else if (req.plan_error()) {
+    // Every run would fail alike: one clear error, not max_attempts failures per run. A
+    // worker could lie, but one holding the worker token can fail every run anyway.
+    auto cancelled = store_->Cancel(plan_.experiment, absl::StrCat("the plan cannot be trained "
+                                                                   "(worker ", req.worker(),
+                                                                   "): ", error),
+                                    clock_());
+    if (!cancelled.ok()) return ToGrpc(cancelled.status());
+    resp->set_will_retry(false);
+    log_(absl::StrCat("worker ", req.worker(), " failed run ", Label(req.run_id()),
+                      " for a reason of the plan's own: ", error, "; experiment cancelled (",
+                      *cancelled, " run(s) not done ended with it)"));
   } else {
     log_(absl::StrCat("worker ", req.worker(), " failed run ", Label(req.run_id()), ": ", error,
                       *outcome == FailOutcome::kRetry ? " (will retry)" : ""));

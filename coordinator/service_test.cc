@@ -239,6 +239,32 @@ TEST_F(ServiceTest, ALateResultForACancelledRunIsKeptAsEvidenceAndTheRunStaysFai
   EXPECT_FALSE(Logged("finished run same_seed#0:"));  // not logged as counted
 }
 
+// A failure the worker marks as the plan's own (a model file that cannot be trained)
+// ends the experiment at once: one clear error, not max_attempts failures of every run.
+TEST_F(ServiceTest, APlanErrorCancelsTheExperimentWithItsReason) {
+  ASSERT_TRUE(Register("a").ok());
+  const v1::RunAssignment first = LeaseRun("a");
+  auto req = AboutLease<v1::FailRequest>("a", first);
+  req.set_error("model file /m.pt has no forward method");
+  req.set_plan_error(true);
+  v1::FailResponse failed;
+  ASSERT_TRUE(workers_->Fail(Ctx().get(), req, &failed).ok());
+  EXPECT_FALSE(failed.will_retry());
+  const v1::StatusResponse status = Status();
+  EXPECT_EQ(status.runs().failed(), 2) << status.DebugString();  // both arms' runs
+  EXPECT_EQ(status.runs().pending(), 0);
+  const RunView run = StoredRun(first);
+  EXPECT_EQ(run.state, RunState::kFailed);
+  EXPECT_EQ(run.attempts, 1);
+  EXPECT_TRUE(absl::StrContains(
+      run.error, "the plan cannot be trained (worker a): model file /m.pt has no forward method"))
+      << run.error;
+  EXPECT_TRUE(Logged("experiment cancelled"));
+  v1::LeaseResponse lease;
+  ASSERT_TRUE(Lease("a", &lease).ok());
+  EXPECT_TRUE(lease.finished());
+}
+
 // So are a run failed with its attempts used up and an attempt its worker failed or
 // handed back: a result for such a lease never turns the run done.
 TEST_F(ServiceTest, ALateResultAfterAFailureOrAHandBackNeverTurnsTheRunDone) {

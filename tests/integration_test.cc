@@ -467,5 +467,26 @@ for name, t in sorted(header.items()):
   for (ChildProcess* w : workers) ASSERT_TRUE(w->Wait(30s));
 }
 
+TEST_F(IntegrationTest, AModelFileThatCannotBeTrainedEndsTheExperimentWithOneClearError) {
+  const std::string plan = Path("plan.yaml"), db = Path("broken.db");
+  WriteFile(Path("model.pt"), "this is no TorchScript archive");
+  WriteFile(plan, PlanText("broken", 10, 1, 200, 100) +
+                      "model: {kind: torchscript, path: model.pt}\nmax_attempts: 3\n");
+  Coordinator c;
+  ASSERT_TRUE(StartCoordinator({"--plan", plan, "--db", db, "--exit-when-done"}, "c", &c));
+  for (const char* name : {"wa", "wb"}) ASSERT_NE(StartWorker(c.address, name), nullptr);
+  ASSERT_TRUE(c.process->Wait(120s)) << "the coordinator kept the experiment open";
+  EXPECT_EQ(c.process->exit_code(), 1) << ReadFile(c.process->stderr_path());
+  Db store(db);
+  EXPECT_EQ(store.Text("SELECT COUNT(*) FROM runs WHERE state = 'failed'"), "20");
+  // At most one attempt per worker: not 20 runs x 3 attempts.
+  EXPECT_LE(std::stoi(store.Text("SELECT COUNT(*) FROM attempts")), 2);
+  EXPECT_EQ(store.Text("SELECT COUNT(*) FROM runs WHERE error NOT LIKE "
+                       "'cancelled: the plan cannot be trained (worker w_): model file % "
+                       "is not a TorchScript module%'"),
+            "0")
+      << store.Text("SELECT error FROM runs LIMIT 1");
+}
+
 }  // namespace
 }  // namespace repro::testing

@@ -474,6 +474,10 @@ void WorkerDaemon::Report(const v1::RunAssignment& run, const absl::StatusOr<Run
     cli::LogLine(absl::StrCat("run ", Label(run), ": ", fatal_, "; handing it back"));
     SendRelease(run, absl::StrCat("worker ", options_.name, " cannot train it: ",
                                   result.status().message()));
+  } else if (engine::IsPlanError(result.status())) {
+    cli::LogLine(absl::StrCat("run ", Label(run), " failed for a reason of the plan's own, which "
+                              "every run would meet: ", result.status().message()));
+    SendFailure(run, std::string(result.status().message()), /*plan_error=*/true);
   } else {
     cli::LogLine(absl::StrCat("run ", Label(run), " failed: ", result.status().message()));
     SendFailure(run, std::string(result.status().message()));
@@ -528,9 +532,11 @@ void WorkerDaemon::SendRelease(const v1::RunAssignment& run, const std::string& 
   }
 }
 
-void WorkerDaemon::SendFailure(const v1::RunAssignment& run, const std::string& error) {
+void WorkerDaemon::SendFailure(const v1::RunAssignment& run, const std::string& error,
+                               bool plan_error) {
   auto req = AboutLease<v1::FailRequest>(options_.name, run);
   req.set_error(error);
+  req.set_plan_error(plan_error);
   v1::FailResponse resp;
   grpc::Status s = stub_->Fail(Context().get(), req, &resp);
   if (!s.ok()) {

@@ -127,7 +127,8 @@ class WorkerDaemon {
   void Report(const v1::RunAssignment& run, const absl::StatusOr<RunResult>& result,
               const Progress& progress);
   void SendResult(const v1::RunAssignment& run, const RunResult& result);
-  void SendFailure(const v1::RunAssignment& run, const std::string& error);
+  // `plan_error`: the error is the plan's own (engine::IsPlanError).
+  void SendFailure(const v1::RunAssignment& run, const std::string& error, bool plan_error = false);
   void SendRelease(const v1::RunAssignment& run, const std::string& reason);
   // Refuses an assignment whose names would not make a folder under --artifacts.
   absl::Status CheckAssignment(const v1::RunAssignment& run) const;

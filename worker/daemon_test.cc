@@ -630,6 +630,23 @@ TEST_F(DaemonCacheTest, TheCacheIsKeptWithinItsBoundLeastRecentlyUsedFirst) {
   EXPECT_TRUE(std::filesystem::exists(CachePath(recent) + ".part"));
 }
 
+TEST_F(DaemonTest, AnErrorOfThePlansOwnIsReportedAsSuch) {
+  coordinator_.AddRun(Assignment(1));
+  coordinator_.AddRun(Assignment(2));
+  auto trainer = [](const RunSpec& spec, const engine::Callbacks&) -> absl::StatusOr<RunResult> {
+    if (spec.init_seed == 1) {
+      return engine::PlanError(absl::InvalidArgumentError("model file m.pt has no forward method"));
+    }
+    return absl::InvalidArgumentError("out of memory");
+  };
+  EXPECT_EQ(RunDaemon(trainer), cli::kExitOk);
+  Received got = coordinator_.received();
+  ASSERT_THAT(got.fails, SizeIs(2));
+  EXPECT_TRUE(got.fails[0].plan_error());
+  EXPECT_EQ(got.fails[0].error(), "model file m.pt has no forward method");
+  EXPECT_FALSE(got.fails[1].plan_error());  // an error of this run alone
+}
+
 TEST_F(DaemonTest, ATlsMistakeEndsTheWorkerAfterAFewAttempts) {
   // What gRPC says when the coordinator's certificate is not signed by the worker's CA.
   for (int i = 0; i < 20; ++i) {

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "common/hash.h"
 #include "common/status_macros.h"
@@ -512,6 +513,19 @@ absl::StatusOr<RunResult> TrainRun(const RunSpec& spec, const Callbacks& callbac
   } catch (...) {
     return absl::InternalError("the run failed with an unknown exception");
   }
+}
+
+namespace {
+constexpr char kPlanErrorPayload[] = "repro/plan-error";
+}  // namespace
+
+absl::Status PlanError(absl::Status status) {
+  status.SetPayload(kPlanErrorPayload, absl::Cord("1"));
+  return status;
+}
+
+bool IsPlanError(const absl::Status& status) {
+  return status.GetPayload(kPlanErrorPayload).has_value();
 }
 
 std::string TorchVersion() {

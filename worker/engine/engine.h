@@ -30,8 +30,14 @@ struct Callbacks {
 
 // Trains one run. Bad input (missing or truncated data files, unknown model kind, a
 // device this LibTorch cannot use) gives INVALID_ARGUMENT or FAILED_PRECONDITION with
-// one sentence naming the file or value; LibTorch exceptions never escape.
+// one sentence naming the file or value; LibTorch exceptions never escape. An error of
+// the plan itself, which every run of it would meet alike (a model file that does not
+// load, has no forward or does not fit the data), is marked IsPlanError.
 absl::StatusOr<RunResult> TrainRun(const RunSpec& spec, const Callbacks& callbacks = {});
+
+// `status` marked as the plan's own error (above).
+absl::Status PlanError(absl::Status status);
+bool IsPlanError(const absl::Status& status);
 
 // "1.13.1" etc. and "cpu"/"cuda" availability, for worker registration.
 std::string TorchVersion();

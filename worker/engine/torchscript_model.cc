@@ -23,6 +23,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/hash.h"
+#include "worker/engine/engine.h"
 
 namespace repro::engine {
 namespace {
@@ -104,8 +105,9 @@ std::string NameList(const std::vector<std::string>& names) {
   return out;
 }
 
+// The plan's own error (engine.h): every run of the plan would meet it alike.
 absl::Status Invalid(const std::string& file, const std::string& what) {
-  return absl::InvalidArgumentError(absl::StrCat("model file ", file, " ", what));
+  return PlanError(absl::InvalidArgumentError(absl::StrCat("model file ", file, " ", what)));
 }
 
 // forward, in eval mode and without gradients, on 2 zero images of the data's shape.

@@ -413,6 +413,7 @@ TEST_F(TorchScriptTest, BadModelFilesFailBeforeTrainingWithTheFileNamed) {
     auto run = TrainRun(Spec(c.file), callbacks);
     ASSERT_FALSE(run.ok()) << c.file;
     EXPECT_EQ(run.status().code(), absl::StatusCode::kInvalidArgument) << run.status();
+    EXPECT_TRUE(IsPlanError(run.status())) << c.file;  // every run would meet it
     EXPECT_THAT(std::string(run.status().message()), HasSubstr(c.message));
     EXPECT_THAT(std::string(run.status().message()), Not(HasSubstr("\n")));
     EXPECT_EQ(batches, 0) << c.file;
