@@ -238,6 +238,19 @@ absl::Status StoreInputs(BlobStore& blobs, Plan* plan) {
   return absl::OkStatus();
 }
 
+// What the service holds workers to: the heartbeat, the data check's counts, the blobs.
+ServiceOptions ServiceOptionsFor(const Options& o, const data::DatasetSizes& sizes,
+                                 BlobStore* blobs) {
+  ServiceOptions options;
+  options.heartbeat_interval_ms = o.heartbeat_ms;
+  options.lease_ttl_ms = 3 * o.heartbeat_ms;
+  options.train_examples = sizes.train;
+  options.test_examples = sizes.test;
+  options.classes = sizes.classes;
+  options.blobs = blobs;
+  return options;
+}
+
 // Redraw the progress block in place only on a terminal that can take it.
 bool StderrIsLiveTerminal() {
   return isatty(STDERR_FILENO) && std::getenv("TERM") != nullptr &&
@@ -422,13 +435,7 @@ int Run(int argc, char** argv) {
   BlobStore blobs(BlobStore::RootFor(o.db_path));
   if (absl::Status s = StoreInputs(blobs, &plan); !s.ok()) return Fail(s, cli::kExitError);
 
-  ServiceOptions service_options;
-  service_options.heartbeat_interval_ms = o.heartbeat_ms;
-  service_options.lease_ttl_ms = 3 * o.heartbeat_ms;
-  service_options.train_examples = sizes.train;
-  service_options.test_examples = sizes.test;
-  service_options.classes = sizes.classes;
-  service_options.blobs = &blobs;
+  const ServiceOptions service_options = ServiceOptionsFor(o, sizes, &blobs);
   auto credentials = MakeServerCredentials(o.tls);
   if (!credentials.ok()) return Fail(credentials.status(), cli::kExitUsage);
   auto auth = MakeAuthenticator(o.admin_token, o.worker_token, o.tls);
