@@ -1,7 +1,6 @@
 #include "common/security.h"
 
 #include <openssl/bio.h>
-#include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
@@ -14,6 +13,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/sha256.h"
 
 namespace repro {
 namespace {
@@ -135,14 +135,7 @@ absl::StatusOr<std::string> NewLeaseSecret() {
 }
 
 std::string SecretHash(const std::string& secret) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int size = 0;
-  // SHA-256 is always available; a failure would leave size 0, an empty hash that
-  // matches no stored one.
-  if (EVP_Digest(secret.data(), secret.size(), digest, &size, EVP_sha256(), nullptr) != 1) {
-    return "";
-  }
-  return absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(digest), size));
+  return Sha256Hex(secret.data(), secret.size());
 }
 
 std::vector<std::string> PeerCertificateNames(const grpc::ServerContextBase& ctx) {

@@ -8,20 +8,14 @@
 #include <memory>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 
 namespace repro {
 namespace {
 
 std::string Hex(const unsigned char* digest, unsigned int size) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(2 * size);
-  for (unsigned int i = 0; i < size; ++i) {
-    out.push_back(kDigits[digest[i] >> 4]);
-    out.push_back(kDigits[digest[i] & 15]);
-  }
-  return out;
+  return absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(digest), size));
 }
 
 struct ContextFree {
@@ -34,29 +28,6 @@ std::string Sha256Hex(const void* data, size_t size) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
   EVP_Digest(data, size, digest, &length, EVP_sha256(), nullptr);
-  return Hex(digest, length);
-}
-
-absl::StatusOr<std::string> Sha256OfFile(const std::string& path) {
-  std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
-  if (!file) {
-    const std::string why = std::strerror(errno);
-    return errno == ENOENT ? absl::NotFoundError(absl::StrCat(path, ": ", why))
-                           : absl::InvalidArgumentError(absl::StrCat(path, ": ", why));
-  }
-  std::unique_ptr<EVP_MD_CTX, ContextFree> ctx(EVP_MD_CTX_new());
-  EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
-  std::vector<char> buffer(1 << 20);
-  size_t got = 0;
-  while ((got = std::fread(buffer.data(), 1, buffer.size(), file.get())) > 0) {
-    EVP_DigestUpdate(ctx.get(), buffer.data(), got);
-  }
-  if (std::ferror(file.get())) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": read error: ", std::strerror(errno)));
-  }
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  EVP_DigestFinal_ex(ctx.get(), digest, &length);
   return Hex(digest, length);
 }
 
@@ -78,6 +49,25 @@ std::string Sha256Hasher::Finish() {
   unsigned int length = 0;
   EVP_DigestFinal_ex(ctx_->md.get(), digest, &length);
   return Hex(digest, length);
+}
+
+absl::StatusOr<std::string> Sha256OfFile(const std::string& path) {
+  std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
+  if (!file) {
+    const std::string why = std::strerror(errno);
+    return errno == ENOENT ? absl::NotFoundError(absl::StrCat(path, ": ", why))
+                           : absl::InvalidArgumentError(absl::StrCat(path, ": ", why));
+  }
+  Sha256Hasher hasher;
+  std::vector<char> buffer(1 << 20);
+  size_t got = 0;
+  while ((got = std::fread(buffer.data(), 1, buffer.size(), file.get())) > 0) {
+    hasher.Update(buffer.data(), got);
+  }
+  if (std::ferror(file.get())) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": read error: ", std::strerror(errno)));
+  }
+  return hasher.Finish();
 }
 
 bool IsSha256Hex(const std::string& text) {
