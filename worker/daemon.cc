@@ -353,6 +353,7 @@ absl::Status WorkerDaemon::FetchBlob(const InputFile& input, const std::function
     Sleep(ms);
   }
   if (absl::Status s = (*blob)->Keep(); !s.ok()) return own(s);
+  inputs_.Vouch(cache_.PathOf(input.sha256), input.sha256);  // Keep checked every byte
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   cli::LogLine(absl::StrFormat("fetched %s: %d bytes in %.3f s (%.0f MB/s) into %s", what,

@@ -24,6 +24,10 @@ class InputCheck {
   // naming the role, the path and what differs otherwise (this worker's own reason:
   // the daemon hands the run back for another worker and stops taking runs).
   absl::Status Check(const std::vector<InputFile>& inputs);
+  // Records that the file at `path`, as it is now, hashes to `sha256`: its bytes were
+  // just hashed as they were written (a verified fetch), so Check need not read them
+  // again.
+  void Vouch(const std::string& path, const std::string& sha256);
 
  private:
   struct Known {
