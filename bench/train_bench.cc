@@ -34,6 +34,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -127,25 +128,28 @@ int PrintOrder(const repro::RunSpec& spec) {
   return 0;
 }
 
-// --shapes: the model's (name, shape) list, which train_throughput.py compares with its own.
-int PrintShapes(const repro::RunSpec& spec) {
+// The spec's model, built for its data set's shape (the built-in kinds only).
+absl::StatusOr<std::shared_ptr<repro::engine::ClassifierImpl>> SpecModel(
+    const repro::RunSpec& spec) {
   repro::engine::InputShape shape;
   if (spec.dataset_kind == "cifar10") shape = {3, 32, 32, 10};
-  auto model = repro::engine::MakeModel(
+  return repro::engine::MakeModel(
       repro::engine::ModelOptions{spec.model_kind, spec.model_version, spec.model_depth}, shape);
+}
+
+// --shapes: the model's (name, shape) list, which train_throughput.py compares with its own.
+int PrintShapes(const repro::RunSpec& spec) {
+  auto model = SpecModel(spec);
   if (!model.ok()) return repro::cli::Fail("train_bench", std::string(model.status().message()), 2);
   std::printf("%s\n", ShapesJson(**model).c_str());
   return 0;
 }
 
-// --fingerprint-cost: what fingerprints add to an epoch, timed alone.
+// --fingerprint-cost: what fingerprints add to an epoch, timed alone: FingerprintModel
+// once (the weights after the epoch), BatchDigest of every batch and HashSequence of
+// their digests.
 int FingerprintCost(const repro::RunSpec& spec) {
-  // What fingerprints add to an epoch, timed alone: FingerprintModel once (the weights
-  // after the epoch), BatchDigest of every batch and HashSequence of their digests.
-  repro::engine::InputShape shape;
-  if (spec.dataset_kind == "cifar10") shape = {3, 32, 32, 10};
-  auto model = repro::engine::MakeModel(
-      repro::engine::ModelOptions{spec.model_kind, spec.model_version, spec.model_depth}, shape);
+  auto model = SpecModel(spec);
   if (!model.ok()) return repro::cli::Fail("train_bench", std::string(model.status().message()), 2);
   const int64_t n = spec.train_limit;
   const std::vector<int64_t> order = repro::engine::EpochOrder(n, 0, 0);
