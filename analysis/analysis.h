@@ -218,6 +218,8 @@ struct Report {
   // Sentences a reader needs to read the figures right, e.g. that init seeds changed
   // nothing because the runs started from a model file's own weights.
   std::vector<std::string> notes;
+  // The weights files the results name and what the blob store keeps of them.
+  WeightsUsage weights;
 
   std::vector<ArmReport> arms;  // in plan order
   // stdev (ddof 0) of the "same_seed" arm over that of the "different_seeds" arm, per

@@ -195,6 +195,12 @@ std::string RenderHtml(const Report& report, const std::string& arm_filter) {
   const std::string text = RenderText(report, arm_filter);
   absl::StrAppend(&out, "<h1>repro report: ", HtmlEscape(report.experiment), "</h1>\n<p>",
                   HtmlEscape(text.substr(0, text.find('\n'))), "</p>\n");
+  for (const std::string& note : report.notes) {
+    absl::StrAppend(&out, "<p>Note: ", HtmlEscape(note), "</p>\n");
+  }
+  if (report.weights.files > 0) {
+    absl::StrAppend(&out, "<p>", HtmlEscape(DescribeWeights(report.weights)), "</p>\n");
+  }
 
   absl::StrAppend(&out, "<h2>Test scores of every run</h2>\n",
                   StripPlot(report, arm_filter, "strip-accuracy", "test accuracy",

@@ -229,17 +229,17 @@ void WriteRun(JsonWriter& w, const RunView& run) {
   w.BeginObject();
   for (const auto& [key, value] : r.environment) w.Field(key, value);
   w.EndObject();
-  // Exported weight files stay on the worker that wrote them; empty when not exported.
-  w.Key("artifacts");
-  w.BeginObject();
-  w.Field("worker", run.worker);
-  w.Field("initial_weights", r.initial_weights);
-  w.Field("final_weights", r.final_weights);
-  w.Key("epoch_weights");
+  // Exported weights files, as the coordinator's blob store holds them (reproctl fetch).
+  w.Key("weights");
   w.BeginArray();
-  for (const std::string& path : r.epoch_weights) w.String(path);
+  for (const WeightsFile& file : r.weights) {
+    w.BeginObject();
+    w.Field("name", file.name);
+    w.Field("sha256", file.sha256);
+    w.Field("size", file.size);
+    w.EndObject();
+  }
   w.EndArray();
-  w.EndObject();
   w.EndObject();
 }
 
@@ -273,6 +273,12 @@ std::string RenderJson(const Report& report, const std::string& arm_filter,
   w.BeginArray();
   for (const std::string& note : report.notes) w.String(note);
   w.EndArray();
+  w.Key("weights_storage");
+  w.BeginObject();
+  w.Field("files", report.weights.files);
+  w.Field("bytes", report.weights.bytes);
+  w.Field("stored_bytes", report.weights.stored_bytes);
+  w.EndObject();
   w.Key("arms");
   w.BeginArray();
   for (const ArmReport& arm : report.arms) {

@@ -275,14 +275,12 @@ TEST(ReportTest, JsonHasEveryDocumentedKey) {
     for (const char* key :
          {"arm", "index", "seeds", "state", "attempts", "worker", "error", "test_loss",
           "test_accuracy", "initial_hash", "final_hash", "data_x_hash", "data_y_hash",
-          "epochs", "artifacts"}) {
+          "epochs", "weights"}) {
       EXPECT_TRUE(run.contains(key)) << key;
     }
     EXPECT_TRUE(run.at("seeds").contains("init"));
     EXPECT_TRUE(run.at("seeds").contains("shuffle"));
-    for (const char* key : {"worker", "initial_weights", "final_weights"}) {
-      EXPECT_TRUE(run.at("artifacts").contains(key)) << key;
-    }
+    EXPECT_TRUE(run.at("weights").is_array());
     for (const Json& epoch : run.at("epochs")) {
       for (const char* key : {"epoch", "loss", "accuracy", "val_loss", "val_accuracy",
                               "seconds", "batch_digest", "weights_hash"}) {
@@ -301,6 +299,28 @@ TEST(ReportTest, JsonHasEveryDocumentedKey) {
   EXPECT_EQ(run5.at("test_loss").get<double>(), 0.51);
   EXPECT_EQ(run5.at("epochs")[0].at("seconds").get<double>(), 12.5);
   EXPECT_EQ(run5.at("epochs")[0].at("batch_digest"), "other");
+}
+
+TEST(ReportTest, WeightsAreNamedByBlobAndTheirStorageIsShownInEveryFormat) {
+  ExperimentView view = SampleExperiment();
+  const std::string sha(64, 'e');
+  view.runs[0].result.weights = {{"initial", std::string(64, 'a'), 1000}, {"final", sha, 3000}};
+  view.runs[1].result.weights = {{"initial", std::string(64, 'a'), 1000}, {"final", sha, 3000}};
+  view.weights = WeightsUsage{4, 8000, 4000};
+  const Json j = Json::parse(Render(view, ReportFormat::kJson));
+  const Json& files = j.at("runs").at(0).at("weights");
+  ASSERT_EQ(files.size(), 2u);
+  EXPECT_EQ(files.at(1).at("name"), "final");
+  EXPECT_EQ(files.at(1).at("sha256"), sha);
+  EXPECT_EQ(files.at(1).at("size"), 3000);
+  EXPECT_FALSE(j.at("runs").at(0).contains("artifacts"));  // no paths on other machines
+  EXPECT_EQ(j.at("weights_storage").at("files"), 4);
+  EXPECT_EQ(j.at("weights_storage").at("bytes"), 8000);
+  EXPECT_EQ(j.at("weights_storage").at("stored_bytes"), 4000);
+  const std::string line =
+      "Weights: 4 files, 0.0 MB; stored 0.0 MB, each distinct file once (saves 0.0 MB, 50 %)";
+  EXPECT_THAT(Render(view, ReportFormat::kText), HasSubstr(line));
+  EXPECT_THAT(Render(view, ReportFormat::kHtml), HasSubstr(line));
 }
 
 TEST(ReportTest, JsonNeverHoldsNaN) {

@@ -340,6 +340,7 @@ std::string RenderText(const Report& report, const std::string& arm_filter) {
         report.runs_remaining);
   }
   for (const std::string& note : report.notes) absl::StrAppend(&out, "Note: ", note, "\n");
+  if (report.weights.files > 0) absl::StrAppend(&out, DescribeWeights(report.weights), "\n");
   bool has_same_seed = false;
   bool has_different_seeds = false;
   for (const ArmReport& arm : report.arms) {

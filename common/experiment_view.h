@@ -10,6 +10,7 @@
 #define REPRO_COMMON_EXPERIMENT_VIEW_H_
 
 #include <cstdint>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -61,12 +62,36 @@ struct RunView {
   std::vector<ExtraResult> extra_results;
 };
 
+// The weights files an experiment's results name (every attempt's, extra results
+// included), their bytes together, and the bytes of the distinct ones: what the blob
+// store, which keeps each once, holds for them.
+struct WeightsUsage {
+  int64_t files = 0;
+  int64_t bytes = 0;
+  int64_t stored_bytes = 0;
+};
+
+// "Weights: 8 files, 3.2 MB; stored 0.8 MB, each distinct file once (saves 2.4 MB, 75 %)",
+// as status and the text report say it.
+inline std::string DescribeWeights(const WeightsUsage& w) {
+  const double saved = static_cast<double>(w.bytes - w.stored_bytes);
+  char line[160];
+  std::snprintf(line, sizeof line,
+                "Weights: %lld files, %.1f MB; stored %.1f MB, each distinct file once "
+                "(saves %.1f MB, %.0f %%)",
+                static_cast<long long>(w.files), static_cast<double>(w.bytes) / 1e6,
+                static_cast<double>(w.stored_bytes) / 1e6, saved / 1e6,
+                w.bytes > 0 ? 100.0 * saved / static_cast<double>(w.bytes) : 0.0);
+  return line;
+}
+
 struct ExperimentView {
   std::string name;
   std::vector<std::string> arms;  // in plan order
   int runs_per_arm = 0;
   int epochs = 0;
   std::vector<RunView> runs;      // ordered by arm (plan order), then index
+  WeightsUsage weights;           // read with the results
 };
 
 // A registered worker, as it registered and as last heard from.
@@ -121,6 +146,7 @@ struct ExperimentStatus {
   // checkpoints as it runs (store/sqlite.h says to what size).
   int64_t database_bytes = 0;
   int64_t wal_bytes = 0;
+  WeightsUsage weights;
 };
 
 }  // namespace repro

@@ -9,6 +9,7 @@
 
 #include <cctype>
 #include <cstddef>
+#include <string>
 #include <string_view>
 
 namespace repro {
@@ -25,6 +26,23 @@ inline bool IsValidName(std::string_view name) {
       return false;
     }
   }
+  return true;
+}
+
+// A run as status and the report name it, "ARM#INDEX" ("same_seed#0"): true, with its
+// parts, when `label` is one (an arm name by the rule, a non-negative index).
+inline bool ParseRunLabel(std::string_view label, std::string* arm, int* index) {
+  const size_t hash = label.rfind('#');
+  if (hash == std::string_view::npos || !IsValidName(label.substr(0, hash))) return false;
+  const std::string_view digits = label.substr(hash + 1);
+  if (digits.empty() || digits.size() > 9) return false;
+  int value = 0;
+  for (char c : digits) {
+    if (!std::isdigit(static_cast<unsigned char>(c))) return false;
+    value = value * 10 + (c - '0');
+  }
+  arm->assign(label.substr(0, hash));
+  *index = value;
   return true;
 }
 

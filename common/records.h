@@ -33,6 +33,15 @@ struct EpochRecord {
   std::vector<std::string> batch_digests;  // per-batch digests, when the plan asks
 };
 
+// One weights file a run exported (initial, after an epoch, final) as the coordinator
+// holds it: the worker uploads the file (WorkerService.PutBlob) before it completes the
+// run, and results and reports name it by SHA-256, never by a path on the worker.
+struct WeightsFile {
+  std::string name;    // "initial", "epoch-K" (K 0-based) or "final"
+  std::string sha256;  // 64 lower-case hex digits: a blob of the coordinator's store
+  int64_t size = 0;    // bytes
+};
+
 // How RunResult::diverged starts: the store tells it from other notes by it.
 inline constexpr char kDivergedPrefix[] = "diverged: ";
 
@@ -53,10 +62,14 @@ struct RunResult {
   // The final model's predicted class for every test example, in test-set order
   // (empty when the plan does not keep predictions).
   std::vector<uint8_t> predictions;
-  // Exported weight files (safetensors), as paths on the worker; empty when not exported.
+  // Exported weight files (safetensors) as the engine wrote them, paths on its own
+  // machine; empty when not exported. Never sent: the worker uploads the files and sends
+  // `weights`. (Results stored before weights travelled hold the worker's paths here.)
   std::string initial_weights;
   std::string final_weights;
   std::vector<std::string> epoch_weights;  // one per epoch when every epoch is exported
+  // The exported files as uploaded, in the order initial, epoch-0.., final.
+  std::vector<WeightsFile> weights;
   // Empty when the run trained to its last epoch. Otherwise the engine's one sentence on
   // where the loss stopped being a number ("diverged: loss nan at epoch 2, batch 17"):
   // the run is done all the same, `epochs` holds the epochs before that one, and its

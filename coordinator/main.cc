@@ -53,6 +53,7 @@ const std::vector<cli::FlagSpec> kFlags = {
     {"tls-cert", true, "serve TLS with this PEM certificate", "PEM"},
     {"tls-key", true, "the certificate's PEM private key", "PEM"},
     {"tls-ca", true, "require client certificates signed by this PEM CA (mutual TLS)", "PEM"},
+    {"max-upload-bytes", true, "largest weights file a worker may upload (default 16 GiB)", "N"},
 };
 
 struct Options {
@@ -63,6 +64,7 @@ struct Options {
   bool exit_when_done = false;
   bool skip_data_check = false;
   int heartbeat_ms = 2000;
+  int64_t max_upload_bytes = ServiceOptions().max_upload_bytes;
   std::string port_file;
   std::string admin_token;
   std::string worker_token;
@@ -97,6 +99,9 @@ absl::StatusOr<Options> ParseOptions(int argc, char** argv, bool* help) {
   auto heartbeat = args->GetInt("heartbeat-ms", 2000, 50, 600000);
   if (!heartbeat.ok()) return heartbeat.status();
   o.heartbeat_ms = static_cast<int>(*heartbeat);
+  auto upload = args->GetInt("max-upload-bytes", o.max_upload_bytes, 1, int64_t{1} << 50);
+  if (!upload.ok()) return upload.status();
+  o.max_upload_bytes = *upload;
   o.exit_when_done = args->Has("exit-when-done");
   o.skip_data_check = args->Has("skip-data-check");
   o.port_file = args->Get("port-file");
@@ -225,15 +230,14 @@ absl::StatusOr<std::unique_ptr<RunStore>> OpenExperiment(Options* o, Plan* plan,
 }
 
 // Copies the plan's input files into the blob store beside the database (store/blobs.h),
-// each checked against the SHA-256 taken when the plan was loaded, and points
-// plan->inputs at the copies: from here on the plan's own paths are not read again, and
-// workers fetch the files by hash (GetBlob).
-absl::Status StoreInputs(BlobStore& blobs, Plan* plan) {
-  for (InputFile& file : plan->inputs) {
+// each checked against the SHA-256 taken when the plan was loaded: from here on the
+// plan's own paths are not read again (workers fetch the files by hash, GetBlob); they
+// still name the files in what workers say about them.
+absl::Status StoreInputs(BlobStore& blobs, const Plan& plan) {
+  for (const InputFile& file : plan.inputs) {
     if (absl::Status s = blobs.Add(file.path, file.sha256); !s.ok()) {
       return absl::Status(s.code(), absl::StrCat(PlanKeyOfRole(file.role), ": ", s.message()));
     }
-    file.path = blobs.PathOf(file.sha256);
   }
   return absl::OkStatus();
 }
@@ -248,6 +252,7 @@ ServiceOptions ServiceOptionsFor(const Options& o, const data::DatasetSizes& siz
   options.test_examples = sizes.test;
   options.classes = sizes.classes;
   options.blobs = blobs;
+  options.max_upload_bytes = o.max_upload_bytes;
   return options;
 }
 
@@ -433,7 +438,7 @@ int Run(int argc, char** argv) {
     return Fail(s, cli::kExitError);
   }
   BlobStore blobs(BlobStore::RootFor(o.db_path));
-  if (absl::Status s = StoreInputs(blobs, &plan); !s.ok()) return Fail(s, cli::kExitError);
+  if (absl::Status s = StoreInputs(blobs, plan); !s.ok()) return Fail(s, cli::kExitError);
 
   const ServiceOptions service_options = ServiceOptionsFor(o, sizes, &blobs);
   auto credentials = MakeServerCredentials(o.tls);

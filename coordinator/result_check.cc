@@ -3,12 +3,16 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/sha256.h"
 
 namespace repro {
 namespace {
@@ -73,12 +77,11 @@ absl::Status CheckTensors(const std::string& field, const std::vector<TensorHash
   return absl::OkStatus();
 }
 
-// An exported file's path: present only when the plan exports it (a worker without
-// --artifacts exports nothing).
-absl::Status CheckWeights(const std::string& field, const std::string& path, bool exported) {
-  if (path.empty()) return absl::OkStatus();
-  if (!exported) return Invalid(field, " ", Quoted(path), " names a file the plan does not export");
-  return CheckText(field, path, 1, kMaxPath);
+// Whether `name` is "epoch-K" with K below `epochs`.
+bool IsEpochWeights(const std::string& name, size_t epochs) {
+  int epoch = -1;
+  return absl::StartsWith(name, "epoch-") && absl::SimpleAtoi(name.substr(6), &epoch) &&
+         epoch >= 0 && static_cast<size_t>(epoch) < epochs && name == absl::StrCat("epoch-", epoch);
 }
 
 }  // namespace
@@ -229,18 +232,27 @@ absl::Status ResultCheck::CheckOutputs(const RunResult& r) const {
                      "; the data set has ", classes_);
     }
   }
-  for (const absl::Status& s : {CheckWeights("initial_weights", r.initial_weights, export_initial_),
-                                CheckWeights("final_weights", r.final_weights, export_final_),
-                                CheckCount("epoch_weights", r.epoch_weights.size(), 0,
-                                           export_every_epoch_ ? r.epochs.size() : 0)}) {
-    if (!s.ok()) return s;
-  }
-  for (size_t i = 0; i < r.epoch_weights.size(); ++i) {
-    if (absl::Status s = CheckText(absl::StrCat("epoch_weights[", i, "]"), r.epoch_weights[i], 1,
-                                   kMaxPath);
-        !s.ok()) {
-      return s;
+  return CheckWeights(r);
+}
+
+absl::Status ResultCheck::CheckWeights(const RunResult& r) const {
+  // Only files the plan exports, each once (a worker without --artifacts exports none).
+  const size_t most = (export_initial_ ? 1 : 0) + (export_final_ ? 1 : 0) +
+                      (export_every_epoch_ ? r.epochs.size() : 0);
+  if (absl::Status s = CheckCount("weights", r.weights.size(), 0, most); !s.ok()) return s;
+  std::set<std::string> seen;
+  for (size_t i = 0; i < r.weights.size(); ++i) {
+    const WeightsFile& w = r.weights[i];
+    const std::string at = absl::StrCat("weights[", i, "]");
+    const bool planned = (w.name == "initial" && export_initial_) ||
+                         (w.name == "final" && export_final_) ||
+                         (export_every_epoch_ && IsEpochWeights(w.name, r.epochs.size()));
+    if (!planned) return Invalid(at, ".name ", Quoted(w.name), " is not a file the plan exports");
+    if (!seen.insert(w.name).second) return Invalid(at, ".name ", Quoted(w.name), " comes twice");
+    if (!IsSha256Hex(w.sha256)) {
+      return Invalid(at, ".sha256 ", Quoted(w.sha256), " is not 64 lower-case hex digits");
     }
+    if (w.size <= 0) return Invalid(at, ".size ", w.size, " is not a file's size");
   }
   return absl::OkStatus();
 }

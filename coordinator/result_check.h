@@ -27,7 +27,6 @@ inline constexpr int kMaxTensorName = 256;
 inline constexpr int kMaxEnvironmentKeys = 64;
 inline constexpr int kMaxEnvironmentKey = 64;
 inline constexpr int kMaxEnvironmentValue = 1024;
-inline constexpr int kMaxPath = 4096;                // an exported weight file's path
 inline constexpr int kMaxDiverged = 300;             // RunResult::diverged
 // A split's size when the coordinator did not read the data (--skip-data-check) and
 // the plan sets no limit: what predictions and batches are held to instead.
@@ -63,6 +62,9 @@ class ResultCheck {
  private:
   absl::Status CheckModel(const RunResult& result) const;
   absl::Status CheckOutputs(const RunResult& result) const;
+  // The exported files it names: ones the plan exports, each once, by SHA-256 and size
+  // (whether the store holds them the service checks).
+  absl::Status CheckWeights(const RunResult& result) const;
 
   int epochs_;
   bool noop_;

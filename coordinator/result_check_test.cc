@@ -78,6 +78,37 @@ TEST_F(ResultCheckTest, AResultThatFitsThePlanPasses) {
   EXPECT_TRUE(check_.CheckProgress(2, 8, 8).ok());
 }
 
+TEST(ResultCheckWeightsTest, OnlyTheFilesThePlanExportsEachOnceByHashAndSize) {
+  Plan plan = TestPlan();
+  plan.export_initial = plan.export_final = plan.export_every_epoch = true;
+  const ResultCheck check(plan, kTrain, kTest);
+  const auto file = [](const std::string& name) {
+    return WeightsFile{name, std::string(64, 'f'), 1234};
+  };
+  RunResult all = GoodResult();
+  all.weights = {file("initial"), file("epoch-0"), file("epoch-1"), file("epoch-2"), file("final")};
+  EXPECT_TRUE(check.CheckResult(all).ok()) << check.CheckResult(all);
+  RunResult none = GoodResult();  // a worker without --artifacts exports nothing
+  EXPECT_TRUE(check.CheckResult(none).ok());
+
+  struct Case {
+    WeightsFile file;
+    const char* message;
+  } cases[] = {
+      {file("epoch-3"), "weights[1].name \"epoch-3\" is not a file the plan exports"},
+      {file("epoch-01"), "weights[1].name \"epoch-01\" is not"},
+      {file("../../etc/passwd"), "weights[1].name \"../../etc/passwd\" is not"},
+      {file("initial"), "weights[1].name \"initial\" comes twice"},
+      {WeightsFile{"final", "F00", 1}, "weights[1].sha256 \"F00\" is not 64 lower-case hex"},
+      {WeightsFile{"final", std::string(64, 'f'), 0}, "weights[1].size 0 is not a file's size"},
+  };
+  for (const Case& c : cases) {
+    RunResult r = GoodResult();
+    r.weights = {file("initial"), c.file};
+    EXPECT_THAT(Refusal(check, r), HasSubstr(c.message)) << c.file.name;
+  }
+}
+
 TEST_F(ResultCheckTest, NumbersThatAreNoNumbersOrOutOfRangeAreNamedWithTheirValue) {
   const double nan = std::nan("");
   const double inf = std::numeric_limits<double>::infinity();
@@ -145,8 +176,8 @@ TEST_F(ResultCheckTest, EveryListIsHeldToWhatThePlanAndItsDataGive) {
   control.environment["host"] = "vm\n\x1b[2Jforged";
   EXPECT_THAT(Refusal(check_, control), HasSubstr("environment host \"vm\\n\\x1b[2Jforged\""));
   RunResult weights = GoodResult();
-  weights.final_weights = "/tmp/final.safetensors";  // the plan exports nothing
-  EXPECT_THAT(Refusal(check_, weights), HasSubstr("final_weights \"/tmp/final.safetensors\" names"));
+  weights.weights = {{"final", std::string(64, 'f'), 100}};  // the plan exports nothing
+  EXPECT_THAT(Refusal(check_, weights), HasSubstr("weights has 1 entries where 0 are expected"));
 
   RunResult order = GoodResult();
   order.epochs[1].epoch = 2;

@@ -109,53 +109,20 @@ std::map<std::string, int64_t> BlobSizes(const Plan& plan) {
   return sizes;
 }
 
-// GetBlob's reactor: one chunk read (on the handler pool) and written at a time, the next
-// read only once gRPC has written the last, so that a slow reader holds no thread and no
-// more than one chunk of memory. Deletes itself when gRPC is done with the call.
-class BlobWriter final : public grpc::ServerWriteReactor<v1::BlobChunk> {
- public:
-  // Sends `file` from `offset` on; the offset is within the file.
-  void Start(BlobFile file, int64_t offset) {
-    file_ = std::move(file);
-    offset_ = offset;
-    Next();
+// Every weights file a result names is in the blob store, of the size it says: uploaded
+// (PutBlob) before the run's Complete.
+absl::Status CheckUploaded(const std::vector<WeightsFile>& weights, const BlobStore* blobs) {
+  for (const WeightsFile& w : weights) {
+    absl::StatusOr<int64_t> size =
+        blobs == nullptr ? absl::NotFoundError("no blob store") : blobs->SizeOf(w.sha256);
+    if (!size.ok() || *size != w.size) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "its ", w.name, " weights (sha256 ", w.sha256, ", ", w.size,
+          " bytes) were not uploaded before it completed"));
+    }
   }
-  void OnWriteDone(bool ok) override {
-    if (!ok) {  // the caller went away
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the caller stopped reading the blob"));
-      return;
-    }
-    if (offset_ >= file_.size()) {
-      Finish(grpc::Status::OK);
-      return;
-    }
-    HandlerPool::ForHandlers().Run([this] { Next(); });
-  }
-  void OnDone() override { delete this; }
-
- private:
-  void Next() {
-    std::string data;
-    if (absl::Status s = file_.ReadAt(offset_, CoordinatorService::kBlobChunkBytes, &data);
-        !s.ok()) {
-      Finish(ToGrpc(s));
-      return;
-    }
-    if (data.empty() && offset_ < file_.size()) {
-      Finish(grpc::Status(grpc::StatusCode::INTERNAL, "a blob in the store is shorter than its size"));
-      return;
-    }
-    chunk_.set_offset(offset_);
-    chunk_.set_total_size(file_.size());
-    offset_ += static_cast<int64_t>(data.size());
-    chunk_.set_data(std::move(data));
-    StartWrite(&chunk_);
-  }
-
-  BlobFile file_;
-  int64_t offset_ = 0;
-  v1::BlobChunk chunk_;
-};
+  return absl::OkStatus();
+}
 
 }  // namespace
 
@@ -181,6 +148,11 @@ grpc::Status CoordinatorService::Authorize(grpc::CallbackServerContext* ctx, Rol
 grpc::Status CoordinatorService::AuthorizeWorker(grpc::CallbackServerContext* ctx,
                                                  const std::string& worker, const char* method) {
   if (grpc::Status s = Authorize(ctx, Role::kWorker, method); !s.ok()) return s;
+  return CheckCallerName(ctx, worker, method);
+}
+
+grpc::Status CoordinatorService::CheckCallerName(grpc::CallbackServerContext* ctx,
+                                                 const std::string& worker, const char* method) {
   grpc::Status s = auth_.CheckName(*ctx, worker);
   if (!s.ok()) log_(absl::StrCat("refused ", method, " from ", ctx->peer(), ": ", s.error_message()));
   return s;
@@ -332,9 +304,11 @@ grpc::Status CoordinatorService::DoComplete(const v1::CompleteRequest& req,
   if (grpc::Status s = CheckLease(req); !s.ok()) return s;
   // A result is checked against the plan before anything is stored.
   const RunResult r = FromProto(req.result());
-  if (absl::Status s = ResultsFor(plan_, options_).CheckResult(r); !s.ok()) {
+  absl::Status checked = ResultsFor(plan_, options_).CheckResult(r);
+  if (checked.ok()) checked = CheckUploaded(r.weights, options_.blobs);
+  if (!checked.ok()) {
     return ToGrpc(absl::InvalidArgumentError(
-        absl::StrCat("result of run ", req.run_id(), ": ", s.message())));
+        absl::StrCat("result of run ", req.run_id(), ": ", checked.message())));
   }
   auto counted = store_->Complete(req.run_id(), req.lease_id(), r, clock_());
   if (!counted.ok()) return ToGrpc(counted.status());
@@ -491,7 +465,7 @@ absl::StatusOr<BlobFile> CoordinatorService::OpenBlob(const v1::GetBlobRequest& 
 
 grpc::ServerWriteReactor<v1::BlobChunk>* CoordinatorService::GetBlob(
     grpc::CallbackServerContext* ctx, const v1::GetBlobRequest* req) {
-  auto* writer = new BlobWriter();
+  auto* writer = new BlobSender();
   if (grpc::Status auth = AuthorizeWorker(ctx, req->worker(), "GetBlob"); !auth.ok()) {
     writer->Finish(auth);
     return writer;
@@ -506,7 +480,91 @@ grpc::ServerWriteReactor<v1::BlobChunk>* CoordinatorService::GetBlob(
       writer->Finish(ToGrpc(file.status()));
       return;
     }
-    writer->Start(*std::move(file), req->offset());
+    std::vector<OutgoingBlob> files;
+    files.push_back(OutgoingBlob{"", "", *std::move(file), req->offset()});
+    writer->Start(std::move(files));
+  });
+  return writer;
+}
+
+absl::StatusOr<IncomingBlob> CoordinatorService::ReceiveBlob(grpc::CallbackServerContext* ctx,
+                                                             const v1::PutBlobRequest& first) {
+  const auto absl_status = [](const grpc::Status& s) {
+    return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+  };
+  if (grpc::Status s = CheckCallerName(ctx, first.worker(), "PutBlob"); !s.ok()) return absl_status(s);
+  if (grpc::Status s = CheckWorker(first.worker()); !s.ok()) return absl_status(s);
+  if (grpc::Status s = CheckLease(first); !s.ok()) return absl_status(s);
+  if (options_.blobs == nullptr) return absl::UnavailableError("this coordinator keeps no blob store");
+  if (first.size() > options_.max_upload_bytes) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "a weights file of %.1f MB is over this coordinator's limit of %.1f MB "
+        "(coordinator --max-upload-bytes)", first.size() / 1e6, options_.max_upload_bytes / 1e6));
+  }
+  absl::StatusOr<IncomingBlob> blob = options_.blobs->Receive(first.sha256(), first.size());
+  if (!blob.ok() && blob.status().code() != absl::StatusCode::kInvalidArgument) {
+    log_(absl::StrCat("cannot take a weights file of run ", Label(first.run_id()), ": ",
+                      blob.status().message()));
+  }
+  return blob;
+}
+
+grpc::ServerReadReactor<v1::PutBlobRequest>* CoordinatorService::PutBlob(
+    grpc::CallbackServerContext* ctx, v1::PutBlobResponse* resp) {
+  auto* receiver = new BlobReceiver(
+      [this, ctx](const v1::PutBlobRequest& first) { return ReceiveBlob(ctx, first); },
+      [this](const v1::PutBlobRequest& first, bool stored) {
+        log_(absl::StrCat("worker ", first.worker(), " uploaded a weights file of run ",
+                          Label(first.run_id()), " (", first.size(), " bytes, sha256 ",
+                          first.sha256().substr(0, 12), stored ? ")" : ", kept once already)"));
+      },
+      resp);
+  if (grpc::Status auth = Authorize(ctx, Role::kWorker, "PutBlob"); !auth.ok()) {
+    receiver->Finish(auth);
+    return receiver;
+  }
+  receiver->Start();
+  return receiver;
+}
+
+absl::StatusOr<std::vector<OutgoingBlob>> CoordinatorService::OpenWeights(
+    const v1::FetchWeightsRequest& req) {
+  ASSIGN_OR_RETURN(std::vector<WeightsFile> files,
+                   store_->RunWeights(plan_.experiment, req.run(),
+                                      req.which().empty() ? "final" : req.which()));
+  if (options_.blobs == nullptr) return absl::UnavailableError("this coordinator keeps no blob store");
+  std::vector<OutgoingBlob> out;
+  for (WeightsFile& w : files) {
+    absl::StatusOr<BlobFile> file = options_.blobs->Open(w.sha256);
+    if (!file.ok() || file->size() != w.size) {
+      log_(absl::StrCat("weights file ", w.name, " of run ", req.run(), " (sha256 ", w.sha256,
+                        ") is missing or damaged in the blob store"));
+      return absl::DataLossError(absl::StrCat("the ", w.name, " weights of run ", req.run(),
+                                              " are missing or damaged in the blob store"));
+    }
+    out.push_back(OutgoingBlob{w.name, w.sha256, *std::move(file), 0});
+  }
+  return out;
+}
+
+grpc::ServerWriteReactor<v1::BlobChunk>* CoordinatorService::FetchWeights(
+    grpc::CallbackServerContext* ctx, const v1::FetchWeightsRequest* req) {
+  auto* writer = new BlobSender();
+  if (grpc::Status auth = Authorize(ctx, Role::kAdmin, "FetchWeights"); !auth.ok()) {
+    writer->Finish(auth);
+    return writer;
+  }
+  HandlerPool::ForHandlers().Run([this, ctx, writer, req] {
+    if (grpc::Status gone = CallerGone(*ctx); !gone.ok()) {
+      writer->Finish(gone);
+      return;
+    }
+    absl::StatusOr<std::vector<OutgoingBlob>> files = OpenWeights(*req);
+    if (!files.ok()) {
+      writer->Finish(ToGrpc(files.status()));
+      return;
+    }
+    writer->Start(*std::move(files));
   });
   return writer;
 }

@@ -12,10 +12,12 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "common/clock.h"
 #include "common/plan.h"
 #include "common/security.h"
+#include "coordinator/blob_streams.h"
 #include "coordinator/reports.h"
 #include "store/blobs.h"
 #include "store/store.h"
@@ -36,9 +38,12 @@ struct ServiceOptions {
   // The classes of the plan's data (10, or K for kind arrays) that predictions are held
   // to; 0 = not known (arrays without the data check): any class a byte holds.
   int64_t classes = 10;
-  // The copies of the plan's input files that GetBlob serves (not owned; it must outlive
-  // the service). Null: GetBlob serves nothing (UNAVAILABLE for a blob of the plan).
+  // The copies of the plan's input files that GetBlob serves, and where PutBlob keeps
+  // the weights files workers upload (not owned; it must outlive the service). Null:
+  // GetBlob and PutBlob answer UNAVAILABLE.
   const BlobStore* blobs = nullptr;
+  // The largest weights file PutBlob takes (--max-upload-bytes).
+  int64_t max_upload_bytes = int64_t{16} << 30;
 };
 
 class CoordinatorService final : public v1::WorkerService::CallbackService,
@@ -82,7 +87,13 @@ class CoordinatorService final : public v1::WorkerService::CallbackService,
   // hex digits, OUT_OF_RANGE for an offset beyond the blob's size.
   grpc::ServerWriteReactor<v1::BlobChunk>* GetBlob(grpc::CallbackServerContext* ctx,
                                                    const v1::GetBlobRequest* req) override;
-  static constexpr size_t kBlobChunkBytes = 1 << 20;
+  // A weights file into the blob store, about a lease of the caller's (the token checked
+  // before any message is read, the rest on the first): refused over max_upload_bytes
+  // (FAILED_PRECONDITION) before a byte is written, kept only when its bytes are the
+  // declared size and SHA-256 (else INVALID_ARGUMENT), RESOURCE_EXHAUSTED when the
+  // store's disk is full, so that the worker tries again.
+  grpc::ServerReadReactor<v1::PutBlobRequest>* PutBlob(grpc::CallbackServerContext* ctx,
+                                                       v1::PutBlobResponse* resp) override;
 
   // ControlService
   grpc::ServerUnaryReactor* Status(grpc::CallbackServerContext* ctx,
@@ -99,6 +110,10 @@ class CoordinatorService final : public v1::WorkerService::CallbackService,
   grpc::ServerUnaryReactor* Cancel(grpc::CallbackServerContext* ctx,
                                    const v1::CancelRequest* req,
                                    v1::CancelResponse* resp) override;
+  // A finished run's weights files from the blob store, the ones its counted result
+  // names; NOT_FOUND naming the run when it has none of those asked for.
+  grpc::ServerWriteReactor<v1::BlobChunk>* FetchWeights(
+      grpc::CallbackServerContext* ctx, const v1::FetchWeightsRequest* req) override;
 
  private:
   grpc::Status DoRegister(const v1::RegisterRequest& req, v1::RegisterResponse* resp);
@@ -113,11 +128,20 @@ class CoordinatorService final : public v1::WorkerService::CallbackService,
   grpc::Status CheckWorker(const std::string& worker);
   // The blob GetBlob asked for, open, once the call passes every check.
   absl::StatusOr<BlobFile> OpenBlob(const v1::GetBlobRequest& req);
+  // The blob a PutBlob call's first message declares, to be written, once the call
+  // passes every check.
+  absl::StatusOr<IncomingBlob> ReceiveBlob(grpc::CallbackServerContext* ctx,
+                                           const v1::PutBlobRequest& first);
+  // The weights files FetchWeights asked for, open.
+  absl::StatusOr<std::vector<OutgoingBlob>> OpenWeights(const v1::FetchWeightsRequest& req);
   // The caller's token allows `needed`; a refusal is logged with the peer, never the token.
   grpc::Status Authorize(grpc::CallbackServerContext* ctx, Role needed, const char* method);
   // A worker call: the token allows it and, with mutual TLS, `worker` is the name the
   // caller's certificate gives it.
   grpc::Status AuthorizeWorker(grpc::CallbackServerContext* ctx, const std::string& worker,
+                               const char* method);
+  // The second half of that, for a call whose worker is named only in its first message.
+  grpc::Status CheckCallerName(grpc::CallbackServerContext* ctx, const std::string& worker,
                                const char* method);
   // The lease is the worker's own: the caller names the worker it was handed to and
   // presents its secret, so no worker may report for another's run.

@@ -41,7 +41,7 @@ class GetBlobTest : public ::testing::Test {
 
     // 2.5 chunks of bytes that differ by position, in the plan; another blob in the
     // store that the plan does not name.
-    for (size_t i = 0; i < CoordinatorService::kBlobChunkBytes * 5 / 2; ++i) {
+    for (size_t i = 0; i < kBlobChunkBytes * 5 / 2; ++i) {
       bytes_.push_back(static_cast<char>((i * 131) >> 3));
     }
     sha_ = Sha256Hex(bytes_.data(), bytes_.size());
@@ -112,7 +112,7 @@ TEST_F(GetBlobTest, ARegisteredWorkerGetsThePlansBlobInChunks) {
   ASSERT_EQ(chunks.size(), 3u);
   std::string got;
   for (const v1::BlobChunk& chunk : chunks) {
-    EXPECT_LE(chunk.data().size(), CoordinatorService::kBlobChunkBytes);
+    EXPECT_LE(chunk.data().size(), kBlobChunkBytes);
     EXPECT_EQ(chunk.offset(), static_cast<int64_t>(got.size()));
     EXPECT_EQ(chunk.total_size(), static_cast<int64_t>(bytes_.size()));
     got += chunk.data();
@@ -121,7 +121,7 @@ TEST_F(GetBlobTest, ARegisteredWorkerGetsThePlansBlobInChunks) {
 }
 
 TEST_F(GetBlobTest, AnOffsetResumesWhereAPartialCopyStopped) {
-  const int64_t offset = static_cast<int64_t>(CoordinatorService::kBlobChunkBytes) + 12345;
+  const int64_t offset = static_cast<int64_t>(kBlobChunkBytes) + 12345;
   std::vector<v1::BlobChunk> chunks;
   ASSERT_TRUE(Fetch("w1", sha_, offset, &chunks).ok());
   ASSERT_FALSE(chunks.empty());

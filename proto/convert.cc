@@ -145,9 +145,12 @@ v1::RunResult ToProto(const RunResult& r) {
   for (const auto& e : r.epochs) *out.add_epochs() = ToProto(e);
   out.mutable_environment()->insert(r.environment.begin(), r.environment.end());
   out.set_predictions(std::string(r.predictions.begin(), r.predictions.end()));
-  out.set_initial_weights(r.initial_weights);
-  out.set_final_weights(r.final_weights);
-  for (const auto& path : r.epoch_weights) out.add_epoch_weights(path);
+  for (const WeightsFile& w : r.weights) {
+    v1::WeightsFile* file = out.add_weights();
+    file->set_name(w.name);
+    file->set_sha256(w.sha256);
+    file->set_size(w.size);
+  }
   out.set_diverged(r.diverged);
   return out;
 }
@@ -165,9 +168,7 @@ RunResult FromProto(const v1::RunResult& r) {
   for (const auto& e : r.epochs()) out.epochs.push_back(FromProto(e));
   out.environment.insert(r.environment().begin(), r.environment().end());
   out.predictions.assign(r.predictions().begin(), r.predictions().end());
-  out.initial_weights = r.initial_weights();
-  out.final_weights = r.final_weights();
-  out.epoch_weights.assign(r.epoch_weights().begin(), r.epoch_weights().end());
+  for (const v1::WeightsFile& w : r.weights()) out.weights.push_back({w.name(), w.sha256(), w.size()});
   out.diverged = r.diverged();
   return out;
 }
@@ -232,6 +233,9 @@ v1::StatusResponse ToProto(const ExperimentStatus& s) {
   for (const WorkerRecord& w : s.workers) *out.add_workers() = ToProto(w);
   out.set_database_bytes(s.database_bytes);
   out.set_wal_bytes(s.wal_bytes);
+  out.set_weights_files(s.weights.files);
+  out.set_weights_bytes(s.weights.bytes);
+  out.set_weights_stored_bytes(s.weights.stored_bytes);
   return out;
 }
 
@@ -252,6 +256,7 @@ ExperimentStatus FromProto(const v1::StatusResponse& s) {
   for (const v1::WorkerStatus& w : s.workers()) out.workers.push_back(FromProto(w));
   out.database_bytes = s.database_bytes();
   out.wal_bytes = s.wal_bytes();
+  out.weights = WeightsUsage{s.weights_files(), s.weights_bytes(), s.weights_stored_bytes()};
   return out;
 }
 

@@ -224,9 +224,7 @@ TEST(ConvertTest, ResultRoundTrip) {
   r.epochs = {e};
   r.environment = {{"host", "h"}, {"device", "cpu"}};
   r.predictions = {1, 2, 3, 9};
-  r.initial_weights = "/a/initial.safetensors";
-  r.final_weights = "/a/final.safetensors";
-  r.epoch_weights = {"/a/epoch-0.safetensors"};
+  r.weights = {{"initial", std::string(64, 'a'), 10}, {"final", std::string(64, 'b'), 12}};
   r.diverged = "diverged: loss nan at epoch 1, batch 3";
   const v1::RunResult wire = ToProto(r);
   const RunResult back = FromProto(wire);
@@ -238,7 +236,10 @@ TEST(ConvertTest, ResultRoundTrip) {
   EXPECT_EQ(back.epochs.at(0).lr, 0.001);
   EXPECT_EQ(back.environment, r.environment);
   EXPECT_EQ(back.predictions, r.predictions);
-  EXPECT_EQ(back.epoch_weights, r.epoch_weights);
+  ASSERT_EQ(back.weights.size(), 2u);
+  EXPECT_EQ(back.weights[1].name, "final");
+  EXPECT_EQ(back.weights[1].sha256, std::string(64, 'b'));
+  EXPECT_EQ(back.weights[1].size, 12);
   EXPECT_EQ(back.diverged, r.diverged);
   // Every field of the wire's result and epoch is set by ToProto of a full record.
   for (const Message* m : {static_cast<const Message*>(&wire),
@@ -262,6 +263,7 @@ TEST(ConvertTest, StatusRoundTrip) {
   s.workers = {WorkerRecord{"w1", "host", "1.13.1", "cpu", 2, 123456789, "same_seed#4"}};
   s.database_bytes = 8 << 20;
   s.wal_bytes = 4 << 20;
+  s.weights = WeightsUsage{6, 600, 200};
   const v1::StatusResponse wire = ToProto(s);
   EXPECT_TRUE(MessageDifferencer::Equals(wire, ToProto(FromProto(wire))));
   const ExperimentStatus back = FromProto(wire);
@@ -273,6 +275,9 @@ TEST(ConvertTest, StatusRoundTrip) {
   EXPECT_EQ(back.eta_seconds, 12.5);
   EXPECT_EQ(back.database_bytes, 8 << 20);
   EXPECT_EQ(back.wal_bytes, 4 << 20);
+  EXPECT_EQ(back.weights.files, 6);
+  EXPECT_EQ(back.weights.bytes, 600);
+  EXPECT_EQ(back.weights.stored_bytes, 200);
 }
 
 // A request about a lease as AboutLease fills it: the worker daemon sends every call

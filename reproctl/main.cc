@@ -2,6 +2,7 @@
 // straight from its SQLite file.
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -18,6 +19,7 @@
 #include "analysis/analysis.h"
 #include "analysis/report.h"
 #include "analysis/scores.h"
+#include "reproctl/fetch.h"
 #include "store/status_view.h"
 #include "store/store.h"
 #include "proto/convert.h"
@@ -40,8 +42,10 @@ const std::vector<cli::FlagSpec> kFlags = {
     {"seed", true, "report, analyze-scores: seed of the bootstrap (default 0)", "S"},
     {"partial", false, "report: report an experiment that has not finished"},
     {"output", true, "write to this file instead of standard output", "FILE"},
-    {"timeout-ms", true, "deadline of each call to the coordinator (default 10000; report: 600000)", "MS"},
+    {"timeout-ms", true, "deadline of each call to the coordinator (default 10000; report, fetch: 600000)", "MS"},
     {"reason", true, "cancel: why, kept with every cancelled run", "TEXT"},
+    {"weights", true, "fetch: initial|final|all (default final)", "WHICH"},
+    {"o", true, "fetch: the folder to write the files to (default ./ARM-INDEX)", "DIR"},
     {"token-file", true, "the coordinator's token (default $REPRO_TOKEN)", "PATH"},
     {"tls-ca", true, "connect with TLS, verifying the coordinator with this PEM CA", "PEM"},
     {"tls-cert", true, "client certificate for mutual TLS", "PEM"},
@@ -57,6 +61,9 @@ constexpr char kSynopsis[] =
     "                                              equality, divergence and spread per arm\n"
     "  workers                                     the workers and what they run\n"
     "  cancel [--reason TEXT]                      stop handing out runs (coordinator only)\n"
+    "  fetch RUN [--weights initial|final|all] [-o DIR]\n"
+    "                                              a finished run's weights files (RUN as status\n"
+    "                                              names it, e.g. same_seed#0), checked by SHA-256\n"
     "  analyze-scores FILE.csv [FILE.csv ...] [--bootstrap N] [--seed S]\n"
     "                                              spread of score files like the study's";
 
@@ -181,6 +188,30 @@ Result ReportFromView(ExperimentView view, const cli::ParsedArgs& args) {
   return output.Close();
 }
 
+// What fetch was asked: the run, which files and the folder.
+struct FetchArgs {
+  std::string run;
+  std::string which;
+  std::string dir;
+};
+
+FetchArgs FetchArgsOf(const cli::ParsedArgs& args) {
+  FetchArgs f;
+  f.run = args.positional.size() > 1 ? args.positional[1] : "";
+  f.which = args.Get("weights", "final");
+  std::string fallback = f.run;
+  std::replace(fallback.begin(), fallback.end(), '#', '-');
+  f.dir = args.Get("o", args.Get("output", fallback));
+  return f;
+}
+
+// "wrote DIR/final.safetensors" per file.
+Result Fetched(const std::vector<std::string>& paths) {
+  std::string body;
+  for (const std::string& path : paths) absl::StrAppend(&body, "wrote ", path, "\n");
+  return Ok(body);
+}
+
 Result FromDb(const std::string& command, const cli::ParsedArgs& args) {
   const std::string path = args.Get("db");
   if (access(path.c_str(), R_OK) != 0) {
@@ -196,6 +227,12 @@ Result FromDb(const std::string& command, const cli::ParsedArgs& args) {
     auto view = (*store)->LoadView(*experiment);
     if (!view.ok()) return Error(view.status());
     return ReportFromView(std::move(*view), args);
+  }
+  if (command == "fetch") {
+    const FetchArgs f = FetchArgsOf(args);
+    auto written = FetchFromStore(**store, path, *experiment, f.run, f.which, f.dir);
+    if (!written.ok()) return Error(written.status());
+    return Fetched(*written);
   }
   if (command == "status" || command == "workers") {
     auto status = BuildStatus(**store, *experiment);
@@ -243,7 +280,8 @@ Result FromCoordinator(const std::string& command, const cli::ParsedArgs& args,
                        const std::string& address) {
   // A report of a large experiment takes a while to compute and send: its default
   // deadline is longer than the other calls'.
-  auto timeout = args.GetInt("timeout-ms", command == "report" ? 600000 : 10000, 1, 3600000);
+  auto timeout = args.GetInt("timeout-ms", command == "report" || command == "fetch" ? 600000 : 10000,
+                             1, 3600000);
   if (!timeout.ok()) return Error(timeout.status());
   auto token = ClientToken(args.Get("token-file"));
   if (!token.ok()) return Error(token.status());
@@ -266,8 +304,8 @@ Result FromCoordinator(const std::string& command, const cli::ParsedArgs& args,
       return Result{"", cli::kExitError, absl::StrCat("cannot reach the coordinator at ", address, ": ",
                                                       s.error_message(), " (is it running? or use --db PATH)")};
     }
-    const int code = s.error_code() == grpc::StatusCode::INVALID_ARGUMENT ? cli::kExitUsage : cli::kExitError;
-    return Result{"", code, s.error_message()};
+    return Result{"", CodeFor(absl::Status(static_cast<absl::StatusCode>(s.error_code()), "")),
+                  s.error_message()};
   };
   if (command == "status" || command == "workers") {
     v1::StatusResponse response;
@@ -280,6 +318,15 @@ Result FromCoordinator(const std::string& command, const cli::ParsedArgs& args,
     return Ok(*body);
   }
   if (command == "report") return ReportFromCoordinator(*stub, ctx, args, rpc_error);
+  if (command == "fetch") {
+    const FetchArgs f = FetchArgsOf(args);
+    std::vector<std::string> written;
+    absl::Status local;
+    grpc::Status s = FetchFromCoordinator(*stub, ctx, f.run, f.which, f.dir, &written, &local);
+    if (!s.ok()) return rpc_error(s);
+    if (!local.ok()) return Error(local);
+    return Fetched(written);
+  }
   if (command == "cancel") {
     v1::CancelRequest req;
     req.set_reason(args.Get("reason"));
@@ -310,11 +357,17 @@ int Run(int argc, char** argv) {
     if (!body.ok()) return Emit(*args, Result{"", cli::kExitUsage, std::string(body.status().message())});
     return Emit(*args, Ok(*body));
   }
-  if (command != "status" && command != "report" && command != "workers" && command != "cancel") {
+  if (command != "status" && command != "report" && command != "workers" && command != "cancel" &&
+      command != "fetch") {
     return cli::Fail(kProgram, absl::StrCat("unknown command \"", command, "\" (see --help)"), cli::kExitUsage);
   }
-  if (args->positional.size() > 1) {
-    return cli::Fail(kProgram, absl::StrCat("unexpected argument \"", args->positional[1], "\""), cli::kExitUsage);
+  const size_t arguments = command == "fetch" ? 2 : 1;
+  if (command == "fetch" && args->positional.size() < 2) {
+    return cli::Fail(kProgram, "fetch needs a run, as status names it (e.g. same_seed#0)", cli::kExitUsage);
+  }
+  if (args->positional.size() > arguments) {
+    return cli::Fail(kProgram, absl::StrCat("unexpected argument \"", args->positional[arguments], "\""),
+                     cli::kExitUsage);
   }
   if (args->Has("db")) return Emit(*args, FromDb(command, *args));
   const char* env = std::getenv("REPRO_COORDINATOR");

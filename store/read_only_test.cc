@@ -153,12 +153,22 @@ TEST_F(ReadOnlyStoreTest, ReadsASchemaOneStoreWithoutUpgradingIt) {
   EXPECT_EQ(Bytes(path_), before) << "the read-only open upgraded the file";
 }
 
+TEST_F(ReadOnlyStoreTest, ReadsASchemaTwoStoreWithoutUpgradingIt) {
+  MakeStore();
+  Sql(path_, "DROP TABLE weight_files; UPDATE meta SET value = '2' WHERE key = 'schema_version';");
+  const std::string before = Bytes(path_);
+  EXPECT_EQ(ReadFinishedRun(path_), "");
+  EXPECT_EQ(Bytes(path_), before) << "the read-only open upgraded the file";
+}
+
 TEST_F(ReadOnlyStoreTest, RefusesAStoreOfANewerSchema) {
   MakeStore();
-  Sql(path_, "UPDATE meta SET value = '3' WHERE key = 'schema_version';");
+  const int newer = kSchemaVersion + 1;
+  Sql(path_, absl::StrCat("UPDATE meta SET value = '", newer, "' WHERE key = 'schema_version';").c_str());
   auto store = RunStore::OpenReadOnly(path_);
   ASSERT_FALSE(store.ok());
-  EXPECT_TRUE(absl::StrContains(store.status().message(), "schema version 3 is newer"))
+  EXPECT_TRUE(absl::StrContains(store.status().message(),
+                                absl::StrCat("schema version ", newer, " is newer")))
       << store.status();
 }
 

@@ -57,6 +57,17 @@ std::string ResultChecksum(const RunResult& r) {
   h.UpdateU64(r.epoch_weights.size());
   for (const std::string& path : r.epoch_weights) h.UpdateField(path);
   h.UpdateField(r.diverged);
+  // Appended only when there are any, so that results stored before weights travelled
+  // (none then) keep the checksum they were written with.
+  if (!r.weights.empty()) {
+    h.UpdateField("weights");
+    h.UpdateU64(r.weights.size());
+    for (const WeightsFile& w : r.weights) {
+      h.UpdateField(w.name);
+      h.UpdateField(w.sha256);
+      h.UpdateU64(static_cast<uint64_t>(w.size));
+    }
+  }
   return h.HexDigest();
 }
 

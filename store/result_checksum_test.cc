@@ -189,7 +189,7 @@ TEST(ResultChecksumValueTest, CoversEveryStoredFieldButTheSignOfZero) {
   const std::string sum = ResultChecksum(base);
   EXPECT_EQ(sum.size(), 32u);
   EXPECT_EQ(ResultChecksum(base), sum);
-  std::vector<RunResult> changed(8, base);
+  std::vector<RunResult> changed(10, base);
   changed[0].test_accuracy = Flipped(base.test_accuracy);
   changed[1].epochs[0].batch_digests[1] = "r";
   changed[2].environment["host"] = "g";
@@ -198,6 +198,11 @@ TEST(ResultChecksumValueTest, CoversEveryStoredFieldButTheSignOfZero) {
   changed[5].final_tensors[0].name = "z";
   changed[6].epochs[1].lr = Flipped(base.epochs[1].lr);
   changed[7].epoch_weights = {"/w"};
+  changed[8].weights = {{"final", std::string(64, 'a'), 10}};
+  RunResult other_size = changed[8];
+  other_size.weights[0].size = 11;
+  changed[9] = other_size;
+  EXPECT_NE(ResultChecksum(changed[8]), ResultChecksum(changed[9]));
   for (size_t i = 0; i < changed.size(); ++i) EXPECT_NE(ResultChecksum(changed[i]), sum) << i;
   RunResult zero = base;
   zero.test_loss = 0.0;

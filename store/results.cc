@@ -9,7 +9,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/names.h"
 #include "common/status_macros.h"
 #include "store/result_checksum.h"
 #include "store/store.h"
@@ -134,6 +136,15 @@ absl::StatusOr<bool> RunStore::Complete(int64_t run_id, int64_t lease_id, const 
                         .Bind(13, nlohmann::json(r.epoch_weights).dump())
                         .Bind(14, r.diverged).Bind(15, ResultChecksum(r))
                         .Bind(16, lease_id).Run());
+    ASSIGN_OR_RETURN(auto file, db_->Prepare(
+        "INSERT OR REPLACE INTO weight_files (attempt_id, ordinal, name, sha256, size) "
+        "VALUES (?, ?, ?, ?, ?)"));
+    for (size_t i = 0; i < r.weights.size(); ++i) {
+      file->Reset();
+      RETURN_IF_ERROR(file->Bind(1, lease_id).Bind(2, static_cast<int64_t>(i))
+                          .Bind(3, r.weights[i].name).Bind(4, r.weights[i].sha256)
+                          .Bind(5, r.weights[i].size).Run());
+    }
     ASSIGN_OR_RETURN(auto tensor, db_->Prepare(
         "INSERT OR REPLACE INTO tensors (attempt_id, which, ordinal, name, hash) "
         "VALUES (?, ?, ?, ?, ?)"));
@@ -371,6 +382,14 @@ absl::Status RunStore::LoadResults(int64_t experiment_id, const std::vector<int6
                    "IN ", kCurrentAttempts, " ORDER BY attempt_id, epoch"),
       experiment_id, results,
       [epochs = view->epochs](const sql::Statement& e, RunResult* r) { ReadEpoch(e, epochs, r); }));
+  RETURN_IF_ERROR(ReadResultRows(
+      *db_,
+      absl::StrCat("SELECT attempt_id, name, sha256, size FROM weight_files WHERE attempt_id IN ",
+                   kCurrentAttempts, " ORDER BY attempt_id, ordinal"),
+      experiment_id, results, [](const sql::Statement& w, RunResult* r) {
+        r->weights.push_back(WeightsFile{w.Text(1), w.Text(2), w.Int(3)});
+      }));
+  ASSIGN_OR_RETURN(view->weights, WeightsLocked(experiment_id));
   return MarkCorrupt(*db_, experiment_id, attempt_ids, view);
 }
 
@@ -412,6 +431,64 @@ absl::StatusOr<RunCounts> RunStore::Counts(const std::string& experiment) {
     }
   }));
   return counts;
+}
+
+absl::StatusOr<WeightsUsage> RunStore::WeightsLocked(int64_t experiment_id) {
+  ASSIGN_OR_RETURN(auto q, db_->Prepare(
+      "WITH f AS (SELECT w.sha256, w.size FROM weight_files w "
+      "JOIN attempts a ON a.id = w.attempt_id JOIN runs r ON r.id = a.run_id "
+      "WHERE r.experiment_id = ?) "
+      "SELECT COUNT(*), COALESCE(SUM(size), 0), "
+      "(SELECT COALESCE(SUM(size), 0) FROM (SELECT DISTINCT sha256, size FROM f)) FROM f"));
+  q->Bind(1, experiment_id);
+  ASSIGN_OR_RETURN(bool row, q->Step());
+  if (!row) return WeightsUsage{};
+  return WeightsUsage{q->Int(0), q->Int(1), q->Int(2)};
+}
+
+absl::StatusOr<WeightsUsage> RunStore::Weights(const std::string& experiment) {
+  QueuedLock lock(&mu_, &queued_);
+  ASSIGN_OR_RETURN(int64_t experiment_id, ExperimentId(experiment));
+  return WeightsLocked(experiment_id);
+}
+
+absl::StatusOr<std::vector<WeightsFile>> RunStore::RunWeights(const std::string& experiment,
+                                                              const std::string& run,
+                                                              const std::string& which) {
+  if (which != "initial" && which != "final" && which != "all") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "weights \"", absl::CHexEscape(which.substr(0, 40)), "\": expected initial, final or all"));
+  }
+  std::string arm;
+  int index = 0;
+  if (!ParseRunLabel(run, &arm, &index)) {
+    return absl::InvalidArgumentError(absl::StrCat("run \"", absl::CHexEscape(run.substr(0, 200)),
+                                                   "\": expected ARM#INDEX, as status names it"));
+  }
+  QueuedLock lock(&mu_, &queued_);
+  ASSIGN_OR_RETURN(int64_t experiment_id, ExperimentId(experiment));
+  ASSIGN_OR_RETURN(auto q, db_->Prepare(
+      "SELECT r.result_attempt, w.name, w.sha256, w.size FROM runs r "
+      "LEFT JOIN weight_files w ON w.attempt_id = r.result_attempt "
+      "WHERE r.experiment_id = ? AND r.arm = ? AND r.idx = ? ORDER BY w.ordinal"));
+  q->Bind(1, experiment_id).Bind(2, arm).Bind(3, static_cast<int64_t>(index));
+  bool found = false, finished = false;
+  std::vector<WeightsFile> files;
+  RETURN_IF_ERROR(ForEachRow(*q, [&](const sql::Statement& row) {
+    found = true;
+    finished = !row.IsNull(0);
+    if (!row.IsNull(1) && (which == "all" || row.Text(1) == which)) {
+      files.push_back(WeightsFile{row.Text(1), row.Text(2), row.Int(3)});
+    }
+  }));
+  if (!found) return absl::NotFoundError(absl::StrCat("experiment ", experiment, " has no run ", run));
+  if (!finished) return absl::NotFoundError(absl::StrCat("run ", run, " has no result yet"));
+  if (files.empty()) {
+    return absl::NotFoundError(absl::StrCat(
+        "run ", run, " has no ", which == "all" ? "" : which + " ", "weights: the plan does not "
+        "export them (exports: {weights: [...]}), or its worker had no --artifacts folder"));
+  }
+  return files;
 }
 
 absl::StatusOr<RunTiming> RunStore::Timing(const std::string& experiment) {

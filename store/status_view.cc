@@ -63,6 +63,7 @@ absl::StatusOr<ExperimentStatus> BuildStatus(RunStore& store, const std::string&
   ASSIGN_OR_RETURN(out.workers, store.Workers());
   out.database_bytes = FileBytes(store.path());
   out.wal_bytes = FileBytes(store.path() + "-wal");
+  ASSIGN_OR_RETURN(out.weights, store.Weights(experiment));
   out.experiment = view.name;
   out.epochs = view.epochs;
   for (const std::string& arm : view.arms) out.arms.push_back(ArmProgress{arm, 0, {}});
@@ -123,6 +124,8 @@ absl::StatusOr<std::string> RenderStatus(const ExperimentStatus& s, const std::s
                               {"current_run", w.current_run}});
     }
     j["store"] = {{"database_bytes", s.database_bytes}, {"wal_bytes", s.wal_bytes}};
+    j["weights"] = {{"files", s.weights.files}, {"bytes", s.weights.bytes},
+                    {"stored_bytes", s.weights.stored_bytes}};
     return j.dump(2) + "\n";
   }
   if (format != "text") {
@@ -138,6 +141,7 @@ absl::StatusOr<std::string> RenderStatus(const ExperimentStatus& s, const std::s
   if (!s.complete) absl::StrAppend(&out, "ETA: ", FormatDuration(s.eta_seconds), "\n");
   absl::StrAppend(&out, "Store: ", Megabytes(s.database_bytes + s.wal_bytes), " on disk (database ",
                   Megabytes(s.database_bytes), ", write-ahead log ", Megabytes(s.wal_bytes), ")\n");
+  if (s.weights.files > 0) absl::StrAppend(&out, DescribeWeights(s.weights), "\n");
   for (const auto& a : s.arms) {
     absl::StrAppendFormat(&out, "  %-20s %d/%d done", a.name, a.runs.done, a.total);
     if (a.runs.failed > 0) absl::StrAppendFormat(&out, ", %d failed", a.runs.failed);

@@ -83,6 +83,13 @@ CREATE TABLE IF NOT EXISTS epochs (
   weights_hash TEXT NOT NULL,
   batch_digests TEXT NOT NULL DEFAULT '',   -- per-batch digests, space-separated
   PRIMARY KEY (attempt_id, epoch));
+CREATE TABLE IF NOT EXISTS weight_files (  -- schema 3: RunResult::weights, blobs by SHA-256
+  attempt_id INTEGER NOT NULL REFERENCES attempts(id),
+  ordinal INTEGER NOT NULL,
+  name TEXT NOT NULL,
+  sha256 TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  PRIMARY KEY (attempt_id, ordinal));
 CREATE TABLE IF NOT EXISTS checkpoints (   -- the latest state of an unfinished run
   run_id INTEGER PRIMARY KEY REFERENCES runs(id),
   attempt_id INTEGER NOT NULL REFERENCES attempts(id),
@@ -176,6 +183,11 @@ absl::StatusOr<std::unique_ptr<RunStore>> RunStore::OpenReadOnly(const std::stri
         path, ": not a repro database (no repro tables in it); nothing was changed"));
   }
   if (*version > kSchemaVersion) return NewerSchemaError(path, *version);
+  if (*version < 3) {
+    // Before schema 3 no weights travelled: an empty TEMP table stands for them.
+    RETURN_IF_ERROR(db->Exec("CREATE TEMP TABLE weight_files (attempt_id INTEGER, "
+                             "ordinal INTEGER, name TEXT, sha256 TEXT, size INTEGER)"));
+  }
   if (*version < 2) {
     // Schema 1 lacks the attempts' secret_hash, checksum and diverged: a TEMP view (it
     // lives in this connection, not in the file, and is found before main's table) shows

@@ -40,8 +40,8 @@
 namespace repro {
 
 // 1: the first; 2: attempts.secret_hash, attempts.checksum and attempts.diverged (Migrate
-// upgrades 1 to 2).
-inline constexpr int kSchemaVersion = 2;
+// upgrades 1 to 2); 3: the table weight_files (Migrate creates it).
+inline constexpr int kSchemaVersion = 3;
 
 struct LeasedRun {
   int64_t run_id = 0;
@@ -141,6 +141,15 @@ class RunStore {
   // a large experiment's results are millions of rows.
   absl::StatusOr<ExperimentView> LoadView(const std::string& experiment, bool with_results = true);
   absl::StatusOr<RunCounts> Counts(const std::string& experiment);
+  // The weights files the experiment's results name, and what they take once stored.
+  absl::StatusOr<WeightsUsage> Weights(const std::string& experiment);
+  // The weights files of a run's counted result: `run` as status names it ("same_seed#0"),
+  // `which` "initial", "final" or "all". INVALID_ARGUMENT for a malformed run or which;
+  // NOT_FOUND, saying why, when there is no such run, it has no result yet, or it has
+  // none of the files asked for.
+  absl::StatusOr<std::vector<WeightsFile>> RunWeights(const std::string& experiment,
+                                                      const std::string& run,
+                                                      const std::string& which);
   absl::StatusOr<RunTiming> Timing(const std::string& experiment);
 
   // --- Workers (workers.cc) ---
@@ -173,6 +182,8 @@ class RunStore {
   absl::StatusOr<bool> IsCurrentLease(int64_t run_id, int64_t lease_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status StoreEpochs(int64_t attempt_id, const std::vector<EpochRecord>& epochs)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<WeightsUsage> WeightsLocked(int64_t experiment_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The results of the runs' current attempts (attempt_ids[i] of view->runs[i]; 0: none).
   absl::Status LoadResults(int64_t experiment_id, const std::vector<int64_t>& attempt_ids,

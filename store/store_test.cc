@@ -347,7 +347,8 @@ TEST_F(StoreTest, ASchemaOneDatabaseIsUpgradedKeepingItsRuns) {
                                -1, &q, nullptr),
             SQLITE_OK);
   ASSERT_EQ(sqlite3_step(q), SQLITE_ROW);
-  EXPECT_EQ(std::string(reinterpret_cast<const char*>(sqlite3_column_text(q, 0))), "2");
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(sqlite3_column_text(q, 0))),
+            std::to_string(kSchemaVersion));
   EXPECT_EQ(sqlite3_column_int(q, 1), 3);
   sqlite3_finalize(q);
   sqlite3_close(db);

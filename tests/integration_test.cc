@@ -1,5 +1,6 @@
 // Integration tests: experiments end to end with two workers, resuming without
 // duplicates, bad plans and flags (the fixture: tests/integration_fixture.h).
+#include <map>
 #include <set>
 
 #include "tests/integration_fixture.h"
@@ -102,7 +103,7 @@ TEST_F(IntegrationTest, EndToEndTwoWorkers) {
     EXPECT_EQ(run.at("seeds").at("shuffle"), expected_seed);
     const std::string worker = run.at("worker");
     EXPECT_TRUE(worker == "wA" || worker == "wB") << worker;
-    EXPECT_EQ(run.at("artifacts").at("worker"), worker);
+    EXPECT_TRUE(run.at("weights").empty()) << "the plan exports no weights";
     EXPECT_TRUE(run.at("test_loss").is_number());
     EXPECT_TRUE(run.at("test_accuracy").is_number());
     ASSERT_EQ(run.at("epochs").size(), static_cast<size_t>(kEpochs));
@@ -423,7 +424,31 @@ TEST_F(IntegrationTest, ByoExampleTrainsAScriptedModelOnArrays) {
     }
     return n;
   };
-  EXPECT_EQ(blobs_under(Path("byo.db.blobs/sha256")), 5);
+  // The weights travelled: every run names its final file by SHA-256 and size, and the
+  // blob store keeps each distinct file once (same-seed runs' files are one).
+  std::map<std::string, int64_t> distinct;
+  int64_t uploaded = 0;
+  std::vector<std::string> same_seed_hashes;
+  for (const Json& run : report->at("runs")) {
+    ASSERT_EQ(run.at("weights").size(), 1u) << run.dump();
+    const Json& file = run.at("weights").at(0);
+    EXPECT_EQ(file.at("name"), "final");
+    distinct[file.at("sha256")] = file.at("size");
+    uploaded += file.at("size").get<int64_t>();
+    if (run.at("arm") == "same_seed") same_seed_hashes.push_back(file.at("sha256"));
+  }
+  ASSERT_EQ(same_seed_hashes.size(), 2u);
+  EXPECT_EQ(same_seed_hashes[0], same_seed_hashes[1]);
+  int64_t stored = 0;
+  for (const auto& [sha, size] : distinct) stored += size;
+  EXPECT_LT(stored, uploaded);
+  EXPECT_EQ(report->at("weights_storage").at("files"), 4);
+  EXPECT_EQ(report->at("weights_storage").at("bytes"), uploaded);
+  EXPECT_EQ(report->at("weights_storage").at("stored_bytes"), stored);
+  auto status = Status(remote);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(status->at("weights").at("stored_bytes"), stored) << status->dump();
+  EXPECT_EQ(blobs_under(Path("byo.db.blobs/sha256")), 5 + static_cast<int>(distinct.size()));
   std::set<std::string> trained_on;
   for (const Json& run : report->at("runs")) trained_on.insert(run.at("worker").get<std::string>());
   EXPECT_FALSE(trained_on.empty());
@@ -438,12 +463,19 @@ TEST_F(IntegrationTest, ByoExampleTrainsAScriptedModelOnArrays) {
   EXPECT_EQ(different->at("models_all_same"), false);  // init: seeded draws per seed
   EXPECT_EQ(different->at("final_models_all_same"), false);
 
-  // Every run's final weights, as NumPy reads a safetensors file: the scripted model's
-  // own tensor names, finite values; same-seed runs byte for byte equal.
+  // Every run's final weights fetched back by reproctl (the workers' own copies gone),
+  // as NumPy reads a safetensors file: the scripted model's own tensor names, finite
+  // values; same-seed runs byte for byte equal.
+  for (const char* name : {"wa", "wb"}) fs::remove_all(Path(absl::StrCat(name, "/artifacts")));
   std::vector<std::string> same_seed_files;
   for (const Json& run : report->at("runs")) {
-    const std::string file = run.at("artifacts").at("final_weights");
-    ASSERT_FALSE(file.empty()) << run.dump();
+    const std::string label = absl::StrCat(run.at("arm").get<std::string>(), "#",
+                                           run.at("index").get<int>());
+    const std::string dir = Path(absl::StrCat("fetched/", label));
+    CommandResult fetched = Reproctl(remote, {"fetch", label, "--weights", "final", "-o", dir});
+    ASSERT_EQ(fetched.code, 0) << fetched.err;
+    const std::string file = dir + "/final.safetensors";
+    EXPECT_EQ(fetched.out, absl::StrCat("wrote ", file, "\n"));
     CommandResult read = Run({"/usr/bin/python3", "-c", R"(
 import json, struct, sys, numpy as np
 data = open(sys.argv[1], "rb").read()
@@ -464,6 +496,19 @@ for name, t in sorted(header.items()):
   }
   ASSERT_EQ(same_seed_files.size(), 2u);
   EXPECT_TRUE(same_seed_files[0] == same_seed_files[1]);
+  // The same from the database's blob store, without the coordinator's help.
+  CommandResult offline = Reproctl({"--db", Path("byo.db")},
+                                   {"fetch", "same_seed#1", "--weights", "all", "-o", Path("offline")});
+  ASSERT_EQ(offline.code, 0) << offline.err;
+  EXPECT_TRUE(ReadFile(Path("offline/final.safetensors")) == same_seed_files[0]);
+  // What cannot be fetched says why.
+  CommandResult initial = Reproctl(remote, {"fetch", "same_seed#0", "--weights", "initial"});
+  EXPECT_EQ(initial.code, 2);
+  EXPECT_TRUE(absl::StrContains(initial.err, "run same_seed#0 has no initial weights: the plan "
+                                             "does not export them"))
+      << initial.err;
+  CommandResult unknown = Reproctl(remote, {"fetch", "same_seed#9"});
+  EXPECT_TRUE(absl::StrContains(unknown.err, "experiment byo has no run same_seed#9")) << unknown.err;
   for (ChildProcess* w : workers) ASSERT_TRUE(w->Wait(30s));
 }
 
@@ -481,9 +526,11 @@ TEST_F(IntegrationTest, AModelFileThatCannotBeTrainedEndsTheExperimentWithOneCle
   EXPECT_EQ(store.Text("SELECT COUNT(*) FROM runs WHERE state = 'failed'"), "20");
   // At most one attempt per worker: not 20 runs x 3 attempts.
   EXPECT_LE(std::stoi(store.Text("SELECT COUNT(*) FROM attempts")), 2);
-  EXPECT_EQ(store.Text("SELECT COUNT(*) FROM runs WHERE error NOT LIKE "
-                       "'cancelled: the plan cannot be trained (worker w_): model file % "
-                       "is not a TorchScript module%'"),
+  // The file as the plan names it, not the worker's cached copy.
+  EXPECT_EQ(store.Text(absl::StrCat("SELECT COUNT(*) FROM runs WHERE error NOT LIKE "
+                                    "'cancelled: the plan cannot be trained (worker w_): model "
+                                    "file ", fs::absolute(Path("model.pt")).string(),
+                                    " is not a TorchScript module%'")),
             "0")
       << store.Text("SELECT error FROM runs LIMIT 1");
 }

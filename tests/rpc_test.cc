@@ -7,10 +7,13 @@
 
 #include <chrono>
 #include <filesystem>
+#include <map>
+#include <string>
 #include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/sha256.h"
 #include "proto/convert.h"
 #include "repro/v1/repro.grpc.pb.h"
 #include "tests/grpc_health_v1.grpc.pb.h"
@@ -28,16 +31,21 @@ class RpcTest : public ::testing::Test {
 
   // Starts a coordinator on a free loopback port with `extra` flags and connects to it
   // with `credentials` (insecure by default).
+  // `plan_tail` ends the plan; `files` (name, bytes) are written beside it first.
   void StartCoordinator(const std::vector<std::string>& extra,
                         std::shared_ptr<grpc::ChannelCredentials> credentials =
                             grpc::InsecureChannelCredentials(),
-                        const std::string& target_host = "127.0.0.1") {
+                        const std::string& target_host = "127.0.0.1",
+                        const std::string& plan_tail = "",
+                        const std::map<std::string, std::string>& files = {}) {
     std::string pattern = ::testing::TempDir() + "repro_rpc_XXXXXX";
     ASSERT_NE(mkdtemp(pattern.data()), nullptr);
     dir_ = pattern;
+    for (const auto& [name, bytes] : files) testing::WriteFile(dir_ + "/" + name, bytes);
     testing::WriteFile(dir_ + "/plan.yaml",
                        "experiment: rpc\nruns: 1\nepochs: 2\n"
-                       "dataset: {path: " REPRO_FASHION_MNIST ", train_limit: 100, test_limit: 50}\n");
+                       "dataset: {path: " REPRO_FASHION_MNIST ", train_limit: 100, test_limit: 50}\n" +
+                           plan_tail);
     const std::string port_file = dir_ + "/port";
     std::vector<std::string> argv = {REPRO_COORDINATOR_BIN, "--plan", dir_ + "/plan.yaml", "--db",
                                      dir_ + "/rpc.db", "--listen", "127.0.0.1:0", "--port-file",
@@ -514,6 +522,56 @@ TEST_F(TlsTest, WithMutualTlsAWorkerIsTheNameItsCertificateGives) {
 
   // The coordinator's own certificate, which its local workers present: any name.
   EXPECT_EQ(RegisterAs(*WorkersWith(Client(true, "server")), "local-1-0"), grpc::StatusCode::OK);
+}
+
+// The calls that carry files, over mutual TLS: a plan's model goes to the worker whose
+// certificate names it, and weights come back only from the worker that holds the lease.
+TEST_F(TlsTest, WithMutualTlsBlobsGoToAndComeFromTheWorkerTheCertificateNames) {
+  std::string model(300000, '\0');
+  for (size_t i = 0; i < model.size(); ++i) model[i] = static_cast<char>(i * 31 + 7);
+  StartCoordinator({"--tls-cert", pki_ + "/server.pem", "--tls-key", pki_ + "/server.key",
+                    "--tls-ca", pki_ + "/ca.pem"},
+                   Client(true), "repro.test",
+                   "model: {kind: torchscript, path: model.pt}\nexports: {weights: [final]}\n",
+                   {{"model.pt", model}});
+  Register("repro-worker");
+  const v1::RunAssignment run = LeaseOne("repro-worker");
+  const std::string sha = Sha256Hex(model.data(), model.size());
+  const auto fetch = [&](v1::WorkerService::Stub& stub, std::string* bytes) {
+    v1::GetBlobRequest req;
+    req.set_worker("repro-worker");
+    req.set_sha256(sha);
+    auto ctx = Ctx();
+    auto reader = stub.GetBlob(ctx.get(), req);
+    v1::BlobChunk chunk;
+    while (reader->Read(&chunk)) *bytes += chunk.data();
+    return reader->Finish().error_code();
+  };
+  const auto upload = [&](v1::WorkerService::Stub& stub) {
+    v1::PutBlobResponse resp;
+    auto ctx = Ctx();
+    auto writer = stub.PutBlob(ctx.get(), &resp);
+    auto req = AboutLease<v1::PutBlobRequest>("repro-worker", run);
+    const std::string weights = "final weights";
+    req.set_sha256(Sha256Hex(weights.data(), weights.size()));
+    req.set_size(static_cast<int64_t>(weights.size()));
+    req.set_data(weights);
+    writer->Write(req);
+    writer->WritesDone();
+    return writer->Finish().error_code();
+  };
+  auto peer = WorkersWith(Client(true, "peer"));
+  std::string stolen;
+  EXPECT_EQ(fetch(*peer, &stolen), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(stolen.empty());
+  EXPECT_EQ(upload(*peer), grpc::StatusCode::PERMISSION_DENIED);
+  std::string fetched;
+  EXPECT_EQ(fetch(*workers_, &fetched), grpc::StatusCode::OK);
+  EXPECT_TRUE(fetched == model) << fetched.size() << " bytes";
+  EXPECT_EQ(upload(*workers_), grpc::StatusCode::OK);
+  const std::string log = testing::ReadFile(dir_ + "/c.err");
+  EXPECT_TRUE(absl::StrContains(log, "refused GetBlob from")) << log;
+  EXPECT_TRUE(absl::StrContains(log, "refused PutBlob from")) << log;
 }
 
 // A TLS mistake is named, not reported as a coordinator that is away.

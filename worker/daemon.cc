@@ -5,62 +5,50 @@
 #include <algorithm>
 #include <chrono>
 #include <exception>
-#include <set>
 #include <thread>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
 #include "common/cli.h"
 #include "common/names.h"
 #include "common/security.h"
-#include "common/sha256.h"
 #include "proto/convert.h"
+#include "worker/daemon_internal.h"
 #include "worker/scheduled_events.h"
 
 namespace repro {
 namespace {
+
+using daemon_internal::Backoff;
+using daemon_internal::Describe;
+using daemon_internal::Label;
+using daemon_internal::Transient;
+using daemon_internal::Why;
+
+// `status` with the cached copies of the run's inputs (`fetched`) named as the plan
+// names them (`planned`, in the same order): "model file /exp/model.pt is not ...", not
+// a path in this worker's cache. The code and payloads (engine::PlanError) are kept.
+absl::Status AsPlanned(const absl::Status& status, const std::vector<InputFile>& fetched,
+                       const std::vector<InputFile>& planned) {
+  std::string message(status.message());
+  for (size_t i = 0; i < fetched.size() && i < planned.size(); ++i) {
+    if (!fetched[i].path.empty() && !planned[i].path.empty()) {
+      message = absl::StrReplaceAll(message, {{fetched[i].path, planned[i].path}});
+    }
+  }
+  absl::Status out(status.code(), message);
+  status.ForEachPayload([&out](absl::string_view url, const absl::Cord& payload) {
+    out.SetPayload(url, payload);
+  });
+  return out;
+}
 
 std::string HostName() {
   char name[256] = {0};
   if (gethostname(name, sizeof name - 1) != 0) return "unknown";
   return name;
 }
-
-bool Transient(const grpc::Status& s) {
-  return s.error_code() == grpc::StatusCode::UNAVAILABLE ||
-         s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
-         s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED;
-}
-
-std::string Describe(const grpc::Status& s) {
-  return absl::StrCat(s.error_message(), " (gRPC code ", static_cast<int>(s.error_code()), ")");
-}
-
-std::string Label(const v1::RunAssignment& run) { return absl::StrCat(run.arm(), "#", run.index()); }
-
-// Why a call failed, for the log: the TLS mistake when there is one, else gRPC's words.
-std::string Why(const grpc::Status& s, const WorkerOptions& options) {
-  const std::string cause = TlsFailureCause(s, options.coordinator, options.tls);
-  return cause.empty() ? s.error_message() : cause;
-}
-
-// Waits between retries: 250 ms, doubling up to the maximum.
-class Backoff {
- public:
-  explicit Backoff(int max_ms) : max_ms_(max_ms) {}
-  int Next() {
-    const int ms = next_ms_;
-    next_ms_ = std::min(next_ms_ * 2, max_ms_);
-    return ms;
-  }
-  void Reset() { next_ms_ = kFirstMs; }
-
- private:
-  static constexpr int kFirstMs = 250;
-  int max_ms_;
-  int next_ms_ = kFirstMs;
-};
 
 }  // namespace
 
@@ -245,11 +233,18 @@ void WorkerDaemon::Train(const v1::RunAssignment& run) {
   std::thread heartbeat([&] { Heartbeats(run, &progress); });
   const engine::Callbacks callbacks = CallbacksFor(run, &progress);
   RunSpec spec = SpecFor(run);
+  const std::vector<InputFile> planned = spec.inputs;
   absl::Status inputs = FetchInputs(
       &spec, [this, &progress] { return Stopping() || progress.lease_lost.load(); });
   if (inputs.ok()) inputs = inputs_.Check(spec.inputs);
-  const absl::StatusOr<RunResult> result =
+  absl::StatusOr<RunResult> result =
       inputs.ok() ? CallTrainer(spec, callbacks) : absl::StatusOr<RunResult>(inputs);
+  // The engine names the files it read; the inputs' own checks name the cached copies.
+  if (inputs.ok() && !result.ok()) result = AsPlanned(result.status(), spec.inputs, planned);
+  // While the heartbeats still hold the lease: the upload of a large file takes time.
+  if (result.ok()) {
+    if (absl::Status s = UploadWeights(run, &*result); !s.ok()) result = s;
+  }
   progress.done.store(true);
   sleeper_->Wake();
   heartbeat.join();
@@ -282,123 +277,6 @@ RunSpec WorkerDaemon::SpecFor(const v1::RunAssignment& run) const {
                                    "/run-", run.index());
   }
   return spec;
-}
-
-absl::Status WorkerDaemon::FetchInputs(RunSpec* spec, const std::function<bool()>& stop) {
-  if (spec->inputs.empty()) return absl::OkStatus();
-  std::set<std::string> used;
-  bool fetched = false;
-  for (InputFile& input : spec->inputs) {
-    // The name becomes a path in the cache: nothing but a hash may.
-    if (!IsSha256Hex(input.sha256) || input.size < 0) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "input ", input.role, ": the assignment names no valid SHA-256 (\"",
-          absl::CHexEscape(input.sha256.substr(0, 80)), "\") to fetch it by"));
-    }
-    used.insert(input.sha256);
-    if (!cache_.Ready(input.sha256, input.size)) {
-      if (absl::Status s = FetchBlob(input, stop); !s.ok()) return s;
-      fetched = true;
-    }
-    input.path = cache_.PathOf(input.sha256);
-  }
-  if (fetched) {
-    if (const int n = cache_.Evict(used); n > 0) {
-      cli::LogLine(absl::StrCat("cache ", cache_.dir(), ": deleted ", n,
-                                " least recently used blob(s) to stay within ",
-                                cache_.max_bytes(), " bytes"));
-    }
-  }
-  return absl::OkStatus();
-}
-
-absl::Status WorkerDaemon::FetchBlob(const InputFile& input, const std::function<bool()>& stop) {
-  const std::string what = absl::StrCat("input ", input.role, " (", input.sha256, ")");
-  const auto own = [&](const absl::Status& s) {
-    return absl::FailedPreconditionError(absl::StrCat(what, ": ", s.message()));
-  };
-  auto blob = PartialBlob::Open(cache_, input.sha256, input.size);
-  if (!blob.ok()) return own(blob.status());
-  if ((*blob)->ready()) return absl::OkStatus();
-  if ((*blob)->offset() > 0) {
-    cli::LogLine(absl::StrCat("fetching ", what, ": resuming after ", (*blob)->offset(), " of ",
-                              input.size, " bytes"));
-  }
-  const auto started = std::chrono::steady_clock::now();
-  const int64_t resumed_at = (*blob)->offset();
-  Backoff backoff(options_.max_backoff_ms);
-  for (;;) {
-    if (stop()) return absl::CancelledError(absl::StrCat("stopped while fetching ", what));
-    std::string wrong;  // what the coordinator sent that does not fit
-    const grpc::Status s = StreamBlob(input, **blob, stop, &wrong);
-    if (!wrong.empty()) {
-      (*blob)->Discard();
-      return own(absl::FailedPreconditionError(wrong));
-    }
-    if (!s.ok() && s.error_code() == grpc::StatusCode::DATA_LOSS) {  // cannot write here
-      return own(absl::FailedPreconditionError(s.error_message()));
-    }
-    if (stop()) return absl::CancelledError(absl::StrCat("stopped while fetching ", what));
-    if (s.ok() && (*blob)->offset() == input.size) break;
-    if (!s.ok() && !Transient(s)) {
-      return own(absl::FailedPreconditionError(
-          absl::StrCat("the coordinator refused to send it: ", Describe(s))));
-    }
-    if (TlsGivesUp(s)) return own(absl::FailedPreconditionError(fatal_));
-    const int ms = backoff.Next();
-    cli::LogLine(absl::StrCat("fetching ", what, " stopped after ", (*blob)->offset(), " of ",
-                              input.size, " bytes (",
-                              s.ok() ? "the stream ended early" : Why(s, options_),
-                              "); resuming in ", ms, " ms"));
-    Sleep(ms);
-  }
-  if (absl::Status s = (*blob)->Keep(); !s.ok()) return own(s);
-  inputs_.Vouch(cache_.PathOf(input.sha256), input.sha256);  // Keep checked every byte
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  cli::LogLine(absl::StrFormat("fetched %s: %d bytes in %.3f s (%.0f MB/s) into %s", what,
-                               input.size, seconds,
-                               static_cast<double>(input.size - resumed_at) / 1e6 /
-                                   std::max(seconds, 1e-9),
-                               cache_.PathOf(input.sha256)));
-  return absl::OkStatus();
-}
-
-grpc::Status WorkerDaemon::StreamBlob(const InputFile& input, PartialBlob& blob,
-                                      const std::function<bool()>& stop, std::string* wrong) {
-  v1::GetBlobRequest req;
-  req.set_worker(options_.name);
-  req.set_sha256(input.sha256);
-  req.set_offset(blob.offset());
-  grpc::ClientContext ctx;
-  // Long enough for the rest at 1 MB/s; a slower link resumes where it stopped.
-  ctx.set_deadline(std::chrono::system_clock::now() +
-                   std::chrono::milliseconds(options_.rpc_timeout_ms +
-                                             (input.size - blob.offset()) / 1000));
-  AttachToken(&ctx, options_.token);
-  std::unique_ptr<grpc::ClientReaderInterface<v1::BlobChunk>> reader = stub_->GetBlob(&ctx, req);
-  v1::BlobChunk chunk;
-  while (reader->Read(&chunk)) {
-    if (chunk.offset() != blob.offset() || chunk.total_size() != input.size ||
-        blob.offset() + static_cast<int64_t>(chunk.data().size()) > input.size) {
-      *wrong = absl::StrCat("the coordinator sent bytes ", chunk.offset(), "+",
-                            chunk.data().size(), " of a blob of ", chunk.total_size(),
-                            " bytes where bytes from ", blob.offset(), " of ", input.size,
-                            " were expected");
-      ctx.TryCancel();
-      break;
-    }
-    if (absl::Status s = blob.Append(chunk.data()); !s.ok()) {
-      ctx.TryCancel();
-      reader->Finish();
-      return grpc::Status(grpc::StatusCode::DATA_LOSS, std::string(s.message()));
-    }
-    if (stop()) {
-      ctx.TryCancel();
-      break;
-    }
-  }
-  return reader->Finish();
 }
 
 void WorkerDaemon::Heartbeats(const v1::RunAssignment& run, Progress* progress) {

@@ -120,6 +120,18 @@ class WorkerDaemon {
   // side could not write.
   grpc::Status StreamBlob(const InputFile& input, PartialBlob& blob,
                           const std::function<bool()>& stop, std::string* wrong);
+  // Uploads the files the run exported (PutBlob) and names them in result->weights, so
+  // that the result names blobs of the coordinator's store, not paths here; transient
+  // failures are retried as for the result itself. A file over the coordinator's limit
+  // is the plan's error (engine::IsPlanError); CANCELLED when the worker stops meanwhile.
+  absl::Status UploadWeights(const v1::RunAssignment& run, RunResult* result);
+  // One file, retried until it is taken or refused.
+  absl::Status UploadBlob(const v1::RunAssignment& run, const std::string& path,
+                          const WeightsFile& file);
+  // One PutBlob call with the whole file; DATA_LOSS when it cannot be read here.
+  grpc::Status SendBlob(const v1::RunAssignment& run, const std::string& path,
+                        const WeightsFile& file);
+  static constexpr size_t kUploadPieceBytes = 1 << 20;  // the coordinator's most per piece
   engine::Callbacks CallbacksFor(const v1::RunAssignment& run, Progress* progress);
   void Heartbeats(const v1::RunAssignment& run, Progress* progress);
   // The trainer's answer, with an exception it throws turned into an error.

@@ -5,6 +5,7 @@
 
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <deque>
@@ -47,6 +48,9 @@ struct Received {
   std::vector<v1::FailRequest> fails;
   std::vector<v1::ReleaseRequest> releases;
   std::vector<v1::GetBlobRequest> blob_requests;
+  int upload_attempts = 0;
+  std::map<std::string, std::string> uploads;  // the bytes taken, by declared SHA-256
+  std::vector<v1::PutBlobRequest> upload_headers;  // each taken upload's first message
 };
 
 // A coordinator that answers from a script: the given errors first, then success.
@@ -55,6 +59,7 @@ class FakeCoordinator final : public v1::WorkerService::Service {
   void FailRegister(grpc::Status s) { Locked([&] { register_errors_.push_back(s); }); }
   void FailLease(grpc::Status s) { Locked([&] { lease_errors_.push_back(s); }); }
   void FailComplete(grpc::Status s) { Locked([&] { complete_errors_.push_back(s); }); }
+  void FailPutBlob(grpc::Status s) { Locked([&] { put_errors_.push_back(s); }); }
   // Leased in order; once they are gone the experiment has finished.
   void AddRun(const v1::RunAssignment& run) { Locked([&] { runs_.push_back(run); }); }
   // Whether a heartbeat finds its lease still valid (default: always).
@@ -151,6 +156,29 @@ class FakeCoordinator final : public v1::WorkerService::Service {
     }
     return grpc::Status::OK;
   }
+  grpc::Status PutBlob(grpc::ServerContext*, grpc::ServerReader<v1::PutBlobRequest>* reader,
+                       v1::PutBlobResponse* resp) override {
+    v1::PutBlobRequest first, piece;
+    std::string bytes;
+    for (bool any = false; reader->Read(&piece); any = true) {
+      if (!any) first = piece;
+      if (piece.offset() != static_cast<int64_t>(bytes.size())) {
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "offset");
+      }
+      bytes += piece.data();
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    ++received_.upload_attempts;
+    if (!put_errors_.empty()) return Pop(put_errors_);
+    if (static_cast<int64_t>(bytes.size()) != first.size() ||
+        Sha256Hex(bytes.data(), bytes.size()) != first.sha256()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "not the declared bytes");
+    }
+    first.clear_data();
+    received_.upload_headers.push_back(first);
+    resp->set_stored(received_.uploads.emplace(first.sha256(), bytes).second);
+    return grpc::Status::OK;
+  }
   grpc::Status Release(grpc::ServerContext*, const v1::ReleaseRequest* req,
                        v1::ReleaseResponse* resp) override {
     Locked([&] { received_.releases.push_back(*req); });
@@ -171,7 +199,7 @@ class FakeCoordinator final : public v1::WorkerService::Service {
   }
 
   std::mutex mu_;
-  std::deque<grpc::Status> register_errors_, lease_errors_, complete_errors_;
+  std::deque<grpc::Status> register_errors_, lease_errors_, complete_errors_, put_errors_;
   std::deque<v1::RunAssignment> runs_;
   std::function<bool(const v1::HeartbeatRequest&)> lease_valid_ = [](const auto&) { return true; };
   std::map<std::string, std::string> blobs_;  // by SHA-256
@@ -273,6 +301,81 @@ TEST_F(DaemonTest, FailedRunIsReportedWithItsErrorAndTheNextRunIsTrained) {
   EXPECT_EQ(got.completes[0].run_id(), 2);
   EXPECT_EQ(got.completes[0].result().final_hash(), "second");
   EXPECT_THAT(got.releases, IsEmpty());
+}
+
+// A trainer that exports weights as the engine does: files named <name>.safetensors in
+// `dir`, their paths in the result.
+Trainer Exporting(const std::string& dir) {
+  return [dir](const RunSpec&, const engine::Callbacks&) -> absl::StatusOr<RunResult> {
+    RunResult result = Result("exported");
+    std::filesystem::create_directories(dir);
+    result.initial_weights = dir + "/initial.safetensors";
+    result.final_weights = dir + "/final.safetensors";
+    std::ofstream(result.initial_weights, std::ios::binary) << std::string(3 << 20, 'i');
+    std::ofstream(result.final_weights, std::ios::binary) << "final weights";
+    return result;
+  };
+}
+
+class DaemonUploadTest : public DaemonTest {
+ protected:
+  DaemonUploadTest()
+      : dir_(std::filesystem::path(::testing::TempDir()) /
+             ("daemon_upload_" + std::to_string(getpid()))) {}
+  ~DaemonUploadTest() override { std::filesystem::remove_all(dir_); }
+  std::string dir_;
+};
+
+TEST_F(DaemonUploadTest, ExportedWeightsAreUploadedUnderTheLeaseAndTheResultNamesThemByHash) {
+  coordinator_.AddRun(Assignment(1));
+  EXPECT_EQ(RunDaemon(Exporting(dir_)), cli::kExitOk);
+  Received got = coordinator_.received();
+  const std::string initial(3 << 20, 'i'), final_bytes = "final weights";
+  const std::string initial_sha = Sha256Hex(initial.data(), initial.size());
+  const std::string final_sha = Sha256Hex(final_bytes.data(), final_bytes.size());
+  ASSERT_THAT(got.upload_headers, SizeIs(2));
+  for (const v1::PutBlobRequest& header : got.upload_headers) {
+    EXPECT_EQ(header.worker(), "w1");
+    EXPECT_EQ(header.run_id(), 1);
+    EXPECT_EQ(header.lease_id(), 101);
+  }
+  EXPECT_TRUE(got.uploads[initial_sha] == initial);
+  EXPECT_EQ(got.uploads[final_sha], final_bytes);
+  ASSERT_THAT(got.completes, SizeIs(1));
+  const v1::RunResult& result = got.completes[0].result();
+  ASSERT_EQ(result.weights_size(), 2);
+  EXPECT_EQ(result.weights(0).name(), "initial");
+  EXPECT_EQ(result.weights(0).sha256(), initial_sha);
+  EXPECT_EQ(result.weights(0).size(), 3 << 20);
+  EXPECT_EQ(result.weights(1).name(), "final");
+  EXPECT_EQ(result.weights(1).sha256(), final_sha);
+  EXPECT_EQ(result.DebugString().find(dir_), std::string::npos) << "a worker path went out";
+}
+
+TEST_F(DaemonUploadTest, AnUploadThatFailsForAWhileIsTriedAgainAndTheRunCompletes) {
+  coordinator_.AddRun(Assignment(1));
+  coordinator_.FailPutBlob(grpc::Status(grpc::StatusCode::UNAVAILABLE, "coordinator restarting"));
+  coordinator_.FailPutBlob(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "disk full"));
+  EXPECT_EQ(RunDaemon(Exporting(dir_)), cli::kExitOk);
+  Received got = coordinator_.received();
+  EXPECT_EQ(got.upload_attempts, 4);
+  ASSERT_THAT(got.completes, SizeIs(1));
+  EXPECT_EQ(got.completes[0].result().weights_size(), 2);
+  EXPECT_THAT(got.fails, IsEmpty());
+}
+
+TEST_F(DaemonUploadTest, WeightsOverTheCoordinatorsLimitFailTheRunAsThePlansError) {
+  coordinator_.AddRun(Assignment(1));
+  coordinator_.FailPutBlob(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                        "a weights file of 3.1 MB is over this coordinator's "
+                                        "limit of 1.0 MB (coordinator --max-upload-bytes)"));
+  EXPECT_EQ(RunDaemon(Exporting(dir_)), cli::kExitOk);
+  Received got = coordinator_.received();
+  EXPECT_THAT(got.completes, IsEmpty());
+  ASSERT_THAT(got.fails, SizeIs(1));
+  EXPECT_TRUE(got.fails[0].plan_error());
+  EXPECT_THAT(got.fails[0].error(),
+              HasSubstr("cannot upload the initial weights of run arm#1: a weights file of 3.1 MB"));
 }
 
 TEST_F(DaemonTest, ThrowingTrainerFailsTheRunInsteadOfEndingTheWorker) {
