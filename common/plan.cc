@@ -11,9 +11,13 @@
 #include <limits>
 #include <set>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/names.h"
 
 namespace repro {
@@ -434,6 +438,26 @@ RunSeeds SeedsFor(const Plan& plan, const ArmSpec& arm, int index) {
 
 const char* SeedModeName(SeedMode mode) {
   return mode == SeedMode::kFixed ? "fixed" : "per_run";
+}
+
+std::vector<InputFile> InputsOfCanonicalPlan(const std::string& canonical) {
+  std::vector<InputFile> inputs;
+  for (absl::string_view line : absl::StrSplit(canonical, '\n')) {
+    // input:ROLE{sha256:HEX,size:N}, as CanonicalPlan writes it
+    if (!absl::ConsumePrefix(&line, "input:")) continue;
+    const size_t brace = line.find("{sha256:");
+    const size_t comma = line.find(",size:");
+    if (brace == absl::string_view::npos || comma == absl::string_view::npos || comma < brace ||
+        !absl::EndsWith(line, "}")) {
+      continue;
+    }
+    InputFile file;
+    file.role = std::string(line.substr(0, brace));
+    file.sha256 = std::string(line.substr(brace + 8, comma - brace - 8));
+    const absl::string_view size = line.substr(comma + 6, line.size() - comma - 7);
+    if (absl::SimpleAtoi(size, &file.size)) inputs.push_back(std::move(file));
+  }
+  return inputs;
 }
 
 std::string CanonicalPlan(const Plan& p) {

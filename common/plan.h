@@ -129,6 +129,8 @@ RunSeeds SeedsFor(const Plan& plan, const ArmSpec& arm, int index);
 // formatting or comments of the file): two plans with the same canonical form are the
 // same experiment, so a coordinator restarted with either resumes it.
 std::string CanonicalPlan(const Plan& plan);
+// The input files (role, SHA-256, size; no path) a canonical plan records.
+std::vector<InputFile> InputsOfCanonicalPlan(const std::string& canonical);
 
 const char* SeedModeName(SeedMode mode);  // "fixed" | "per_run"
 

@@ -15,7 +15,8 @@ std::string PlanKeyOfRole(const std::string& role) {
   return absl::StrCat("dataset.", role.substr(0, underscore), ".", role.substr(underscore + 1));
 }
 
-absl::Status ResolvePlanFiles(const std::string& plan_dir, Plan* plan) {
+absl::Status ResolvePlanFiles(const std::string& plan_dir, Plan* plan,
+                              const CopyOfInput& copy_of) {
   namespace fs = std::filesystem;
   for (InputFile& file : plan->inputs) {
     const std::string key = PlanKeyOfRole(file.role);
@@ -23,6 +24,9 @@ absl::Status ResolvePlanFiles(const std::string& plan_dir, Plan* plan) {
     if (path.is_relative()) path = fs::path(plan_dir) / path;
     std::error_code error;
     path = fs::absolute(path, error).lexically_normal();
+    if (!fs::exists(path, error) && copy_of) {
+      if (const std::string copy = copy_of(file.role); !copy.empty()) path = copy;
+    }
     const fs::file_status status = fs::status(path, error);
     if (error || !fs::exists(status)) {
       return absl::InvalidArgumentError(absl::StrCat(key, ": ", path.string(), ": no such file"));

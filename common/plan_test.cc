@@ -74,6 +74,22 @@ TEST(PlanTest, CanonicalFormIgnoresFormattingButNotContent) {
   EXPECT_NE(CanonicalPlan(*a), CanonicalPlan(*c));
 }
 
+TEST(PlanTest, TheCanonicalFormRecordsEachInputsHashAndSize) {
+  auto plan = ParsePlan("experiment: x\nruns: 1\nepochs: 1\nmodel: {kind: torchscript, path: m.pt}\n",
+                        "p.yaml");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_EQ(plan->inputs.size(), 1u);
+  plan->inputs[0].sha256 = std::string(64, 'c');
+  plan->inputs[0].size = 12345;
+  const std::vector<InputFile> recorded = InputsOfCanonicalPlan(CanonicalPlan(*plan));
+  ASSERT_EQ(recorded.size(), 1u);
+  EXPECT_EQ(recorded[0].role, "model");
+  EXPECT_EQ(recorded[0].sha256, std::string(64, 'c'));
+  EXPECT_EQ(recorded[0].size, 12345);
+  EXPECT_TRUE(recorded[0].path.empty());
+  EXPECT_TRUE(InputsOfCanonicalPlan("input:model{sha256:x}\ninput:{size:1}\n").empty());
+}
+
 TEST(PlanTest, SyntaxErrorNamesLineAndColumn) {
   const std::string error = ErrorOf("experiment: x\nruns: [1, 2\nepochs: 1\n");
   EXPECT_TRUE(absl::StartsWith(error, "p.yaml:")) << error;

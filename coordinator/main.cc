@@ -136,9 +136,10 @@ std::string FolderOf(const std::string& path) {
 // The plan's input files resolved (common/plan_files.h), errors naming the plan.
 absl::StatusOr<std::pair<Plan, std::string>> WithFiles(absl::StatusOr<Plan> plan, std::string text,
                                                        const std::string& source,
-                                                       const std::string& folder) {
+                                                       const std::string& folder,
+                                                       const CopyOfInput& copy_of = nullptr) {
   if (!plan.ok()) return plan.status();
-  if (absl::Status s = ResolvePlanFiles(folder, &*plan); !s.ok()) {
+  if (absl::Status s = ResolvePlanFiles(folder, &*plan, copy_of); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": ", s.message()));
   }
   return std::make_pair(*std::move(plan), std::move(text));
@@ -161,8 +162,25 @@ absl::StatusOr<std::pair<Plan, std::string>> LoadPlan(const Options& o, RunStore
   }
   auto text = store->PlanText(names->front());
   if (!text.ok()) return text.status();
+  auto canonical = store->CanonicalPlanText(names->front());
+  if (!canonical.ok()) return canonical.status();
+  // A file gone from where the plan named it (a coordinator restarted on another
+  // machine with its database and blob store) is read from the store's copy of it.
+  const std::vector<InputFile> recorded = InputsOfCanonicalPlan(*canonical);
+  const BlobStore blobs(BlobStore::RootFor(o.db_path));
+  const CopyOfInput copy_of = [&](const std::string& role) -> std::string {
+    for (const InputFile& file : recorded) {
+      absl::StatusOr<int64_t> size = blobs.SizeOf(file.sha256);
+      if (file.role == role && size.ok() && *size == file.size) {
+        cli::LogLine(absl::StrCat(PlanKeyOfRole(role), ": not at the stored plan's path; using "
+                                  "the blob store's copy (sha256 ", file.sha256, ")"));
+        return blobs.PathOf(file.sha256);
+      }
+    }
+    return "";
+  };
   const std::string source = o.db_path + " (stored plan)";
-  return WithFiles(ParsePlan(*text, source), *text, source, FolderOf(o.db_path));
+  return WithFiles(ParsePlan(*text, source), *text, source, FolderOf(o.db_path), copy_of);
 }
 
 // Prints "coordinator: <what failed>" and returns `exit_code`, for `return Fail(...)`.

@@ -294,13 +294,23 @@ absl::StatusOr<std::vector<std::string>> RunStore::ExperimentNames() {
   return names;
 }
 
-absl::StatusOr<std::string> RunStore::PlanText(const std::string& experiment) {
+absl::StatusOr<std::string> RunStore::PlanColumn(const std::string& experiment,
+                                                const char* column) {
   QueuedLock lock(&mu_, &queued_);
-  ASSIGN_OR_RETURN(auto q, db_->Prepare("SELECT plan_text FROM experiments WHERE name = ?"));
+  ASSIGN_OR_RETURN(auto q, db_->Prepare(
+      absl::StrCat("SELECT ", column, " FROM experiments WHERE name = ?")));
   q->Bind(1, experiment);
   ASSIGN_OR_RETURN(bool row, q->Step());
   if (!row) return NoExperimentError(db_->path(), experiment);
   return q->Text(0);
+}
+
+absl::StatusOr<std::string> RunStore::PlanText(const std::string& experiment) {
+  return PlanColumn(experiment, "plan_text");
+}
+
+absl::StatusOr<std::string> RunStore::CanonicalPlanText(const std::string& experiment) {
+  return PlanColumn(experiment, "canonical_plan");
 }
 
 absl::StatusOr<int64_t> RunStore::ExperimentId(const std::string& experiment) {

@@ -87,6 +87,8 @@ class RunStore {
   absl::StatusOr<std::vector<std::string>> ExperimentNames();
   // The plan text the experiment was created from.
   absl::StatusOr<std::string> PlanText(const std::string& experiment);
+  // The canonical form of the plan it was recorded with (CanonicalPlan, common/plan.h).
+  absl::StatusOr<std::string> CanonicalPlanText(const std::string& experiment);
 
   // --- Leases (leases.cc) ---
   // Leases the next pending run (by arm order, then index, interleaving arms so that a
@@ -178,6 +180,9 @@ class RunStore {
   absl::StatusOr<int64_t> ExperimentId(const std::string& experiment)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<int> MaxAttempts(int64_t run_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `column` ("plan_text" or "canonical_plan") of the experiment's row.
+  absl::StatusOr<std::string> PlanColumn(const std::string& experiment, const char* column)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // True when attempt `lease_id` is the run's current lease and the run is running.
   absl::StatusOr<bool> IsCurrentLease(int64_t run_id, int64_t lease_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -535,5 +535,39 @@ TEST_F(IntegrationTest, AModelFileThatCannotBeTrainedEndsTheExperimentWithOneCle
       << store.Text("SELECT error FROM runs LIMIT 1");
 }
 
+// A coordinator restarted from its database alone, on a machine where the plan's files
+// are gone, takes them from its blob store by the hashes it recorded.
+TEST_F(IntegrationTest, ARestartFromTheDatabaseAloneNeedsNotThePlansFiles) {
+  const std::string plan = Path("plan.yaml"), db = Path("resume-blobs.db");
+  WriteFile(Path("model.pt"), std::string(4096, 'm'));
+  WriteFile(plan, PlanText("resume-blobs", 1, 1, 200, 100) +
+                      "model: {kind: torchscript, path: model.pt}\n");
+  {
+    Coordinator first;
+    ASSERT_TRUE(StartCoordinator({"--plan", plan, "--db", db}, "first", &first));
+    first.process->Signal(SIGTERM);
+    ASSERT_TRUE(first.process->Wait(30s));
+  }
+  fs::remove(Path("model.pt"));
+  fs::remove(plan);
+  Coordinator again;
+  ASSERT_TRUE(StartCoordinator({"--db", db}, "again", &again));
+  auto status = Status({"--coordinator", again.address});
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(status->at("runs").at("pending"), 2) << status->dump();
+  again.process->Signal(SIGTERM);
+  ASSERT_TRUE(again.process->Wait(30s));
+  EXPECT_TRUE(absl::StrContains(ReadFile(again.process->stderr_path()),
+                                "model.path: not at the stored plan's path; using the blob "
+                                "store's copy"))
+      << ReadFile(again.process->stderr_path());
+  // Without the copy either, the file is named as missing.
+  fs::remove_all(db + ".blobs");
+  CommandResult lost = Run({kCoordinator, "--db", db, "--listen", "127.0.0.1:0"});
+  EXPECT_EQ(lost.code, 2);
+  EXPECT_TRUE(absl::StrContains(lost.err, "model.path: " + Path("model.pt") + ": no such file"))
+      << lost.err;
+}
+
 }  // namespace
 }  // namespace repro::testing
