@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/status_macros.h"
 
 namespace repro::engine {
 namespace {
@@ -20,6 +21,10 @@ constexpr char kMagic[] = "repro-checkpoint 1";
 
 constexpr char kCpuGenerator[] = "generator.cpu";
 constexpr char kCudaGenerator[] = "generator.cuda";
+
+absl::Status Bad(const std::string& what) {
+  return absl::InvalidArgumentError(absl::StrCat("checkpoint: ", what));
+}
 
 std::string Real(double value) { return absl::StrFormat("%.17g", value); }
 
@@ -65,8 +70,7 @@ bool ParseEpochLine(const std::string& line, EpochRecord* e) {
 
 }  // namespace
 
-std::string SaveCheckpoint(const std::string& initial_hash, const std::vector<EpochRecord>& epochs,
-                           const torch::nn::Module& model, torch::optim::Optimizer& optimizer) {
+std::string SaveTrainingState(const torch::nn::Module& model, torch::optim::Optimizer& optimizer) {
   torch::serialize::OutputArchive archive;
   for (const auto& p : model.named_parameters()) archive.write("model." + p.key(), p.value().detach());
   for (const auto& b : model.named_buffers()) archive.write("model." + b.key(), b.value(), true);
@@ -82,11 +86,50 @@ std::string SaveCheckpoint(const std::string& initial_hash, const std::vector<Ep
   archive.write("optimizer", optimizer_archive);
   std::ostringstream tensors;
   archive.save_to(tensors);
+  return tensors.str();
+}
 
+std::string SaveCheckpoint(const std::string& initial_hash, const std::vector<EpochRecord>& epochs,
+                           const torch::nn::Module& model, torch::optim::Optimizer& optimizer) {
+  const std::string state = SaveTrainingState(model, optimizer);
   std::string out = absl::StrCat(kMagic, "\ninitial ", initial_hash, "\nepochs ", epochs.size(), "\n");
   for (const EpochRecord& e : epochs) absl::StrAppend(&out, EpochLine(e), "\n");
-  absl::StrAppend(&out, "archive ", tensors.str().size(), "\n", tensors.str());
+  absl::StrAppend(&out, "archive ", state.size(), "\n", state);
   return out;
+}
+
+absl::Status LoadTrainingState(const std::string& state, torch::nn::Module& model,
+                               torch::optim::Optimizer& optimizer, const torch::Device& device) {
+  std::istringstream stream(state);
+  torch::serialize::InputArchive archive;
+  archive.load_from(stream, device);
+  torch::NoGradGuard no_grad;
+  for (auto& p : model.named_parameters()) {
+    at::Tensor saved;
+    archive.read("model." + p.key(), saved);
+    if (!saved.sizes().equals(p.value().sizes())) return Bad(absl::StrCat("tensor ", p.key(), " has another shape"));
+    p.value().copy_(saved);
+  }
+  for (auto& b : model.named_buffers()) {
+    at::Tensor saved;
+    archive.read("model." + b.key(), saved, true);
+    if (!saved.sizes().equals(b.value().sizes())) return Bad(absl::StrCat("buffer ", b.key(), " has another shape"));
+    b.value().copy_(saved);
+  }
+  // A checkpoint written before the generators were saved has none.
+  at::Tensor generator_state;
+  if (archive.try_read(kCpuGenerator, generator_state)) {
+    at::Generator cpu = DefaultGenerator(at::kCPU);
+    SetGeneratorState(cpu, generator_state.to(at::kCPU));
+  }
+  if (device.is_cuda() && archive.try_read(kCudaGenerator, generator_state)) {
+    at::Generator cuda = DefaultGenerator(device);
+    SetGeneratorState(cuda, generator_state.to(at::kCPU));
+  }
+  torch::serialize::InputArchive optimizer_archive;
+  archive.read("optimizer", optimizer_archive);
+  optimizer.load(optimizer_archive);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<EpochRecord>> LoadCheckpoint(const std::string& bytes,
@@ -94,9 +137,6 @@ absl::StatusOr<std::vector<EpochRecord>> LoadCheckpoint(const std::string& bytes
                                                         torch::nn::Module& model,
                                                         torch::optim::Optimizer& optimizer,
                                                         const torch::Device& device) {
-  auto bad = [](const std::string& what) {
-    return absl::InvalidArgumentError(absl::StrCat("checkpoint: ", what));
-  };
   size_t pos = 0;
   auto next_line = [&](std::string* line) {
     const size_t end = bytes.find('\n', pos);
@@ -106,54 +146,26 @@ absl::StatusOr<std::vector<EpochRecord>> LoadCheckpoint(const std::string& bytes
     return true;
   };
   std::string line;
-  if (!next_line(&line) || line != kMagic) return bad("not a repro checkpoint");
-  if (!next_line(&line) || line.rfind("initial ", 0) != 0) return bad("no initial model hash");
+  if (!next_line(&line) || line != kMagic) return Bad("not a repro checkpoint");
+  if (!next_line(&line) || line.rfind("initial ", 0) != 0) return Bad("no initial model hash");
   if (line.substr(8) != initial_hash) {
-    return bad(absl::StrCat("saved by a run whose initial model is ", line.substr(8),
+    return Bad(absl::StrCat("saved by a run whose initial model is ", line.substr(8),
                             ", not this run's ", initial_hash));
   }
-  if (!next_line(&line) || line.rfind("epochs ", 0) != 0) return bad("no epoch count");
+  if (!next_line(&line) || line.rfind("epochs ", 0) != 0) return Bad("no epoch count");
   const long count = std::strtol(line.c_str() + 7, nullptr, 10);
-  if (count <= 0 || count > 1000000) return bad("bad epoch count");
+  if (count <= 0 || count > 1000000) return Bad("bad epoch count");
   std::vector<EpochRecord> epochs(static_cast<size_t>(count));
   for (long i = 0; i < count; ++i) {
     if (!next_line(&line) || !ParseEpochLine(line, &epochs[i]) || epochs[i].epoch != i) {
-      return bad(absl::StrCat("epoch record ", i, " is malformed"));
+      return Bad(absl::StrCat("epoch record ", i, " is malformed"));
     }
   }
-  if (!next_line(&line) || line.rfind("archive ", 0) != 0) return bad("no tensor archive");
+  if (!next_line(&line) || line.rfind("archive ", 0) != 0) return Bad("no tensor archive");
   const size_t size = std::strtoull(line.c_str() + 8, nullptr, 10);
-  if (size != bytes.size() - pos) return bad("the tensor archive is truncated");
+  if (size != bytes.size() - pos) return Bad("the tensor archive is truncated");
 
-  std::istringstream stream(bytes.substr(pos));
-  torch::serialize::InputArchive archive;
-  archive.load_from(stream, device);
-  torch::NoGradGuard no_grad;
-  for (auto& p : model.named_parameters()) {
-    at::Tensor saved;
-    archive.read("model." + p.key(), saved);
-    if (!saved.sizes().equals(p.value().sizes())) return bad(absl::StrCat("tensor ", p.key(), " has another shape"));
-    p.value().copy_(saved);
-  }
-  for (auto& b : model.named_buffers()) {
-    at::Tensor saved;
-    archive.read("model." + b.key(), saved, true);
-    if (!saved.sizes().equals(b.value().sizes())) return bad(absl::StrCat("buffer ", b.key(), " has another shape"));
-    b.value().copy_(saved);
-  }
-  // A checkpoint written before the generators were saved has none.
-  at::Tensor state;
-  if (archive.try_read(kCpuGenerator, state)) {
-    at::Generator cpu = DefaultGenerator(at::kCPU);
-    SetGeneratorState(cpu, state.to(at::kCPU));
-  }
-  if (device.is_cuda() && archive.try_read(kCudaGenerator, state)) {
-    at::Generator cuda = DefaultGenerator(device);
-    SetGeneratorState(cuda, state.to(at::kCPU));
-  }
-  torch::serialize::InputArchive optimizer_archive;
-  archive.read("optimizer", optimizer_archive);
-  optimizer.load(optimizer_archive);
+  RETURN_IF_ERROR(LoadTrainingState(bytes.substr(pos), model, optimizer, device));
   return epochs;
 }
 

@@ -10,6 +10,10 @@
 // shuffle and augmentation generators are functions of (seed, epoch). Format: a text
 // header of epoch records, then LibTorch's archive.
 //
+// The tensor archive alone (SaveTrainingState, LoadTrainingState) is the same state
+// without the epoch records: what a replay (replay.h) sets aside and puts back around a
+// traced batch.
+//
 // Thread safety: free functions; the model and optimizer must not be in use elsewhere.
 #ifndef REPRO_WORKER_ENGINE_CHECKPOINT_H_
 #define REPRO_WORKER_ENGINE_CHECKPOINT_H_
@@ -20,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/records.h"
 
@@ -28,6 +33,16 @@ namespace repro::engine {
 // Serializes the state after the last of `epochs` (epochs.back().epoch).
 std::string SaveCheckpoint(const std::string& initial_hash, const std::vector<EpochRecord>& epochs,
                            const torch::nn::Module& model, torch::optim::Optimizer& optimizer);
+
+// The model's tensors, the optimizer's state and the default generators, as LibTorch's
+// archive: the last part of a checkpoint.
+std::string SaveTrainingState(const torch::nn::Module& model, torch::optim::Optimizer& optimizer);
+
+// Loads what SaveTrainingState saved into `model` and `optimizer` (on `device`).
+// INVALID_ARGUMENT when a tensor's shape differs. May throw c10::Error (LibTorch) on bytes
+// that are no archive.
+absl::Status LoadTrainingState(const std::string& state, torch::nn::Module& model,
+                               torch::optim::Optimizer& optimizer, const torch::Device& device);
 
 // Loads a checkpoint into `model` and `optimizer` (built as for a fresh run, already on
 // `device`) and returns its epoch records. INVALID_ARGUMENT when the bytes are not a

@@ -5,6 +5,14 @@
 // host that has only LibTorch (no gRPC, SQLite, YAML or JSON library needed: the JSON
 // is written by hand).
 //
+// With --replay-epoch E it replays epoch E of the run the other flags describe (replay.h)
+// and prints the weights hash after every batch instead (replay_output.h); with
+// --trace-batch B also every op of batch B, to find where two settings part: replay both,
+// compare the batch hashes, trace the first differing batch on both sides, compare the
+// traces, dump the first differing op on both sides (--dump-op, --dump-out) and compare
+// the dumps' outputs. --checkpoints DIR keeps a training run's state after every epoch, for
+// --from-checkpoint.
+//
 // Exit codes (as every repro command): 0 done, 1 the run failed, 2 bad flags or input
 // (a bad value, a missing or corrupt data set). Errors are one sentence on stderr.
 #include <cerrno>
@@ -12,6 +20,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <limits>
 #include <string>
 #include <system_error>
@@ -22,6 +32,8 @@
 #include "common/hash.h"
 #include "worker/engine/engine.h"
 #include "worker/engine/json_text.h"
+#include "worker/engine/replay.h"
+#include "worker/engine/replay_output.h"
 
 namespace repro::engine {
 namespace {
@@ -66,6 +78,16 @@ const std::vector<cli::FlagSpec>& Flags() {
       {"export", true, "write initial and final weights (safetensors) into DIR", "DIR"},
       {"export-epochs", false, "with --export, also the weights after every epoch"},
       {"batch-digests", false, "print every batch's digest"},
+      {"checkpoints", true, "write the state after every epoch but the last to "
+                            "DIR/checkpoint-E (E: the epoch it follows)", "DIR"},
+      {"replay-epoch", true, "replay epoch E of the run batch by batch (--epochs must "
+                             "include it): the weights hash after every batch", "E"},
+      {"from-checkpoint", true, "with --replay-epoch: start from this checkpoint of the run "
+                                "(one from before E) instead of from epoch 0", "FILE"},
+      {"trace-batch", true, "with --replay-epoch: also trace every op of batch B", "B"},
+      {"trace-out", true, "with --trace-batch: write the trace to FILE, not stdout", "FILE"},
+      {"dump-op", true, "with --trace-batch and --dump-out: dump op N of the trace whole", "N"},
+      {"dump-out", true, "the dumped op's input and output tensors (safetensors)", "FILE"},
       {"json", false, "print one JSON object instead of text"},
   };
   return flags;
@@ -310,6 +332,130 @@ void PrintJson(const RunSpec& spec, const RunResult& r) {
   std::fputs(out.c_str(), stdout);
 }
 
+// What --replay-epoch and its flags ask for.
+struct ReplayFlags {
+  ReplayRequest request;
+  std::string checkpoint_file, trace_out, dump_out;
+};
+
+absl::StatusOr<std::string> ReadFile(const std::string& flag, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::InvalidArgumentError("--" + flag + ": cannot open " + path);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) return absl::InvalidArgumentError("--" + flag + ": cannot read " + path);
+  return bytes;
+}
+
+// The flags that apply to a replay only need --replay-epoch, and each needs the one it
+// refines; a replay writes neither exports nor checkpoints.
+absl::Status CheckReplayFlags(const cli::ParsedArgs& args) {
+  const bool replay = args.Has("replay-epoch");
+  for (const char* flag : {"from-checkpoint", "trace-batch"}) {
+    if (args.Has(flag) && !replay) {
+      return absl::InvalidArgumentError(std::string("--") + flag + " needs --replay-epoch E");
+    }
+  }
+  for (const char* flag : {"trace-out", "dump-op"}) {
+    if (args.Has(flag) && !args.Has("trace-batch")) {
+      return absl::InvalidArgumentError(std::string("--") + flag + " needs --trace-batch B");
+    }
+  }
+  if (args.Has("dump-op") != args.Has("dump-out")) {
+    return absl::InvalidArgumentError("--dump-op and --dump-out go together");
+  }
+  for (const char* flag : {"checkpoints", "export"}) {
+    if (args.Has(flag) && replay) {
+      return absl::InvalidArgumentError(std::string("--") + flag +
+                                        " applies to a training run, not to --replay-epoch");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ReplayFlags> ParseReplayFlags(const cli::ParsedArgs& args) {
+  ReplayFlags flags;
+  long long epoch = 0, batch = 0, op = 0;
+  for (absl::Status s : {ParseInt(args, "replay-epoch", 0, 100000, &epoch),
+                         ParseInt(args, "trace-batch", 0, 1LL << 40, &batch),
+                         ParseInt(args, "dump-op", 0, 1LL << 40, &op)}) {
+    if (!s.ok()) return s;
+  }
+  flags.request.epoch = static_cast<int>(epoch);
+  if (args.Has("trace-batch")) flags.request.trace_batch = batch;
+  if (args.Has("dump-op")) flags.request.dump_op = op;
+  if (args.Has("from-checkpoint")) {
+    flags.checkpoint_file = args.Get("from-checkpoint");
+    absl::StatusOr<std::string> bytes = ReadFile("from-checkpoint", flags.checkpoint_file);
+    if (!bytes.ok()) return bytes.status();
+    flags.request.checkpoint = *std::move(bytes);
+  }
+  flags.trace_out = args.Get("trace-out");
+  flags.dump_out = args.Get("dump-out");
+  return flags;
+}
+
+absl::Status WriteText(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  out.close();
+  if (!out) return absl::FailedPreconditionError("cannot write " + path);
+  return absl::OkStatus();
+}
+
+// --replay-epoch: replays, prints (text or JSON) and writes the trace and dump files.
+int ReplayMain(const cli::ParsedArgs& args, const RunSpec& spec, bool json) {
+  absl::StatusOr<ReplayFlags> flags = ParseReplayFlags(args);
+  if (!flags.ok()) {
+    return cli::Fail(kProgram, std::string(flags.status().message()), cli::kExitUsage);
+  }
+  absl::StatusOr<ReplayResult> result = ReplayEpoch(spec, flags->request);
+  if (!result.ok()) {
+    const bool input = result.status().code() == absl::StatusCode::kInvalidArgument;
+    return cli::Fail(kProgram, std::string(result.status().message()),
+                     input ? cli::kExitUsage : cli::kExitError);
+  }
+  const bool trace_here = flags->request.trace_batch && flags->trace_out.empty();
+  absl::Status written;
+  if (!flags->trace_out.empty()) {
+    written = WriteText(flags->trace_out,
+                        json ? TraceJson(result->trace) + "\n" : TraceText(result->trace));
+  }
+  if (written.ok() && !flags->dump_out.empty()) {
+    written = result->dump ? WriteOpDump(*result->dump, flags->dump_out)
+                           : absl::InvalidArgumentError(absl::StrCat(
+                                 "--dump-op: the trace has ", result->trace.size(),
+                                 " ops, so no op ", *flags->request.dump_op));
+  }
+  if (!written.ok()) {
+    const bool input = written.code() == absl::StatusCode::kInvalidArgument;
+    return cli::Fail(kProgram, std::string(written.message()),
+                     input ? cli::kExitUsage : cli::kExitError);
+  }
+  if (json) {
+    std::printf("{\"spec\":%s,\"replay\":%s}\n", JsonSpec(spec).c_str(),
+                ReplayJson(flags->request, *result, trace_here).c_str());
+  } else {
+    if (!flags->checkpoint_file.empty()) {
+      std::printf("checkpoint   %s\n", flags->checkpoint_file.c_str());
+    }
+    std::fputs(ReplayText(flags->request, *result, trace_here).c_str(), stdout);
+  }
+  return std::fflush(stdout) == 0 ? cli::kExitOk : cli::kExitError;
+}
+
+// --checkpoints DIR: each checkpoint the run hands over goes to DIR/checkpoint-E; the
+// first error is kept for the end of the run.
+decltype(Callbacks::on_checkpoint) CheckpointWriter(const std::string& dir, absl::Status* error) {
+  return [dir, error](int epoch, const std::string& state) {
+    std::error_code made;
+    std::filesystem::create_directories(dir, made);
+    absl::Status s = made ? absl::FailedPreconditionError("cannot create " + dir + ": " +
+                                                          made.message())
+                          : WriteText(absl::StrCat(dir, "/checkpoint-", epoch), state);
+    if (error->ok()) *error = std::move(s);
+  };
+}
+
 int Main(int argc, char** argv) {
   absl::StatusOr<cli::ParsedArgs> args = cli::Parse(argc, argv, Flags());
   if (!args.ok()) return cli::Fail(kProgram, std::string(args.status().message()), cli::kExitUsage);
@@ -322,15 +468,27 @@ int Main(int argc, char** argv) {
   if (absl::Status s = ToSpec(*args, &spec, &json, &batch_digests); !s.ok()) {
     return cli::Fail(kProgram, std::string(s.message()), cli::kExitUsage);
   }
+  if (absl::Status s = CheckReplayFlags(*args); !s.ok()) {
+    return cli::Fail(kProgram, std::string(s.message()), cli::kExitUsage);
+  }
+  if (args->Has("replay-epoch")) return ReplayMain(*args, spec, json);
   Callbacks callbacks;
   if (!json) {
     callbacks.on_epoch = [&](const EpochRecord& e) { PrintEpoch(e, batch_digests); };
+  }
+  absl::Status checkpoint_error;
+  if (args->Has("checkpoints")) {
+    spec.checkpoint_every = 1;
+    callbacks.on_checkpoint = CheckpointWriter(args->Get("checkpoints"), &checkpoint_error);
   }
   absl::StatusOr<RunResult> result = TrainRun(spec, callbacks);
   if (!result.ok()) {
     const bool input = result.status().code() == absl::StatusCode::kInvalidArgument;
     return cli::Fail(kProgram, std::string(result.status().message()),
                      input ? cli::kExitUsage : cli::kExitError);
+  }
+  if (!checkpoint_error.ok()) {
+    return cli::Fail(kProgram, std::string(checkpoint_error.message()), cli::kExitError);
   }
   if (json) {
     PrintJson(spec, *result);

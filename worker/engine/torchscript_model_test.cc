@@ -1,7 +1,8 @@
 // Tests of model kind torchscript (torchscript_model.h): the mirror shares the jit
 // module's tensors, runs train and repeat bit for bit, fingerprints and exports carry
 // Python's names, init file ignores the init seed and init seeded follows the stated
-// rule, checkpoints resume bit-identically (dropout included), and bad files fail
+// rule, checkpoints resume bit-identically (dropout included), a replay traces the
+// scripted ops with their modules, and bad files fail
 // before any step with the file named. The modules are built and saved in C++, as
 // torch.jit.script(model).save would, so no Python is needed.
 #include "worker/engine/torchscript_model.h"
@@ -20,6 +21,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -32,6 +34,8 @@
 #include "gtest/gtest.h"
 #include "worker/engine/engine.h"
 #include "worker/engine/fingerprint.h"
+#include "worker/engine/op_trace.h"
+#include "worker/engine/replay.h"
 #include "worker/engine/safetensors.h"
 
 namespace repro::engine {
@@ -369,6 +373,34 @@ TEST_F(TorchScriptTest, ACheckpointResumesBitIdentically) {
     }
     EXPECT_EQ(resumed->test_loss, whole->test_loss);
   }
+}
+
+// A replay (replay.h) of a scripted net: the interpreter's ops are traced at the top
+// level with the modules their parameters belong to, dropout's draws are put back with
+// the generators, so the traced step changes nothing, and the last batch's hash is the
+// run's epoch hash.
+TEST_F(TorchScriptTest, AReplayTracesTheScriptedOpsWithTheirModules) {
+  const RunSpec spec = Spec(net_);
+  auto run = TrainRun(spec);
+  ASSERT_TRUE(run.ok()) << run.status();
+  ReplayRequest request;
+  request.epoch = 1;
+  request.trace_batch = 0;
+  auto a = ReplayEpoch(spec, request);
+  auto b = ReplayEpoch(spec, request);
+  ASSERT_TRUE(a.ok() && b.ok()) << a.status() << b.status();
+  EXPECT_EQ(a->batch_hashes.back(), run->epochs[1].weights_hash);
+  EXPECT_TRUE(TraceChangedNothing(*a, 0));
+  EXPECT_EQ(CompareTraces(a->trace, b->trace).kind, OpDivergence::Kind::kNone);
+  std::map<std::string, std::string> module_of;  // the first forward op of each name
+  for (const OpRecord& r : a->trace) {
+    if (r.phase == OpPhase::kForward) module_of.try_emplace(r.name, r.module);
+  }
+  EXPECT_EQ(module_of["aten::conv2d"], "features.0");
+  EXPECT_EQ(module_of["aten::batch_norm"], "bn");
+  EXPECT_EQ(module_of["aten::linear"], "fc");
+  EXPECT_EQ(module_of["aten::mul"], "");  // times the net's own parameter
+  EXPECT_TRUE(module_of.count("aten::dropout"));
 }
 
 TEST_F(TorchScriptTest, BadModelFilesFailBeforeTrainingWithTheFileNamed) {
