@@ -42,6 +42,40 @@ struct WeightsFile {
   int64_t size = 0;    // bytes
 };
 
+// Where two runs that started alike part, as a worker found it by replaying them
+// (worker/engine/localize.h; reproctl localize).
+struct LocalizationResult {
+  int epoch = 0;             // the epoch replayed: the first after which their weights differ
+  int64_t batches = 0;       // in that epoch
+  int64_t batch = -1;        // the first after which the replays' weights differ; -1: none
+  // Whether each side's replay ended the epoch with the weights its run recorded:
+  // 1 yes, 0 no, -1 not known.
+  int a_reproduced = -1;
+  int b_reproduced = -1;
+  // The first op of that batch whose outputs differ: "outputs" (the same op, different
+  // outputs), "ops" (the two sides ran different ops there) or "none".
+  std::string op_kind = "none";
+  int64_t op_index = -1;     // in the batch's trace
+  std::string op_name;       // "aten::convolution_backward"
+  std::string op_name_b;     // side b's op where the ops differ
+  std::string op_module;     // "stage2.block0.conv1"; "" for the model itself
+  std::string op_phase;      // forward | backward | update
+  bool inputs_equal = false; // every input equal: this op is where the runs part
+  int differing_outputs = 0;
+  int64_t values = 0;        // output values compared
+  int64_t differing_values = 0;
+  double max_abs = 0;        // largest |a - b|
+  uint64_t max_ulps = 0;     // in units in the last place of the outputs' type
+  bool trace_changed_nothing = true;  // each traced step ended as its untraced one
+  int64_t trace_ops = 0;
+  int64_t trace_bytes = 0;
+  double replay_seconds = 0;       // the two replays of the epoch
+  double step_seconds = 0;         // one step of that batch, untraced
+  double traced_step_seconds = 0;  // and traced
+  double seconds = 0;              // the whole localization, on the worker
+  std::string worker;
+};
+
 // How RunResult::diverged starts: the store tells it from other notes by it.
 inline constexpr char kDivergedPrefix[] = "diverged: ";
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -158,23 +159,28 @@ grpc::Status CoordinatorService::CheckCallerName(grpc::CallbackServerContext* ct
   return s;
 }
 
-grpc::Status CoordinatorService::CheckLease(const std::string& worker, int64_t run_id,
-                                            int64_t lease_id, const std::string& secret) {
-  auto holder = store_->LeaseOwner(run_id, lease_id);
+// The caller is the worker `holder` names and presents its secret; `what` names the
+// lease in the refusal.
+static grpc::Status CheckHolder(const absl::StatusOr<LeaseHolder>& holder, const std::string& worker,
+                         const std::string& secret, const std::string& what) {
   if (!holder.ok()) return ToGrpc(holder.status());
   if (holder->worker != worker) {
     return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                        absl::StrCat("lease ", lease_id, " of run ", run_id,
-                                     " belongs to another worker"));
+                        absl::StrCat(what, " belongs to another worker"));
   }
   // Only the worker the lease was handed to knows its secret; the store has its hash
   // (none for a lease of schema 1, which no secret opens).
   if (holder->secret_hash.empty() || !ConstantTimeEquals(SecretHash(secret), holder->secret_hash)) {
     return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                        absl::StrCat("the lease secret given for lease ", lease_id, " of run ",
-                                     run_id, " is missing or wrong"));
+                        absl::StrCat("the lease secret given for ", what, " is missing or wrong"));
   }
   return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::CheckLease(const std::string& worker, int64_t run_id,
+                                            int64_t lease_id, const std::string& secret) {
+  return CheckHolder(store_->LeaseOwner(run_id, lease_id), worker, secret,
+                     absl::StrCat("lease ", lease_id, " of run ", run_id));
 }
 
 std::string CoordinatorService::Label(int64_t run_id) {
@@ -225,9 +231,81 @@ grpc::Status CoordinatorService::DoRegister(const v1::RegisterRequest& req,
   return grpc::Status::OK;
 }
 
+absl::StatusOr<bool> CoordinatorService::LeaseLocalization(const std::string& worker,
+                                                           v1::LeaseResponse* resp) {
+  absl::MutexLock lock(&localize_mu_);
+  if (!localize_open_) return false;
+  ASSIGN_OR_RETURN(const std::string secret, NewLeaseSecret());
+  ASSIGN_OR_RETURN(const std::optional<LocalizeLease> lease,
+                   store_->LeaseLocalization(plan_.experiment, worker, clock_(),
+                                             options_.localize_ttl_ms, SecretHash(secret)));
+  if (!lease) {
+    ASSIGN_OR_RETURN(const int64_t open, store_->OpenLocalizations(plan_.experiment));
+    localize_open_ = open > 0;  // one still running
+    return false;
+  }
+  v1::LocalizeJob* job = resp->mutable_localize();
+  job->set_job_id(lease->id);
+  job->set_job_secret(secret);
+  job->set_epoch(lease->epoch);
+  for (const auto& [side, label, spec, recorded] :
+       {std::tuple{&lease->a, job->mutable_run_a(), job->mutable_spec_a(), job->mutable_recorded_a()},
+        std::tuple{&lease->b, job->mutable_run_b(), job->mutable_spec_b(), job->mutable_recorded_b()}}) {
+    const ArmSpec* arm = FindArm(side->arm);
+    if (arm == nullptr) return absl::InternalError(absl::StrCat("a run of unknown arm ", side->arm));
+    *label = absl::StrCat(side->arm, "#", side->index);
+    *spec = ToProto(RunSpecFor(plan_, *arm, side->seeds));
+    *recorded = side->recorded;
+  }
+  log_(absl::StrCat("worker ", worker, " took the localization of ", job->run_a(), " and ",
+                    job->run_b(), " (epoch ", lease->epoch, lease->attempt > 1
+                        ? absl::StrCat(", attempt ", lease->attempt) : "", ")"));
+  return true;
+}
+
+grpc::Status CoordinatorService::DoCompleteLocalize(const v1::CompleteLocalizeRequest& req) {
+  if (grpc::Status s = CheckWorker(req.worker()); !s.ok()) return s;
+  if (grpc::Status s = CheckHolder(store_->LocalizationOwner(req.job_id()), req.worker(),
+                                   req.job_secret(), absl::StrCat("localization ", req.job_id()));
+      !s.ok()) {
+    return s;
+  }
+  LocalizationResult result = FromProto(req.result());
+  result.worker = req.worker();
+  const std::string error = req.error().substr(0, 4000);
+  if (absl::Status s = store_->CompleteLocalization(req.job_id(), error, result); !s.ok()) {
+    return ToGrpc(s);
+  }
+  log_(absl::StrCat("worker ", req.worker(), " localized ", req.job_id(), ": ",
+                    error.empty() ? absl::StrCat("batch ", result.batch, ", ", result.op_name)
+                                  : absl::StrCat("failed: ", error)));
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::DoLocalize(const v1::LocalizeRequest& req,
+                                            v1::LocalizeResponse* resp) {
+  absl::StatusOr<LocalizationState> state =
+      store_->RequestLocalization(plan_.experiment, req.run_a(), req.run_b(), clock_());
+  if (!state.ok()) return ToGrpc(state.status());
+  if (state->state == "pending") {
+    absl::MutexLock lock(&localize_mu_);
+    localize_open_ = true;
+  }
+  resp->set_state(state->state);
+  resp->set_error(state->error);
+  resp->set_epoch(state->epoch);
+  resp->set_worker(state->worker);
+  if (state->result) *resp->mutable_result() = ToProto(*state->result);
+  return grpc::Status::OK;
+}
+
 grpc::Status CoordinatorService::DoLease(const v1::LeaseRequest& req, v1::LeaseResponse* resp) {
   if (grpc::Status s = CheckWorker(req.worker()); !s.ok()) return s;
   ExpireLeases();
+  // Where runs part is asked while a user waits: before any run.
+  absl::StatusOr<bool> localizing = LeaseLocalization(req.worker(), resp);
+  if (!localizing.ok()) return ToGrpc(localizing.status());
+  if (*localizing) return grpc::Status::OK;
   auto secret = NewLeaseSecret();
   if (!secret.ok()) return ToGrpc(secret.status());
   auto leased = store_->LeaseNext(plan_.experiment, req.worker(), clock_(), options_.lease_ttl_ms,
@@ -597,6 +675,17 @@ grpc::ServerUnaryReactor* CoordinatorService::Workers(grpc::CallbackServerContex
     for (const WorkerRecord& w : status->workers) *resp->add_workers() = ToProto(w);
     return WithinStatusCeiling(*resp);
   });
+}
+grpc::ServerUnaryReactor* CoordinatorService::CompleteLocalize(
+    grpc::CallbackServerContext* ctx, const v1::CompleteLocalizeRequest* req,
+    v1::CompleteLocalizeResponse*) {
+  return Unary(ctx, AuthorizeWorker(ctx, req->worker(), "CompleteLocalize"),
+               [=] { return DoCompleteLocalize(*req); });
+}
+grpc::ServerUnaryReactor* CoordinatorService::Localize(grpc::CallbackServerContext* ctx,
+                                                       const v1::LocalizeRequest* req,
+                                                       v1::LocalizeResponse* resp) {
+  return Unary(ctx, Authorize(ctx, Role::kAdmin, "Localize"), [=] { return DoLocalize(*req, resp); });
 }
 grpc::ServerUnaryReactor* CoordinatorService::Cancel(grpc::CallbackServerContext* ctx,
                                                      const v1::CancelRequest* req,

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "common/plan.h"
 #include "common/security.h"
@@ -44,6 +45,9 @@ struct ServiceOptions {
   const BlobStore* blobs = nullptr;
   // The largest weights file PutBlob takes (--max-upload-bytes).
   int64_t max_upload_bytes = int64_t{16} << 30;
+  // How long a worker may take over a localization (it sends no heartbeats meanwhile)
+  // before it is handed to another: six replays of the epoch that parts the runs.
+  int64_t localize_ttl_ms = 3600 * 1000;
 };
 
 class CoordinatorService final : public v1::WorkerService::CallbackService,
@@ -94,6 +98,10 @@ class CoordinatorService final : public v1::WorkerService::CallbackService,
   // store's disk is full, so that the worker tries again.
   grpc::ServerReadReactor<v1::PutBlobRequest>* PutBlob(grpc::CallbackServerContext* ctx,
                                                        v1::PutBlobResponse* resp) override;
+  // A localization's answer, from the worker that holds it (its secret).
+  grpc::ServerUnaryReactor* CompleteLocalize(grpc::CallbackServerContext* ctx,
+                                             const v1::CompleteLocalizeRequest* req,
+                                             v1::CompleteLocalizeResponse* resp) override;
 
   // ControlService
   grpc::ServerUnaryReactor* Status(grpc::CallbackServerContext* ctx,
@@ -114,6 +122,11 @@ class CoordinatorService final : public v1::WorkerService::CallbackService,
   // names; NOT_FOUND naming the run when it has none of those asked for.
   grpc::ServerWriteReactor<v1::BlobChunk>* FetchWeights(
       grpc::CallbackServerContext* ctx, const v1::FetchWeightsRequest* req) override;
+  // Asks the workers where two finished runs part (the first call), and says how far
+  // that is; the next Lease of any worker takes it before any run.
+  grpc::ServerUnaryReactor* Localize(grpc::CallbackServerContext* ctx,
+                                     const v1::LocalizeRequest* req,
+                                     v1::LocalizeResponse* resp) override;
 
  private:
   grpc::Status DoRegister(const v1::RegisterRequest& req, v1::RegisterResponse* resp);
@@ -125,6 +138,10 @@ class CoordinatorService final : public v1::WorkerService::CallbackService,
   grpc::Status DoRelease(const v1::ReleaseRequest& req, v1::ReleaseResponse* resp);
   grpc::Status DoSaveCheckpoint(const v1::SaveCheckpointRequest& req,
                                 v1::SaveCheckpointResponse* resp);
+  // A pending localization for `worker` into `resp` (true), when there is one.
+  absl::StatusOr<bool> LeaseLocalization(const std::string& worker, v1::LeaseResponse* resp);
+  grpc::Status DoCompleteLocalize(const v1::CompleteLocalizeRequest& req);
+  grpc::Status DoLocalize(const v1::LocalizeRequest& req, v1::LocalizeResponse* resp);
   grpc::Status CheckWorker(const std::string& worker);
   // The blob GetBlob asked for, open, once the call passes every check.
   absl::StatusOr<BlobFile> OpenBlob(const v1::GetBlobRequest& req);
@@ -162,6 +179,11 @@ class CoordinatorService final : public v1::WorkerService::CallbackService,
   Log log_;
   const Authenticator auth_;
   const std::map<std::string, int64_t> blob_sizes_;  // the plan's inputs: SHA-256 -> size
+  // Whether a localization may be pending or running: Lease looks for one only then, so
+  // that the lease of a run costs no more for them. Set by Localize, cleared by a Lease
+  // that finds none open; localize_mu_ orders the two.
+  absl::Mutex localize_mu_;
+  bool localize_open_ ABSL_GUARDED_BY(localize_mu_) = true;
   ReportService reports_;  // Report and ReportStream, apart from every other call
 };
 

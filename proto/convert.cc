@@ -173,6 +173,66 @@ RunResult FromProto(const v1::RunResult& r) {
   return out;
 }
 
+v1::Localization ToProto(const LocalizationResult& l) {
+  v1::Localization out;
+  out.set_epoch(l.epoch);
+  out.set_batches(l.batches);
+  out.set_batch(l.batch);
+  out.set_a_reproduced(l.a_reproduced);
+  out.set_b_reproduced(l.b_reproduced);
+  out.set_op_kind(l.op_kind);
+  out.set_op_index(l.op_index);
+  out.set_op_name(l.op_name);
+  out.set_op_name_b(l.op_name_b);
+  out.set_op_module(l.op_module);
+  out.set_op_phase(l.op_phase);
+  out.set_inputs_equal(l.inputs_equal);
+  out.set_differing_outputs(l.differing_outputs);
+  out.set_values(l.values);
+  out.set_differing_values(l.differing_values);
+  out.set_max_abs(l.max_abs);
+  out.set_max_ulps(l.max_ulps);
+  out.set_trace_changed_nothing(l.trace_changed_nothing);
+  out.set_trace_ops(l.trace_ops);
+  out.set_trace_bytes(l.trace_bytes);
+  out.set_replay_seconds(l.replay_seconds);
+  out.set_step_seconds(l.step_seconds);
+  out.set_traced_step_seconds(l.traced_step_seconds);
+  out.set_seconds(l.seconds);
+  out.set_worker(l.worker);
+  return out;
+}
+
+LocalizationResult FromProto(const v1::Localization& l) {
+  LocalizationResult out;
+  out.epoch = l.epoch();
+  out.batches = l.batches();
+  out.batch = l.batch();
+  out.a_reproduced = l.a_reproduced();
+  out.b_reproduced = l.b_reproduced();
+  out.op_kind = l.op_kind();
+  out.op_index = l.op_index();
+  out.op_name = l.op_name();
+  out.op_name_b = l.op_name_b();
+  out.op_module = l.op_module();
+  out.op_phase = l.op_phase();
+  out.inputs_equal = l.inputs_equal();
+  out.differing_outputs = l.differing_outputs();
+  out.values = l.values();
+  out.differing_values = l.differing_values();
+  out.max_abs = l.max_abs();
+  out.max_ulps = l.max_ulps();
+  out.trace_changed_nothing = l.trace_changed_nothing();
+  out.trace_ops = l.trace_ops();
+  out.trace_bytes = l.trace_bytes();
+  out.replay_seconds = l.replay_seconds();
+  out.step_seconds = l.step_seconds();
+  out.traced_step_seconds = l.traced_step_seconds();
+  out.seconds = l.seconds();
+  out.worker = l.worker();
+  return out;
+}
+
 namespace {
 
 v1::RunCounts ToProto(const RunCounts& c) {

@@ -24,6 +24,8 @@ v1::RunResult ToProto(const RunResult& result);
 RunResult FromProto(const v1::RunResult& result);
 v1::WorkerStatus ToProto(const WorkerRecord& worker);
 WorkerRecord FromProto(const v1::WorkerStatus& worker);
+v1::Localization ToProto(const LocalizationResult& localization);
+LocalizationResult FromProto(const v1::Localization& localization);
 v1::StatusResponse ToProto(const ExperimentStatus& status);
 ExperimentStatus FromProto(const v1::StatusResponse& status);
 

@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <limits>
+#include <thread>
 #include <unistd.h>
 
 #include "absl/strings/str_cat.h"
@@ -17,6 +18,7 @@
 #include "common/clock.h"
 #include "common/security.h"
 #include "analysis/analysis.h"
+#include "analysis/localization.h"
 #include "analysis/report.h"
 #include "analysis/scores.h"
 #include "reproctl/fetch.h"
@@ -35,14 +37,14 @@ const std::vector<cli::FlagSpec> kFlags = {
     {"coordinator", true, "coordinator address (default $REPRO_COORDINATOR)", "HOST:PORT"},
     {"db", true, "read this SQLite file directly instead of asking a coordinator", "PATH"},
     {"experiment", true, "with --db: which experiment (default: the only or latest one)", "NAME"},
-    {"format", true, "status: text|json; report: text|json|csv|html (default text)", "FORMAT"},
+    {"format", true, "status, localize: text|json; report: text|json|csv|html (default text)", "FORMAT"},
     {"arm", true, "report: only this arm (csv needs it)", "NAME"},
     {"reference-arm", true, "report: compare every arm's spread with this arm (default different_seeds)", "NAME"},
     {"bootstrap", true, "report, analyze-scores: bootstrap resamples of the stdev ratio's 95% CI (default 10000; 0: none)", "N"},
     {"seed", true, "report, analyze-scores: seed of the bootstrap (default 0)", "S"},
     {"partial", false, "report: report an experiment that has not finished"},
     {"output", true, "write to this file instead of standard output", "FILE"},
-    {"timeout-ms", true, "deadline of each call to the coordinator (default 10000; report, fetch: 600000)", "MS"},
+    {"timeout-ms", true, "deadline of each call to the coordinator (default 10000; report, fetch, localize: 600000)", "MS"},
     {"reason", true, "cancel: why, kept with every cancelled run", "TEXT"},
     {"weights", true, "fetch: initial|final|all (default final)", "WHICH"},
     {"o", true, "fetch: the folder to write the files to (default ./ARM-INDEX)", "DIR"},
@@ -61,6 +63,9 @@ constexpr char kSynopsis[] =
     "                                              equality, divergence and spread per arm\n"
     "  workers                                     the workers and what they run\n"
     "  cancel [--reason TEXT]                      stop handing out runs (coordinator only)\n"
+    "  localize RUN_A RUN_B [--format text|json]  where two runs that started alike part: the\n"
+    "                                              batch, the operation, its module (a worker\n"
+    "                                              replays them; --db shows a stored answer)\n"
     "  fetch RUN [--weights initial|final|all] [-o DIR]\n"
     "                                              a finished run's weights files (RUN as status\n"
     "                                              names it, e.g. same_seed#0), checked by SHA-256\n"
@@ -205,6 +210,26 @@ FetchArgs FetchArgsOf(const cli::ParsedArgs& args) {
   return f;
 }
 
+// A localization's answer as --format asks.
+Result Localized(const cli::ParsedArgs& args, const LocalizationResult& result) {
+  const std::string format = args.Get("format", "text");
+  const std::string& a = args.positional[1];
+  const std::string& b = args.positional[2];
+  if (format == "json") return Ok(LocalizationJson(a, b, result));
+  if (format != "text") {
+    return Result{"", cli::kExitUsage, absl::StrCat("--format: expected text or json, got \"", format, "\"")};
+  }
+  return Ok(LocalizationText(a, b, result));
+}
+
+// A localization that has not been answered: what it waits for.
+std::string Waiting(const std::string& state, const std::string& worker, int epoch) {
+  return state == "running"
+             ? absl::StrCat("worker ", worker, " is replaying epoch ", epoch, " of both runs")
+             : "waiting for a worker to take it (workers leave once the experiment has finished: "
+               "start one, or run them with --stay)";
+}
+
 // "wrote DIR/final.safetensors" per file.
 Result Fetched(const std::vector<std::string>& paths) {
   std::string body;
@@ -227,6 +252,21 @@ Result FromDb(const std::string& command, const cli::ParsedArgs& args) {
     auto view = (*store)->LoadView(*experiment);
     if (!view.ok()) return Error(view.status());
     return ReportFromView(std::move(*view), args);
+  }
+  if (command == "localize") {
+    auto found = (*store)->FindLocalization(*experiment, args.positional[1], args.positional[2]);
+    if (!found.ok()) return Error(found.status());
+    if (!found->has_value()) {
+      return Result{"", cli::kExitUsage,
+                    absl::StrCat(path, " holds no localization of ", args.positional[1], " and ",
+                                 args.positional[2], "; ask the coordinator for one "
+                                 "(reproctl --coordinator HOST:PORT localize ...)")};
+    }
+    const LocalizationState& state = **found;
+    if (state.result) return Localized(args, *state.result);
+    if (state.state == "failed") return Result{"", cli::kExitError, state.error};
+    return Result{"", cli::kExitIncomplete, absl::StrCat("not answered yet: ",
+                                                         Waiting(state.state, state.worker, state.epoch))};
   }
   if (command == "fetch") {
     const FetchArgs f = FetchArgsOf(args);
@@ -276,12 +316,45 @@ Result ReportFromCoordinator(v1::ControlService::Stub& stub, grpc::ClientContext
   return output.Close();
 }
 
+// Asks the coordinator where two runs part, then asks again every half second until a
+// worker has answered or `timeout_ms` has passed (the coordinator keeps the request).
+Result LocalizeFromCoordinator(v1::ControlService::Stub& stub, const std::string& token,
+                               const cli::ParsedArgs& args, int64_t timeout_ms,
+                               const std::function<Result(const grpc::Status&)>& rpc_error) {
+  v1::LocalizeRequest req;
+  req.set_run_a(args.positional[1]);
+  req.set_run_b(args.positional[2]);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  std::string told;
+  for (;;) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    AttachToken(&ctx, token);
+    v1::LocalizeResponse resp;
+    const grpc::Status s = stub.Localize(&ctx, req, &resp);
+    if (!s.ok()) return rpc_error(s);
+    if (resp.state() == "done") return Localized(args, FromProto(resp.result()));
+    if (resp.state() == "failed") {
+      return Result{"", cli::kExitError, absl::StrCat("the localization failed: ", resp.error())};
+    }
+    const std::string waiting = Waiting(resp.state(), resp.worker(), resp.epoch());
+    if (waiting != told) std::fprintf(stderr, "reproctl: %s\n", waiting.c_str());
+    told = waiting;
+    if (std::chrono::steady_clock::now() > deadline) {
+      return Result{"", cli::kExitIncomplete,
+                    absl::StrCat("no answer within --timeout-ms ", timeout_ms,
+                                 "; the coordinator keeps the request: ask again later")};
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+}
+
 Result FromCoordinator(const std::string& command, const cli::ParsedArgs& args,
                        const std::string& address) {
   // A report of a large experiment takes a while to compute and send: its default
   // deadline is longer than the other calls'.
-  auto timeout = args.GetInt("timeout-ms", command == "report" || command == "fetch" ? 600000 : 10000,
-                             1, 3600000);
+  const bool long_call = command == "report" || command == "fetch" || command == "localize";
+  auto timeout = args.GetInt("timeout-ms", long_call ? 600000 : 10000, 1, 24 * 3600000LL);
   if (!timeout.ok()) return Error(timeout.status());
   auto token = ClientToken(args.Get("token-file"));
   if (!token.ok()) return Error(token.status());
@@ -318,6 +391,7 @@ Result FromCoordinator(const std::string& command, const cli::ParsedArgs& args,
     return Ok(*body);
   }
   if (command == "report") return ReportFromCoordinator(*stub, ctx, args, rpc_error);
+  if (command == "localize") return LocalizeFromCoordinator(*stub, *token, args, *timeout, rpc_error);
   if (command == "fetch") {
     const FetchArgs f = FetchArgsOf(args);
     std::vector<std::string> written;
@@ -358,12 +432,14 @@ int Run(int argc, char** argv) {
     return Emit(*args, Ok(*body));
   }
   if (command != "status" && command != "report" && command != "workers" && command != "cancel" &&
-      command != "fetch") {
+      command != "fetch" && command != "localize") {
     return cli::Fail(kProgram, absl::StrCat("unknown command \"", command, "\" (see --help)"), cli::kExitUsage);
   }
-  const size_t arguments = command == "fetch" ? 2 : 1;
-  if (command == "fetch" && args->positional.size() < 2) {
-    return cli::Fail(kProgram, "fetch needs a run, as status names it (e.g. same_seed#0)", cli::kExitUsage);
+  const size_t arguments = command == "fetch" ? 2 : command == "localize" ? 3 : 1;
+  if (args->positional.size() < arguments) {
+    return cli::Fail(kProgram, absl::StrCat(command, " needs ", arguments - 1, " run(s), as status "
+                                            "names them (e.g. same_seed#0)"),
+                     cli::kExitUsage);
   }
   if (args->positional.size() > arguments) {
     return cli::Fail(kProgram, absl::StrCat("unexpected argument \"", args->positional[arguments], "\""),

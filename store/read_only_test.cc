@@ -155,7 +155,8 @@ TEST_F(ReadOnlyStoreTest, ReadsASchemaOneStoreWithoutUpgradingIt) {
 
 TEST_F(ReadOnlyStoreTest, ReadsASchemaTwoStoreWithoutUpgradingIt) {
   MakeStore();
-  Sql(path_, "DROP TABLE weight_files; UPDATE meta SET value = '2' WHERE key = 'schema_version';");
+  Sql(path_, "DROP TABLE weight_files; DROP TABLE localizations; "
+             "UPDATE meta SET value = '2' WHERE key = 'schema_version';");
   const std::string before = Bytes(path_);
   EXPECT_EQ(ReadFinishedRun(path_), "");
   EXPECT_EQ(Bytes(path_), before) << "the read-only open upgraded the file";

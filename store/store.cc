@@ -90,6 +90,22 @@ CREATE TABLE IF NOT EXISTS weight_files (  -- schema 3: RunResult::weights, blob
   sha256 TEXT NOT NULL,
   size INTEGER NOT NULL,
   PRIMARY KEY (attempt_id, ordinal));
+CREATE TABLE IF NOT EXISTS localizations (  -- schema 4: where two runs part (reproctl localize)
+  id INTEGER PRIMARY KEY,
+  experiment_id INTEGER NOT NULL REFERENCES experiments(id),
+  run_a INTEGER NOT NULL REFERENCES runs(id),
+  run_b INTEGER NOT NULL REFERENCES runs(id),
+  epoch INTEGER NOT NULL,
+  state TEXT NOT NULL DEFAULT 'pending'
+    CHECK (state IN ('pending', 'running', 'done', 'failed')),
+  attempts INTEGER NOT NULL DEFAULT 0,
+  worker TEXT NOT NULL DEFAULT '',
+  lease_expires_ms INTEGER,
+  secret_hash TEXT,
+  error TEXT NOT NULL DEFAULT '',
+  result TEXT,                              -- JSON of LocalizationResult
+  created_ms INTEGER NOT NULL,
+  UNIQUE (experiment_id, run_a, run_b));
 CREATE TABLE IF NOT EXISTS checkpoints (   -- the latest state of an unfinished run
   run_id INTEGER PRIMARY KEY REFERENCES runs(id),
   attempt_id INTEGER NOT NULL REFERENCES attempts(id),
@@ -187,6 +203,13 @@ absl::StatusOr<std::unique_ptr<RunStore>> RunStore::OpenReadOnly(const std::stri
     // Before schema 3 no weights travelled: an empty TEMP table stands for them.
     RETURN_IF_ERROR(db->Exec("CREATE TEMP TABLE weight_files (attempt_id INTEGER, "
                              "ordinal INTEGER, name TEXT, sha256 TEXT, size INTEGER)"));
+  }
+  if (*version < 4) {
+    // Nor were runs localized: an empty TEMP table stands for that too.
+    RETURN_IF_ERROR(db->Exec("CREATE TEMP TABLE localizations (id INTEGER, experiment_id "
+                             "INTEGER, run_a INTEGER, run_b INTEGER, epoch INTEGER, state TEXT, "
+                             "attempts INTEGER, worker TEXT, lease_expires_ms INTEGER, "
+                             "secret_hash TEXT, error TEXT, result TEXT, created_ms INTEGER)"));
   }
   if (*version < 2) {
     // Schema 1 lacks the attempts' secret_hash, checksum and diverged: a TEMP view (it

@@ -40,8 +40,9 @@
 namespace repro {
 
 // 1: the first; 2: attempts.secret_hash, attempts.checksum and attempts.diverged (Migrate
-// upgrades 1 to 2); 3: the table weight_files (Migrate creates it).
-inline constexpr int kSchemaVersion = 3;
+// upgrades 1 to 2); 3: the table weight_files; 4: the table localizations (Migrate
+// creates both).
+inline constexpr int kSchemaVersion = 4;
 
 struct LeasedRun {
   int64_t run_id = 0;
@@ -59,6 +60,32 @@ struct LeasedRun {
 struct LeaseHolder {
   std::string worker;
   std::string secret_hash;
+};
+
+// A localization of where two runs part (reproctl localize), as the store keeps it.
+struct LocalizationState {
+  int64_t id = 0;
+  std::string state;         // pending | running | done | failed
+  std::string run_a, run_b;  // "arm#index"
+  int epoch = 0;             // the epoch to replay
+  std::string worker;        // running or done: who took it
+  std::string error;         // failed: why
+  std::optional<LocalizationResult> result;  // done
+};
+
+// A localization handed to a worker: the two runs (their arms, indices and seeds, so
+// that their specs can be built) and the weights hashes they recorded after `epoch`.
+struct LocalizeLease {
+  struct Side {
+    std::string arm;
+    int index = 0;
+    RunSeeds seeds;
+    std::string recorded;
+  };
+  int64_t id = 0;
+  int attempt = 0;  // 1 for the first
+  int epoch = 0;
+  Side a, b;
 };
 
 // What a worker's report of a failed attempt did to its run.
@@ -130,6 +157,34 @@ class RunStore {
   // stays failed whatever its workers report later.
   absl::StatusOr<int> Cancel(const std::string& experiment, const std::string& reason,
                              int64_t now_ms);
+
+  // --- Localizations (localizations.cc) ---
+  // Asks for where runs `run_a` and `run_b` ("arm#index") part, or finds the request
+  // made before. INVALID_ARGUMENT for a malformed or unknown run; FAILED_PRECONDITION,
+  // saying why, when a run has no result yet, the two did not start alike (their initial
+  // weights or data differ), or never part (every epoch's weights are equal).
+  absl::StatusOr<LocalizationState> RequestLocalization(const std::string& experiment,
+                                                        const std::string& run_a,
+                                                        const std::string& run_b,
+                                                        int64_t now_ms);
+  // The request for that pair, if any (reads only).
+  absl::StatusOr<std::optional<LocalizationState>> FindLocalization(const std::string& experiment,
+                                                                    const std::string& run_a,
+                                                                    const std::string& run_b);
+  // Hands a pending localization, or one whose worker's lease expired, to `worker`; a
+  // localization that has used up kLocalizeAttempts fails. None when there is none.
+  absl::StatusOr<std::optional<LocalizeLease>> LeaseLocalization(const std::string& experiment,
+                                                                 const std::string& worker,
+                                                                 int64_t now_ms, int64_t ttl_ms,
+                                                                 const std::string& secret_hash);
+  static constexpr int kLocalizeAttempts = 3;
+  // Who holds localization `id`; NOT_FOUND when there is none.
+  absl::StatusOr<LeaseHolder> LocalizationOwner(int64_t id);
+  // The worker's answer: done with `result`, or failed with `error` (non-empty).
+  absl::Status CompleteLocalization(int64_t id, const std::string& error,
+                                    const LocalizationResult& result);
+  // How many localizations of the experiment are pending or running.
+  absl::StatusOr<int64_t> OpenLocalizations(const std::string& experiment);
 
   // Who holds (or held) attempt `lease_id` of the run; NOT_FOUND when the run has no
   // such attempt.

@@ -535,6 +535,62 @@ TEST_F(IntegrationTest, AModelFileThatCannotBeTrainedEndsTheExperimentWithOneCle
       << store.Text("SELECT error FROM runs LIMIT 1");
 }
 
+// Where runs part (issue 15): two arms that differ only in LibTorch's intra-op threads
+// (1 and 2) part in their first epoch on Debian's LibTorch; `reproctl localize` has a
+// worker replay both and names the batch, the operation, its module, whether its inputs
+// were equal and by how much its outputs differ.
+TEST_F(IntegrationTest, LocalizeNamesTheBatchAndTheOperationWhereThreadCountsPart) {
+  const std::string plan = Path("plan.yaml"), db = Path("localize.db");
+  WriteFile(plan, PlanText("localize", 2, 1, 256, 100) +
+                      "model: {kind: small-cnn}\n"
+                      "training: {batch_size: 64, optimizer: adam, lr: 0.001}\n"
+                      "determinism: {deterministic_algorithms: true, threads: 1, device: cpu}\n"
+                      "arms:\n  t1: {seed: fixed}\n  t2: {seed: fixed, determinism: {threads: 2}}\n");
+  Coordinator c;
+  ASSERT_TRUE(StartCoordinator({"--plan", plan, "--db", db}, "c", &c));
+  ChildProcess* worker =
+      Spawn({kWorker, "--coordinator", c.address, "--name", "w1", "--stay"}, "w1");
+  const std::vector<std::string> remote = {"--coordinator", c.address};
+  ASSERT_TRUE(WaitForDone(remote, 4, 120s));
+
+  CommandResult json = Reproctl(remote, {"localize", "t1#0", "t2#0", "--format", "json"});
+  ASSERT_EQ(json.code, 0) << json.err;
+  auto found = ParseJson(json.out);
+  ASSERT_TRUE(found.has_value()) << json.out;
+  EXPECT_EQ(found->at("epoch"), 0);
+  ASSERT_TRUE(found->at("batch").is_number()) << json.out;
+  EXPECT_GE(found->at("batch").get<int>(), 0);
+  EXPECT_LT(found->at("batch").get<int>(), 4);
+  EXPECT_EQ(found->at("reproduced").at("a"), true) << "the replay of t1#0 is not the run";
+  EXPECT_EQ(found->at("reproduced").at("b"), true) << "the replay of t2#0 is not the run";
+  const Json& op = found->at("op");
+  ASSERT_TRUE(op.is_object()) << json.out;
+  EXPECT_EQ(op.at("kind"), "outputs");
+  EXPECT_FALSE(op.at("name").get<std::string>().empty());
+  EXPECT_FALSE(op.at("module").get<std::string>().empty());
+  EXPECT_EQ(op.at("inputs_equal"), true) << "the first differing op has equal inputs";
+  EXPECT_GT(op.at("max_ulps").get<uint64_t>(), 0u);
+  EXPECT_GT(op.at("differing_values").get<int64_t>(), 0);
+  EXPECT_EQ(found->at("trace_changed_nothing"), true);
+  EXPECT_EQ(found->at("worker"), "w1");
+
+  CommandResult text = Reproctl(remote, {"localize", "t1#0", "t2#0"});
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_TRUE(absl::StrContains(text.out, "Its inputs were equal on both sides: this operation "
+                                          "is where the runs part."))
+      << text.out;
+  // The answer is kept: the file gives it without the coordinator.
+  CommandResult stored = Reproctl({"--db", db}, {"localize", "t1#0", "t2#0", "--format", "json"});
+  ASSERT_EQ(stored.code, 0) << stored.err;
+  EXPECT_EQ(ParseJson(stored.out), found);
+  // Two runs of one arm never part, and say so.
+  CommandResult same = Reproctl(remote, {"localize", "t1#0", "t1#1"});
+  EXPECT_EQ(same.code, 1);
+  EXPECT_TRUE(absl::StrContains(same.err, "t1#0 and t1#1 never part")) << same.err;
+  worker->Signal(SIGTERM);
+  ASSERT_TRUE(worker->Wait(30s));
+}
+
 // A coordinator restarted from its database alone, on a machine where the plan's files
 // are gone, takes them from its blob store by the hashes it recorded.
 TEST_F(IntegrationTest, ARestartFromTheDatabaseAloneNeedsNotThePlansFiles) {

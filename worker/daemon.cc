@@ -79,10 +79,12 @@ struct WorkerDaemon::Progress {
 
 WorkerDaemon::WorkerDaemon(WorkerOptions options,
                            std::unique_ptr<v1::WorkerService::StubInterface> stub, Trainer trainer,
-                           Sleeper* sleeper, const std::atomic<int>* stop_signal)
+                           Sleeper* sleeper, const std::atomic<int>* stop_signal,
+                           Localizer localizer)
     : options_(std::move(options)),
       stub_(std::move(stub)),
       trainer_(std::move(trainer)),
+      localizer_(std::move(localizer)),
       cache_(options_.cache, options_.cache_max_bytes),
       sleeper_(sleeper),
       stop_signal_(stop_signal) {}
@@ -201,6 +203,9 @@ int WorkerDaemon::LeaseLoop() {
     switch (resp.outcome_case()) {
       case v1::LeaseResponse::kRun:
         Train(resp.run());
+        break;
+      case v1::LeaseResponse::kLocalize:
+        Localize(resp.localize());
         break;
       case v1::LeaseResponse::kFinished:
         if (!options_.stay) {

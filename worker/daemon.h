@@ -33,6 +33,7 @@
 #include "repro/v1/repro.grpc.pb.h"
 #include "worker/blob_cache.h"
 #include "worker/engine/engine.h"
+#include "worker/engine/localize.h"
 #include "worker/inputs.h"
 
 namespace repro {
@@ -60,6 +61,10 @@ struct WorkerOptions {
 // engine never does); one that does has its run failed with the exception's message.
 using Trainer =
     std::function<absl::StatusOr<RunResult>(const RunSpec& spec, const engine::Callbacks& callbacks)>;
+
+// Finds where two runs part (reproctl localize): engine::Localize in the worker.
+using Localizer =
+    std::function<absl::StatusOr<engine::Localization>(const engine::LocalizeRequest& request)>;
 
 // Every pause of the daemon: the retry backoff, the wait between lease polls and the
 // heartbeat interval. Tests give one that returns at once and records what was asked.
@@ -91,7 +96,8 @@ class WorkerDaemon {
   // `stub`: the coordinator's WorkerService. `sleeper` and `stop_signal` are not owned
   // and must outlive the daemon.
   WorkerDaemon(WorkerOptions options, std::unique_ptr<v1::WorkerService::StubInterface> stub,
-               Trainer trainer, Sleeper* sleeper, const std::atomic<int>* stop_signal);
+               Trainer trainer, Sleeper* sleeper, const std::atomic<int>* stop_signal,
+               Localizer localizer = engine::Localize);
   // Returns the process exit code: 0 when the experiment finished or a signal stopped it.
   int Run();
 
@@ -107,6 +113,10 @@ class WorkerDaemon {
   int LeaseLoop();
   // Trains one assignment and reports it (complete, fail, release or drop).
   void Train(const v1::RunAssignment& run);
+  // Replays the two runs of a localization and sends its answer (daemon_localize.cc).
+  void Localize(const v1::LocalizeJob& job);
+  // A localization job's side as this worker trains it: its inputs fetched.
+  absl::StatusOr<RunSpec> LocalizeSpec(const v1::RunSpec& wire);
   RunSpec SpecFor(const v1::RunAssignment& run) const;
   // Makes every input of `spec` a file in the cache, fetching the missing ones from the
   // coordinator (transient failures retried with backoff, a partial fetch resumed), and
@@ -156,6 +166,7 @@ class WorkerDaemon {
   WorkerOptions options_;
   std::unique_ptr<v1::WorkerService::StubInterface> stub_;
   Trainer trainer_;
+  Localizer localizer_;
   InputCheck inputs_;  // the run's files against the plan's hashes, before training
   BlobCache cache_;    // the run's files, fetched from the coordinator
   Sleeper* sleeper_;

@@ -51,6 +51,7 @@ struct Received {
   int upload_attempts = 0;
   std::map<std::string, std::string> uploads;  // the bytes taken, by declared SHA-256
   std::vector<v1::PutBlobRequest> upload_headers;  // each taken upload's first message
+  std::vector<v1::CompleteLocalizeRequest> localized;
 };
 
 // A coordinator that answers from a script: the given errors first, then success.
@@ -62,6 +63,8 @@ class FakeCoordinator final : public v1::WorkerService::Service {
   void FailPutBlob(grpc::Status s) { Locked([&] { put_errors_.push_back(s); }); }
   // Leased in order; once they are gone the experiment has finished.
   void AddRun(const v1::RunAssignment& run) { Locked([&] { runs_.push_back(run); }); }
+  // Leased before any run.
+  void AddLocalize(const v1::LocalizeJob& job) { Locked([&] { jobs_.push_back(job); }); }
   // Whether a heartbeat finds its lease still valid (default: always).
   void SetLeaseValid(std::function<bool(const v1::HeartbeatRequest&)> valid) {
     Locked([&] { lease_valid_ = std::move(valid); });
@@ -93,7 +96,10 @@ class FakeCoordinator final : public v1::WorkerService::Service {
     std::lock_guard<std::mutex> lock(mu_);
     ++received_.leases;
     if (!lease_errors_.empty()) return Pop(lease_errors_);
-    if (runs_.empty()) {
+    if (!jobs_.empty()) {
+      *resp->mutable_localize() = jobs_.front();
+      jobs_.pop_front();
+    } else if (runs_.empty()) {
       resp->set_finished(true);
     } else {
       *resp->mutable_run() = runs_.front();
@@ -179,6 +185,11 @@ class FakeCoordinator final : public v1::WorkerService::Service {
     resp->set_stored(received_.uploads.emplace(first.sha256(), bytes).second);
     return grpc::Status::OK;
   }
+  grpc::Status CompleteLocalize(grpc::ServerContext*, const v1::CompleteLocalizeRequest* req,
+                                v1::CompleteLocalizeResponse*) override {
+    Locked([&] { received_.localized.push_back(*req); });
+    return grpc::Status::OK;
+  }
   grpc::Status Release(grpc::ServerContext*, const v1::ReleaseRequest* req,
                        v1::ReleaseResponse* resp) override {
     Locked([&] { received_.releases.push_back(*req); });
@@ -201,6 +212,7 @@ class FakeCoordinator final : public v1::WorkerService::Service {
   std::mutex mu_;
   std::deque<grpc::Status> register_errors_, lease_errors_, complete_errors_, put_errors_;
   std::deque<v1::RunAssignment> runs_;
+  std::deque<v1::LocalizeJob> jobs_;
   std::function<bool(const v1::HeartbeatRequest&)> lease_valid_ = [](const auto&) { return true; };
   std::map<std::string, std::string> blobs_;  // by SHA-256
   size_t blob_chunk_ = 1 << 20;
@@ -269,9 +281,9 @@ class DaemonTest : public ::testing::Test {
   }
   ~DaemonTest() override { server_->Shutdown(); }
 
-  int RunDaemon(Trainer trainer) {
+  int RunDaemon(Trainer trainer, Localizer localizer = engine::Localize) {
     WorkerDaemon daemon(options_, v1::WorkerService::NewStub(server_->InProcessChannel({})),
-                        std::move(trainer), &sleeper_, &stop_);
+                        std::move(trainer), &sleeper_, &stop_, std::move(localizer));
     return daemon.Run();
   }
 
@@ -376,6 +388,70 @@ TEST_F(DaemonUploadTest, WeightsOverTheCoordinatorsLimitFailTheRunAsThePlansErro
   EXPECT_TRUE(got.fails[0].plan_error());
   EXPECT_THAT(got.fails[0].error(),
               HasSubstr("cannot upload the initial weights of run arm#1: a weights file of 3.1 MB"));
+}
+
+TEST_F(DaemonTest, ALocalizationIsReplayedUnderEachRunsSpecAndAnsweredWithItsSecret) {
+  v1::LocalizeJob job;
+  job.set_job_id(7);
+  job.set_job_secret(std::string(32, 's'));
+  job.set_run_a("t1#0");
+  job.set_run_b("t2#0");
+  RunSpec a, b;
+  a.threads = 0;  // a leaves its threads to the worker
+  b.threads = 2;
+  *job.mutable_spec_a() = ToProto(a);
+  *job.mutable_spec_b() = ToProto(b);
+  job.set_epoch(3);
+  job.set_recorded_a(std::string(32, 'a'));
+  coordinator_.AddLocalize(job);
+  coordinator_.AddRun(Assignment(1));
+  options_.threads = 5;
+  std::vector<engine::LocalizeRequest> asked;
+  auto localizer = [&](const engine::LocalizeRequest& r) -> absl::StatusOr<engine::Localization> {
+    asked.push_back(r);
+    engine::Localization l;
+    l.epoch = r.epoch;
+    l.batch = 4;
+    l.op.kind = engine::OpDivergence::Kind::kOutputs;
+    l.op.name = "aten::addmm";
+    l.op.inputs_equal = true;
+    return l;
+  };
+  auto trainer = [](const RunSpec&, const engine::Callbacks&) -> absl::StatusOr<RunResult> {
+    return Result("after");
+  };
+  EXPECT_EQ(RunDaemon(trainer, localizer), cli::kExitOk);
+  ASSERT_THAT(asked, SizeIs(1));
+  EXPECT_EQ(asked[0].a.threads, 5);
+  EXPECT_EQ(asked[0].b.threads, 2);
+  EXPECT_EQ(asked[0].epoch, 3);
+  EXPECT_EQ(asked[0].recorded_a, std::string(32, 'a'));
+  Received got = coordinator_.received();
+  ASSERT_THAT(got.localized, SizeIs(1));
+  EXPECT_EQ(got.localized[0].job_id(), 7);
+  EXPECT_EQ(got.localized[0].job_secret(), std::string(32, 's'));
+  EXPECT_EQ(got.localized[0].error(), "");
+  EXPECT_EQ(got.localized[0].result().batch(), 4);
+  EXPECT_EQ(got.localized[0].result().op_kind(), "outputs");
+  EXPECT_EQ(got.localized[0].result().op_name(), "aten::addmm");
+  EXPECT_TRUE(got.localized[0].result().inputs_equal());
+  ASSERT_THAT(got.completes, SizeIs(1));  // and then the run
+}
+
+TEST_F(DaemonTest, ALocalizationThatCannotBeReplayedIsAnsweredWithTheReason) {
+  v1::LocalizeJob job;
+  job.set_job_id(8);
+  coordinator_.AddLocalize(job);
+  auto localizer = [](const engine::LocalizeRequest&) -> absl::StatusOr<engine::Localization> {
+    return absl::InvalidArgumentError("epoch 9 is beyond the run's 2 epochs");
+  };
+  auto trainer = [](const RunSpec&, const engine::Callbacks&) -> absl::StatusOr<RunResult> {
+    return Result("none");
+  };
+  EXPECT_EQ(RunDaemon(trainer, localizer), cli::kExitOk);
+  Received got = coordinator_.received();
+  ASSERT_THAT(got.localized, SizeIs(1));
+  EXPECT_EQ(got.localized[0].error(), "epoch 9 is beyond the run's 2 epochs");
 }
 
 TEST_F(DaemonTest, ThrowingTrainerFailsTheRunInsteadOfEndingTheWorker) {
