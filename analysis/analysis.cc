@@ -252,6 +252,7 @@ Report AnalyzeWithoutRuns(const ExperimentView& view, const AnalysisOptions& opt
   report.complete = report.runs_remaining == 0;
   report.notes = Notes(view);
   report.weights = view.weights;
+  report.localizations = view.localizations;
   const AnalyzedArm* same_seed = nullptr;
   const AnalyzedArm* different_seeds = nullptr;
   const AnalyzedArm* reference = nullptr;

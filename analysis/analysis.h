@@ -220,6 +220,8 @@ struct Report {
   std::vector<std::string> notes;
   // The weights files the results name and what the blob store keeps of them.
   WeightsUsage weights;
+  // Where runs part, as reproctl localize asked the workers (oldest first).
+  std::vector<LocalizationState> localizations;
 
   std::vector<ArmReport> arms;  // in plan order
   // stdev (ddof 0) of the "same_seed" arm over that of the "different_seeds" arm, per

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "analysis/localization.h"
 #include "analysis/stats.h"
 #include "analysis/report_text.h"
 #include "analysis/svg_plots.h"
@@ -212,6 +213,12 @@ std::string RenderHtml(const Report& report, const std::string& arm_filter) {
   absl::StrAppend(&out, "<h2>Divergence from the reference run, by epoch</h2>\n",
                   DivergencePlot(report, arm_filter));
 
+  if (arm_filter.empty() && !report.localizations.empty()) {
+    absl::StrAppend(&out, "<h2>Where runs part</h2>\n");
+    for (const LocalizationState& l : report.localizations) {
+      absl::StrAppend(&out, "<pre>", HtmlEscape(LocalizationText(l)), "</pre>\n");
+    }
+  }
   absl::StrAppend(&out, "<h2>Equality, divergence and instability</h2>\n",
                   EqualityTables(report, arm_filter));
   absl::StrAppend(&out, "<h2>Scores</h2>\n", ScoresTable(report, arm_filter));

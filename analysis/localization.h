@@ -8,21 +8,23 @@
 
 #include <string>
 
-#include "common/records.h"
+#include "analysis/json_writer.h"
+#include "common/experiment_view.h"
 
 namespace repro {
 
-// Lines of text about runs `run_a` and `run_b` ("arm#index").
-std::string LocalizationText(const std::string& run_a, const std::string& run_b,
-                             const LocalizationResult& result);
+// Lines of text: the answer when there is one, else what it waits for or why it failed.
+std::string LocalizationText(const LocalizationState& localization);
 
-// {"run_a", "run_b", "epoch", "batches", "batch" (null: none), "reproduced": {"a", "b"}
-// (each true, false or null), "op": null or {"kind", "index", "name", "name_b",
-// "module", "phase", "inputs_equal", "differing_outputs", "values",
-// "differing_values", "max_abs", "max_ulps"}, "trace_changed_nothing", "trace_ops",
-// "trace_bytes", "seconds": {"replay", "step", "traced_step", "total"}, "worker"}.
-std::string LocalizationJson(const std::string& run_a, const std::string& run_b,
-                             const LocalizationResult& result);
+// {"run_a", "run_b", "state", "error", "epoch", "worker", "answer": null or {"batches",
+// "batch" (null: none), "reproduced": {"a", "b"} (each true, false or null), "op": null
+// or {"kind", "index", "name", "name_b", "module", "phase", "inputs_equal",
+// "differing_outputs", "values", "differing_values", "max_abs", "max_ulps"},
+// "trace_changed_nothing", "trace_ops", "trace_bytes", "seconds": {"replay", "step",
+// "traced_step", "total"}}}: as reproctl localize --format json prints it and as the
+// JSON report's "where_runs_part" lists it.
+void WriteLocalization(JsonWriter& w, const LocalizationState& localization);
+std::string LocalizationJson(const LocalizationState& localization);
 
 }  // namespace repro
 

@@ -12,6 +12,7 @@
 #include "analysis/stats.h"
 #include "analysis/html_report.h"
 #include "analysis/json_writer.h"
+#include "analysis/localization.h"
 #include "analysis/report_text.h"
 
 namespace repro {
@@ -304,6 +305,10 @@ std::string RenderJson(const Report& report, const std::string& arm_filter,
   w.Key("cross_arm");
   w.BeginArray();
   for (const CrossArmIdentity& identity : report.cross_arm) WriteCrossArm(w, identity);
+  w.EndArray();
+  w.Key("where_runs_part");
+  w.BeginArray();
+  for (const LocalizationState& l : report.localizations) WriteLocalization(w, l);
   w.EndArray();
   w.Key("runs");
   w.BeginArray();

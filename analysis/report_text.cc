@@ -6,6 +6,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "analysis/localization.h"
 #include "analysis/stats.h"
 
 namespace repro {
@@ -356,6 +358,11 @@ std::string RenderText(const Report& report, const std::string& arm_filter) {
   if (arm_filter.empty()) {
     AppendComparisons(report, &out);
     AppendCrossArm(report, &out);
+    if (!report.localizations.empty()) absl::StrAppend(&out, "\nWhere runs part (reproctl localize):\n");
+    for (const LocalizationState& l : report.localizations) {
+      absl::StrAppend(&out, "  ", absl::StrReplaceAll(LocalizationText(l), {{"\n", "\n  "}}));
+      out.resize(out.size() - 2);  // the indent after the last line
+    }
   }
   return out;
 }

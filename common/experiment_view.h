@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -85,6 +86,18 @@ inline std::string DescribeWeights(const WeightsUsage& w) {
   return line;
 }
 
+// A request for where two runs part (reproctl localize) and its answer, as the store
+// keeps it.
+struct LocalizationState {
+  int64_t id = 0;
+  std::string state;         // pending | running | done | failed
+  std::string run_a, run_b;  // "arm#index"
+  int epoch = 0;             // the epoch to replay
+  std::string worker;        // running or done: who took it
+  std::string error;         // failed: why
+  std::optional<LocalizationResult> result;  // done
+};
+
 struct ExperimentView {
   std::string name;
   std::vector<std::string> arms;  // in plan order
@@ -92,6 +105,7 @@ struct ExperimentView {
   int epochs = 0;
   std::vector<RunView> runs;      // ordered by arm (plan order), then index
   WeightsUsage weights;           // read with the results
+  std::vector<LocalizationState> localizations;  // read with the results, oldest first
 };
 
 // A registered worker, as it registered and as last heard from.

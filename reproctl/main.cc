@@ -211,15 +211,13 @@ FetchArgs FetchArgsOf(const cli::ParsedArgs& args) {
 }
 
 // A localization's answer as --format asks.
-Result Localized(const cli::ParsedArgs& args, const LocalizationResult& result) {
+Result Localized(const cli::ParsedArgs& args, const LocalizationState& localization) {
   const std::string format = args.Get("format", "text");
-  const std::string& a = args.positional[1];
-  const std::string& b = args.positional[2];
-  if (format == "json") return Ok(LocalizationJson(a, b, result));
+  if (format == "json") return Ok(LocalizationJson(localization));
   if (format != "text") {
     return Result{"", cli::kExitUsage, absl::StrCat("--format: expected text or json, got \"", format, "\"")};
   }
-  return Ok(LocalizationText(a, b, result));
+  return Ok(LocalizationText(localization));
 }
 
 // A localization that has not been answered: what it waits for.
@@ -263,7 +261,7 @@ Result FromDb(const std::string& command, const cli::ParsedArgs& args) {
                                  "(reproctl --coordinator HOST:PORT localize ...)")};
     }
     const LocalizationState& state = **found;
-    if (state.result) return Localized(args, *state.result);
+    if (state.result) return Localized(args, state);
     if (state.state == "failed") return Result{"", cli::kExitError, state.error};
     return Result{"", cli::kExitIncomplete, absl::StrCat("not answered yet: ",
                                                          Waiting(state.state, state.worker, state.epoch))};
@@ -333,7 +331,16 @@ Result LocalizeFromCoordinator(v1::ControlService::Stub& stub, const std::string
     v1::LocalizeResponse resp;
     const grpc::Status s = stub.Localize(&ctx, req, &resp);
     if (!s.ok()) return rpc_error(s);
-    if (resp.state() == "done") return Localized(args, FromProto(resp.result()));
+    if (resp.state() == "done") {
+      LocalizationState done;
+      done.state = "done";
+      done.run_a = req.run_a();
+      done.run_b = req.run_b();
+      done.epoch = resp.epoch();
+      done.worker = resp.worker();
+      done.result = FromProto(resp.result());
+      return Localized(args, done);
+    }
     if (resp.state() == "failed") {
       return Result{"", cli::kExitError, absl::StrCat("the localization failed: ", resp.error())};
     }

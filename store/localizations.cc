@@ -125,6 +125,15 @@ absl::StatusOr<std::optional<LocalizationState>> StateOf(sql::Database& db, int6
 
 }  // namespace
 
+absl::StatusOr<std::vector<LocalizationState>> RunStore::LocalizationsOf(int64_t experiment_id) {
+  ASSIGN_OR_RETURN(auto q, db_->Prepare(absl::StrCat(kSelectState,
+                                                     "WHERE l.experiment_id = ? ORDER BY l.id")));
+  q->Bind(1, experiment_id);
+  std::vector<LocalizationState> all;
+  RETURN_IF_ERROR(ForEachRow(*q, [&](const sql::Statement& row) { all.push_back(ReadState(row)); }));
+  return all;
+}
+
 absl::StatusOr<LocalizationState> RunStore::RequestLocalization(const std::string& experiment,
                                                                 const std::string& run_a,
                                                                 const std::string& run_b,

@@ -390,6 +390,7 @@ absl::Status RunStore::LoadResults(int64_t experiment_id, const std::vector<int6
         r->weights.push_back(WeightsFile{w.Text(1), w.Text(2), w.Int(3)});
       }));
   ASSIGN_OR_RETURN(view->weights, WeightsLocked(experiment_id));
+  ASSIGN_OR_RETURN(view->localizations, LocalizationsOf(experiment_id));
   return MarkCorrupt(*db_, experiment_id, attempt_ids, view);
 }
 

@@ -62,17 +62,6 @@ struct LeaseHolder {
   std::string secret_hash;
 };
 
-// A localization of where two runs part (reproctl localize), as the store keeps it.
-struct LocalizationState {
-  int64_t id = 0;
-  std::string state;         // pending | running | done | failed
-  std::string run_a, run_b;  // "arm#index"
-  int epoch = 0;             // the epoch to replay
-  std::string worker;        // running or done: who took it
-  std::string error;         // failed: why
-  std::optional<LocalizationResult> result;  // done
-};
-
 // A localization handed to a worker: the two runs (their arms, indices and seeds, so
 // that their specs can be built) and the weights hashes they recorded after `epoch`.
 struct LocalizeLease {
@@ -249,6 +238,9 @@ class RunStore {
   absl::Status LoadResults(int64_t experiment_id, const std::vector<int64_t>& attempt_ids,
                            ExperimentView* view) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status SetWorkerRun(const std::string& worker, const std::string& run)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Every localization of the experiment, oldest first (localizations.cc).
+  absl::StatusOr<std::vector<LocalizationState>> LocalizationsOf(int64_t experiment_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   absl::Mutex mu_;

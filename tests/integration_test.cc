@@ -557,13 +557,16 @@ TEST_F(IntegrationTest, LocalizeNamesTheBatchAndTheOperationWhereThreadCountsPar
   ASSERT_EQ(json.code, 0) << json.err;
   auto found = ParseJson(json.out);
   ASSERT_TRUE(found.has_value()) << json.out;
+  EXPECT_EQ(found->at("state"), "done");
   EXPECT_EQ(found->at("epoch"), 0);
-  ASSERT_TRUE(found->at("batch").is_number()) << json.out;
-  EXPECT_GE(found->at("batch").get<int>(), 0);
-  EXPECT_LT(found->at("batch").get<int>(), 4);
-  EXPECT_EQ(found->at("reproduced").at("a"), true) << "the replay of t1#0 is not the run";
-  EXPECT_EQ(found->at("reproduced").at("b"), true) << "the replay of t2#0 is not the run";
-  const Json& op = found->at("op");
+  EXPECT_EQ(found->at("worker"), "w1");
+  const Json& answer = found->at("answer");
+  ASSERT_TRUE(answer.at("batch").is_number()) << json.out;
+  EXPECT_GE(answer.at("batch").get<int>(), 0);
+  EXPECT_LT(answer.at("batch").get<int>(), 4);
+  EXPECT_EQ(answer.at("reproduced").at("a"), true) << "the replay of t1#0 is not the run";
+  EXPECT_EQ(answer.at("reproduced").at("b"), true) << "the replay of t2#0 is not the run";
+  const Json& op = answer.at("op");
   ASSERT_TRUE(op.is_object()) << json.out;
   EXPECT_EQ(op.at("kind"), "outputs");
   EXPECT_FALSE(op.at("name").get<std::string>().empty());
@@ -571,8 +574,7 @@ TEST_F(IntegrationTest, LocalizeNamesTheBatchAndTheOperationWhereThreadCountsPar
   EXPECT_EQ(op.at("inputs_equal"), true) << "the first differing op has equal inputs";
   EXPECT_GT(op.at("max_ulps").get<uint64_t>(), 0u);
   EXPECT_GT(op.at("differing_values").get<int64_t>(), 0);
-  EXPECT_EQ(found->at("trace_changed_nothing"), true);
-  EXPECT_EQ(found->at("worker"), "w1");
+  EXPECT_EQ(answer.at("trace_changed_nothing"), true);
 
   CommandResult text = Reproctl(remote, {"localize", "t1#0", "t2#0"});
   ASSERT_EQ(text.code, 0) << text.err;
@@ -583,6 +585,19 @@ TEST_F(IntegrationTest, LocalizeNamesTheBatchAndTheOperationWhereThreadCountsPar
   CommandResult stored = Reproctl({"--db", db}, {"localize", "t1#0", "t2#0", "--format", "json"});
   ASSERT_EQ(stored.code, 0) << stored.err;
   EXPECT_EQ(ParseJson(stored.out), found);
+  // The report has it too, in every format.
+  CommandResult report = Reproctl(remote, {"report", "--format", "json"});
+  ASSERT_EQ(report.code, 0) << report.err;
+  auto parsed = ParseJson(report.out);
+  ASSERT_TRUE(parsed.has_value());
+  ASSERT_EQ(parsed->at("where_runs_part").size(), 1u);
+  EXPECT_EQ(parsed->at("where_runs_part").at(0), *found);
+  CommandResult report_text = Reproctl(remote, {"report"});
+  EXPECT_TRUE(absl::StrContains(report_text.out, "Where runs part (reproctl localize):\n  Runs "
+                                                 "t1#0 and t2#0 part in epoch 0"))
+      << report_text.out;
+  CommandResult html = Reproctl(remote, {"report", "--format", "html"});
+  EXPECT_TRUE(absl::StrContains(html.out, "<h2>Where runs part</h2>")) << html.out.substr(0, 2000);
   // Two runs of one arm never part, and say so.
   CommandResult same = Reproctl(remote, {"localize", "t1#0", "t1#1"});
   EXPECT_EQ(same.code, 1);
