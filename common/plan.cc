@@ -319,8 +319,9 @@ ArmSpec ParseArm(const Validator& v, const YAML::Node& name, const YAML::Node& b
   ArmSpec arm;
   arm.name = v.Name(name, "arms");
   const std::string key = absl::StrCat("arms.", arm.name);
-  v.CheckMap(body, key, {"seed", "init", "shuffle", "augment", "determinism"});
+  v.CheckMap(body, key, {"seed", "init", "shuffle", "augment", "determinism", "localize"});
   arm.determinism = plan_determinism;
+  if (body["localize"]) arm.localize = v.Boolean(body["localize"], key + ".localize");
   if (body["seed"]) {
     arm.init = arm.shuffle = arm.augment = ParseSeedMode(v, body["seed"], key + ".seed");
   }

@@ -82,6 +82,10 @@ struct ArmSpec {
   SeedMode shuffle = SeedMode::kFixed;
   SeedMode augment = SeedMode::kFixed;
   DeterminismSpec determinism;     // the plan's, with this arm's overrides applied
+  // Once every run of the arm has finished, ask the workers where its run #0 and the
+  // first run that ended with other weights part (reproctl localize). It changes no
+  // result, so it is not part of the canonical plan.
+  bool localize = false;
 };
 
 struct Plan {

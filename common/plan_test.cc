@@ -74,6 +74,18 @@ TEST(PlanTest, CanonicalFormIgnoresFormattingButNotContent) {
   EXPECT_NE(CanonicalPlan(*a), CanonicalPlan(*c));
 }
 
+TEST(PlanTest, AnArmMayAskWhereItsRunsPartWithoutChangingTheCanonicalPlan) {
+  auto asks = ParsePlan(std::string(kQuick) + "arms:\n  a: {seed: fixed, localize: true}\n  b: {seed: fixed}\n",
+                        "p.yaml");
+  auto plain = ParsePlan(std::string(kQuick) + "arms:\n  a: {seed: fixed}\n  b: {seed: fixed}\n", "p.yaml");
+  ASSERT_TRUE(asks.ok() && plain.ok()) << asks.status() << plain.status();
+  EXPECT_TRUE(asks->arms[0].localize);
+  EXPECT_FALSE(asks->arms[1].localize);
+  EXPECT_EQ(CanonicalPlan(*asks), CanonicalPlan(*plain));
+  EXPECT_TRUE(absl::StrContains(ErrorOf(std::string(kQuick) + "arms:\n  a: {localize: maybe}\n"),
+                                "arms.a.localize"));
+}
+
 TEST(PlanTest, TheCanonicalFormRecordsEachInputsHashAndSize) {
   auto plan = ParsePlan("experiment: x\nruns: 1\nepochs: 1\nmodel: {kind: torchscript, path: m.pt}\n",
                         "p.yaml");

@@ -401,7 +401,9 @@ int WaitUntilDone(const Serving& s) {
     if (s.local != nullptr) s.local->Poll();
     auto counts = s.store.Counts(s.plan.experiment);
     const auto now = std::chrono::steady_clock::now();
-    const bool finished = counts.ok() && counts->finished();
+    // Where runs part, when an arm asked (localize: true), is part of the work.
+    auto localizing = s.store.OpenLocalizations(s.plan.experiment);
+    const bool finished = counts.ok() && counts->finished() && localizing.ok() && *localizing == 0;
     if (now - last_show > std::chrono::seconds(1) || finished) {
       last_show = now;
       if (auto status = BuildStatus(s.store, s.plan.experiment); status.ok()) s.progress.Show(*status);

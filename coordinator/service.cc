@@ -282,15 +282,38 @@ grpc::Status CoordinatorService::DoCompleteLocalize(const v1::CompleteLocalizeRe
   return grpc::Status::OK;
 }
 
-grpc::Status CoordinatorService::DoLocalize(const v1::LocalizeRequest& req,
-                                            v1::LocalizeResponse* resp) {
-  absl::StatusOr<LocalizationState> state =
-      store_->RequestLocalization(plan_.experiment, req.run_a(), req.run_b(), clock_());
-  if (!state.ok()) return ToGrpc(state.status());
-  if (state->state == "pending") {
+void CoordinatorService::MaybeLocalize(const std::string& arm_name) {
+  const ArmSpec* arm = FindArm(arm_name);
+  if (arm == nullptr || !arm->localize) return;
+  absl::StatusOr<std::optional<std::pair<std::string, std::string>>> pair =
+      store_->PartedPair(plan_.experiment, arm_name);
+  if (!pair.ok() || !pair->has_value()) return;
+  const auto& [a, b] = **pair;
+  absl::StatusOr<LocalizationState> state = AskWhereRunsPart(a, b);
+  if (!state.ok()) {
+    log_(absl::StrCat("arm ", arm_name, ": where ", a, " and ", b, " part cannot be asked: ",
+                      state.status().message()));
+    return;
+  }
+  log_(absl::StrCat("arm ", arm_name, " has finished and its runs ", a, " and ", b,
+                    " part (localize: true): asked the workers where"));
+}
+
+absl::StatusOr<LocalizationState> CoordinatorService::AskWhereRunsPart(const std::string& run_a,
+                                                                        const std::string& run_b) {
+  ASSIGN_OR_RETURN(LocalizationState state,
+                   store_->RequestLocalization(plan_.experiment, run_a, run_b, clock_()));
+  if (state.state == "pending") {
     absl::MutexLock lock(&localize_mu_);
     localize_open_ = true;
   }
+  return state;
+}
+
+grpc::Status CoordinatorService::DoLocalize(const v1::LocalizeRequest& req,
+                                            v1::LocalizeResponse* resp) {
+  absl::StatusOr<LocalizationState> state = AskWhereRunsPart(req.run_a(), req.run_b());
+  if (!state.ok()) return ToGrpc(state.status());
   resp->set_state(state->state);
   resp->set_error(state->error);
   resp->set_epoch(state->epoch);
@@ -391,6 +414,11 @@ grpc::Status CoordinatorService::DoComplete(const v1::CompleteRequest& req,
   auto counted = store_->Complete(req.run_id(), req.lease_id(), r, clock_());
   if (!counted.ok()) return ToGrpc(counted.status());
   resp->set_counted(*counted);
+  if (*counted) {
+    if (auto label = store_->RunLabel(req.run_id()); label.ok()) {
+      MaybeLocalize(label->substr(0, label->rfind('#')));
+    }
+  }
   log_(absl::StrCat("worker ", req.worker(), " finished run ", Label(req.run_id()),
                     *counted ? "" : " (not counted: the run already had a result or had ended, "
                                     "or the attempt had; kept as an extra attempt)",
@@ -423,8 +451,11 @@ grpc::Status CoordinatorService::DoFail(const v1::FailRequest& req, v1::FailResp
                       " for a reason of the plan's own: ", error, "; experiment cancelled (",
                       *cancelled, " run(s) not done ended with it)"));
   } else {
-    log_(absl::StrCat("worker ", req.worker(), " failed run ", Label(req.run_id()), ": ", error,
+    const std::string label = Label(req.run_id());
+    log_(absl::StrCat("worker ", req.worker(), " failed run ", label, ": ", error,
                       *outcome == FailOutcome::kRetry ? " (will retry)" : ""));
+    // A run that failed for good may be its arm's last.
+    if (*outcome == FailOutcome::kFailed) MaybeLocalize(label.substr(0, label.rfind('#')));
   }
   return grpc::Status::OK;
 }

@@ -141,6 +141,12 @@ class CoordinatorService final : public v1::WorkerService::CallbackService,
   // A pending localization for `worker` into `resp` (true), when there is one.
   absl::StatusOr<bool> LeaseLocalization(const std::string& worker, v1::LeaseResponse* resp);
   grpc::Status DoCompleteLocalize(const v1::CompleteLocalizeRequest& req);
+  // An arm that asks for it (localize: true) and has just finished: where its runs part
+  // is asked of the workers, as reproctl localize would.
+  void MaybeLocalize(const std::string& arm);
+  // Asks (or finds asked before) where two runs part, and has Lease look for it.
+  absl::StatusOr<LocalizationState> AskWhereRunsPart(const std::string& run_a,
+                                                     const std::string& run_b);
   grpc::Status DoLocalize(const v1::LocalizeRequest& req, v1::LocalizeResponse* resp);
   grpc::Status CheckWorker(const std::string& worker);
   // The blob GetBlob asked for, open, once the call passes every check.

@@ -239,6 +239,34 @@ absl::Status RunStore::CompleteLocalization(int64_t id, const std::string& error
   });
 }
 
+absl::StatusOr<std::optional<std::pair<std::string, std::string>>> RunStore::PartedPair(
+    const std::string& experiment, const std::string& arm) {
+  QueuedLock lock(&mu_, &queued_);
+  ASSIGN_OR_RETURN(int64_t experiment_id, ExperimentId(experiment));
+  ASSIGN_OR_RETURN(auto q, db_->Prepare(
+      "SELECT r.idx, r.state, COALESCE(a.initial_hash, ''), COALESCE(a.final_hash, '') "
+      "FROM runs r LEFT JOIN attempts a ON a.id = r.result_attempt "
+      "WHERE r.experiment_id = ? AND r.arm = ? ORDER BY r.idx"));
+  q->Bind(1, experiment_id).Bind(2, arm);
+  bool unfinished = false;
+  std::optional<std::pair<int64_t, std::string>> first;  // index, initial hash
+  std::string first_final;
+  std::optional<int64_t> parted;
+  RETURN_IF_ERROR(ForEachRow(*q, [&](const sql::Statement& row) {
+    const std::string state = row.Text(1);
+    unfinished |= state == "pending" || state == "running";
+    if (state != "done") return;
+    if (!first) {
+      first.emplace(row.Int(0), row.Text(2));
+      first_final = row.Text(3);
+    } else if (!parted && row.Text(2) == first->second && row.Text(3) != first_final) {
+      parted = row.Int(0);
+    }
+  }));
+  if (unfinished || !parted) return std::nullopt;
+  return std::make_pair(absl::StrCat(arm, "#", first->first), absl::StrCat(arm, "#", *parted));
+}
+
 absl::StatusOr<int64_t> RunStore::OpenLocalizations(const std::string& experiment) {
   QueuedLock lock(&mu_, &queued_);
   ASSIGN_OR_RETURN(int64_t experiment_id, ExperimentId(experiment));

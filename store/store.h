@@ -26,6 +26,7 @@
 #include <optional>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -172,6 +173,11 @@ class RunStore {
   // The worker's answer: done with `result`, or failed with `error` (non-empty).
   absl::Status CompleteLocalization(int64_t id, const std::string& error,
                                     const LocalizationResult& result);
+  // For an arm whose every run has finished: its lowest-index done run and the first
+  // done run after it that started alike but ended with other weights ("arm#index"
+  // each); none while a run of the arm is pending or running, or when none parts.
+  absl::StatusOr<std::optional<std::pair<std::string, std::string>>> PartedPair(
+      const std::string& experiment, const std::string& arm);
   // How many localizations of the experiment are pending or running.
   absl::StatusOr<int64_t> OpenLocalizations(const std::string& experiment);
 

@@ -606,6 +606,39 @@ TEST_F(IntegrationTest, LocalizeNamesTheBatchAndTheOperationWhereThreadCountsPar
   ASSERT_TRUE(worker->Wait(30s));
 }
 
+// An arm that asks for it (localize: true) has where its runs part found once it has
+// finished, before the coordinator exits: here runs of one initial model whose batches
+// come in different orders, which part at the first batch, and at an operation whose
+// inputs (the batches) already differ.
+TEST_F(IntegrationTest, AnArmThatAsksIsLocalizedWhenItFinishes) {
+  const std::string plan = Path("plan.yaml"), db = Path("auto.db");
+  WriteFile(plan, PlanText("auto", 2, 1, 256, 100) +
+                      "model: {kind: small-cnn}\n"
+                      "training: {batch_size: 64, optimizer: adam, lr: 0.001}\n"
+                      "determinism: {deterministic_algorithms: true, threads: 1, device: cpu}\n"
+                      "arms:\n  shuffled: {init: fixed, shuffle: per_run, localize: true}\n");
+  CommandResult run = Run({kCoordinator, "--plan", plan, "--db", db, "--listen", "127.0.0.1:0",
+                           "--local-workers", "1", "--exit-when-done"});
+  ASSERT_EQ(run.code, 0) << run.err;
+  EXPECT_TRUE(absl::StrContains(run.err, "arm shuffled has finished and its runs shuffled#0 and "
+                                         "shuffled#1 part (localize: true)"))
+      << run.err;
+  CommandResult json = Reproctl({"--db", db}, {"report", "--format", "json"});
+  ASSERT_EQ(json.code, 0) << json.err;
+  auto report = ParseJson(json.out);
+  ASSERT_TRUE(report.has_value());
+  ASSERT_EQ(report->at("where_runs_part").size(), 1u) << json.out;
+  const Json& found = report->at("where_runs_part").at(0);
+  EXPECT_EQ(found.at("state"), "done") << found.dump();
+  EXPECT_EQ(found.at("run_a"), "shuffled#0");
+  EXPECT_EQ(found.at("run_b"), "shuffled#1");
+  const Json& answer = found.at("answer");
+  EXPECT_EQ(answer.at("batch"), 0) << found.dump();
+  EXPECT_EQ(answer.at("op").at("kind"), "outputs") << found.dump();
+  EXPECT_EQ(answer.at("op").at("phase"), "forward") << found.dump();
+  EXPECT_EQ(answer.at("op").at("inputs_equal"), false) << "the batches differ, not an op";
+}
+
 // A coordinator restarted from its database alone, on a machine where the plan's files
 // are gone, takes them from its blob store by the hashes it recorded.
 TEST_F(IntegrationTest, ARestartFromTheDatabaseAloneNeedsNotThePlansFiles) {
