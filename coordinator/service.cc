@@ -137,7 +137,10 @@ CoordinatorService::CoordinatorService(RunStore* store, Plan plan, Clock clock,
                                        ServiceOptions options, Log log, Authenticator auth)
     : store_(store), plan_(std::move(plan)), clock_(std::move(clock)), options_(options),
       log_([log = std::move(log)](const std::string& line) { log(PrintableLine(line)); }),
-      auth_(std::move(auth)), blob_sizes_(BlobSizes(plan_)), reports_(store_, plan_.experiment) {}
+      auth_(std::move(auth)), blob_sizes_(BlobSizes(plan_)),
+      any_arm_localizes_(std::any_of(plan_.arms.begin(), plan_.arms.end(),
+                                     [](const ArmSpec& arm) { return arm.localize; })),
+      reports_(store_, plan_.experiment) {}
 
 grpc::Status CoordinatorService::Authorize(grpc::CallbackServerContext* ctx, Role needed,
                                            const char* method) {
@@ -414,7 +417,7 @@ grpc::Status CoordinatorService::DoComplete(const v1::CompleteRequest& req,
   auto counted = store_->Complete(req.run_id(), req.lease_id(), r, clock_());
   if (!counted.ok()) return ToGrpc(counted.status());
   resp->set_counted(*counted);
-  if (*counted) {
+  if (*counted && any_arm_localizes_) {  // else no query more per result
     if (auto label = store_->RunLabel(req.run_id()); label.ok()) {
       MaybeLocalize(label->substr(0, label->rfind('#')));
     }

@@ -185,6 +185,7 @@ class CoordinatorService final : public v1::WorkerService::CallbackService,
   Log log_;
   const Authenticator auth_;
   const std::map<std::string, int64_t> blob_sizes_;  // the plan's inputs: SHA-256 -> size
+  const bool any_arm_localizes_;  // some arm has localize: true
   // Whether a localization may be pending or running: Lease looks for one only then, so
   // that the lease of a run costs no more for them. Set by Localize, cleared by a Lease
   // that finds none open; localize_mu_ orders the two.
