@@ -1,8 +1,9 @@
-// Writes a report of SampleExperiment() (analysis/sample_experiment.h) to standard
-// output, for tests/html_report_test.sh: `html_report_sample [text|json|csv|html]`
-// (default html).
+// Writes a report of SampleExperiment() (analysis/sample_experiment.h), with where two of
+// its runs part (one localization answered, one failed), to standard output, for
+// tests/html_report_test.sh: `html_report_sample [text|json|csv|html]` (default html).
 #include <cstdio>
 #include <string>
+#include <utility>
 
 #include "analysis/analysis.h"
 #include "analysis/report.h"
@@ -14,7 +15,27 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "html_report_sample: %s\n", std::string(format.status().message()).c_str());
     return 2;
   }
-  auto body = repro::RenderReport(repro::Analyze(repro::SampleExperiment()), *format,
+  repro::ExperimentView view = repro::SampleExperiment();
+  repro::LocalizationResult found;
+  found.batches = 4;
+  found.batch = 1;
+  found.a_reproduced = found.b_reproduced = 1;
+  found.op_kind = "outputs";
+  found.op_index = 45;
+  found.op_name = "aten::convolution_backward";
+  found.op_module = "conv1";
+  found.op_phase = "backward";
+  found.inputs_equal = true;
+  found.values = 208;
+  found.differing_values = 193;
+  found.max_abs = 1.44e-8;
+  found.max_ulps = 294;
+  found.trace_ops = 128;
+  found.worker = "w<1>";  // escaped in HTML
+  view.localizations.push_back({1, "done", "same_seed#0", "threads_2#0", 0, "w<1>", "", found});
+  view.localizations.push_back({2, "failed", "same_seed#0", "threads_2#1", 0, "",
+                                "its workers stopped answering 3 times; the last was w<2>", {}});
+  auto body = repro::RenderReport(repro::Analyze(std::move(view)), *format,
                                   *format == repro::ReportFormat::kCsv ? "same_seed" : "");
   if (!body.ok()) {
     std::fprintf(stderr, "html_report_sample: %s\n", std::string(body.status().message()).c_str());

@@ -54,6 +54,9 @@ if grep ':CONSOLE' "$work/report.log"; then
 fi
 dom="$work/report.dom"
 grep -q '</html>' "$dom" || fail "no DOM came back: $(tail -n 5 "$work/report.log")"
+grep -q '<h2>Where runs part</h2>' "$dom" || fail "no 'Where runs part' section in the DOM"
+grep -q 'aten::convolution_backward (backward) in module conv1' "$dom" ||
+  fail "the localization's operation is not in the DOM"
 
 svgs=$(grep -o '<svg ' "$dom" | wc -l)
 [ "$svgs" -eq 6 ] || fail "expected 6 plots (2 strip, 3 validation, 1 divergence), DOM has $svgs"
