@@ -127,10 +127,14 @@ absl::Status CheckUploaded(const std::vector<WeightsFile>& weights, const BlobSt
 
 }  // namespace
 
+// absl and gRPC share the canonical code numbers.
 grpc::Status ToGrpc(const absl::Status& s) {
   if (s.ok()) return grpc::Status::OK;
-  // absl and gRPC share the canonical code numbers.
   return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+}
+
+absl::Status FromGrpc(const grpc::Status& s) {
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
 }
 
 CoordinatorService::CoordinatorService(RunStore* store, Plan plan, Clock clock,
@@ -542,9 +546,7 @@ grpc::ServerUnaryReactor* CoordinatorService::SaveCheckpoint(grpc::CallbackServe
                [=] { return DoSaveCheckpoint(*req, resp); });
 }
 absl::StatusOr<BlobFile> CoordinatorService::OpenBlob(const v1::GetBlobRequest& req) {
-  if (grpc::Status s = CheckWorker(req.worker()); !s.ok()) {
-    return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
-  }
+  if (grpc::Status s = CheckWorker(req.worker()); !s.ok()) return FromGrpc(s);
   const std::string& sha = req.sha256();
   if (!IsSha256Hex(sha)) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -601,12 +603,9 @@ grpc::ServerWriteReactor<v1::BlobChunk>* CoordinatorService::GetBlob(
 
 absl::StatusOr<IncomingBlob> CoordinatorService::ReceiveBlob(grpc::CallbackServerContext* ctx,
                                                              const v1::PutBlobRequest& first) {
-  const auto absl_status = [](const grpc::Status& s) {
-    return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
-  };
-  if (grpc::Status s = CheckCallerName(ctx, first.worker(), "PutBlob"); !s.ok()) return absl_status(s);
-  if (grpc::Status s = CheckWorker(first.worker()); !s.ok()) return absl_status(s);
-  if (grpc::Status s = CheckLease(first); !s.ok()) return absl_status(s);
+  if (grpc::Status s = CheckCallerName(ctx, first.worker(), "PutBlob"); !s.ok()) return FromGrpc(s);
+  if (grpc::Status s = CheckWorker(first.worker()); !s.ok()) return FromGrpc(s);
+  if (grpc::Status s = CheckLease(first); !s.ok()) return FromGrpc(s);
   if (options_.blobs == nullptr) return absl::UnavailableError("this coordinator keeps no blob store");
   if (first.size() > options_.max_upload_bytes) {
     return absl::FailedPreconditionError(absl::StrFormat(

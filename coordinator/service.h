@@ -196,6 +196,8 @@ class CoordinatorService final : public v1::WorkerService::CallbackService,
 
 // Turns a Status from the store or the analyses into the gRPC status a client sees.
 grpc::Status ToGrpc(const absl::Status& status);
+// And back, for a check that answers in gRPC's terms inside work that answers in absl's.
+absl::Status FromGrpc(const grpc::Status& status);
 
 }  // namespace repro
 

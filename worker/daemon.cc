@@ -269,9 +269,14 @@ absl::Status WorkerDaemon::CheckAssignment(const v1::RunAssignment& run) const {
   return check("arm", run.arm());
 }
 
-RunSpec WorkerDaemon::SpecFor(const v1::RunAssignment& run) const {
-  RunSpec spec = FromProto(run.spec());
+RunSpec WorkerDaemon::WorkerSpec(const v1::RunSpec& wire) const {
+  RunSpec spec = FromProto(wire);
   if (spec.threads == 0) spec.threads = options_.threads;  // the plan leaves it to the worker
+  return spec;
+}
+
+RunSpec WorkerDaemon::SpecFor(const v1::RunAssignment& run) const {
+  RunSpec spec = WorkerSpec(run.spec());
   spec.resume_state = run.checkpoint();
   if (!spec.resume_state.empty()) {
     cli::LogLine(absl::StrCat("run ", Label(run), ": resuming from the checkpoint after epoch ",

@@ -118,6 +118,8 @@ class WorkerDaemon {
   // A localization job's side as this worker trains it: its inputs fetched.
   absl::StatusOr<RunSpec> LocalizeSpec(const v1::RunSpec& wire);
   RunSpec SpecFor(const v1::RunAssignment& run) const;
+  // A spec from the wire with what the plan leaves to this worker filled in (threads).
+  RunSpec WorkerSpec(const v1::RunSpec& wire) const;
   // Makes every input of `spec` a file in the cache, fetching the missing ones from the
   // coordinator (transient failures retried with backoff, a partial fetch resumed), and
   // points spec->inputs at them. FAILED_PRECONDITION (this worker's own reason) when a

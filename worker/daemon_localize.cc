@@ -58,8 +58,7 @@ LocalizationResult ToRecord(const engine::Localization& l) {
 }  // namespace
 
 absl::StatusOr<RunSpec> WorkerDaemon::LocalizeSpec(const v1::RunSpec& wire) {
-  RunSpec spec = FromProto(wire);
-  if (spec.threads == 0) spec.threads = options_.threads;  // as for the run (SpecFor)
+  RunSpec spec = WorkerSpec(wire);
   if (absl::Status s = FetchInputs(&spec, [this] { return Stopping(); }); !s.ok()) return s;
   if (absl::Status s = inputs_.Check(spec.inputs); !s.ok()) return s;
   return spec;
