@@ -13,8 +13,10 @@ PACKAGES=(cmake ninja-build g++ pkg-config
   nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev dataset-fashion-mnist)
 # Only the tests need these: certificates for the TLS tests, a browser for the HTML
 # report, shellcheck and a YAML parser for deploy/, NumPy to read exported weights,
-# PyTorch's Python front end to script the bring-your-own example's model (examples/byo).
-TEST_PACKAGES=(openssl chromium shellcheck python3-yaml python3-numpy python3-torch)
+# PyTorch's Python front end to script the bring-your-own example's model (examples/byo),
+# Slurm and MUNGE for the one-node cluster that runs deploy/slurm/ (tests/slurm_test.sh).
+TEST_PACKAGES=(openssl chromium shellcheck python3-yaml python3-numpy python3-torch
+  slurmctld slurmd slurm-client munge)
 BUILD_DIR=${REPRO_BUILD_DIR:-build}
 
 install_packages() {  # install_packages PACKAGE...

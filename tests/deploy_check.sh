@@ -3,7 +3,8 @@
 #
 #   tests/deploy_check.sh COORDINATOR WORKER REPROCTL
 #
-#   1. shellcheck is clean on every script under deploy/ and on this file;
+#   1. shellcheck is clean on every script under deploy/, on this file and on
+#      tests/slurm_test.sh (which runs the Slurm script under a real Slurm);
 #   2. every YAML file under deploy/ parses (Debian's python3-yaml), and the Kubernetes
 #      manifests have what the issue asks for (probes through grpc.health.v1, a volume
 #      for SQLite, one GPU per worker, a preStop hook, a grace period to drain) and
@@ -62,6 +63,7 @@ mapfile -t SCRIPTS < <(
   cd "$ROOT" || exit 1
   find deploy -type f \( -name '*.sh' -o -name '*.sbatch' \) | sort
   echo tests/deploy_check.sh
+  echo tests/slurm_test.sh
 )
 if ! command -v shellcheck >/dev/null 2>&1; then
   skip "shellcheck is not installed (Debian package: shellcheck)"
