@@ -285,6 +285,7 @@ Report AnalyzeWithoutRuns(const ExperimentView& view, const AnalysisOptions& opt
     }
   }
   report.cross_arm = CompareAcrossArms(view);
+  report.cross_environment = CompareAcrossEnvironments(view);
   for (AnalyzedArm& arm : arms) report.arms.push_back(std::move(arm.report));
   return report;
 }

@@ -6,9 +6,11 @@
 // (instability). Across arms: each arm's spread against a reference arm (stdev ratio,
 // variance share, bootstrap confidence interval, Brown-Forsythe test), and whether runs
 // of two arms trained from the same seeds ended identical (which shows non-determinism
-// of the tooling: thread count, device, deterministic algorithms). Analyze() turns an
-// ExperimentView (what the store holds) into a Report that the renderers
-// (analysis/report.h) print as text, JSON, CSV or HTML.
+// of the tooling: thread count, device, deterministic algorithms); across environments,
+// the same for runs that started identical but trained in different places, as a matrix
+// of environments (analysis/cross_environment.h). Analyze() turns an ExperimentView
+// (what the store holds) into a Report that the renderers (analysis/report.h) print as
+// text, JSON, CSV or HTML.
 //
 // Only done runs (RunState::kDone) are compared and counted in the statistics; failed,
 // running and pending runs are only counted. Within an arm every done run is compared
@@ -28,6 +30,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "analysis/cross_environment.h"
 #include "common/experiment_view.h"
 
 namespace repro {
@@ -241,6 +244,9 @@ struct Report {
   std::vector<ArmComparison> comparisons;
   // Every pair of arms (in plan order, the earlier arm first).
   std::vector<CrossArmIdentity> cross_arm;
+  // Runs that started identical from the same seeds, environment against environment
+  // (CompareAcrossEnvironments); nullopt unless two environments have such a pair.
+  std::optional<CrossEnvironment> cross_environment;
 
   // Every run of the view, in the view's order (arm, then index), for the per-run
   // listings of the renderers.

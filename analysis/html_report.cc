@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "analysis/localization.h"
 #include "analysis/stats.h"
 #include "analysis/report_text.h"
@@ -135,6 +136,52 @@ std::string CrossArmTable(const Report& report) {
                rows);
 }
 
+// The legend of the environments, the upper triangle of the matrix (row and column
+// headers E1, E2, ...), and one row per cell with its figures and differing fields.
+std::string CrossEnvironmentSection(const CrossEnvironment& matrix) {
+  std::string out = absl::StrCat(
+      "<p>Runs with the same seeds that started identical (the same initial model and "
+      "data), by where they trained. ",
+      HtmlEscape(EnvironmentMatrixKey()), "</p>\n");
+  std::vector<std::vector<std::string>> legend;
+  for (const Environment& e : matrix.environments) {
+    std::vector<std::string> fields;
+    for (const auto& [key, value] : e.fields) fields.push_back(absl::StrCat(key, ": ", value));
+    legend.push_back({EnvironmentName(e.id), e.label, absl::StrCat(e.runs),
+                      absl::StrJoin(fields, ", ")});
+  }
+  absl::StrAppend(&out, Table({"environment", "label", "runs", "fields"}, legend));
+
+  const int n = static_cast<int>(matrix.environments.size());
+  absl::StrAppend(&out, "<table class=\"matrix\">\n<tr><th></th>");
+  for (int j = 1; j <= n; ++j) absl::StrAppend(&out, "<th>", EnvironmentName(j), "</th>");
+  absl::StrAppend(&out, "</tr>\n");
+  for (int i = 1; i <= n; ++i) {
+    absl::StrAppend(&out, "<tr><th>", EnvironmentName(i), "</th>");
+    for (int j = 1; j <= n; ++j) {
+      const std::string text = j < i ? "" : EnvironmentCellText(FindEnvironmentCell(matrix, i, j));
+      absl::StrAppend(&out, "<td>", HtmlEscape(text), "</td>");
+    }
+    absl::StrAppend(&out, "</tr>\n");
+  }
+  absl::StrAppend(&out, "</table>\n");
+
+  std::vector<std::vector<std::string>> rows;
+  for (const EnvironmentCell& cell : matrix.cells) {
+    rows.push_back(
+        {cell.a == cell.b ? absl::StrCat(EnvironmentName(cell.a), " (within)")
+                          : absl::StrCat(EnvironmentName(cell.a), " vs ", EnvironmentName(cell.b)),
+         absl::StrCat(cell.pairs), cell.identical ? "True" : "False",
+         cell.diverged_epoch ? absl::StrCat(*cell.diverged_epoch) : "-",
+         cell.spread_ratio ? FormatNumpy(*cell.spread_ratio) : "-",
+         absl::StrJoin(cell.differing_fields, ", ")});
+  }
+  absl::StrAppend(&out, Table({"environments", "pairs", "identical", "diverged at epoch",
+                               "spread ratio", "differing fields"},
+                              rows));
+  return out;
+}
+
 std::string FailedRuns(const Report& report, const std::string& filter) {
   std::vector<std::vector<std::string>> rows;
   for (const RunView& run : report.runs) {
@@ -169,6 +216,7 @@ h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; } h3 { font-siz
 table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; }
+table.matrix td { white-space: nowrap; }
 svg.plot { display: block; margin: 0.5em 0; }
 svg .frame { fill: none; stroke: #888; }
 svg .grid { stroke: #e3e3e3; }
@@ -236,6 +284,10 @@ std::string RenderHtml(const Report& report, const std::string& arm_filter) {
                     ComparisonTable(report));
     absl::StrAppend(&out, "<h2>Runs with the same seeds across arms</h2>\n",
                     CrossArmTable(report));
+    if (report.cross_environment) {
+      absl::StrAppend(&out, "<h2>Across environments</h2>\n",
+                      CrossEnvironmentSection(*report.cross_environment));
+    }
   }
   absl::StrAppend(&out, FailedRuns(report, arm_filter), UnscoredRuns(report, arm_filter));
   absl::StrAppend(&out, "<h2>Text report</h2>\n<pre>", HtmlEscape(text), "</pre>\n");

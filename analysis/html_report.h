@@ -11,8 +11,9 @@
 //     arm whose runs start identical (svg id "divergence"; one <polyline class="arm">
 //     per such arm and a <circle class="point"> per epoch of it);
 // then the tables of the text report (equality, divergence, scores, instability,
-// comparisons with the reference arm, runs with the same seeds across arms, failed
-// runs) and the text report itself.
+// comparisons with the reference arm, runs with the same seeds across arms, the matrix
+// across environments when there is one: a legend, a <table class="matrix"> and a row
+// per cell; failed runs) and the text report itself.
 //
 // The markup is also well-formed XML (every element closed, attributes quoted, text
 // escaped), so tests can check it with a simple parser.

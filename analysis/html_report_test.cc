@@ -162,7 +162,14 @@ TEST(HtmlReportTest, WellFormedSelfContainedWithOnePlotMarkPerRun) {
         "Reference arm: different_seeds", "Runs with the same seeds across arms",
         "<td>same_seed</td><td>threads_2</td><td>5</td><td>5</td><td>0</td>",
         "Ratio of stdev same_seed / different_seeds", "by batch 7 of it at the latest",
-        "Comparison results for threads_2:"}) {
+        "Comparison results for threads_2:",
+        // Across environments: same_seed (E1), different_seeds (E2), threads_2 (E3).
+        "<h2>Across environments</h2>", "<td>E3</td><td>E3: host-a, 2 threads</td><td>5</td>",
+        "<tr><th>E1</th><td>epoch 2, 10 pairs</td><td>epoch 2, 5 pairs</td><td>epoch 0, 25 "
+        "pairs, ratio ",
+        "<tr><th>E3</th><td></td><td></td><td>=, 10 pairs</td></tr>",
+        "<tr><td>E2 vs E3</td><td>5</td><td>False</td><td>0</td><td>-</td><td>host, "
+        "threads</td></tr>"}) {
     EXPECT_THAT(html, HasSubstr(text));
   }
 }
@@ -175,6 +182,7 @@ TEST(HtmlReportTest, ArmFilterShowsOneArm) {
   EXPECT_FALSE(Svg(html, "val-accuracy-2").empty());  // ids keep the arm's position
   EXPECT_TRUE(Svg(html, "val-accuracy-0").empty());
   EXPECT_THAT(html, Not(HasSubstr("same_seed")));
+  EXPECT_THAT(html, Not(HasSubstr("Across environments")));
 }
 
 TEST(HtmlReportTest, EscapesTextAndSkipsUndefinedScores) {

@@ -174,6 +174,42 @@ void WriteCrossArm(JsonWriter& w, const CrossArmIdentity& identity) {
   w.EndObject();
 }
 
+void WriteCrossEnvironment(JsonWriter& w, const CrossEnvironment& matrix) {
+  w.BeginObject();
+  w.Key("environments");
+  w.BeginArray();
+  for (const Environment& e : matrix.environments) {
+    w.BeginObject();
+    w.Field("id", e.id);
+    w.Field("label", e.label);
+    w.Field("runs", e.runs);
+    w.Key("fields");
+    w.BeginObject();
+    for (const auto& [key, value] : e.fields) w.Field(key, value);
+    w.EndObject();
+    w.EndObject();
+  }
+  w.EndArray();
+  w.Key("cells");
+  w.BeginArray();
+  for (const EnvironmentCell& cell : matrix.cells) {
+    w.BeginObject();
+    w.Field("a", cell.a);
+    w.Field("b", cell.b);
+    w.Field("pairs", cell.pairs);
+    w.Field("identical", cell.identical);
+    w.Field("diverged_epoch", cell.diverged_epoch);
+    w.Field("spread_ratio", cell.spread_ratio);
+    w.Key("differing_fields");
+    w.BeginArray();
+    for (const std::string& field : cell.differing_fields) w.String(field);
+    w.EndArray();
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+}
+
 // `text`, or null when it is empty.
 void TextOrNull(JsonWriter& w, std::string_view key, const std::string& text) {
   if (text.empty()) {
@@ -306,6 +342,12 @@ std::string RenderJson(const Report& report, const std::string& arm_filter,
   w.BeginArray();
   for (const CrossArmIdentity& identity : report.cross_arm) WriteCrossArm(w, identity);
   w.EndArray();
+  w.Key("cross_environment");
+  if (report.cross_environment) {
+    WriteCrossEnvironment(w, *report.cross_environment);
+  } else {
+    w.Null();
+  }
   w.Key("where_runs_part");
   w.BeginArray();
   for (const LocalizationState& l : report.localizations) WriteLocalization(w, l);

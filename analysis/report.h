@@ -31,21 +31,23 @@ const char* ReportFormatName(ReportFormat format);
 // Renders `report`; the result ends with a newline (CSV of an arm with no done run
 // is empty). `arm` non-empty restricts the arms and runs shown to that arm (the
 // experiment-wide first line of the text and the JSON's top-level counts, stdev_ratio,
-// comparisons and cross_arm stay as they are; the text and HTML leave out the
-// sections across arms). Errors
-// (InvalidArgument): an arm the report does not have, naming it and the arms; CSV
-// without an arm ("csv needs --arm NAME").
+// comparisons, cross_arm and cross_environment stay as they are; the text and HTML
+// leave out the sections across arms and environments). Errors (InvalidArgument): an
+// arm the report does not have, naming it and the arms; CSV without an arm ("csv needs
+// --arm NAME").
 //
 // Text: per arm, the equality checks over done runs ("number of models checked:
 // done/total") with one line per differing run, the first divergence and how many runs
 // had diverged by each epoch, failed runs with their errors, the scores [test loss,
 // test accuracy] printed like NumPy arrays with 8 decimals, and the instability; then
-// the same-seed over different-seeds ratio, each arm against the reference arm, and
-// the runs with the same seeds across arms. Epoch numbers are 0-based, as stored.
+// the same-seed over different-seeds ratio, each arm against the reference arm, the
+// runs with the same seeds across arms, and the matrix across environments
+// (analysis/cross_environment.h; absent when there is none). Epoch numbers are 0-based,
+// as stored.
 // JSON: pretty-printed, keys in the documented order; doubles in the shortest form that
 // reads back as the same double (so a stdev of 0 is exactly 0).
 // CSV: one "loss,accuracy" row per done run of the arm, in index order, no header,
-// each value "%.17g".
+// each value "%.17g"; it has no sections, so none across arms or environments.
 // HTML: see analysis/html_report.h.
 absl::StatusOr<std::string> RenderReport(const Report& report, ReportFormat format,
                                          const std::string& arm);

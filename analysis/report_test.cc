@@ -454,6 +454,25 @@ TEST(ReportTest, JsonHasTheAnalysesBeyondTheStudy) {
   EXPECT_EQ(threads.at("first_difference").at("tensor"), "conv1.weight");
   EXPECT_EQ(threads.at("first_difference").at("epoch"), 0);
   EXPECT_TRUE(j.at("cross_arm")[0].at("first_difference").is_null());
+
+  // same_seed on host-a with 1 thread (E1), different_seeds on host-b (E2), threads_2 on
+  // host-a with 2 threads (E3).
+  const Json& matrix = j.at("cross_environment");
+  ASSERT_EQ(matrix.at("environments").size(), 3u);
+  EXPECT_EQ(matrix.at("environments")[2].at("label"), "E3: host-a, 2 threads");
+  EXPECT_FALSE(matrix.at("environments")[0].at("fields").contains("model_type"));
+  ASSERT_EQ(matrix.at("cells").size(), 5u);  // no pair within different_seeds
+  const Json& threads_cell = matrix.at("cells")[2];
+  EXPECT_EQ(threads_cell.at("a"), 1);
+  EXPECT_EQ(threads_cell.at("b"), 3);
+  EXPECT_EQ(threads_cell.at("pairs"), 25);
+  EXPECT_EQ(threads_cell.at("diverged_epoch"), 0);
+  EXPECT_GT(threads_cell.at("spread_ratio").get<double>(), 1.0);
+  EXPECT_EQ(threads_cell.at("differing_fields"), Json::parse(R"(["threads"])"));
+  const Json& within_threads = matrix.at("cells")[4];
+  EXPECT_EQ(within_threads.at("a"), 3);
+  EXPECT_EQ(within_threads.at("b"), 3);
+  EXPECT_EQ(within_threads.at("identical"), true);
 }
 
 TEST(ReportTest, JsonNullsWhereComparisonsAreUndefined) {
@@ -503,9 +522,15 @@ TEST(ReportTest, TextShowsTheAnalysesBeyondTheStudy) {
        }) {
     EXPECT_THAT(text, HasSubstr(line));
   }
+  EXPECT_THAT(text, HasSubstr("\n  E1: host-a, 1 thread (5 runs)\n  E2: host-b, 1 thread (5 "
+                              "runs)\n  E3: host-a, 2 threads (5 runs)\n"));
+  EXPECT_THAT(text, HasSubstr("\n  E3                                       =, 10 pairs\n"
+                              "Fields that differ:\n  E1 vs E2: host\n  E1 vs E3: threads\n"
+                              "  E2 vs E3: host, threads\n"));
   // With an arm, nothing across arms.
   const std::string one = Render(SampleExperiment(), ReportFormat::kText, "threads_2");
   EXPECT_THAT(one, Not(HasSubstr("Across arms")));
+  EXPECT_THAT(one, Not(HasSubstr("Across environments")));
   EXPECT_THAT(one, Not(HasSubstr("Spread compared")));
 }
 

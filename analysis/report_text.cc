@@ -1,6 +1,8 @@
 #include "analysis/report_text.h"
 
+#include <algorithm>
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -188,7 +190,79 @@ void AppendCrossArm(const Report& report, std::string* out) {
   }
 }
 
+// Without trailing spaces.
+void AppendTrimmed(std::string line, std::string* out) {
+  while (!line.empty() && line.back() == ' ') line.pop_back();
+  absl::StrAppend(out, line, "\n");
+}
+
+// The legend, the upper triangle of the matrix in aligned columns, and the fields that
+// differ per off-diagonal cell.
+void AppendCrossEnvironment(const Report& report, std::string* out) {
+  if (!report.cross_environment) return;
+  const CrossEnvironment& matrix = *report.cross_environment;
+  absl::StrAppend(out,
+                  "\nAcross environments (runs with the same seeds that started identical, "
+                  "by where they trained):\n");
+  for (const Environment& e : matrix.environments) {
+    absl::StrAppendFormat(out, "  %s (%d run%s)\n", e.label, e.runs, e.runs == 1 ? "" : "s");
+  }
+  absl::StrAppend(out, EnvironmentMatrixKey(), "\n");
+  const size_t n = matrix.environments.size();
+  // rows[i][j]: the text of cell (i, j), column 0 the row's name.
+  std::vector<std::vector<std::string>> rows(n + 1, std::vector<std::string>(n + 1));
+  for (size_t j = 1; j <= n; ++j) rows[0][j] = EnvironmentName(static_cast<int>(j));
+  for (size_t i = 1; i <= n; ++i) {
+    rows[i][0] = EnvironmentName(static_cast<int>(i));
+    for (size_t j = i; j <= n; ++j) {
+      rows[i][j] = EnvironmentCellText(
+          FindEnvironmentCell(matrix, static_cast<int>(i), static_cast<int>(j)));
+    }
+  }
+  std::vector<size_t> widths(n + 1, 0);
+  for (const std::vector<std::string>& row : rows) {
+    for (size_t j = 0; j <= n; ++j) widths[j] = std::max(widths[j], row[j].size());
+  }
+  for (const std::vector<std::string>& row : rows) {
+    std::string line = " ";
+    for (size_t j = 0; j <= n; ++j) {
+      absl::StrAppend(&line, " ", row[j], std::string(widths[j] - row[j].size(), ' '), " ");
+    }
+    AppendTrimmed(std::move(line), out);
+  }
+  bool header = false;
+  for (const EnvironmentCell& cell : matrix.cells) {
+    if (cell.a == cell.b) continue;
+    if (!header) {
+      absl::StrAppend(out, "Fields that differ:\n");
+      header = true;
+    }
+    absl::StrAppend(out, "  ", EnvironmentName(cell.a), " vs ", EnvironmentName(cell.b), ": ",
+                    absl::StrJoin(cell.differing_fields, ", "), "\n");
+  }
+}
+
 }  // namespace
+
+std::string EnvironmentCellText(const EnvironmentCell* cell) {
+  if (cell == nullptr) return "-";
+  std::string text = cell->identical        ? "="
+                     : cell->diverged_epoch ? absl::StrCat("epoch ", *cell->diverged_epoch)
+                                            : "final";
+  absl::StrAppend(&text, ", ", cell->pairs, cell->pairs == 1 ? " pair" : " pairs");
+  if (cell->spread_ratio) absl::StrAppend(&text, ", ratio ", FormatNumpy(*cell->spread_ratio));
+  return text;
+}
+
+std::string EnvironmentMatrixKey() {
+  return "(each cell pairs a run of the row's environment with one of the column's, two runs\n"
+         "of one on the diagonal: \"=\" every pair identical, epoch by epoch and at the end;\n"
+         "\"epoch E\" the first epoch after which some pair's weights differ; \"final\" only the\n"
+         "final models differ; then the pairs and, off the diagonal, the spread ratio: the\n"
+         "test-accuracy stdev (ddof 0) of both environments' runs pooled over the mean of\n"
+         "their own stdevs, 1 when the environments add no spread, left out with fewer than 2\n"
+         "scored runs a side or no spread of their own; \"-\" no pair)";
+}
 
 std::string FormatOptional(const std::optional<double>& value) {
   return FormatNumpy(value.value_or(std::nan("")));
@@ -358,6 +432,7 @@ std::string RenderText(const Report& report, const std::string& arm_filter) {
   if (arm_filter.empty()) {
     AppendComparisons(report, &out);
     AppendCrossArm(report, &out);
+    AppendCrossEnvironment(report, &out);
     if (!report.localizations.empty()) absl::StrAppend(&out, "\nWhere runs part (reproctl localize):\n");
     for (const LocalizationState& l : report.localizations) {
       absl::StrAppend(&out, "  ", absl::StrReplaceAll(LocalizationText(l), {{"\n", "\n  "}}));

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -21,6 +22,20 @@ double Noise(int a, int b, int c) {
   h = (h ^ static_cast<uint64_t>(c) ^ (h >> 32)) * 0x94d049bb133111ebULL;
   h ^= h >> 31;
   return static_cast<double>(h % 10000) / 10000.0;
+}
+
+// Where a run trained, as a CPU worker records it (worker/engine/environment.h), with a
+// model_* key, which is no part of the environment.
+std::map<std::string, std::string> EnvironmentOn(const std::string& host, int threads) {
+  return {{"host", host},
+          {"cpu_model", "Sample CPU @ 2.0GHz"},
+          {"torch", "2.1.0"},
+          {"compiler", "gcc 12.2.0"},
+          {"threads", absl::StrCat(threads)},
+          {"deterministic_algorithms", "true"},
+          {"cudnn_benchmark", "false"},
+          {"device", "cpu"},
+          {"model_type", "SampleNet"}};
 }
 
 RunView Run(const std::string& arm, int index, uint64_t seed) {
@@ -94,7 +109,10 @@ ExperimentView SampleExperiment() {
   view.arms = {"same_seed", "different_seeds", "threads_2"};
   view.runs_per_arm = kRuns;
   view.epochs = kEpochs;
-  for (int i = 0; i < kRuns; ++i) view.runs.push_back(Run("same_seed", i, 0));
+  for (int i = 0; i < kRuns; ++i) {
+    view.runs.push_back(Run("same_seed", i, 0));
+    view.runs.back().result.environment = EnvironmentOn("host-a", 1);
+  }
   Diverge(&view.runs[4], 2, 104);
   Diverge(&view.runs[3], 4, 103);
   Diverge(&view.runs[2], 3, 102);
@@ -105,6 +123,7 @@ ExperimentView SampleExperiment() {
   for (int i = 0; i < kRuns; ++i) {
     RunView run = Run("different_seeds", i, static_cast<uint64_t>(i));
     if (i > 0) Diverge(&run, 0, 200 + i);  // a different seed: its own trajectory
+    run.result.environment = EnvironmentOn("host-b", 1);
     view.runs.push_back(run);
   }
   for (int i = 0; i < kRuns; ++i) {
@@ -112,6 +131,7 @@ ExperimentView SampleExperiment() {
     // another order than at 1 thread: every run parts from same_seed's at epoch 0.
     RunView run = Run("threads_2", i, 0);
     Diverge(&run, 0, 300);
+    run.result.environment = EnvironmentOn("host-a", 2);
     view.runs.push_back(run);
   }
   return view;

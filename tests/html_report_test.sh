@@ -2,7 +2,8 @@
 # The HTML report in a real browser: renders the report of the sample experiment
 # (analysis/sample_experiment.h) in headless Chromium and checks that the page logs
 # nothing to the console (no errors, no failed loads), references no network address,
-# and that its plots are in the DOM with one mark per run.
+# that its plots are in the DOM with one mark per run, and that its sections on where
+# runs part and across environments are there.
 #
 # usage: tests/html_report_test.sh PATH/TO/html_report_sample
 # Exit 0 pass, 1 fail, 77 skipped (Chromium not installed; ctest's SKIP_RETURN_CODE).
@@ -57,6 +58,10 @@ grep -q '</html>' "$dom" || fail "no DOM came back: $(tail -n 5 "$work/report.lo
 grep -q '<h2>Where runs part</h2>' "$dom" || fail "no 'Where runs part' section in the DOM"
 grep -q 'aten::convolution_backward (backward) in module conv1' "$dom" ||
   fail "the localization's operation is not in the DOM"
+grep -q '<h2>Across environments</h2>' "$dom" || fail "no 'Across environments' section in the DOM"
+grep -q '<table class="matrix">' "$dom" || fail "no matrix of environments in the DOM"
+grep -q '<td>epoch 0, 25 pairs, ratio ' "$dom" ||
+  fail "the matrix lacks the cell of same_seed (1 thread) against threads_2 (2 threads)"
 
 svgs=$(grep -o '<svg ' "$dom" | wc -l)
 [ "$svgs" -eq 6 ] || fail "expected 6 plots (2 strip, 3 validation, 1 divergence), DOM has $svgs"
