@@ -126,7 +126,7 @@ int Main(int argc, char** argv) {
     pool.emplace_back([&, t] {
       const std::string worker = absl::StrCat("synthetic-", t);
       repro::RunStore& s = **store;
-      if (!s.UpsertWorker({worker, "synthetic", "1.13.1", "cpu", 1, 0, ""}).ok()) ++failed;
+      if (!s.UpsertWorker({worker, "synthetic", "1.13.1", "cpu", 1, 0, "", {}, {}, 0, ""}).ok()) ++failed;
       for (;;) {
         auto leased = s.LeaseNext("synthetic", worker, 0, 1LL << 50);
         if (!leased.ok()) { ++failed; return; }

@@ -68,8 +68,14 @@ absl::StatusOr<ParsedArgs> Parse(int argc, char** argv, const std::vector<FlagSp
       value = "true";
     }
     out.values[name] = value;
+    out.all_values[name].push_back(value);
   }
   return out;
+}
+
+std::vector<std::string> ParsedArgs::GetAll(const std::string& name) const {
+  const auto it = all_values.find(name);
+  return it == all_values.end() ? std::vector<std::string>() : it->second;
 }
 
 std::string Usage(const std::string& synopsis, const std::vector<FlagSpec>& specs) {

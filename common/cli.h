@@ -31,10 +31,13 @@ struct FlagSpec {
 };
 
 struct ParsedArgs {
-  std::map<std::string, std::string> values;  // boolean flags map to "true"
+  std::map<std::string, std::string> values;  // boolean flags map to "true"; the last given
+  std::map<std::string, std::vector<std::string>> all_values;  // a repeated flag's, in order
   std::vector<std::string> positional;
   bool Has(const std::string& name) const { return values.count(name) > 0; }
   std::string Get(const std::string& name, const std::string& fallback = "") const;
+  // Every value of a flag that may be given more than once (--label a=1 --label b=2).
+  std::vector<std::string> GetAll(const std::string& name) const;
   // Integer value of a flag; an error names the flag and the value.
   absl::StatusOr<long long> GetInt(const std::string& name, long long fallback, long long lo,
                                    long long hi) const;

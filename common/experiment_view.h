@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -113,10 +114,20 @@ struct WorkerRecord {
   std::string name;
   std::string host;
   std::string torch_version;
-  std::string device;
+  std::string device;       // "cuda" when it has CUDA, else "cpu"
   int threads = 0;
   int64_t last_seen_ms = 0;
   std::string current_run;  // "arm#index", empty when idle
+  // What it can run (worker/engine/environment.h WorkerCapabilities: host, cpu_model,
+  // torch, compiler, device, threads; with CUDA gpu_name, gpu_memory_mb, gpu_uuid,
+  // driver, cuda, cudnn) and its --label KEY=VALUE pairs: what placement reads.
+  std::map<std::string, std::string> capabilities;
+  std::map<std::string, std::string> labels;
+  // When it left (said so on its way out) or was found silent for longer than a lease
+  // lasts; 0 while it is here. A gone worker that calls again is back.
+  int64_t gone_ms = 0;
+  std::string gone_reason;  // "left: ..." or "silent"
+  bool gone() const { return gone_ms != 0; }
 };
 
 struct RunCounts {
@@ -135,6 +146,9 @@ struct ArmProgress {
   std::string name;
   int total = 0;
   RunCounts runs;
+  // Set while runs are pending and no worker that is here can run them
+  // (common/placement.h WhyNoWorker): "needs device cuda; none of 2 workers can (...)".
+  std::string waiting;
 };
 
 struct RunningRun {

@@ -29,6 +29,18 @@ inline bool IsValidName(std::string_view name) {
   return true;
 }
 
+// A worker's label (`worker --label KEY=VALUE`, an arm's placement.labels): the key by
+// the name rule, the value 1 to 256 printable ASCII characters.
+inline constexpr size_t kMaxLabelValueLength = 256;
+inline constexpr char kLabelValueRule[] = "1 to 256 printable ASCII characters";
+inline bool IsValidLabelValue(std::string_view value) {
+  if (value.empty() || value.size() > kMaxLabelValueLength) return false;
+  for (char c : value) {
+    if (c < 0x20 || c > 0x7e) return false;
+  }
+  return true;
+}
+
 // A run as status and the report name it, "ARM#INDEX" ("same_seed#0"): true, with its
 // parts, when `label` is one (an arm name by the rule, a non-negative index).
 inline bool ParseRunLabel(std::string_view label, std::string* arm, int* index) {

@@ -313,14 +313,61 @@ void ParseExports(const Validator& v, const YAML::Node& x, Plan* plan) {
   }
 }
 
-// One entry of `arms`: its seed modes, and the plan's determinism with its overrides.
+// The plan's placement keys and the worker capability each one reads.
+constexpr std::pair<const char*, const char*> kPlacementCapabilities[] = {
+    {"gpu", "gpu_name"}, {"driver", "driver"}, {"cuda", "cuda"}, {"cudnn", "cudnn"},
+    {"torch", "torch"},  {"cpu", "cpu_model"}, {"host", "host"}};
+
+std::string PlacementValue(const Validator& v, const YAML::Node& node, const std::string& key) {
+  const std::string text = v.Text(node, key);
+  if (!IsValidLabelValue(text)) v.Fail(node, key, absl::StrCat("must be ", kLabelValueRule));
+  const size_t star = text.find('*');
+  if (star != std::string::npos && star + 1 != text.size()) {
+    v.Fail(node, key, "'*' may only end the value (a prefix match, \"NVIDIA A100*\")");
+  }
+  return text;
+}
+
+PlacementSpec ParsePlacement(const Validator& v, const YAML::Node& node, const std::string& key) {
+  std::vector<std::string> allowed = {"gpu_memory_gb", "labels", "spread"};
+  for (const auto& [plan_key, capability] : kPlacementCapabilities) allowed.push_back(plan_key);
+  v.CheckMap(node, key, allowed);
+  PlacementSpec out;
+  for (const auto& [plan_key, capability] : kPlacementCapabilities) {
+    if (node[plan_key]) {
+      out.capabilities[capability] = PlacementValue(v, node[plan_key], absl::StrCat(key, ".", plan_key));
+    }
+  }
+  if (node["gpu_memory_gb"]) {
+    const double gb = v.Real(node["gpu_memory_gb"], key + ".gpu_memory_gb", 0, 1e6, true);
+    out.min_gpu_memory_mb = static_cast<int64_t>(std::llround(gb * 1024));
+  }
+  if (const YAML::Node labels = node["labels"]) {
+    v.CheckMap(labels, key + ".labels", {});
+    for (const auto& item : labels) {
+      const std::string label = v.Name(item.first, key + ".labels");
+      out.labels[label] = PlacementValue(v, item.second, absl::StrCat(key, ".labels.", label));
+    }
+  }
+  if (node["spread"]) {
+    const std::string spread = v.OneOf(node["spread"], key + ".spread", {"none", "hosts", "gpus"});
+    out.spread = spread == "hosts" ? Spread::kHosts : spread == "gpus" ? Spread::kGpus : Spread::kNone;
+  }
+  return out;
+}
+
+// One entry of `arms`: its seed modes, and the plan's determinism and placement with its
+// overrides (an arm's placement replaces the plan's whole).
 ArmSpec ParseArm(const Validator& v, const YAML::Node& name, const YAML::Node& body,
-                 const DeterminismSpec& plan_determinism) {
+                 const ArmSpec& plan_arm) {
   ArmSpec arm;
   arm.name = v.Name(name, "arms");
   const std::string key = absl::StrCat("arms.", arm.name);
-  v.CheckMap(body, key, {"seed", "init", "shuffle", "augment", "determinism", "localize"});
-  arm.determinism = plan_determinism;
+  v.CheckMap(body, key, {"seed", "init", "shuffle", "augment", "determinism", "localize",
+                         "placement"});
+  arm.determinism = plan_arm.determinism;
+  arm.placement = body["placement"] ? ParsePlacement(v, body["placement"], key + ".placement")
+                                    : plan_arm.placement;
   if (body["localize"]) arm.localize = v.Boolean(body["localize"], key + ".localize");
   if (body["seed"]) {
     arm.init = arm.shuffle = arm.augment = ParseSeedMode(v, body["seed"], key + ".seed");
@@ -333,23 +380,23 @@ ArmSpec ParseArm(const Validator& v, const YAML::Node& name, const YAML::Node& b
 }
 
 std::vector<ArmSpec> ParseArms(const Validator& v, const YAML::Node& arms,
-                               const DeterminismSpec& plan_determinism) {
+                               const ArmSpec& plan_arm) {
   v.CheckMap(arms, "arms", {});
   if (arms.size() == 0) v.Fail(arms, "arms", "must name at least one arm");
   if (arms.size() > kMaxArms) {
     v.Fail(arms, "arms", absl::StrCat("at most ", kMaxArms, " arms, got ", arms.size()));
   }
   std::vector<ArmSpec> parsed;
-  for (const auto& item : arms) parsed.push_back(ParseArm(v, item.first, item.second, plan_determinism));
+  for (const auto& item : arms) parsed.push_back(ParseArm(v, item.first, item.second, plan_arm));
   return parsed;
 }
 
 // The arms of a plan that names none: the comparison the tool exists for.
-std::vector<ArmSpec> DefaultArms(const DeterminismSpec& plan_determinism) {
-  ArmSpec same{"same_seed", SeedMode::kFixed, SeedMode::kFixed, SeedMode::kFixed,
-               plan_determinism};
-  ArmSpec different{"different_seeds", SeedMode::kPerRun, SeedMode::kPerRun, SeedMode::kPerRun,
-                    plan_determinism};
+std::vector<ArmSpec> DefaultArms(const ArmSpec& plan_arm) {
+  ArmSpec same = plan_arm, different = plan_arm;
+  same.name = "same_seed";
+  different.name = "different_seeds";
+  different.init = different.shuffle = different.augment = SeedMode::kPerRun;
   return {same, different};
 }
 
@@ -370,7 +417,7 @@ Plan ParseRoot(const Validator& v, const YAML::Node& root) {
   if (!root || root.IsNull()) v.Fail(root, "plan", "the file is empty");
   v.CheckMap(root, "", {"experiment", "runs", "epochs", "base_seed", "max_attempts", "dataset",
                         "model", "training", "determinism", "fingerprints", "exports", "arms",
-                        "checkpoint_every"});
+                        "checkpoint_every", "placement"});
   ParseTopLevelValues(v, root, &plan);
   if (root["dataset"]) ParseDataset(v, root["dataset"], &plan.dataset, &plan.inputs);
   if (root["model"]) ParseModel(v, root["model"], &plan.model, &plan.inputs);
@@ -378,8 +425,10 @@ Plan ParseRoot(const Validator& v, const YAML::Node& root) {
   if (root["determinism"]) ParseDeterminism(v, root["determinism"], "determinism", &plan.determinism);
   if (root["fingerprints"]) ParseFingerprints(v, root["fingerprints"], &plan);
   if (root["exports"]) ParseExports(v, root["exports"], &plan);
-  plan.arms = root["arms"] ? ParseArms(v, root["arms"], plan.determinism)
-                           : DefaultArms(plan.determinism);
+  ArmSpec plan_arm;  // what every arm starts from
+  plan_arm.determinism = plan.determinism;
+  if (root["placement"]) plan_arm.placement = ParsePlacement(v, root["placement"], "placement");
+  plan.arms = root["arms"] ? ParseArms(v, root["arms"], plan_arm) : DefaultArms(plan_arm);
   CheckTotalRuns(v, root, plan);
   return plan;
 }
@@ -441,6 +490,10 @@ const char* SeedModeName(SeedMode mode) {
   return mode == SeedMode::kFixed ? "fixed" : "per_run";
 }
 
+const char* SpreadName(Spread spread) {
+  return spread == Spread::kHosts ? "hosts" : spread == Spread::kGpus ? "gpus" : "none";
+}
+
 std::vector<InputFile> InputsOfCanonicalPlan(const std::string& canonical) {
   std::vector<InputFile> inputs;
   for (absl::string_view line : absl::StrSplit(canonical, '\n')) {
@@ -490,10 +543,21 @@ std::string CanonicalPlan(const Plan& p) {
   for (const InputFile& f : p.inputs) {
     absl::StrAppend(&out, "input:", f.role, "{sha256:", f.sha256, ",size:", f.size, "}\n");
   }
+  // Where runs ran is part of what their results mean (arms that differ only in
+  // placement compare hardware); arms without one keep the form they always had.
+  auto placement = [](const PlacementSpec& p) {
+    if (p.empty()) return std::string();
+    auto pairs = [](const std::map<std::string, std::string>& m) {
+      return absl::StrJoin(m, ";", absl::PairFormatter("="));
+    };
+    return absl::StrCat(",placement:{", pairs(p.capabilities), ",gpu_memory_mb:",
+                        p.min_gpu_memory_mb, ",labels:", pairs(p.labels),
+                        ",spread:", SpreadName(p.spread), "}");
+  };
   for (const ArmSpec& arm : p.arms) {
     absl::StrAppend(&out, "arm:", arm.name, "{init:", SeedModeName(arm.init), ",shuffle:",
                     SeedModeName(arm.shuffle), ",augment:", SeedModeName(arm.augment),
-                    ",determinism:", det(arm.determinism), "}\n");
+                    ",determinism:", det(arm.determinism), placement(arm.placement), "}\n");
   }
   return out;
 }

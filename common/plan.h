@@ -8,6 +8,7 @@
 #define REPRO_COMMON_PLAN_H_
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -76,6 +77,26 @@ struct DeterminismSpec {
   std::string device = "cpu";      // cpu | cuda
 };
 
+// Where an arm's runs may run (README, "Placement"): what a worker must have registered
+// (worker/engine/environment.h names its capabilities) and carry as labels, and whether
+// the arm's runs are spread across distinct hosts or GPUs. Every arm also needs a worker
+// with its device (determinism.device: cuda needs a worker with CUDA). common/placement.h
+// applies it.
+enum class Spread { kNone, kHosts, kGpus };
+
+struct PlacementSpec {
+  // Capability key as the worker registers it (gpu_name, driver, cuda, cudnn, torch,
+  // cpu_model, host) -> the value wanted; a value ending in '*' matches by prefix.
+  std::map<std::string, std::string> capabilities;
+  int64_t min_gpu_memory_mb = 0;             // gpu_memory_gb in the plan; 0 = any
+  std::map<std::string, std::string> labels;  // each must be the worker's --label
+  Spread spread = Spread::kNone;
+  bool empty() const {
+    return capabilities.empty() && min_gpu_memory_mb == 0 && labels.empty() &&
+           spread == Spread::kNone;
+  }
+};
+
 struct ArmSpec {
   std::string name;
   SeedMode init = SeedMode::kFixed;
@@ -86,6 +107,7 @@ struct ArmSpec {
   // first run that ended with other weights part (reproctl localize). It changes no
   // result, so it is not part of the canonical plan.
   bool localize = false;
+  PlacementSpec placement;         // the plan's, unless the arm gives its own
 };
 
 struct Plan {
@@ -137,6 +159,7 @@ std::string CanonicalPlan(const Plan& plan);
 std::vector<InputFile> InputsOfCanonicalPlan(const std::string& canonical);
 
 const char* SeedModeName(SeedMode mode);  // "fixed" | "per_run"
+const char* SpreadName(Spread spread);     // "none" | "hosts" | "gpus"
 
 }  // namespace repro
 

@@ -404,6 +404,7 @@ int WaitUntilDone(const Serving& s) {
   for (;;) {
     if (int sig = g_signal.load(); sig != 0) return ExitCodeOnSignal(s, sig);
     s.service.ExpireLeases();
+    s.service.NoteSilentWorkers();
     if (s.local != nullptr) s.local->Poll();
     auto counts = s.store.Counts(s.plan.experiment);
     const auto now = std::chrono::steady_clock::now();

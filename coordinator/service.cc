@@ -9,6 +9,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/names.h"
 #include "common/run_spec.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
@@ -54,6 +55,7 @@ grpc::Status WithinStatusCeiling(const google::protobuf::Message& message) {
 
 constexpr size_t kMaxWorkerName = 128;
 constexpr size_t kMaxWorkerText = 256;  // host, torch_version, device
+constexpr size_t kMaxWorkerMapEntries = 64;  // capabilities, labels
 
 // `line` with every byte that is not printable ASCII written as \xHH: what a peer sends
 // reaches the log only through this, so no newline or terminal escape of its can forge
@@ -92,6 +94,23 @@ grpc::Status CheckWorkerInfo(const v1::WorkerInfo& w) {
                                     std::pair{"worker torch_version", &w.torch_version()},
                                     std::pair{"worker device", &w.device()}}) {
     if (absl::Status s = CheckText(field, *text, 0, kMaxWorkerText); !s.ok()) return ToGrpc(s);
+  }
+  // Capabilities and labels: what placement matches against, by the plan's rules.
+  for (const auto& [what, map] : {std::pair{"capabilities", &w.capabilities()},
+                                  std::pair{"labels", &w.labels()}}) {
+    if (map->size() > kMaxWorkerMapEntries) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat("worker ", what, ": ", map->size(), " entries; at most ",
+                                       kMaxWorkerMapEntries));
+    }
+    for (const auto& [key, value] : *map) {
+      if (!IsValidName(key) || !IsValidLabelValue(value)) {
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            absl::StrCat("worker ", what, " \"", absl::CHexEscape(key.substr(0, 100)),
+                                         "\": the key must be ", kNameRule, "; the value ",
+                                         kLabelValueRule));
+      }
+    }
   }
   return grpc::Status::OK;
 }
@@ -144,6 +163,7 @@ CoordinatorService::CoordinatorService(RunStore* store, Plan plan, Clock clock,
       auth_(std::move(auth)), blob_sizes_(BlobSizes(plan_)),
       any_arm_localizes_(std::any_of(plan_.arms.begin(), plan_.arms.end(),
                                      [](const ArmSpec& arm) { return arm.localize; })),
+      directory_(&plan_, store_),
       reports_(store_, plan_.experiment) {}
 
 grpc::Status CoordinatorService::Authorize(grpc::CallbackServerContext* ctx, Role needed,
@@ -212,6 +232,31 @@ void CoordinatorService::ExpireLeases() {
   }
 }
 
+void CoordinatorService::NoteSilentWorkers() {
+  // Longer than a lease lasts and than an idle worker waits between calls, plus what the
+  // store's last_seen may lag behind.
+  const int64_t silent_ms = std::max<int64_t>(options_.lease_ttl_ms, 2 * options_.idle_retry_ms) +
+                            RunStore::kSeenGranularityMs;
+  const int64_t now = clock_();
+  auto silent = store_->MarkSilentWorkersGone(now - silent_ms, now);
+  if (!silent.ok()) {
+    log_(absl::StrCat("cannot note silent workers: ", silent.status().message()));
+    return;
+  }
+  for (const std::string& name : *silent) {
+    log_(absl::StrCat("worker ", name, " has been silent for more than ", silent_ms / 1000.0,
+                      " s: gone"));
+  }
+}
+
+grpc::Status CoordinatorService::DoLeave(const v1::LeaveRequest& req) {
+  if (grpc::Status s = CheckWorker(req.worker()); !s.ok()) return s;
+  const std::string reason = req.reason().empty() ? "no reason given" : req.reason().substr(0, 200);
+  if (absl::Status s = store_->LeaveWorker(req.worker(), reason, clock_()); !s.ok()) return ToGrpc(s);
+  log_(absl::StrCat("worker ", req.worker(), " left: ", reason));
+  return grpc::Status::OK;
+}
+
 grpc::Status CoordinatorService::CheckWorker(const std::string& worker) {
   if (worker.empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the worker name is empty");
@@ -229,23 +274,31 @@ grpc::Status CoordinatorService::DoRegister(const v1::RegisterRequest& req,
                                             v1::RegisterResponse* resp) {
   const v1::WorkerInfo& w = req.worker();
   if (grpc::Status s = CheckWorkerInfo(w); !s.ok()) return s;
-  WorkerRecord record{w.name(), w.host(), w.torch_version(), w.device(), w.threads(), clock_(), ""};
+  WorkerRecord record = FromProto(w);
+  record.last_seen_ms = clock_();
   if (absl::Status s = store_->UpsertWorker(record); !s.ok()) return ToGrpc(s);
+  const std::string placement = directory_.Register(record);
+  std::string labels;
+  for (const auto& [key, value] : record.labels) absl::StrAppend(&labels, ", ", key, "=", value);
+  const auto gpu = record.capabilities.find("gpu_name");
   log_(absl::StrCat("worker ", w.name(), " registered (host ", w.host(), ", LibTorch ",
-                    w.torch_version(), ", ", w.device(), ", ", w.threads(), " threads)"));
+                    w.torch_version(), ", ", w.device(),
+                    gpu == record.capabilities.end() ? "" : " " + gpu->second, ", ", w.threads(),
+                    " threads", labels, ")", placement.empty() ? "" : "; " + placement));
   resp->set_experiment(plan_.experiment);
   resp->set_heartbeat_interval_ms(options_.heartbeat_interval_ms);
   return grpc::Status::OK;
 }
 
 absl::StatusOr<bool> CoordinatorService::LeaseLocalization(const std::string& worker,
+                                                           const std::vector<std::string>* arms,
                                                            v1::LeaseResponse* resp) {
   absl::MutexLock lock(&localize_mu_);
   if (!localize_open_) return false;
   ASSIGN_OR_RETURN(const std::string secret, NewLeaseSecret());
   ASSIGN_OR_RETURN(const std::optional<LocalizeLease> lease,
                    store_->LeaseLocalization(plan_.experiment, worker, clock_(),
-                                             options_.localize_ttl_ms, SecretHash(secret)));
+                                             options_.localize_ttl_ms, SecretHash(secret), arms));
   if (!lease) {
     ASSIGN_OR_RETURN(const int64_t open, store_->OpenLocalizations(plan_.experiment));
     localize_open_ = open > 0;  // one still running
@@ -332,14 +385,18 @@ grpc::Status CoordinatorService::DoLocalize(const v1::LocalizeRequest& req,
 grpc::Status CoordinatorService::DoLease(const v1::LeaseRequest& req, v1::LeaseResponse* resp) {
   if (grpc::Status s = CheckWorker(req.worker()); !s.ok()) return s;
   ExpireLeases();
+  // Only runs this worker can run (placement); nullopt: any.
+  absl::StatusOr<std::optional<std::vector<std::string>>> arms = directory_.ArmsFor(req.worker());
+  if (!arms.ok()) return ToGrpc(arms.status());
+  const std::vector<std::string>* only = arms->has_value() ? &**arms : nullptr;
   // Where runs part is asked while a user waits: before any run.
-  absl::StatusOr<bool> localizing = LeaseLocalization(req.worker(), resp);
+  absl::StatusOr<bool> localizing = LeaseLocalization(req.worker(), only, resp);
   if (!localizing.ok()) return ToGrpc(localizing.status());
   if (*localizing) return grpc::Status::OK;
   auto secret = NewLeaseSecret();
   if (!secret.ok()) return ToGrpc(secret.status());
   auto leased = store_->LeaseNext(plan_.experiment, req.worker(), clock_(), options_.lease_ttl_ms,
-                                  SecretHash(*secret));
+                                  SecretHash(*secret), only);
   if (!leased.ok()) return ToGrpc(leased.status());
   if (!leased->has_value()) {
     auto counts = store_->Counts(plan_.experiment);
@@ -508,6 +565,11 @@ grpc::ServerUnaryReactor* CoordinatorService::Lease(grpc::CallbackServerContext*
                                                     v1::LeaseResponse* resp) {
   return Unary(ctx, AuthorizeWorker(ctx, req->worker(), "Lease"),
                [=] { return DoLease(*req, resp); });
+}
+grpc::ServerUnaryReactor* CoordinatorService::Leave(grpc::CallbackServerContext* ctx,
+                                                    const v1::LeaveRequest* req,
+                                                    v1::LeaveResponse*) {
+  return Unary(ctx, AuthorizeWorker(ctx, req->worker(), "Leave"), [=] { return DoLeave(*req); });
 }
 grpc::ServerUnaryReactor* CoordinatorService::Heartbeat(grpc::CallbackServerContext* ctx,
                                                         const v1::HeartbeatRequest* req,

@@ -20,6 +20,7 @@
 #include "common/security.h"
 #include "coordinator/blob_streams.h"
 #include "coordinator/reports.h"
+#include "coordinator/worker_directory.h"
 #include "store/blobs.h"
 #include "store/store.h"
 #include "repro/v1/repro.grpc.pb.h"
@@ -60,6 +61,10 @@ class CoordinatorService final : public v1::WorkerService::CallbackService,
   // Returns expired leases' runs to the queue; the coordinator calls it periodically
   // (Lease also calls it, so idle workers pick up abandoned runs promptly).
   void ExpireLeases();
+  // Marks gone the workers silent for longer than a lease lasts (and than an idle worker
+  // waits between leases), plus a second: status shows them so, and placement no longer
+  // counts on them. The coordinator calls it periodically.
+  void NoteSilentWorkers();
 
   // WorkerService
   grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* ctx,
@@ -81,6 +86,9 @@ class CoordinatorService final : public v1::WorkerService::CallbackService,
   grpc::ServerUnaryReactor* Release(grpc::CallbackServerContext* ctx,
                                     const v1::ReleaseRequest* req,
                                     v1::ReleaseResponse* resp) override;
+  // A worker on its way out: gone from now (a run it still holds expires as usual).
+  grpc::ServerUnaryReactor* Leave(grpc::CallbackServerContext* ctx, const v1::LeaveRequest* req,
+                                  v1::LeaveResponse* resp) override;
   grpc::ServerUnaryReactor* SaveCheckpoint(grpc::CallbackServerContext* ctx,
                                            const v1::SaveCheckpointRequest* req,
                                            v1::SaveCheckpointResponse* resp) override;
@@ -136,10 +144,14 @@ class CoordinatorService final : public v1::WorkerService::CallbackService,
   grpc::Status DoComplete(const v1::CompleteRequest& req, v1::CompleteResponse* resp);
   grpc::Status DoFail(const v1::FailRequest& req, v1::FailResponse* resp);
   grpc::Status DoRelease(const v1::ReleaseRequest& req, v1::ReleaseResponse* resp);
+  grpc::Status DoLeave(const v1::LeaveRequest& req);
   grpc::Status DoSaveCheckpoint(const v1::SaveCheckpointRequest& req,
                                 v1::SaveCheckpointResponse* resp);
-  // A pending localization for `worker` into `resp` (true), when there is one.
-  absl::StatusOr<bool> LeaseLocalization(const std::string& worker, v1::LeaseResponse* resp);
+  // A pending localization for `worker` into `resp` (true), when there is one of runs of
+  // `arms` (nullptr: any).
+  absl::StatusOr<bool> LeaseLocalization(const std::string& worker,
+                                         const std::vector<std::string>* arms,
+                                         v1::LeaseResponse* resp);
   grpc::Status DoCompleteLocalize(const v1::CompleteLocalizeRequest& req);
   // An arm that asks for it (localize: true) and has just finished: where its runs part
   // is asked of the workers, as reproctl localize would.
@@ -186,6 +198,7 @@ class CoordinatorService final : public v1::WorkerService::CallbackService,
   const Authenticator auth_;
   const std::map<std::string, int64_t> blob_sizes_;  // the plan's inputs: SHA-256 -> size
   const bool any_arm_localizes_;  // some arm has localize: true
+  WorkerDirectory directory_;     // which arms each worker may run
   // Whether a localization may be pending or running: Lease looks for one only then, so
   // that the lease of a run costs no more for them. Set by Localize, cleared by a Lease
   // that finds none open; localize_mu_ orders the two.

@@ -77,9 +77,9 @@ class ServiceTest : public ::testing::Test {
     auto store = RunStore::Open(path_);
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = std::move(*store);
-    auto plan = ParsePlan(kPlan, "svc.yaml");
+    auto plan = ParsePlan(PlanText(), "svc.yaml");
     ASSERT_TRUE(plan.ok()) << plan.status();
-    ASSERT_TRUE(*store_->EnsureExperiment(*plan, kPlan));
+    ASSERT_TRUE(*store_->EnsureExperiment(*plan, PlanText()));
 
     ServiceOptions options;
     options.lease_ttl_ms = kLeaseTtlMs;
@@ -98,6 +98,9 @@ class ServiceTest : public ::testing::Test {
     workers_ = v1::WorkerService::NewStub(channel);
     control_ = v1::ControlService::NewStub(channel);
   }
+
+  // The plan the service runs; a test class may run another (its experiment named svc).
+  virtual std::string PlanText() const { return kPlan; }
 
   void TearDown() override {
     if (server_ != nullptr) server_->Shutdown();

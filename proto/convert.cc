@@ -259,13 +259,41 @@ v1::WorkerStatus ToProto(const WorkerRecord& w) {
   out.set_torch_version(w.torch_version);
   out.set_last_seen_unix_ms(w.last_seen_ms);
   out.set_current_run(w.current_run);
+  out.mutable_capabilities()->insert(w.capabilities.begin(), w.capabilities.end());
+  out.mutable_labels()->insert(w.labels.begin(), w.labels.end());
+  out.set_gone_unix_ms(w.gone_ms);
+  out.set_gone_reason(w.gone_reason);
   return out;
 }
 
-WorkerRecord FromProto(const v1::WorkerStatus& w) {
-  return WorkerRecord{w.name(), w.host(), w.torch_version(), w.device(), w.threads(),
-                      w.last_seen_unix_ms(), w.current_run()};
+namespace {
+
+// The fields WorkerInfo and WorkerStatus share.
+template <typename Message>
+WorkerRecord WorkerFields(const Message& w) {
+  WorkerRecord out;
+  out.name = w.name();
+  out.host = w.host();
+  out.torch_version = w.torch_version();
+  out.device = w.device();
+  out.threads = w.threads();
+  out.capabilities.insert(w.capabilities().begin(), w.capabilities().end());
+  out.labels.insert(w.labels().begin(), w.labels().end());
+  return out;
 }
+
+}  // namespace
+
+WorkerRecord FromProto(const v1::WorkerStatus& w) {
+  WorkerRecord out = WorkerFields(w);
+  out.last_seen_ms = w.last_seen_unix_ms();
+  out.current_run = w.current_run();
+  out.gone_ms = w.gone_unix_ms();
+  out.gone_reason = w.gone_reason();
+  return out;
+}
+
+WorkerRecord FromProto(const v1::WorkerInfo& w) { return WorkerFields(w); }
 
 v1::StatusResponse ToProto(const ExperimentStatus& s) {
   v1::StatusResponse out;
@@ -279,6 +307,7 @@ v1::StatusResponse ToProto(const ExperimentStatus& s) {
     arm->set_name(a.name);
     arm->set_total(a.total);
     *arm->mutable_runs() = ToProto(a.runs);
+    arm->set_waiting(a.waiting);
   }
   for (const RunningRun& r : s.running) {
     v1::RunningRun* run = out.add_running();
@@ -307,7 +336,7 @@ ExperimentStatus FromProto(const v1::StatusResponse& s) {
   out.eta_seconds = s.eta_seconds();
   out.runs = FromProto(s.runs());
   for (const v1::ArmProgress& a : s.arms()) {
-    out.arms.push_back(ArmProgress{a.name(), a.total(), FromProto(a.runs())});
+    out.arms.push_back(ArmProgress{a.name(), a.total(), FromProto(a.runs()), a.waiting()});
   }
   for (const v1::RunningRun& r : s.running()) {
     out.running.push_back(RunningRun{r.arm(), r.index(), r.worker(), r.epoch(), r.epochs(),

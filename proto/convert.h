@@ -24,6 +24,9 @@ v1::RunResult ToProto(const RunResult& result);
 RunResult FromProto(const v1::RunResult& result);
 v1::WorkerStatus ToProto(const WorkerRecord& worker);
 WorkerRecord FromProto(const v1::WorkerStatus& worker);
+// What a worker registered, as the store keeps it; last_seen_ms, current_run and gone
+// are the coordinator's to set.
+WorkerRecord FromProto(const v1::WorkerInfo& worker);
 v1::Localization ToProto(const LocalizationResult& localization);
 LocalizationResult FromProto(const v1::Localization& localization);
 v1::StatusResponse ToProto(const ExperimentStatus& status);

@@ -258,9 +258,10 @@ TEST(ConvertTest, StatusRoundTrip) {
   s.complete = false;
   s.eta_seconds = 12.5;
   s.runs = RunCounts{1, 2, 3, 4};
-  s.arms = {ArmProgress{"same_seed", 10, RunCounts{1, 2, 3, 4}}};
+  s.arms = {ArmProgress{"same_seed", 10, RunCounts{1, 2, 3, 4}, "no worker is here"}};
   s.running = {RunningRun{"same_seed", 4, "w1", 1, 3, 17, 100}};
-  s.workers = {WorkerRecord{"w1", "host", "1.13.1", "cpu", 2, 123456789, "same_seed#4"}};
+  s.workers = {WorkerRecord{"w1", "host", "1.13.1", "cpu", 2, 123456789, "same_seed#4",
+                            {{"cpu_model", "EPYC"}}, {{"pool", "a"}}, 99, "left: drained"}};
   s.database_bytes = 8 << 20;
   s.wal_bytes = 4 << 20;
   s.weights = WeightsUsage{6, 600, 200};
@@ -272,6 +273,11 @@ TEST(ConvertTest, StatusRoundTrip) {
   EXPECT_EQ(back.running.at(0).batches, 100);
   EXPECT_EQ(back.workers.at(0).last_seen_ms, 123456789);
   EXPECT_EQ(back.workers.at(0).current_run, "same_seed#4");
+  EXPECT_EQ(back.workers.at(0).capabilities.at("cpu_model"), "EPYC");
+  EXPECT_EQ(back.workers.at(0).labels.at("pool"), "a");
+  EXPECT_EQ(back.workers.at(0).gone_ms, 99);
+  EXPECT_EQ(back.workers.at(0).gone_reason, "left: drained");
+  EXPECT_EQ(back.arms.at(0).waiting, "no worker is here");
   EXPECT_EQ(back.eta_seconds, 12.5);
   EXPECT_EQ(back.database_bytes, 8 << 20);
   EXPECT_EQ(back.wal_bytes, 4 << 20);

@@ -33,7 +33,7 @@ class DiskTest : public ::testing::Test {
     auto plan = ParsePlan(kPlan, "disk.yaml");
     ASSERT_TRUE(plan.ok()) << plan.status();
     ASSERT_TRUE(*store_->EnsureExperiment(*plan, kPlan));
-    ASSERT_TRUE(store_->UpsertWorker({"w", "h", "1.13", "cpu", 1, 0, ""}).ok());
+    ASSERT_TRUE(store_->UpsertWorker({"w", "h", "1.13", "cpu", 1, 0, "", {}, {}, 0, ""}).ok());
   }
   void TearDown() override {
     store_.reset();
@@ -145,7 +145,7 @@ TEST_F(DiskTest, WritersSharingACommitWithAFailedWriteAreToldToRetryAndLoseNothi
     writers.emplace_back([&, t] {
       for (int i = 0; i < kEach; ++i) {
         results[t].push_back(store_->UpsertWorker(
-            {"w" + std::to_string(t) + "-" + std::to_string(i), "h", "1.13", "cpu", 1, 0, ""}));
+            {"w" + std::to_string(t) + "-" + std::to_string(i), "h", "1.13", "cpu", 1, 0, "", {}, {}, 0, ""}));
       }
     });
   }

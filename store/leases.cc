@@ -2,7 +2,9 @@
 // and everything that renews or ends a lease other than a result: Renew, Fail,
 // SaveCheckpoint, Release, ExpireLeases, Cancel; with the checks they share
 // (IsCurrentLease, MaxAttempts) and LeaseOwner. Results are in results.cc.
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -12,18 +14,37 @@
 
 namespace repro {
 
-absl::StatusOr<std::optional<LeasedRun>> RunStore::LeaseNext(const std::string& experiment,
-                                                             const std::string& worker,
-                                                             int64_t now_ms, int64_t ttl_ms,
-                                                             const std::string& secret_hash) {
+absl::StatusOr<std::optional<LeasedRun>> RunStore::LeaseNext(
+    const std::string& experiment, const std::string& worker, int64_t now_ms, int64_t ttl_ms,
+    const std::string& secret_hash, const std::vector<std::string>* arms) {
   return Write([&]() -> absl::StatusOr<std::optional<LeasedRun>> {
     ASSIGN_OR_RETURN(int64_t experiment_id, ExperimentId(experiment));
-    ASSIGN_OR_RETURN(auto pick, db_->Prepare(
-        "SELECT id, arm, idx, init_seed, shuffle_seed, attempts, augment_seed FROM runs "
-        "WHERE experiment_id = ? AND state = 'pending' ORDER BY idx, arm_order LIMIT 1"));
-    pick->Bind(1, experiment_id);
-    ASSIGN_OR_RETURN(bool found, pick->Step());
-    if (!found) return std::optional<LeasedRun>();
+    constexpr char kColumns[] =
+        "SELECT id, arm, idx, init_seed, shuffle_seed, attempts, augment_seed, arm_order FROM runs ";
+    std::unique_ptr<sql::Statement> pick;
+    if (arms == nullptr) {
+      ASSIGN_OR_RETURN(pick, db_->Prepare(absl::StrCat(kColumns,
+          "WHERE experiment_id = ? AND state = 'pending' ORDER BY idx, arm_order LIMIT 1")));
+      pick->Bind(1, experiment_id);
+      ASSIGN_OR_RETURN(bool found, pick->Step());
+      if (!found) return std::optional<LeasedRun>();
+    } else {
+      // The same order (index, then arm order) over the arms this worker may run: each
+      // arm's next pending run by runs_by_arm_state, the earliest of them kept.
+      std::pair<int64_t, int64_t> best{-1, -1};
+      for (const std::string& arm : *arms) {
+        ASSIGN_OR_RETURN(auto next, db_->Prepare(absl::StrCat(kColumns,
+            "WHERE experiment_id = ? AND arm = ? AND state = 'pending' ORDER BY idx LIMIT 1")));
+        next->Bind(1, experiment_id).Bind(2, arm);
+        ASSIGN_OR_RETURN(bool found, next->Step());
+        const std::pair<int64_t, int64_t> at{found ? next->Int(2) : 0, found ? next->Int(7) : 0};
+        if (found && (pick == nullptr || at < best)) {
+          pick = std::move(next);
+          best = at;
+        }
+      }
+      if (pick == nullptr) return std::optional<LeasedRun>();
+    }
     LeasedRun leased;
     leased.run_id = pick->Int(0);
     leased.arm = pick->Text(1);

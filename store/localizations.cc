@@ -1,6 +1,7 @@
 // RunStore's localizations: where two finished runs part (reproctl localize). The store
 // finds the epoch to replay from the runs' recorded weights hashes, hands the request to
 // a worker like a run (with a lease and a secret), and keeps its answer as JSON.
+#include <algorithm>
 #include <optional>
 #include <string>
 
@@ -175,7 +176,7 @@ absl::StatusOr<std::optional<LocalizationState>> RunStore::FindLocalization(
 
 absl::StatusOr<std::optional<LocalizeLease>> RunStore::LeaseLocalization(
     const std::string& experiment, const std::string& worker, int64_t now_ms, int64_t ttl_ms,
-    const std::string& secret_hash) {
+    const std::string& secret_hash, const std::vector<std::string>* arms) {
   return Write([&]() -> absl::StatusOr<std::optional<LocalizeLease>> {
     ASSIGN_OR_RETURN(int64_t experiment_id, ExperimentId(experiment));
     ASSIGN_OR_RETURN(auto exhausted, db_->Prepare(absl::StrCat(
@@ -191,9 +192,15 @@ absl::StatusOr<std::optional<LocalizeLease>> RunStore::LeaseLocalization(
         "(SELECT weights_hash FROM epochs WHERE attempt_id = rb.result_attempt AND epoch = l.epoch) "
         "FROM localizations l JOIN runs ra ON ra.id = l.run_a JOIN runs rb ON rb.id = l.run_b "
         "WHERE l.experiment_id = ? AND (l.state = 'pending' OR "
-        "(l.state = 'running' AND l.lease_expires_ms < ?)) ORDER BY l.id LIMIT 1"));
+        "(l.state = 'running' AND l.lease_expires_ms < ?)) ORDER BY l.id"));
     pick->Bind(1, experiment_id).Bind(2, now_ms);
-    ASSIGN_OR_RETURN(bool found, pick->Step());
+    auto may_run = [arms](const std::string& arm) {
+      return arms == nullptr || std::find(arms->begin(), arms->end(), arm) != arms->end();
+    };
+    bool found = false;
+    do {  // the open requests are few: the first whose runs this worker may replay
+      ASSIGN_OR_RETURN(found, pick->Step());
+    } while (found && !(may_run(pick->Text(3)) && may_run(pick->Text(8))));
     if (!found) return std::nullopt;
     LocalizeLease lease;
     lease.id = pick->Int(0);

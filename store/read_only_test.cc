@@ -92,7 +92,7 @@ TEST_F(ReadOnlyStoreTest, ReadsAStoreAndChangesNothing) {
   EXPECT_EQ(ReadFinishedRun(path_), "");
   auto store = RunStore::OpenReadOnly(path_);
   ASSERT_TRUE(store.ok()) << store.status();
-  EXPECT_FALSE((*store)->UpsertWorker({"w9", "h", "1.13", "cpu", 1, 0, ""}).ok());
+  EXPECT_FALSE((*store)->UpsertWorker({"w9", "h", "1.13", "cpu", 1, 0, "", {}, {}, 0, ""}).ok());
   store->reset();
   EXPECT_EQ(Bytes(path_), before);
 }
@@ -159,6 +159,31 @@ TEST_F(ReadOnlyStoreTest, ReadsASchemaTwoStoreWithoutUpgradingIt) {
              "UPDATE meta SET value = '2' WHERE key = 'schema_version';");
   const std::string before = Bytes(path_);
   EXPECT_EQ(ReadFinishedRun(path_), "");
+  EXPECT_EQ(Bytes(path_), before) << "the read-only open upgraded the file";
+}
+
+TEST_F(ReadOnlyStoreTest, ReadsASchemaFourStoresWorkersWithoutUpgradingIt) {
+  MakeStore();
+  {
+    auto store = RunStore::Open(path_);
+    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_TRUE((*store)->UpsertWorker({"w1", "h", "1.13", "cpu", 2, 1500, "", {}, {}, 0, ""}).ok());
+  }
+  Sql(path_, "ALTER TABLE workers DROP COLUMN capabilities; ALTER TABLE workers DROP COLUMN labels;"
+             "ALTER TABLE workers DROP COLUMN gone_ms; ALTER TABLE workers DROP COLUMN gone_reason;"
+             "DROP INDEX runs_by_arm_state;"
+             "UPDATE meta SET value = '4' WHERE key = 'schema_version';");
+  const std::string before = Bytes(path_);
+  EXPECT_EQ(ReadFinishedRun(path_), "");
+  auto store = RunStore::OpenReadOnly(path_);
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto workers = (*store)->Workers();
+  ASSERT_TRUE(workers.ok()) << workers.status();
+  ASSERT_EQ(workers->size(), 1u);
+  EXPECT_EQ(workers->at(0).threads, 2);
+  EXPECT_TRUE(workers->at(0).labels.empty());
+  EXPECT_FALSE(workers->at(0).gone());
+  store->reset();
   EXPECT_EQ(Bytes(path_), before) << "the read-only open upgraded the file";
 }
 

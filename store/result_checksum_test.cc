@@ -62,7 +62,7 @@ class ResultChecksumTest : public ::testing::Test {
     auto plan = ParsePlan(kPlan, "c.yaml");
     ASSERT_TRUE(plan.ok()) << plan.status();
     ASSERT_TRUE(*store_->EnsureExperiment(*plan, kPlan));
-    ASSERT_TRUE(store_->UpsertWorker({"w", "h", "1.13", "cpu", 1, 0, ""}).ok());
+    ASSERT_TRUE(store_->UpsertWorker({"w", "h", "1.13", "cpu", 1, 0, "", {}, {}, 0, ""}).ok());
   }
   void TearDown() override {
     store_.reset();

@@ -9,6 +9,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/placement.h"
+#include "common/plan.h"
 #include "common/status_macros.h"
 
 namespace repro {
@@ -45,6 +47,42 @@ double FractionLeft(const RunView& run, int epochs) {
   return 1.0 - std::min(1.0, done_fraction / std::max(1, epochs));
 }
 
+// Why each arm with pending runs waits, when no worker that is here can run them.
+absl::Status NoteWaitingArms(RunStore& store, ExperimentStatus* out) {
+  if (std::none_of(out->arms.begin(), out->arms.end(),
+                   [](const ArmProgress& a) { return a.runs.pending > 0; })) {
+    return absl::OkStatus();
+  }
+  ASSIGN_OR_RETURN(const std::string text, store.PlanText(out->experiment));
+  absl::StatusOr<Plan> plan = ParsePlan(text, "the stored plan");
+  if (!plan.ok()) return absl::OkStatus();  // a plan this build no longer reads: no reasons
+  for (ArmProgress& progress : out->arms) {
+    if (progress.runs.pending == 0) continue;
+    for (const ArmSpec& arm : plan->arms) {
+      if (arm.name == progress.name) progress.waiting = WhyNoWorker(arm, out->workers);
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string DescribeWorker(const WorkerRecord& w, int64_t now_ms) {
+  std::string out = absl::StrFormat("  %-24s %s, %s", w.name, w.host, w.device);
+  if (const auto gpu = w.capabilities.find("gpu_name"); gpu != w.capabilities.end()) {
+    absl::StrAppend(&out, " (", gpu->second, ")");
+  }
+  absl::StrAppendFormat(&out, ", %d threads, LibTorch %s", w.threads, w.torch_version);
+  for (const auto& [key, value] : w.labels) absl::StrAppend(&out, ", ", key, "=", value);
+  if (w.gone()) {
+    const double ago = (now_ms - w.gone_ms) / 1000.0;
+    absl::StrAppend(&out, ", gone ", FormatDuration(std::max(0.0, ago)), " ago (", w.gone_reason, ")");
+  } else {
+    const double ago = (now_ms - w.last_seen_ms) / 1000.0;
+    absl::StrAppend(&out, ", seen ", FormatDuration(std::max(0.0, ago)), " ago, ",
+                    w.current_run.empty() ? "idle" : "running " + w.current_run);
+  }
+  return out + "\n";
+}
+
 }  // namespace
 
 std::string FormatDuration(double seconds) {
@@ -66,7 +104,7 @@ absl::StatusOr<ExperimentStatus> BuildStatus(RunStore& store, const std::string&
   ASSIGN_OR_RETURN(out.weights, store.Weights(experiment));
   out.experiment = view.name;
   out.epochs = view.epochs;
-  for (const std::string& arm : view.arms) out.arms.push_back(ArmProgress{arm, 0, {}});
+  for (const std::string& arm : view.arms) out.arms.push_back(ArmProgress{arm, 0, {}, ""});
   double running_fraction_left = 0;
   for (const RunView& run : view.runs) {
     Count(run.state, &out.runs);
@@ -82,6 +120,7 @@ absl::StatusOr<ExperimentStatus> BuildStatus(RunStore& store, const std::string&
       running_fraction_left += FractionLeft(run, view.epochs);
     }
   }
+  RETURN_IF_ERROR(NoteWaitingArms(store, &out));
   const RunCounts& c = out.runs;
   out.complete = c.finished();
   // ETA: the work left (pending runs plus what running runs still have to do) at the
@@ -108,7 +147,9 @@ absl::StatusOr<std::string> RenderStatus(const ExperimentStatus& s, const std::s
     j["eta_seconds"] = s.eta_seconds < 0 ? nlohmann::json(nullptr) : nlohmann::json(s.eta_seconds);
     j["arms"] = nlohmann::json::array();
     for (const auto& a : s.arms) {
-      j["arms"].push_back({{"name", a.name}, {"total", a.total}, {"runs", CountsJson(a.runs)}});
+      j["arms"].push_back({{"name", a.name}, {"total", a.total}, {"runs", CountsJson(a.runs)},
+                           {"waiting", a.waiting.empty() ? nlohmann::json(nullptr)
+                                                         : nlohmann::json(a.waiting)}});
     }
     j["running"] = nlohmann::json::array();
     for (const auto& r : s.running) {
@@ -121,7 +162,11 @@ absl::StatusOr<std::string> RenderStatus(const ExperimentStatus& s, const std::s
       j["workers"].push_back({{"name", w.name}, {"host", w.host}, {"device", w.device},
                               {"threads", w.threads}, {"torch_version", w.torch_version},
                               {"last_seen_unix_ms", w.last_seen_ms},
-                              {"current_run", w.current_run}});
+                              {"current_run", w.current_run},
+                              {"capabilities", w.capabilities}, {"labels", w.labels},
+                              {"gone", w.gone()},
+                              {"gone_unix_ms", w.gone() ? nlohmann::json(w.gone_ms) : nlohmann::json(nullptr)},
+                              {"gone_reason", w.gone_reason}});
     }
     j["store"] = {{"database_bytes", s.database_bytes}, {"wal_bytes", s.wal_bytes}};
     j["weights"] = {{"files", s.weights.files}, {"bytes", s.weights.bytes},
@@ -146,6 +191,7 @@ absl::StatusOr<std::string> RenderStatus(const ExperimentStatus& s, const std::s
     absl::StrAppendFormat(&out, "  %-20s %d/%d done", a.name, a.runs.done, a.total);
     if (a.runs.failed > 0) absl::StrAppendFormat(&out, ", %d failed", a.runs.failed);
     absl::StrAppend(&out, "\n");
+    if (!a.waiting.empty()) absl::StrAppend(&out, "    waiting: ", a.waiting, "\n");
   }
   for (const auto& r : s.running) {
     absl::StrAppendFormat(&out, "  running %s#%d on %s: epoch %d/%d", r.arm, r.index,
@@ -154,13 +200,7 @@ absl::StatusOr<std::string> RenderStatus(const ExperimentStatus& s, const std::s
     absl::StrAppend(&out, "\n");
   }
   if (!s.workers.empty()) absl::StrAppend(&out, "Workers:\n");
-  for (const auto& w : s.workers) {
-    const double ago = (now_ms - w.last_seen_ms) / 1000.0;
-    absl::StrAppendFormat(&out, "  %-24s %s, %s, %d threads, LibTorch %s, seen %s ago, %s\n",
-                          w.name, w.host, w.device, w.threads, w.torch_version,
-                          FormatDuration(std::max(0.0, ago)),
-                          w.current_run.empty() ? "idle" : "running " + w.current_run);
-  }
+  for (const auto& w : s.workers) absl::StrAppend(&out, DescribeWorker(w, now_ms));
   return out;
 }
 

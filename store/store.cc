@@ -119,8 +119,22 @@ CREATE TABLE IF NOT EXISTS workers (
   device TEXT NOT NULL,
   threads INTEGER NOT NULL,
   last_seen_ms INTEGER NOT NULL,
-  current_run TEXT NOT NULL DEFAULT '');
+  current_run TEXT NOT NULL DEFAULT '',
+  capabilities TEXT NOT NULL DEFAULT '{}',  -- schema 5: JSON object of strings
+  labels TEXT NOT NULL DEFAULT '{}',        -- schema 5: JSON object of strings
+  gone_ms INTEGER,                          -- schema 5: NULL while the worker is here
+  gone_reason TEXT NOT NULL DEFAULT '');    -- schema 5
+-- schema 5: a lease restricted to the arms a worker may run looks up each arm's next run.
+CREATE INDEX IF NOT EXISTS runs_by_arm_state ON runs (experiment_id, arm, state, idx);
 )sql";
+
+// The workers' columns of schema 5, as Upgrade adds them and a read-only open of an
+// older file shows them.
+constexpr std::pair<const char*, const char*> kWorkerColumns5[] = {
+    {"capabilities", "TEXT NOT NULL DEFAULT '{}'"},
+    {"labels", "TEXT NOT NULL DEFAULT '{}'"},
+    {"gone_ms", "INTEGER"},
+    {"gone_reason", "TEXT NOT NULL DEFAULT ''"}};
 
 absl::Status NewerSchemaError(const std::string& path, int version) {
   return absl::InvalidArgumentError(absl::StrCat(
@@ -211,6 +225,12 @@ absl::StatusOr<std::unique_ptr<RunStore>> RunStore::OpenReadOnly(const std::stri
                              "attempts INTEGER, worker TEXT, lease_expires_ms INTEGER, "
                              "secret_hash TEXT, error TEXT, result TEXT, created_ms INTEGER)"));
   }
+  if (*version < 5) {
+    // Nor had workers capabilities, labels or a time they left.
+    RETURN_IF_ERROR(db->Exec("CREATE TEMP VIEW workers AS SELECT *, '{}' AS capabilities, "
+                             "'{}' AS labels, NULL AS gone_ms, '' AS gone_reason "
+                             "FROM main.workers"));
+  }
   if (*version < 2) {
     // Schema 1 lacks the attempts' secret_hash, checksum and diverged: a TEMP view (it
     // lives in this connection, not in the file, and is found before main's table) shows
@@ -254,16 +274,24 @@ absl::Status RunStore::Upgrade(int from_version) {
     // goes back to the queue when it expires); a result stored before it is read
     // unchecked (and could not have diverged: schema 1 had no such outcome).
     for (const char* column : {"secret_hash", "checksum", "diverged"}) {
-      ASSIGN_OR_RETURN(auto q, db_->Prepare(
-          "SELECT 1 FROM pragma_table_info('attempts') WHERE name = ?"));
-      q->Bind(1, std::string(column));
-      ASSIGN_OR_RETURN(bool present, q->Step());
-      if (!present) {
-        RETURN_IF_ERROR(db_->Exec(absl::StrCat("ALTER TABLE attempts ADD COLUMN ", column, " TEXT")));
-      }
+      RETURN_IF_ERROR(AddColumn("attempts", column, "TEXT"));
     }
   }
+  if (from_version < 5) {
+    // Schema 5: workers' capabilities and labels (placement), and when they left. Workers
+    // registered before have none: they can run any arm that asks nothing of them.
+    for (const auto& [column, type] : kWorkerColumns5) RETURN_IF_ERROR(AddColumn("workers", column, type));
+  }
   return absl::OkStatus();
+}
+
+absl::Status RunStore::AddColumn(const std::string& table, const std::string& column,
+                                 const std::string& type) {
+  ASSIGN_OR_RETURN(auto q, db_->Prepare("SELECT 1 FROM pragma_table_info(?) WHERE name = ?"));
+  q->Bind(1, table).Bind(2, column);
+  ASSIGN_OR_RETURN(bool present, q->Step());
+  if (present) return absl::OkStatus();
+  return db_->Exec(absl::StrCat("ALTER TABLE ", table, " ADD COLUMN ", column, " ", type));
 }
 
 absl::StatusOr<bool> RunStore::EnsureExperiment(const Plan& plan, const std::string& plan_text) {

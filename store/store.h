@@ -22,6 +22,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -42,8 +43,9 @@ namespace repro {
 
 // 1: the first; 2: attempts.secret_hash, attempts.checksum and attempts.diverged (Migrate
 // upgrades 1 to 2); 3: the table weight_files; 4: the table localizations (Migrate
-// creates both).
-inline constexpr int kSchemaVersion = 4;
+// creates both); 5: workers.capabilities, labels, gone_ms and gone_reason (Migrate adds
+// them) and the index runs_by_arm_state.
+inline constexpr int kSchemaVersion = 5;
 
 struct LeasedRun {
   int64_t run_id = 0;
@@ -112,10 +114,11 @@ class RunStore {
   // partial report has runs of every arm), or nullopt when none is pending. The attempt
   // keeps `secret_hash` (SecretHash of the secret handed to the worker; empty: a lease no
   // worker can use, for store-level tests and benchmarks).
-  absl::StatusOr<std::optional<LeasedRun>> LeaseNext(const std::string& experiment,
-                                                     const std::string& worker, int64_t now_ms,
-                                                     int64_t ttl_ms,
-                                                     const std::string& secret_hash = "");
+  // With `arms`, only runs of those arms (the ones placement lets the worker run), by
+  // one indexed lookup per arm; without, by one lookup.
+  absl::StatusOr<std::optional<LeasedRun>> LeaseNext(
+      const std::string& experiment, const std::string& worker, int64_t now_ms, int64_t ttl_ms,
+      const std::string& secret_hash = "", const std::vector<std::string>* arms = nullptr);
   // Renews a lease and records progress. False when the lease is no longer the run's.
   absl::StatusOr<bool> Renew(int64_t run_id, int64_t lease_id, int64_t now_ms, int64_t ttl_ms,
                              int epoch, int64_t batch, int64_t batches);
@@ -162,12 +165,13 @@ class RunStore {
                                                                     const std::string& run_a,
                                                                     const std::string& run_b);
   // Hands a pending localization, or one whose worker's lease expired, to `worker`; a
-  // localization that has used up kLocalizeAttempts fails. None when there is none.
-  absl::StatusOr<std::optional<LocalizeLease>> LeaseLocalization(const std::string& experiment,
-                                                                 const std::string& worker,
-                                                                 int64_t now_ms, int64_t ttl_ms,
-                                                                 const std::string& secret_hash);
+  // localization that has used up kLocalizeAttempts fails. None when there is none. With
+  // `arms`, only a pair both of whose runs are of those arms (the worker replays both).
+  absl::StatusOr<std::optional<LocalizeLease>> LeaseLocalization(
+      const std::string& experiment, const std::string& worker, int64_t now_ms, int64_t ttl_ms,
+      const std::string& secret_hash, const std::vector<std::string>* arms = nullptr);
   static constexpr int kLocalizeAttempts = 3;
+  static constexpr int64_t kSeenGranularityMs = 1000;
   // Who holds localization `id`; NOT_FOUND when there is none.
   absl::StatusOr<LeaseHolder> LocalizationOwner(int64_t id);
   // The worker's answer: done with `result`, or failed with `error` (non-empty).
@@ -205,10 +209,24 @@ class RunStore {
   absl::StatusOr<RunTiming> Timing(const std::string& experiment);
 
   // --- Workers (workers.cc) ---
+  // Registers (or registers again) a worker, with its capabilities and labels; it is here.
   absl::Status UpsertWorker(const WorkerRecord& worker);
-  // Records that the worker was heard from; false when it never registered.
+  // Records that the worker was heard from (a gone one is back); false when it never
+  // registered. last_seen_ms is written once per kSeenGranularityMs at most.
   absl::StatusOr<bool> TouchWorker(const std::string& name, int64_t now_ms);
   absl::StatusOr<std::vector<WorkerRecord>> Workers();
+  // One worker as it registered; nullopt when it never did.
+  absl::StatusOr<std::optional<WorkerRecord>> Worker(const std::string& name);
+  // The worker said it is leaving: gone from now, "left: <reason>".
+  absl::Status LeaveWorker(const std::string& name, const std::string& reason, int64_t now_ms);
+  // Marks gone ("silent") every worker not heard from since `silent_before_ms`; returns
+  // their names. Reads only when there is none.
+  absl::StatusOr<std::vector<std::string>> MarkSilentWorkersGone(int64_t silent_before_ms,
+                                                                 int64_t now_ms);
+  // How many of `arm`'s runs each worker holds or has the counted result of: what spread
+  // placement balances.
+  absl::StatusOr<std::map<std::string, int>> ArmRunsByWorker(const std::string& experiment,
+                                                             const std::string& arm);
 
   const std::string& path() const { return db_->path(); }
 
@@ -220,6 +238,9 @@ class RunStore {
   explicit RunStore(std::unique_ptr<sql::Database> db);
   absl::Status Migrate();
   absl::Status Upgrade(int from_version) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // ALTER TABLE table ADD COLUMN column type, unless it has it.
+  absl::Status AddColumn(const std::string& table, const std::string& column,
+                         const std::string& type) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Every change goes through Write (store_internal.h): the store's mutex, one
   // transaction in the group commit, and a return once the change is on disk.
   // WriteLocked is the same for a caller that already holds the mutex.

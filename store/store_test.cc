@@ -29,8 +29,8 @@ class StoreTest : public ::testing::Test {
     ASSERT_TRUE(plan.ok()) << plan.status();
     plan_ = *plan;
     ASSERT_TRUE(*store_->EnsureExperiment(plan_, kPlan));
-    ASSERT_TRUE(store_->UpsertWorker({"w1", "h", "1.13", "cpu", 1, 0, ""}).ok());
-    ASSERT_TRUE(store_->UpsertWorker({"w2", "h", "1.13", "cpu", 1, 0, ""}).ok());
+    ASSERT_TRUE(store_->UpsertWorker({"w1", "h", "1.13", "cpu", 1, 0, "", {}, {}, 0, ""}).ok());
+    ASSERT_TRUE(store_->UpsertWorker({"w2", "h", "1.13", "cpu", 1, 0, "", {}, {}, 0, ""}).ok());
   }
   void TearDown() override {
     store_.reset();
@@ -252,6 +252,64 @@ TEST_F(StoreTest, WorkersShowTheirRunAndLastHeartbeat) {
   EXPECT_EQ((*workers)[0].current_run, "");
 }
 
+TEST_F(StoreTest, WorkersKeepTheirCapabilitiesAndLabelsAndGoAndComeBack) {
+  WorkerRecord w{"w3", "gpu-host", "2.11", "cuda", 8, 1000, "", {{"gpu_name", "NVIDIA H200"}},
+                 {{"pool", "a"}}, 0, ""};
+  ASSERT_TRUE(store_->UpsertWorker(w).ok());
+  auto back = store_->Worker("w3");
+  ASSERT_TRUE(back.ok() && back->has_value());
+  EXPECT_EQ((*back)->capabilities.at("gpu_name"), "NVIDIA H200");
+  EXPECT_EQ((*back)->labels.at("pool"), "a");
+  EXPECT_FALSE((*back)->gone());
+  EXPECT_FALSE(store_->Worker("stranger")->has_value());
+
+  ASSERT_TRUE(store_->LeaveWorker("w3", "experiment finished", 2000).ok());
+  EXPECT_EQ((*store_->Worker("w3"))->gone_ms, 2000);
+  EXPECT_EQ((*store_->Worker("w3"))->gone_reason, "left: experiment finished");
+  EXPECT_TRUE(*store_->TouchWorker("w3", 2100));  // within the second, but it was gone
+  EXPECT_FALSE((*store_->Worker("w3"))->gone());
+
+  // w1 and w2 were last seen at 0, w3 at 2100: only the first two are silent.
+  auto silent = store_->MarkSilentWorkersGone(1000, 5000);
+  ASSERT_TRUE(silent.ok()) << silent.status();
+  EXPECT_EQ(*silent, (std::vector<std::string>{"w1", "w2"}));
+  EXPECT_EQ((*store_->Worker("w1"))->gone_reason, "silent");
+  EXPECT_EQ((*store_->Worker("w1"))->gone_ms, 5000);
+  EXPECT_TRUE(store_->MarkSilentWorkersGone(1000, 6000)->empty());  // marked once
+  ASSERT_TRUE(store_->UpsertWorker({"w1", "h", "1.13", "cpu", 1, 7000, "", {}, {}, 0, ""}).ok());
+  EXPECT_FALSE((*store_->Worker("w1"))->gone());  // registering again brings it back
+}
+
+TEST_F(StoreTest, ALeaseLimitedToSomeArmsTakesOnlyThoseInTheUsualOrder) {
+  const std::vector<std::string> different{"different_seeds"};
+  const std::vector<std::string> none;
+  const std::vector<std::string> both{"different_seeds", "same_seed"};
+  EXPECT_FALSE(store_->LeaseNext("t", "w1", 0, 60000, "", &none)->has_value());
+  auto a = store_->LeaseNext("t", "w1", 0, 60000, "", &different);
+  ASSERT_TRUE(a.ok() && a->has_value()) << a.status();
+  EXPECT_EQ((*a)->arm, "different_seeds");
+  EXPECT_EQ((*a)->index, 0);
+  // Both arms: index first, then the plan's arm order, as an unrestricted lease.
+  auto b = store_->LeaseNext("t", "w2", 0, 60000, "", &both);
+  ASSERT_TRUE(b.ok() && b->has_value());
+  EXPECT_EQ((*b)->arm, "same_seed");
+  EXPECT_EQ((*b)->index, 0);
+  auto c = store_->LeaseNext("t", "w2", 0, 60000, "", &both);
+  EXPECT_EQ((*c)->arm, "same_seed");
+  EXPECT_EQ((*c)->index, 1);
+  auto d = store_->LeaseNext("t", "w1", 0, 60000, "", &different);
+  EXPECT_EQ((*d)->arm, "different_seeds");
+  EXPECT_EQ((*d)->index, 1);
+  EXPECT_FALSE(store_->LeaseNext("t", "w1", 0, 60000, "", &different)->has_value());
+
+  // What spread balances: the runs each worker holds or finished, per arm.
+  ASSERT_TRUE(*store_->Complete((*b)->run_id, (*b)->lease_id, Result(0.1), 10));
+  auto by_worker = store_->ArmRunsByWorker("t", "same_seed");
+  ASSERT_TRUE(by_worker.ok()) << by_worker.status();
+  EXPECT_EQ(*by_worker, (std::map<std::string, int>{{"w2", 2}}));
+  EXPECT_EQ(*store_->ArmRunsByWorker("t", "different_seeds"), (std::map<std::string, int>{{"w1", 2}}));
+}
+
 // `column` (an expression) of every attempt in the file at `path`, in the order made.
 std::vector<std::string> Attempts(const std::string& path, const std::string& column) {
   std::vector<std::string> out;
@@ -354,6 +412,33 @@ TEST_F(StoreTest, ASchemaOneDatabaseIsUpgradedKeepingItsRuns) {
   sqlite3_close(db);
 }
 
+TEST_F(StoreTest, ASchemaFourDatabaseGainsTheWorkersPlacementColumns) {
+  store_.reset();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "ALTER TABLE workers DROP COLUMN capabilities;"
+                         "ALTER TABLE workers DROP COLUMN labels;"
+                         "ALTER TABLE workers DROP COLUMN gone_ms;"
+                         "ALTER TABLE workers DROP COLUMN gone_reason;"
+                         "DROP INDEX runs_by_arm_state;"
+                         "UPDATE meta SET value = '4' WHERE key = 'schema_version';",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+  auto store = RunStore::Open(path_);
+  ASSERT_TRUE(store.ok()) << store.status();
+  store_ = std::move(*store);
+  auto w1 = store_->Worker("w1");
+  ASSERT_TRUE(w1.ok() && w1->has_value()) << w1.status();
+  EXPECT_TRUE((*w1)->labels.empty());
+  ASSERT_TRUE(store_->LeaveWorker("w1", "drained", 10).ok());
+  EXPECT_EQ((*store_->Worker("w1"))->gone_reason, "left: drained");
+  const std::vector<std::string> arms{"same_seed"};
+  EXPECT_TRUE(store_->LeaseNext("t", "w1", 0, 60000, "", &arms)->has_value());
+}
+
 TEST_F(StoreTest, RefusesAFileThatIsNotADatabase) {
   const std::string bad = path_ + ".txt";
   FILE* f = std::fopen(bad.c_str(), "w");
@@ -391,7 +476,7 @@ TEST(GroupCommitTest, ConcurrentWritersShareCommitsAndLoseNothing) {
     for (int t = 0; t < kThreads; ++t) {
       threads.emplace_back([&, t] {
         const std::string worker = "w" + std::to_string(t);
-        if (!(*store)->UpsertWorker({worker, "h", "1.13", "cpu", 1, 0, ""}).ok()) ++errors;
+        if (!(*store)->UpsertWorker({worker, "h", "1.13", "cpu", 1, 0, "", {}, {}, 0, ""}).ok()) ++errors;
         for (int64_t now = 1;; ++now) {
           if (!(*store)->TouchWorker(worker, now * 1000).ok()) ++errors;
           auto leased = (*store)->LeaseNext("g", worker, now, 1 << 30);

@@ -15,6 +15,7 @@
 #include "common/security.h"
 #include "proto/convert.h"
 #include "worker/daemon_internal.h"
+#include "worker/engine/environment.h"
 #include "worker/scheduled_events.h"
 
 namespace repro {
@@ -114,6 +115,15 @@ bool WorkerDaemon::Register() {
     w->set_device(engine::CudaAvailable() ? "cuda" : "cpu");
     w->set_threads(options_.threads);
     w->set_pid(getpid());
+    for (const auto& [key, value] : engine::WorkerCapabilities(options_.threads)) {
+      // The coordinator takes printable ASCII only: a CPU named with a (R) sign still registers.
+      std::string text = value.substr(0, kMaxLabelValueLength);
+      for (char& c : text) {
+        if (c < 0x20 || c > 0x7e) c = '?';
+      }
+      if (!text.empty()) (*w->mutable_capabilities())[key] = text;
+    }
+    w->mutable_labels()->insert(options_.labels.begin(), options_.labels.end());
     v1::RegisterResponse resp;
     grpc::Status s = stub_->Register(Context().get(), req, &resp);
     if (s.ok()) {
@@ -162,6 +172,11 @@ int WorkerDaemon::Run() {
   int code = cli::kExitError;
   if (Register()) {
     code = LeaseLoop();
+    Leave(!fatal_.empty()        ? absl::StrCat("cannot work: ", fatal_)
+          : drain_.load()        ? "drained after an eviction notice"
+          : Stopping()           ? "stopped on a signal"
+          : code == cli::kExitOk ? "the experiment has finished"
+                                 : "exiting with an error");
   } else if (Stopping()) {
     code = cli::kExitOk;
   }
@@ -170,6 +185,17 @@ int WorkerDaemon::Run() {
     return cli::kExitCannotWork;
   }
   return code;
+}
+
+void WorkerDaemon::Leave(const std::string& reason) {
+  v1::LeaveRequest req;
+  req.set_worker(options_.name);
+  req.set_reason(reason);
+  v1::LeaveResponse resp;
+  auto ctx = Context();
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  grpc::Status s = stub_->Leave(ctx.get(), req, &resp);
+  if (!s.ok()) cli::LogLine(absl::StrCat("could not say goodbye to the coordinator: ", Describe(s)));
 }
 
 int WorkerDaemon::LeaseLoop() {

@@ -24,6 +24,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <map>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -42,6 +43,7 @@ struct WorkerOptions {
   std::string coordinator;      // HOST:PORT, for the log (the stub is given)
   std::string name;             // unique per worker process
   int threads = 1;              // intra-op threads when a plan leaves them unset
+  std::map<std::string, std::string> labels;  // --label KEY=VALUE, for placement
   std::string artifacts = "artifacts";  // exported weights go under DIR/experiment/arm/run-i
   bool stay = false;            // keep polling after the experiment finished
   // Azure Scheduled Events URL to poll for preemption notices; empty = none.
@@ -109,6 +111,8 @@ class WorkerDaemon {
   static constexpr int kTlsAttempts = 5;
 
   bool Register();
+  // Tells the coordinator this worker is leaving and why; one try, errors ignored.
+  void Leave(const std::string& reason);
   // Leases runs and trains them until the experiment finishes or the worker stops.
   int LeaseLoop();
   // Trains one assignment and reports it (complete, fail, release or drop).

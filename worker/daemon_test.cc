@@ -52,6 +52,8 @@ struct Received {
   std::map<std::string, std::string> uploads;  // the bytes taken, by declared SHA-256
   std::vector<v1::PutBlobRequest> upload_headers;  // each taken upload's first message
   std::vector<v1::CompleteLocalizeRequest> localized;
+  v1::WorkerInfo registered;                 // as the last Register gave it
+  std::vector<v1::LeaveRequest> leaves;
 };
 
 // A coordinator that answers from a script: the given errors first, then success.
@@ -83,11 +85,12 @@ class FakeCoordinator final : public v1::WorkerService::Service {
   // Every chunk sent has its first byte changed.
   void CorruptBlobs() { Locked([&] { corrupt_blobs_ = true; }); }
 
-  grpc::Status Register(grpc::ServerContext*, const v1::RegisterRequest*,
+  grpc::Status Register(grpc::ServerContext*, const v1::RegisterRequest* req,
                         v1::RegisterResponse* resp) override {
     std::lock_guard<std::mutex> lock(mu_);
     ++received_.registers;
     if (!register_errors_.empty()) return Pop(register_errors_);
+    received_.registered = req->worker();
     resp->set_experiment("exp");
     resp->set_heartbeat_interval_ms(kHeartbeatMs);
     return grpc::Status::OK;
@@ -188,6 +191,10 @@ class FakeCoordinator final : public v1::WorkerService::Service {
   grpc::Status CompleteLocalize(grpc::ServerContext*, const v1::CompleteLocalizeRequest* req,
                                 v1::CompleteLocalizeResponse*) override {
     Locked([&] { received_.localized.push_back(*req); });
+    return grpc::Status::OK;
+  }
+  grpc::Status Leave(grpc::ServerContext*, const v1::LeaveRequest* req, v1::LeaveResponse*) override {
+    Locked([&] { received_.leaves.push_back(*req); });
     return grpc::Status::OK;
   }
   grpc::Status Release(grpc::ServerContext*, const v1::ReleaseRequest* req,
@@ -313,6 +320,28 @@ TEST_F(DaemonTest, FailedRunIsReportedWithItsErrorAndTheNextRunIsTrained) {
   EXPECT_EQ(got.completes[0].run_id(), 2);
   EXPECT_EQ(got.completes[0].result().final_hash(), "second");
   EXPECT_THAT(got.releases, IsEmpty());
+  ASSERT_THAT(got.leaves, SizeIs(1));  // it said goodbye, and why
+  EXPECT_EQ(got.leaves[0].worker(), "w1");
+  EXPECT_EQ(got.leaves[0].reason(), "the experiment has finished");
+}
+
+TEST_F(DaemonTest, RegistersWhatItCanRunAndItsLabels) {
+  options_.threads = 3;
+  options_.labels = {{"pool", "spot"}, {"group", "a"}};
+  EXPECT_EQ(RunDaemon(Trainer()), cli::kExitOk);
+  const v1::WorkerInfo w = coordinator_.received().registered;
+  EXPECT_EQ(w.name(), "w1");
+  EXPECT_EQ(w.labels().at("pool"), "spot");
+  EXPECT_EQ(w.labels().at("group"), "a");
+  EXPECT_EQ(w.capabilities().at("threads"), "3");
+  EXPECT_EQ(w.capabilities().at("device"), w.device());
+  EXPECT_EQ(w.capabilities().at("torch"), w.torch_version());
+  EXPECT_EQ(w.capabilities().at("host"), w.host());
+  EXPECT_FALSE(w.capabilities().at("cpu_model").empty());
+  EXPECT_EQ(w.capabilities().count("deterministic_algorithms"), 0u);  // the plan's, not the worker's
+  for (const auto& [key, value] : w.capabilities()) {
+    for (char c : value) EXPECT_TRUE(c >= 0x20 && c <= 0x7e) << key << ": " << value;
+  }
 }
 
 // A trainer that exports weights as the engine does: files named <name>.safetensors in
@@ -532,6 +561,8 @@ TEST_F(DaemonTest, StopSignalDuringTrainingHandsTheRunBack) {
   EXPECT_THAT(got.completes, IsEmpty());
   EXPECT_THAT(got.fails, IsEmpty());
   EXPECT_EQ(got.leases, 1);  // run 2 is left for another worker
+  ASSERT_THAT(got.leaves, SizeIs(1));
+  EXPECT_EQ(got.leaves[0].reason(), "stopped on a signal");
 }
 
 TEST_F(DaemonTest, ResultIsResentUntilTheCoordinatorTakesItOnce) {

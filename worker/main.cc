@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/cli.h"
+#include "common/names.h"
 #include "common/security.h"
 #include "worker/daemon.h"
 #include "worker/engine/engine.h"
@@ -30,6 +31,7 @@ const std::vector<repro::cli::FlagSpec> kFlags = {
     {"name", true, "worker name, unique per process (default HOST-PID)", "NAME"},
     {"slots", true, "train N runs at once, each in its own process named NAME:1..NAME:N (default 1)", "N"},
     {"threads", true, "intra-op threads when the plan leaves them unset (default: all cores, / N with --slots)", "N"},
+    {"label", true, "a label for placement (an arm's placement.labels); repeat for more", "KEY=VALUE"},
     {"artifacts", true, "folder for exported weights (default ./artifacts)", "DIR"},
     {"cache", true, "folder for the runs' input files fetched from the coordinator (default ./repro-cache)", "DIR"},
     {"cache-max-bytes", true, "keep at most this many bytes there, least recently used deleted first (default 20 GiB)", "BYTES"},
@@ -63,7 +65,7 @@ int Run(int argc, char** argv) {
   auto args = cli::Parse(argc, argv, kFlags);
   if (!args.ok()) return cli::Fail(kProgram, std::string(args.status().message()), cli::kExitUsage);
   if (args->Has("help")) {
-    std::fputs(cli::Usage("worker --coordinator HOST:PORT [--name NAME] [--slots N] [--threads N] [--artifacts DIR] [--cache DIR] [--stay]", kFlags).c_str(), stdout);
+    std::fputs(cli::Usage("worker --coordinator HOST:PORT [--name NAME] [--slots N] [--threads N] [--label KEY=VALUE]... [--artifacts DIR] [--cache DIR] [--stay]", kFlags).c_str(), stdout);
     return cli::kExitOk;
   }
   if (!args->positional.empty()) {
@@ -90,6 +92,19 @@ int Run(int argc, char** argv) {
   auto threads = args->GetInt("threads", per_slot, 1, 1024);
   if (!threads.ok()) return cli::Fail(kProgram, std::string(threads.status().message()), cli::kExitUsage);
   options.threads = static_cast<int>(*threads);
+  for (const std::string& label : args->GetAll("label")) {
+    const size_t eq = label.find('=');
+    const std::string key = label.substr(0, eq);
+    const std::string value = eq == std::string::npos ? "" : label.substr(eq + 1);
+    if (!repro::IsValidName(key) || !repro::IsValidLabelValue(value)) {
+      return cli::Fail(kProgram, absl::StrCat("--label ", label, ": expected KEY=VALUE, the key ",
+                                              repro::kNameRule, ", the value ",
+                                              repro::kLabelValueRule), cli::kExitUsage);
+    }
+    if (!options.labels.emplace(key, value).second) {
+      return cli::Fail(kProgram, absl::StrCat("--label ", key, " given twice"), cli::kExitUsage);
+    }
+  }
   options.stay = args->Has("stay");
   options.artifacts = args->Get("artifacts", "artifacts");
   options.cache = args->Get("cache", "repro-cache");

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cctype>
+#include <cstdint>
 #include <fstream>
 #include <sstream>
 
@@ -25,27 +26,49 @@ std::string Trim(const std::string& text) {
   return text.substr(begin, end - begin);
 }
 
+// What the CUDA driver says of device `ordinal`: its name, memory and UUID.
+struct GpuInfo {
+  std::string name;       // "" when the driver cannot be asked
+  int64_t memory_mb = 0;
+  std::string uuid;       // "GPU-8f2c...", as nvidia-smi writes it
+};
+
 // The CUDA driver API through dlopen, so that this file needs no CUDA headers and the
-// CPU build links no CUDA library. Returns the name of device `ordinal` or "".
-std::string GpuNameFromDriver(int ordinal) {
+// CPU build links no CUDA library.
+GpuInfo GpuFromDriver(int ordinal) {
+  GpuInfo info;
   void* lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
-  if (lib == nullptr) return "";
+  if (lib == nullptr) return info;
   using InitFn = int (*)(unsigned);
   using DeviceGetFn = int (*)(int*, int);
   using DeviceGetNameFn = int (*)(char*, int, int);
+  using TotalMemFn = int (*)(size_t*, int);
+  using UuidFn = int (*)(unsigned char*, int);  // CUuuid: 16 bytes
   auto init = reinterpret_cast<InitFn>(dlsym(lib, "cuInit"));
   auto device_get = reinterpret_cast<DeviceGetFn>(dlsym(lib, "cuDeviceGet"));
   auto device_get_name = reinterpret_cast<DeviceGetNameFn>(dlsym(lib, "cuDeviceGetName"));
-  std::string name;
+  auto total_mem = reinterpret_cast<TotalMemFn>(dlsym(lib, "cuDeviceTotalMem_v2"));
+  auto uuid = reinterpret_cast<UuidFn>(dlsym(lib, "cuDeviceGetUuid"));
   int device = 0;
   char buffer[256] = {};
   if (init != nullptr && device_get != nullptr && device_get_name != nullptr && init(0) == 0 &&
-      device_get(&device, ordinal) == 0 &&
-      device_get_name(buffer, static_cast<int>(sizeof buffer) - 1, device) == 0) {
-    name = buffer;
+      device_get(&device, ordinal) == 0) {
+    if (device_get_name(buffer, static_cast<int>(sizeof buffer) - 1, device) == 0) info.name = buffer;
+    size_t bytes = 0;
+    if (total_mem != nullptr && total_mem(&bytes, device) == 0) {
+      info.memory_mb = static_cast<int64_t>(bytes >> 20);
+    }
+    unsigned char id[16] = {};
+    if (uuid != nullptr && uuid(id, device) == 0) {
+      info.uuid = "GPU-";
+      for (int i = 0; i < 16; ++i) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) info.uuid += '-';
+        absl::StrAppend(&info.uuid, absl::Hex(id[i], absl::kZeroPad2));
+      }
+    }
   }
   dlclose(lib);
-  return name;
+  return info;
 }
 
 // The driver version through NVML (libnvidia-ml), for hosts without /proc/driver/nvidia.
@@ -84,7 +107,7 @@ void AddCuda(std::map<std::string, std::string>& env) {
   try {
     const at::CUDAHooksInterface& hooks = at::detail::getCUDAHooks();
     if (!hooks.hasCUDA()) return;
-    const std::string name = GpuNameFromDriver(static_cast<int>(hooks.current_device()));
+    const std::string name = GpuFromDriver(static_cast<int>(hooks.current_device())).name;
     if (!name.empty()) env["gpu_name"] = name;
     env["cuda"] = CudaVersionText(hooks.versionCUDART());
     env["cudnn"] = hooks.hasCuDNN() ? CudnnVersionText(hooks.versionCuDNN()) : "none";
@@ -163,6 +186,26 @@ std::map<std::string, std::string> RunEnvironment(const std::string& device) {
   env["device"] = device;
   if (device == "cuda") AddCuda(env);
   return env;
+}
+
+std::map<std::string, std::string> WorkerCapabilities(int threads) {
+  const bool cuda = CudaAvailable();
+  std::map<std::string, std::string> caps = RunEnvironment(cuda ? "cuda" : "cpu");
+  // A run's determinism switches are the plan's, not the worker's.
+  caps.erase("deterministic_algorithms");
+  caps.erase("cudnn_benchmark");
+  caps["threads"] = absl::StrCat(threads);
+  if (cuda) {
+    int ordinal = 0;
+    try {
+      ordinal = static_cast<int>(at::detail::getCUDAHooks().current_device());
+    } catch (...) {
+    }
+    const GpuInfo gpu = GpuFromDriver(ordinal);
+    if (gpu.memory_mb > 0) caps["gpu_memory_mb"] = absl::StrCat(gpu.memory_mb);
+    if (!gpu.uuid.empty()) caps["gpu_uuid"] = gpu.uuid;
+  }
+  return caps;
 }
 
 }  // namespace repro::engine

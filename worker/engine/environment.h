@@ -20,6 +20,13 @@ namespace repro::engine {
 
 std::map<std::string, std::string> RunEnvironment(const std::string& device);
 
+// What this worker can run, as it registers it for placement (common/placement.h): the
+// environment's host, cpu_model, torch, compiler and device ("cuda" when LibTorch sees a
+// GPU), `threads` (its --threads), and with CUDA gpu_name, gpu_memory_mb and gpu_uuid (of
+// the current device, from the driver), driver, cuda and cudnn. No determinism switch:
+// those are the plan's.
+std::map<std::string, std::string> WorkerCapabilities(int threads);
+
 // The pieces that need no LibTorch, exposed for tests.
 std::string HostName();
 // The first "model name" line of a /proc/cpuinfo-format file; "unknown" if none.

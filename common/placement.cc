@@ -1,0 +1,99 @@
+#include "common/placement.h"
+
+#include <cstdint>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace repro {
+namespace {
+
+bool Matches(const std::string& wanted, const std::string& value) {
+  if (!wanted.empty() && wanted.back() == '*') {
+    return absl::StartsWith(value, absl::string_view(wanted).substr(0, wanted.size() - 1));
+  }
+  return wanted == value;
+}
+
+std::string Lookup(const std::map<std::string, std::string>& m, const std::string& key) {
+  const auto it = m.find(key);
+  return it == m.end() ? std::string() : it->second;
+}
+
+}  // namespace
+
+std::string PlacementMismatch(const ArmSpec& arm, const WorkerRecord& worker) {
+  if (arm.determinism.device == "cuda" && worker.device != "cuda") return "it has no CUDA";
+  const PlacementSpec& p = arm.placement;
+  for (const auto& [key, wanted] : p.capabilities) {
+    const auto it = worker.capabilities.find(key);
+    if (it == worker.capabilities.end()) return absl::StrCat("it did not register a ", key);
+    if (!Matches(wanted, it->second)) {
+      return absl::StrCat("its ", key, " is \"", it->second, "\", not \"", wanted, "\"");
+    }
+  }
+  if (p.min_gpu_memory_mb > 0) {
+    int64_t mb = 0;
+    if (!absl::SimpleAtoi(Lookup(worker.capabilities, "gpu_memory_mb"), &mb)) {
+      return "it registered no GPU memory";
+    }
+    if (mb < p.min_gpu_memory_mb) {
+      return absl::StrCat("its GPU has ", mb, " MB, the arm wants at least ", p.min_gpu_memory_mb);
+    }
+  }
+  for (const auto& [key, wanted] : p.labels) {
+    const auto it = worker.labels.find(key);
+    if (it == worker.labels.end()) return absl::StrCat("it has no label ", key);
+    if (!Matches(wanted, it->second)) {
+      return absl::StrCat("its label ", key, " is \"", it->second, "\", not \"", wanted, "\"");
+    }
+  }
+  return "";
+}
+
+std::string DescribePlacement(const ArmSpec& arm) {
+  std::vector<std::string> parts;
+  if (arm.determinism.device == "cuda") parts.push_back("device cuda");
+  const PlacementSpec& p = arm.placement;
+  for (const auto& [key, wanted] : p.capabilities) parts.push_back(absl::StrCat(key, " ", wanted));
+  if (p.min_gpu_memory_mb > 0) {
+    parts.push_back(absl::StrCat("GPU memory >= ", p.min_gpu_memory_mb, " MB"));
+  }
+  for (const auto& [key, wanted] : p.labels) parts.push_back(absl::StrCat("label ", key, "=", wanted));
+  if (p.spread != Spread::kNone) parts.push_back(absl::StrCat("spread over ", SpreadName(p.spread)));
+  return absl::StrJoin(parts, ", ");
+}
+
+std::string WhyNoWorker(const ArmSpec& arm, const std::vector<WorkerRecord>& workers) {
+  std::vector<std::string> refusals;
+  int here = 0;
+  for (const WorkerRecord& w : workers) {
+    if (w.gone()) continue;
+    ++here;
+    const std::string why = PlacementMismatch(arm, w);
+    if (why.empty()) return "";
+    if (refusals.size() < 3) refusals.push_back(absl::StrCat(w.name, ": ", why));
+  }
+  if (here == 0) return "no worker is here";
+  std::string out = absl::StrCat("needs ", DescribePlacement(arm), "; none of ", here,
+                                 here == 1 ? " worker" : " workers", " can (",
+                                 absl::StrJoin(refusals, "; "));
+  if (here > 3) absl::StrAppend(&out, "; ...");
+  return out + ")";
+}
+
+std::string SpreadKey(const ArmSpec& arm, const WorkerRecord& worker) {
+  switch (arm.placement.spread) {
+    case Spread::kNone: return "";
+    case Spread::kHosts: return worker.host;
+    case Spread::kGpus: {
+      const std::string uuid = Lookup(worker.capabilities, "gpu_uuid");
+      return absl::StrCat(worker.host, "/", uuid.empty() ? worker.name : uuid);
+    }
+  }
+  return "";
+}
+
+}  // namespace repro

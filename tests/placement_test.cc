@@ -1,0 +1,133 @@
+// Placement end to end: real coordinator and worker processes on loopback. A run goes
+// only to a worker that can run it, a run none can run waits with its reason in status
+// and spends no attempt, arms pinned by labels to workers with other thread counts show
+// in the report's matrix across environments, and a worker that left shows as gone.
+#include "tests/integration_fixture.h"
+
+namespace repro::testing {
+namespace {
+
+const Json* ArmOf(const Json& status, const std::string& name) {
+  for (const Json& arm : status.at("arms")) {
+    if (arm.at("name") == name) return &arm;
+  }
+  return nullptr;
+}
+
+TEST_F(IntegrationTest, ACudaArmWaitsWithItsReasonOnCpuWorkersAndSpendsNoAttempt) {
+  const std::string plan = Path("plan.yaml"), db = Path("cuda-waits.db");
+  WriteFile(plan, PlanText("cuda-waits", 2, 1, 256, 100) +
+                      "model: {kind: noop}\n"
+                      "arms:\n  on_cpu: {seed: fixed}\n"
+                      "  on_gpu: {seed: fixed, determinism: {device: cuda}}\n");
+  Coordinator c;
+  ASSERT_TRUE(StartCoordinator({"--plan", plan, "--db", db, "--heartbeat-ms",
+                                std::to_string(kHeartbeatMs)},
+                               "c", &c));
+  const std::vector<std::string> remote = {"--coordinator", c.address};
+  ChildProcess* w1 = StartWorker(c.address, "w1");
+  ASSERT_NE(StartWorker(c.address, "w2"), nullptr);
+  ASSERT_NE(w1, nullptr);
+  ASSERT_TRUE(WaitForDone(remote, 2, 60s));
+
+  // Let the workers ask a few more times: nothing else may be leased.
+  std::this_thread::sleep_for(1500ms);
+  auto status = Status(remote);
+  ASSERT_TRUE(status.has_value());
+  const Json* cpu = ArmOf(*status, "on_cpu");
+  const Json* gpu = ArmOf(*status, "on_gpu");
+  ASSERT_TRUE(cpu != nullptr && gpu != nullptr) << status->dump();
+  EXPECT_EQ(cpu->at("runs").at("done"), 2);
+  EXPECT_TRUE(cpu->at("waiting").is_null());
+  EXPECT_EQ(gpu->at("runs").at("pending"), 2);
+  EXPECT_EQ(gpu->at("runs").at("failed"), 0);
+  EXPECT_EQ(gpu->at("waiting"),
+            "needs device cuda; none of 2 workers can (w1: it has no CUDA; w2: it has no CUDA)");
+  EXPECT_EQ(status->at("complete"), false);
+  CommandResult text = Reproctl(remote, {"status"});
+  EXPECT_TRUE(absl::StrContains(text.out, "    waiting: needs device cuda; none of 2 workers can"))
+      << text.out;
+  {
+    Db store(db);
+    ASSERT_TRUE(store.ok()) << store.error();
+    EXPECT_EQ(store.Int("SELECT COUNT(*) FROM attempts a JOIN runs r ON r.id = a.run_id "
+                        "WHERE r.arm = 'on_gpu'"),
+              0);
+  }
+  EXPECT_TRUE(absl::StrContains(ReadFile(c.process->stderr_path()),
+                                "worker w1 registered (host "))
+      << ReadFile(c.process->stderr_path());
+  EXPECT_TRUE(absl::StrContains(ReadFile(c.process->stderr_path()),
+                                "runs arms on_cpu; not on_gpu (it has no CUDA)"));
+
+  // A worker stopped by a signal says goodbye: gone at once, with why.
+  w1->Signal(SIGTERM);
+  ASSERT_TRUE(WaitFor([&] { return !w1->Running(); }, 30s));
+  CommandResult workers = Reproctl(remote, {"workers"});
+  ASSERT_EQ(workers.code, 0) << workers.err;
+  EXPECT_TRUE(absl::StrContains(workers.out, "(left: stopped on a signal)")) << workers.out;
+  status = Status(remote);
+  ASSERT_TRUE(status.has_value());
+  ASSERT_EQ(status->at("workers").size(), 2u);
+  EXPECT_EQ(status->at("workers").at(0).at("name"), "w1");
+  EXPECT_EQ(status->at("workers").at(0).at("gone"), true);
+  EXPECT_EQ(status->at("workers").at(1).at("gone"), false);
+  EXPECT_EQ(status->at("workers").at(1).at("capabilities").at("device"), "cpu");
+  EXPECT_FALSE(status->at("workers").at(1).at("capabilities").at("torch").get<std::string>().empty());
+}
+
+TEST_F(IntegrationTest, ArmsPinnedByLabelsToWorkersWithOtherThreadCountsShowInTheMatrix) {
+  const std::string plan = Path("plan.yaml"), db = Path("matrix.db");
+  WriteFile(plan, PlanText("matrix", 2, 1, 256, 100) +
+                      "model: {kind: small-cnn}\n"
+                      "training: {batch_size: 64, optimizer: adam, lr: 0.001}\n"
+                      "determinism: {deterministic_algorithms: true, threads: 0, device: cpu}\n"
+                      "arms:\n"
+                      "  one: {seed: fixed, placement: {labels: {group: one}}}\n"
+                      "  two: {seed: fixed, placement: {labels: {group: two}}}\n");
+  Coordinator c;
+  ASSERT_TRUE(StartCoordinator({"--plan", plan, "--db", db, "--heartbeat-ms",
+                                std::to_string(kHeartbeatMs)},
+                               "c", &c));
+  const std::vector<std::string> remote = {"--coordinator", c.address};
+  ASSERT_NE(Spawn({kWorker, "--coordinator", c.address, "--name", "t1", "--threads", "1",
+                   "--label", "group=one"}, "t1"),
+            nullptr);
+  ASSERT_NE(Spawn({kWorker, "--coordinator", c.address, "--name", "t2", "--threads", "2",
+                   "--label", "group=two"}, "t2"),
+            nullptr);
+  ASSERT_TRUE(WaitForDone(remote, 4, 120s));
+  {
+    Db store(db);
+    ASSERT_TRUE(store.ok()) << store.error();
+    EXPECT_EQ(store.Rows("SELECT r.arm, a.worker FROM runs r JOIN attempts a "
+                         "ON a.id = r.result_attempt ORDER BY r.arm, r.idx"),
+              (std::vector<std::vector<std::string>>{
+                  {"one", "t1"}, {"one", "t1"}, {"two", "t2"}, {"two", "t2"}}));
+  }
+
+  CommandResult report = Reproctl(remote, {"report", "--format", "json"});
+  ASSERT_EQ(report.code, 0) << report.err;
+  auto parsed = ParseJson(report.out);
+  ASSERT_TRUE(parsed.has_value());
+  const Json& matrix = parsed->at("cross_environment");
+  ASSERT_TRUE(matrix.is_object()) << report.out.substr(0, 4000);
+  ASSERT_EQ(matrix.at("environments").size(), 2u) << matrix.dump();
+  EXPECT_EQ(matrix.at("environments").at(0).at("fields").at("threads"), "1");
+  EXPECT_EQ(matrix.at("environments").at(1).at("fields").at("threads"), "2");
+  const Json* across = nullptr;
+  for (const Json& cell : matrix.at("cells")) {
+    if (cell.at("a") != cell.at("b")) across = &cell;
+  }
+  ASSERT_NE(across, nullptr) << matrix.dump();
+  EXPECT_EQ(across->at("pairs"), 4) << matrix.dump();
+  EXPECT_EQ(across->at("identical"), false);
+  EXPECT_EQ(across->at("diverged_epoch"), 0);
+  EXPECT_EQ(across->at("differing_fields"), Json::array({"threads"}));
+  CommandResult text = Reproctl(remote, {"report"});
+  EXPECT_TRUE(absl::StrContains(text.out, "Across environments")) << text.out;
+  EXPECT_TRUE(absl::StrContains(text.out, "threads")) << text.out;
+}
+
+}  // namespace
+}  // namespace repro::testing
