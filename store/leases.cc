@@ -30,7 +30,7 @@ absl::StatusOr<std::optional<LeasedRun>> RunStore::LeaseNext(
       if (!found) return std::optional<LeasedRun>();
     } else {
       // The same order (index, then arm order) over the arms this worker may run: each
-      // arm's next pending run by runs_by_arm_state, the earliest of them kept.
+      // arm's next pending run by runs_pending_by_arm, the earliest of them kept.
       std::pair<int64_t, int64_t> best{-1, -1};
       for (const std::string& arm : *arms) {
         ASSIGN_OR_RETURN(auto next, db_->Prepare(absl::StrCat(kColumns,

@@ -171,7 +171,7 @@ TEST_F(ReadOnlyStoreTest, ReadsASchemaFourStoresWorkersWithoutUpgradingIt) {
   }
   Sql(path_, "ALTER TABLE workers DROP COLUMN capabilities; ALTER TABLE workers DROP COLUMN labels;"
              "ALTER TABLE workers DROP COLUMN gone_ms; ALTER TABLE workers DROP COLUMN gone_reason;"
-             "DROP INDEX runs_by_arm_state;"
+             "DROP INDEX runs_pending_by_arm;"
              "UPDATE meta SET value = '4' WHERE key = 'schema_version';");
   const std::string before = Bytes(path_);
   EXPECT_EQ(ReadFinishedRun(path_), "");

@@ -124,8 +124,10 @@ CREATE TABLE IF NOT EXISTS workers (
   labels TEXT NOT NULL DEFAULT '{}',        -- schema 5: JSON object of strings
   gone_ms INTEGER,                          -- schema 5: NULL while the worker is here
   gone_reason TEXT NOT NULL DEFAULT '');    -- schema 5
--- schema 5: a lease restricted to the arms a worker may run looks up each arm's next run.
-CREATE INDEX IF NOT EXISTS runs_by_arm_state ON runs (experiment_id, arm, state, idx);
+-- schema 5: a lease restricted to the arms a worker may run looks up each arm's next
+-- run. Only pending runs are in it, so that a result (running to done) costs no write.
+CREATE INDEX IF NOT EXISTS runs_pending_by_arm ON runs (experiment_id, arm, idx)
+  WHERE state = 'pending';
 )sql";
 
 // The workers' columns of schema 5, as Upgrade adds them and a read-only open of an

@@ -44,7 +44,7 @@ namespace repro {
 // 1: the first; 2: attempts.secret_hash, attempts.checksum and attempts.diverged (Migrate
 // upgrades 1 to 2); 3: the table weight_files; 4: the table localizations (Migrate
 // creates both); 5: workers.capabilities, labels, gone_ms and gone_reason (Migrate adds
-// them) and the index runs_by_arm_state.
+// them) and the index runs_pending_by_arm.
 inline constexpr int kSchemaVersion = 5;
 
 struct LeasedRun {

@@ -421,7 +421,7 @@ TEST_F(StoreTest, ASchemaFourDatabaseGainsTheWorkersPlacementColumns) {
                          "ALTER TABLE workers DROP COLUMN labels;"
                          "ALTER TABLE workers DROP COLUMN gone_ms;"
                          "ALTER TABLE workers DROP COLUMN gone_reason;"
-                         "DROP INDEX runs_by_arm_state;"
+                         "DROP INDEX runs_pending_by_arm;"
                          "UPDATE meta SET value = '4' WHERE key = 'schema_version';",
                          nullptr, nullptr, nullptr),
             SQLITE_OK)
