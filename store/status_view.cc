@@ -70,7 +70,8 @@ std::string DescribeWorker(const WorkerRecord& w, int64_t now_ms) {
   if (const auto gpu = w.capabilities.find("gpu_name"); gpu != w.capabilities.end()) {
     absl::StrAppend(&out, " (", gpu->second, ")");
   }
-  absl::StrAppendFormat(&out, ", %d threads, LibTorch %s", w.threads, w.torch_version);
+  absl::StrAppendFormat(&out, ", %d %s, LibTorch %s", w.threads, w.threads == 1 ? "thread" : "threads",
+                        w.torch_version);
   for (const auto& [key, value] : w.labels) absl::StrAppend(&out, ", ", key, "=", value);
   if (w.gone()) {
     const double ago = (now_ms - w.gone_ms) / 1000.0;
