@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/names.h"
+#include "common/placement.h"
 #include "common/run_spec.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
@@ -379,7 +380,30 @@ grpc::Status CoordinatorService::DoLocalize(const v1::LocalizeRequest& req,
   resp->set_epoch(state->epoch);
   resp->set_worker(state->worker);
   if (state->result) *resp->mutable_result() = ToProto(*state->result);
+  if (state->state == "pending") {
+    absl::StatusOr<std::string> waiting = WhyNoWorkerReplays(req.run_a(), req.run_b());
+    if (!waiting.ok()) return ToGrpc(waiting.status());
+    resp->set_waiting(*waiting);
+  }
   return grpc::Status::OK;
+}
+
+absl::StatusOr<std::string> CoordinatorService::WhyNoWorkerReplays(const std::string& run_a,
+                                                                   const std::string& run_b) {
+  std::string arm_a, arm_b;
+  int index = 0;
+  const ArmSpec* a = ParseRunLabel(run_a, &arm_a, &index) ? FindArm(arm_a) : nullptr;
+  const ArmSpec* b = ParseRunLabel(run_b, &arm_b, &index) ? FindArm(arm_b) : nullptr;
+  if (a == nullptr || b == nullptr) return std::string();
+  ASSIGN_OR_RETURN(const std::vector<WorkerRecord> workers, store_->Workers());
+  for (const WorkerRecord& w : workers) {
+    if (!w.gone() && PlacementMismatch(*a, w).empty() && PlacementMismatch(*b, w).empty()) return "";
+  }
+  if (a == b) return WhyNoWorker(*a, workers);
+  return absl::StrCat("no worker here may run both arms, and one worker replays both runs: ",
+                      a->name, " needs ", DescribePlacement(*a).empty() ? "nothing" : DescribePlacement(*a),
+                      ", ", b->name, " needs ", DescribePlacement(*b).empty() ? "nothing" : DescribePlacement(*b),
+                      " (replaying each side on a worker of its own is not done yet)");
 }
 
 grpc::Status CoordinatorService::DoLease(const v1::LeaseRequest& req, v1::LeaseResponse* resp) {

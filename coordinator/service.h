@@ -160,6 +160,8 @@ class CoordinatorService final : public v1::WorkerService::CallbackService,
   absl::StatusOr<LocalizationState> AskWhereRunsPart(const std::string& run_a,
                                                      const std::string& run_b);
   grpc::Status DoLocalize(const v1::LocalizeRequest& req, v1::LocalizeResponse* resp);
+  // Why no worker that is here may take the localization of two runs ("" when one may).
+  absl::StatusOr<std::string> WhyNoWorkerReplays(const std::string& run_a, const std::string& run_b);
   grpc::Status CheckWorker(const std::string& worker);
   // The blob GetBlob asked for, open, once the call passes every check.
   absl::StatusOr<BlobFile> OpenBlob(const v1::GetBlobRequest& req);

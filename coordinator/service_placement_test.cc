@@ -158,6 +158,46 @@ TEST_F(PlacementTest, AWorkerThatLeavesOrFallsSilentIsGoneUntilItCallsAgain) {
   EXPECT_EQ(status.workers(1).current_run(), "cpu#0");
 }
 
+TEST_F(PlacementTest, ALocalizationNoWorkerMayReplaySaysWhyItWaits) {
+  ASSERT_TRUE(RegisterWorker(Worker("g", "h1", "cuda")).ok());
+  ASSERT_TRUE(RegisterWorker(Worker("c", "h2", "cpu", {{"pool", "a"}})).ok());
+  // gpu#0 on g, pinned#0 on c, alike until their last epoch.
+  for (const auto& [worker, wanted, last] :
+       {std::tuple{"g", "gpu", 'e'}, std::tuple{"c", "pinned", 'f'}}) {
+    v1::RunAssignment run;
+    do {
+      run = LeaseRun(worker);
+    } while (run.arm() != wanted && !::testing::Test::HasFailure());
+    auto req = AboutLease<v1::CompleteRequest>(worker, run);
+    *req.mutable_result() = ValidResult(0.5);
+    req.mutable_result()->mutable_epochs(1)->set_weights_hash(std::string(32, last));
+    v1::CompleteResponse resp;
+    ASSERT_TRUE(workers_->Complete(Ctx().get(), req, &resp).ok());
+  }
+  v1::LocalizeRequest ask;
+  ask.set_run_a("gpu#0");
+  ask.set_run_b("pinned#0");
+  v1::LocalizeResponse resp;
+  const grpc::Status s = control_->Localize(Ctx().get(), ask, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(resp.state(), "pending");
+  EXPECT_EQ(resp.waiting(), "no worker here may run both arms, and one worker replays both runs: "
+                            "gpu needs device cuda, pinned needs label pool=a (replaying each side "
+                            "on a worker of its own is not done yet)");
+  // Neither worker is handed it.
+  v1::LeaseResponse lease;
+  ASSERT_TRUE(Lease("g", &lease).ok());
+  EXPECT_FALSE(lease.has_localize());
+  ASSERT_TRUE(Lease("c", &lease).ok());
+  EXPECT_FALSE(lease.has_localize());
+  // A worker that may run both comes: the request is no longer waiting on placement.
+  ASSERT_TRUE(RegisterWorker(Worker("both", "h3", "cuda", {{"pool", "a"}})).ok());
+  ASSERT_TRUE(control_->Localize(Ctx().get(), ask, &resp).ok());
+  EXPECT_EQ(resp.waiting(), "");
+  ASSERT_TRUE(Lease("both", &lease).ok());
+  EXPECT_TRUE(lease.has_localize());
+}
+
 class SpreadTest : public PlacementTest {
  protected:
   std::string PlanText() const override {

@@ -344,7 +344,9 @@ Result LocalizeFromCoordinator(v1::ControlService::Stub& stub, const std::string
     if (resp.state() == "failed") {
       return Result{"", cli::kExitError, absl::StrCat("the localization failed: ", resp.error())};
     }
-    const std::string waiting = Waiting(resp.state(), resp.worker(), resp.epoch());
+    const std::string waiting = resp.waiting().empty()
+                                    ? Waiting(resp.state(), resp.worker(), resp.epoch())
+                                    : resp.waiting();
     if (waiting != told) std::fprintf(stderr, "reproctl: %s\n", waiting.c_str());
     told = waiting;
     if (std::chrono::steady_clock::now() > deadline) {
