@@ -11,6 +11,7 @@
 #include "analysis/stats.h"
 #include "analysis/across_arms.h"
 #include "analysis/run_comparison.h"
+#include "analysis/timing.h"
 
 namespace repro {
 
@@ -126,6 +127,27 @@ Instability MeasureInstability(const std::vector<const RunView*>& done) {
   return out;
 }
 
+// The binomial spread of test accuracy on the arm's test set, and the observed one.
+NoiseFloor MeasureNoiseFloor(const std::vector<const RunView*>& done,
+                             const std::vector<double>& accuracies) {
+  NoiseFloor out;
+  for (const RunView* run : done) {
+    if (Scored(*run) && !run->result.predictions.empty()) {
+      out.test_examples = static_cast<int64_t>(run->result.predictions.size());
+      break;
+    }
+  }
+  out.observed_stdev = Defined(Stdev(accuracies, 1));
+  const double p = Mean(accuracies);
+  if (out.test_examples > 0 && p >= 0 && p <= 1) {
+    out.binomial_stdev = std::sqrt(p * (1 - p) / static_cast<double>(out.test_examples));
+  }
+  if (out.observed_stdev && out.binomial_stdev && *out.binomial_stdev > 0) {
+    out.ratio = *out.observed_stdev / *out.binomial_stdev;
+  }
+  return out;
+}
+
 // An arm's report with the done runs and their scores, which the comparisons use.
 struct AnalyzedArm {
   ArmReport report;
@@ -182,6 +204,8 @@ AnalyzedArm AnalyzeArm(const ExperimentView& view, const std::string& name) {
   arm.loss = Summarize(analyzed.losses);
   arm.accuracy = Summarize(analyzed.accuracies);
   arm.instability = MeasureInstability(done);
+  arm.noise_floor = MeasureNoiseFloor(done, analyzed.accuracies);
+  arm.seconds_per_epoch = SummarizeEpochTime(RunSecondsPerEpoch(view, name));
   return analyzed;
 }
 
@@ -211,6 +235,10 @@ absl::Status CheckAnalysisOptions(const ExperimentView& view,
         absl::StrCat("bootstrap resamples must be between 0 and ",
                      kMaxBootstrapResamples, ", got ", options.bootstrap_resamples));
   }
+  if (!(options.ci_width > 0) || !std::isfinite(options.ci_width)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ci width must be a number above 0, got ", options.ci_width));
+  }
   return absl::OkStatus();
 }
 
@@ -239,6 +267,7 @@ Report AnalyzeWithoutRuns(const ExperimentView& view, const AnalysisOptions& opt
   report.runs_per_arm = view.runs_per_arm;
   report.bootstrap_resamples = std::max(0, options.bootstrap_resamples);
   report.seed = options.seed;
+  report.ci_width = options.ci_width;
   std::vector<AnalyzedArm> arms;
   arms.reserve(view.arms.size());
   for (const std::string& name : view.arms) {
@@ -280,12 +309,15 @@ Report AnalyzeWithoutRuns(const ExperimentView& view, const AnalysisOptions& opt
           arm.losses, arm.accuracies, reference->losses, reference->accuracies,
           report.bootstrap_resamples,
           DeriveSeed(options.seed,
-                     absl::StrCat(comparison.arm, " vs ", comparison.reference)));
+                     absl::StrCat(comparison.arm, " vs ", comparison.reference)),
+          options.ci_width);
       report.comparisons.push_back(std::move(comparison));
     }
   }
   report.cross_arm = CompareAcrossArms(view);
   report.cross_environment = CompareAcrossEnvironments(view);
+  report.determinism_costs =
+      CompareDeterminismCost(view, report.bootstrap_resamples, options.seed);
   for (AnalyzedArm& arm : arms) report.arms.push_back(std::move(arm.report));
   return report;
 }

@@ -8,7 +8,11 @@
 // of two arms trained from the same seeds ended identical (which shows non-determinism
 // of the tooling: thread count, device, deterministic algorithms); across environments,
 // the same for runs that started identical but trained in different places, as a matrix
-// of environments (analysis/cross_environment.h). Analyze() turns an ExperimentView
+// of environments (analysis/cross_environment.h). Besides: how many runs per arm the
+// stdev ratio's interval needs (ColumnPlan, analysis/planning.h), each arm's test
+// accuracy spread against the binomial noise floor of its test set (NoiseFloor), its
+// seconds per epoch and, for arms that differ only in determinism switches, what
+// determinism costs (EpochTime, DeterminismCost, analysis/timing.h). Analyze() turns an ExperimentView
 // (what the store holds) into a Report that the renderers (analysis/report.h) print as
 // text, JSON, CSV or HTML.
 //
@@ -41,6 +45,10 @@ inline bool Intact(const RunView& run) {
 }
 // An intact run that trained to its last epoch: its test scores are scores.
 inline bool Scored(const RunView& run) { return Intact(run) && run.result.diverged.empty(); }
+
+// The width of the stdev ratio's 95% interval that the run counts aim at by default
+// (reproctl's --ci-width; analysis/planning.h).
+inline constexpr double kDefaultCiWidth = 0.1;
 
 // What of a run differs from the reference run.
 enum class DifferenceKind {
@@ -95,6 +103,33 @@ struct Instability {
   std::optional<double> mean_disagreement;  // nullopt with fewer than 2 runs
 };
 
+// The spread of test accuracy that finite-sample noise alone gives (Jordan, "On the
+// Variance of Neural Network Training with respect to Test Sets and Distributions",
+// ICLR 2024): a model of accuracy p scored on n test examples that it gets right
+// independently with probability p has a binomial accuracy stdev sqrt(p (1 - p) / n).
+// Computed with p = the arm's mean test accuracy over its scored runs, and n = the
+// test examples each run predicted (RunResult::predictions; the view knows the test
+// set's size from nothing else). If each example instead has its own probability p_i of
+// being right (Jordan's model), the stdev is sqrt(sum p_i (1 - p_i)) / n, which is at
+// most this one: the floor is an upper bound of what test-set sampling alone explains.
+struct NoiseFloor {
+  int64_t test_examples = 0;  // n; 0 when no scored run kept predictions (then unknown)
+  std::optional<double> binomial_stdev;  // sqrt(p (1 - p) / n); nullopt when n is 0
+  // The sample stdev (ddof 1) of the arm's test accuracy; nullopt with fewer than 2.
+  std::optional<double> observed_stdev;
+  std::optional<double> ratio;  // observed_stdev / binomial_stdev; nullopt when 0 or undefined
+};
+
+// Seconds per epoch (EpochRecord::seconds: training and validation) of an arm: each
+// intact done run's mean over its recorded epochs, then the mean over runs with a
+// Student-t 95% interval (the runs are the independent draws; epochs of one run are not).
+struct EpochTime {
+  int runs = 0;  // intact done runs with at least one epoch (diverged ones included)
+  std::optional<double> mean;     // nullopt with no such run
+  std::optional<double> ci_low;   // nullopt with fewer than 2 runs
+  std::optional<double> ci_high;
+};
+
 struct ArmReport {
   std::string name;
   int runs_total = 0;      // the plan's runs per arm
@@ -141,6 +176,9 @@ struct ArmReport {
   ColumnStats accuracy;  // test accuracy, over the same runs
 
   Instability instability;
+
+  NoiseFloor noise_floor;       // test accuracy's spread against finite-test-set noise
+  EpochTime seconds_per_epoch;  // what an epoch cost this arm
 };
 
 // An equality check of `arm` as the renderers show it: nullopt when no run of the arm
@@ -153,6 +191,31 @@ inline std::optional<bool> EqualityShown(const ArmReport& arm, bool all_same) {
 // One score column of an arm compared with the same column of the reference arm.
 // Each field is nullopt where undefined: everything unless both arms have at least two
 // done runs; the ratio, its square and interval when the reference's stdev is 0.
+// How many runs per arm a comparison's stdev ratio needs (analysis/planning.h): the
+// 95% interval of the ratio narrowed to a chosen width, and the ratio told from 1.
+enum class PlanOutcome {
+  kUndefined,  // the pilot cannot tell: fewer than 2 runs a side, or a side without spread
+  kReached,    // the runs are given
+  kOverCap,    // more than kMaxPlannedRuns runs per arm would be needed
+  kNoEffect,   // power only: the pilot's ratio is exactly 1, no run count detects it
+};
+// "undefined", "reached", "over_cap", "no_effect": the JSON report's words.
+const char* PlanOutcomeName(PlanOutcome outcome);
+
+struct ColumnPlan {
+  // The pilot's kurtosis m4 / m2^2 (moments about the mean, ddof 0) of the arm and of
+  // the reference; nullopt where undefined (fewer than 2 runs, no spread).
+  std::optional<double> kurtosis;
+  std::optional<double> reference_kurtosis;
+  // The approximation's 95% interval width at the pilot's own run counts, to be set
+  // beside the bootstrap interval's width.
+  std::optional<double> pilot_width;
+  PlanOutcome width = PlanOutcome::kUndefined;
+  std::optional<int64_t> runs_for_width;  // per arm, both arms; only when kReached
+  PlanOutcome power = PlanOutcome::kUndefined;
+  std::optional<int64_t> runs_for_power;  // per arm, both arms; only when kReached
+};
+
 struct ColumnComparison {
   std::optional<double> stdev_ratio;     // population stdev (ddof 0) over the reference's
   std::optional<double> variance_share;  // stdev_ratio squared
@@ -163,6 +226,8 @@ struct ColumnComparison {
   // Brown-Forsythe test of equal variances of the two arms.
   std::optional<double> brown_forsythe_f;
   std::optional<double> brown_forsythe_p;
+  // How many runs the ratio needs (analysis/planning.h).
+  ColumnPlan plan;
 };
 
 struct ScoreComparison {
@@ -172,11 +237,13 @@ struct ScoreComparison {
 
 // Compares two arms' score columns (loss and accuracy of each run, in the same order).
 // The bootstrap draws `resamples` resamples from Rng(seed); 0 resamples: no interval.
+// The plan aims at a 95% interval of width `ci_width` (PlanRuns, analysis/planning.h).
 ScoreComparison CompareScores(const std::vector<double>& loss,
                               const std::vector<double>& accuracy,
                               const std::vector<double>& reference_loss,
                               const std::vector<double>& reference_accuracy,
-                              int resamples, uint64_t seed);
+                              int resamples, uint64_t seed,
+                              double ci_width = kDefaultCiWidth);
 
 // An arm against the reference arm.
 struct ArmComparison {
@@ -201,11 +268,33 @@ struct CrossArmIdentity {
   std::optional<Difference> first_difference;
 };
 
+// Two arms whose runs trained in the same environment but for the determinism
+// switches (deterministic_algorithms, cudnn_benchmark): what determinism costs in time.
+// Each arm's environment is its intact done runs' RunResult::environment without the
+// model_* keys, and must be the same for all of them; the two arms' environments must
+// then differ in one or both switches and in nothing else.
+struct DeterminismCost {
+  // The arm with deterministic_algorithms "true" against the one with "false"; where
+  // both have the same, the arm with cudnn_benchmark "false" against "true".
+  std::string deterministic_arm;
+  std::string other_arm;
+  std::vector<std::string> switches;  // the switches that differ, sorted
+  // Mean seconds per epoch (EpochTime::mean) of deterministic_arm over other_arm's.
+  std::optional<double> overhead;
+  // Percentile bootstrap 95% interval of `overhead`: each resample draws each arm's
+  // per-run means with replacement (Report::bootstrap_resamples, seeded with
+  // DeriveSeed(seed, "seconds <deterministic_arm> vs <other_arm>")); nullopt with
+  // fewer than 2 runs a side or no resamples.
+  std::optional<double> ci_low;
+  std::optional<double> ci_high;
+};
+
 // What an analysis may be asked for besides the view.
 struct AnalysisOptions {
   std::string reference_arm;  // the arm the others are compared with; "": different_seeds
   int bootstrap_resamples = 10000;  // kDefaultBootstrapResamples; 0: no intervals
   uint64_t seed = 0;                // of the bootstrap
+  double ci_width = kDefaultCiWidth;  // the width the run counts aim at
 };
 
 struct Report {
@@ -238,6 +327,7 @@ struct Report {
   std::string reference_arm;
   int bootstrap_resamples = 0;
   uint64_t seed = 0;
+  double ci_width = kDefaultCiWidth;  // the width the comparisons' run counts (ColumnPlan) aim at
   // Every other arm against the reference arm, in plan order. Each arm's bootstrap is
   // seeded with DeriveSeed(seed, "<arm> vs <reference>"), so it does not depend on
   // which other arms the experiment has.
@@ -247,6 +337,9 @@ struct Report {
   // Runs that started identical from the same seeds, environment against environment
   // (CompareAcrossEnvironments); nullopt unless two environments have such a pair.
   std::optional<CrossEnvironment> cross_environment;
+  // Every pair of arms that differ only in their determinism switches, in plan order
+  // of the deterministic arm, then the other.
+  std::vector<DeterminismCost> determinism_costs;
 
   // Every run of the view, in the view's order (arm, then index), for the per-run
   // listings of the renderers.
@@ -260,7 +353,8 @@ inline constexpr int kDefaultBootstrapResamples = 10000;
 inline constexpr int kMaxBootstrapResamples = 10000000;
 
 // InvalidArgument when options name a reference arm the view does not have (naming it
-// and the arms) or a bootstrap count outside [0, 10000000].
+// and the arms), a bootstrap count outside [0, 10000000] or a ci_width that is not a
+// finite number above 0.
 absl::Status CheckAnalysisOptions(const ExperimentView& view,
                                   const AnalysisOptions& options);
 

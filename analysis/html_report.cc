@@ -8,6 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "analysis/localization.h"
+#include "analysis/planning.h"
 #include "analysis/stats.h"
 #include "analysis/report_text.h"
 #include "analysis/svg_plots.h"
@@ -102,7 +103,9 @@ std::string ComparisonTable(const Report& report) {
                       FormatOptional(column->variance_share),
                       IntervalText(column->ci_low, column->ci_high),
                       FormatOptional(column->brown_forsythe_f),
-                      FormatOptional(column->brown_forsythe_p)});
+                      FormatOptional(column->brown_forsythe_p),
+                      column->plan.pilot_width ? FormatNumpy(*column->plan.pilot_width) : "-",
+                      PlanWidthText(column->plan), PlanPowerText(column->plan)});
     }
   }
   return absl::StrCat(
@@ -112,8 +115,33 @@ std::string ComparisonTable(const Report& report) {
                       HtmlEscape(report.reference_arm), report.bootstrap_resamples,
                       report.seed),
       Table({"arm", "score", "stdev ratio", "variance share", "ratio 95% CI",
-             "Brown-Forsythe F", "Brown-Forsythe p"},
-            rows));
+             "Brown-Forsythe F", "Brown-Forsythe p", "CI width (approx.)",
+             absl::StrCat("runs for width ", FormatNumpy(report.ci_width)),
+             absl::StrCat("runs for power ", FormatNumpy(kPlanningPower))},
+            rows),
+      "<p class=\"method\">", HtmlEscape(PlanningMethodText(report.ci_width)), "</p>\n");
+}
+
+// Per arm: the noise floor of test accuracy and the seconds per epoch.
+std::string NoiseAndTimeTable(const Report& report, const std::string& filter) {
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& [arm, index] : ShownArms(report, filter)) {
+    rows.push_back({arm->name, NoiseFloorLine(*arm), EpochTimeLine(arm->seconds_per_epoch)});
+  }
+  return Table({"arm", "noise floor of test accuracy (Jordan, ICLR 2024)", "seconds per epoch"},
+               rows);
+}
+
+std::string DeterminismCostSection(const Report& report) {
+  std::vector<std::vector<std::string>> rows;
+  for (const DeterminismCost& cost : report.determinism_costs) {
+    rows.push_back({cost.deterministic_arm, cost.other_arm, absl::StrJoin(cost.switches, ", "),
+                    FormatOptional(cost.overhead), IntervalText(cost.ci_low, cost.ci_high)});
+  }
+  return absl::StrCat("<p>", HtmlEscape(DeterminismKey(report.bootstrap_resamples)), "</p>\n",
+                      Table({"deterministic arm", "other arm", "switches", "overhead",
+                             "overhead 95% CI"},
+                            rows));
 }
 
 std::string CrossArmTable(const Report& report) {
@@ -270,6 +298,8 @@ std::string RenderHtml(const Report& report, const std::string& arm_filter) {
   absl::StrAppend(&out, "<h2>Equality, divergence and instability</h2>\n",
                   EqualityTables(report, arm_filter));
   absl::StrAppend(&out, "<h2>Scores</h2>\n", ScoresTable(report, arm_filter));
+  absl::StrAppend(&out, "<h2>Noise floor and time per epoch</h2>\n",
+                  NoiseAndTimeTable(report, arm_filter));
   const auto has_arm = [&report](const char* name) {
     return std::any_of(report.arms.begin(), report.arms.end(),
                        [name](const ArmReport& arm) { return arm.name == name; });
@@ -287,6 +317,9 @@ std::string RenderHtml(const Report& report, const std::string& arm_filter) {
     if (report.cross_environment) {
       absl::StrAppend(&out, "<h2>Across environments</h2>\n",
                       CrossEnvironmentSection(*report.cross_environment));
+    }
+    if (!report.determinism_costs.empty()) {
+      absl::StrAppend(&out, "<h2>Cost of determinism</h2>\n", DeterminismCostSection(report));
     }
   }
   absl::StrAppend(&out, FailedRuns(report, arm_filter), UnscoredRuns(report, arm_filter));

@@ -234,6 +234,32 @@ double FDistributionSf(double f, double d1, double d2) {
   return RegularizedIncompleteBeta(d2 / 2, d1 / 2, d2 / (d1 * f + d2));
 }
 
+double StudentTCdf(double t, double df) {
+  if (std::isnan(t) || !(df > 0)) return kNaN;
+  if (std::isinf(t)) return t > 0 ? 1 : 0;
+  // P(|T| > |t|) = I_{df / (df + t^2)}(df / 2, 1 / 2).
+  const double tail = RegularizedIncompleteBeta(df / 2, 0.5, df / (df + t * t)) / 2;
+  return t > 0 ? 1 - tail : tail;
+}
+
+double StudentTQuantile(double p, double df) {
+  if (!(p > 0 && p < 1) || !(df > 0)) return kNaN;
+  if (p == 0.5) return 0;
+  if (p < 0.5) return -StudentTQuantile(1 - p, df);
+  double low = 0;
+  double high = 1;
+  while (StudentTCdf(high, df) < p) {
+    high *= 2;
+    if (std::isinf(high)) return kInf;
+  }
+  for (int i = 0; i < 200; ++i) {
+    const double mid = low + (high - low) / 2;
+    if (mid <= low || mid >= high) break;
+    (StudentTCdf(mid, df) < p ? low : high) = mid;
+  }
+  return high;
+}
+
 EqualVarianceTest BrownForsythe(const std::vector<std::vector<double>>& groups) {
   EqualVarianceTest test;
   test.f = kNaN;

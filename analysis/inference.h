@@ -68,6 +68,12 @@ double RegularizedIncompleteBeta(double a, double b, double x);
 double FDistributionCdf(double f, double d1, double d2);
 double FDistributionSf(double f, double d1, double d2);
 
+// Student's t distribution with df > 0 degrees of freedom: P(T <= t), from the
+// regularized incomplete beta function; and its p-quantile (0 < p < 1), by bisection
+// to the last bit. NaN for arguments out of range.
+double StudentTCdf(double t, double df);
+double StudentTQuantile(double p, double df);
+
 // Brown-Forsythe test of equal variances (Levene's test with the median as centre;
 // SciPy's levene(..., center='median')) over k >= 2 groups: the one-way ANOVA F of
 // the absolute deviations from each group's median, with k - 1 and N - k degrees of

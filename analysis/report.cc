@@ -13,6 +13,7 @@
 #include "analysis/html_report.h"
 #include "analysis/json_writer.h"
 #include "analysis/localization.h"
+#include "analysis/planning.h"
 #include "analysis/report_text.h"
 
 namespace repro {
@@ -49,6 +50,19 @@ void Pair(JsonWriter& w, std::string_view key, const std::optional<double>& loss
   w.Field("loss", loss);
   w.Field("accuracy", accuracy);
   w.EndObject();
+}
+
+void Interval(JsonWriter& w, std::string_view key, const std::optional<double>& low,
+              const std::optional<double>& high) {
+  w.Key(key);
+  if (!low || !high) {
+    w.Null();
+    return;
+  }
+  w.BeginArray();
+  w.Double(*low);
+  w.Double(*high);
+  w.EndArray();
 }
 
 void WriteArm(JsonWriter& w, const ArmReport& arm) {
@@ -108,45 +122,24 @@ void WriteArm(JsonWriter& w, const ArmReport& arm) {
   w.Field("pairs", arm.instability.pairs);
   w.Field("mean_disagreement", arm.instability.mean_disagreement);
   w.EndObject();
-  w.EndObject();
-}
-
-void Interval(JsonWriter& w, std::string_view key, const std::optional<double>& low,
-              const std::optional<double>& high) {
-  w.Key(key);
-  if (!low || !high) {
+  const NoiseFloor& floor = arm.noise_floor;
+  w.Key("noise_floor");
+  w.BeginObject();
+  w.Key("test_examples");
+  if (floor.test_examples > 0) {
+    w.Number(floor.test_examples);
+  } else {
     w.Null();
-    return;
   }
-  w.BeginArray();
-  w.Double(*low);
-  w.Double(*high);
-  w.EndArray();
-}
-
-void WriteComparison(JsonWriter& w, const ArmComparison& c) {
-  const ScoreComparison& s = c.scores;
-  auto test = [&](std::string_view key, const ColumnComparison& column) {
-    w.Key(key);
-    w.BeginObject();
-    w.Field("F", column.brown_forsythe_f);
-    w.Field("p", column.brown_forsythe_p);
-    w.EndObject();
-  };
-  w.BeginObject();
-  w.Field("arm", c.arm);
-  w.Field("reference", c.reference);
-  Pair(w, "stdev_ratio", s.loss.stdev_ratio, s.accuracy.stdev_ratio);
-  Pair(w, "variance_share", s.loss.variance_share, s.accuracy.variance_share);
-  w.Key("ci95");
-  w.BeginObject();
-  Interval(w, "loss", s.loss.ci_low, s.loss.ci_high);
-  Interval(w, "accuracy", s.accuracy.ci_low, s.accuracy.ci_high);
+  w.Field("binomial_stdev", floor.binomial_stdev);
+  w.Field("observed_stdev", floor.observed_stdev);
+  w.Field("ratio", floor.ratio);
   w.EndObject();
-  w.Key("brown_forsythe");
+  w.Key("seconds_per_epoch");
   w.BeginObject();
-  test("loss", s.loss);
-  test("accuracy", s.accuracy);
+  w.Field("runs", arm.seconds_per_epoch.runs);
+  w.Field("mean", arm.seconds_per_epoch.mean);
+  Interval(w, "ci95", arm.seconds_per_epoch.ci_low, arm.seconds_per_epoch.ci_high);
   w.EndObject();
   w.EndObject();
 }
@@ -207,6 +200,19 @@ void WriteCrossEnvironment(JsonWriter& w, const CrossEnvironment& matrix) {
     w.EndObject();
   }
   w.EndArray();
+  w.EndObject();
+}
+
+void WriteDeterminismCost(JsonWriter& w, const DeterminismCost& cost) {
+  w.BeginObject();
+  w.Field("deterministic_arm", cost.deterministic_arm);
+  w.Field("other_arm", cost.other_arm);
+  w.Key("switches");
+  w.BeginArray();
+  for (const std::string& s : cost.switches) w.String(s);
+  w.EndArray();
+  w.Field("overhead", cost.overhead);
+  Interval(w, "ci95", cost.ci_low, cost.ci_high);
   w.EndObject();
 }
 
@@ -334,9 +340,10 @@ std::string RenderJson(const Report& report, const std::string& arm_filter,
   w.Field("resamples", report.bootstrap_resamples);
   w.Field("seed", report.seed);
   w.EndObject();
+  WritePlanningJson(w, report.ci_width);
   w.Key("comparisons");
   w.BeginArray();
-  for (const ArmComparison& c : report.comparisons) WriteComparison(w, c);
+  for (const ArmComparison& c : report.comparisons) WriteComparisonJson(w, c);
   w.EndArray();
   w.Key("cross_arm");
   w.BeginArray();
@@ -348,6 +355,10 @@ std::string RenderJson(const Report& report, const std::string& arm_filter,
   } else {
     w.Null();
   }
+  w.Key("determinism_cost");
+  w.BeginArray();
+  for (const DeterminismCost& cost : report.determinism_costs) WriteDeterminismCost(w, cost);
+  w.EndArray();
   w.Key("where_runs_part");
   w.BeginArray();
   for (const LocalizationState& l : report.localizations) WriteLocalization(w, l);
@@ -391,6 +402,77 @@ std::string RenderCsv(const Report& report, const std::string& arm) {
 }
 
 }  // namespace
+
+void WriteComparisonJson(JsonWriter& w, const ArmComparison& c) {
+  const ScoreComparison& s = c.scores;
+  auto test = [&](std::string_view key, const ColumnComparison& column) {
+    w.Key(key);
+    w.BeginObject();
+    w.Field("F", column.brown_forsythe_f);
+    w.Field("p", column.brown_forsythe_p);
+    w.EndObject();
+  };
+  auto runs = [&](std::string_view key, bool power) {
+    w.Key(key);
+    w.BeginObject();
+    for (const auto& [name, column] :
+         {std::pair{"loss", &s.loss}, std::pair{"accuracy", &s.accuracy}}) {
+      const std::optional<int64_t>& n =
+          power ? column->plan.runs_for_power : column->plan.runs_for_width;
+      w.Key(name);
+      if (n) {
+        w.Number(*n);
+      } else {
+        w.Null();
+      }
+    }
+    w.EndObject();
+  };
+  auto plan = [&](std::string_view key, const ColumnPlan& p) {
+    w.Key(key);
+    w.BeginObject();
+    w.Field("width", PlanOutcomeName(p.width));
+    w.Field("power", PlanOutcomeName(p.power));
+    w.Field("pilot_width", p.pilot_width);
+    w.Field("kurtosis", p.kurtosis);
+    w.Field("reference_kurtosis", p.reference_kurtosis);
+    w.EndObject();
+  };
+  w.BeginObject();
+  w.Field("arm", c.arm);
+  w.Field("reference", c.reference);
+  Pair(w, "stdev_ratio", s.loss.stdev_ratio, s.accuracy.stdev_ratio);
+  Pair(w, "variance_share", s.loss.variance_share, s.accuracy.variance_share);
+  w.Key("ci95");
+  w.BeginObject();
+  Interval(w, "loss", s.loss.ci_low, s.loss.ci_high);
+  Interval(w, "accuracy", s.accuracy.ci_low, s.accuracy.ci_high);
+  w.EndObject();
+  w.Key("brown_forsythe");
+  w.BeginObject();
+  test("loss", s.loss);
+  test("accuracy", s.accuracy);
+  w.EndObject();
+  runs("runs_needed", false);
+  runs("runs_needed_power", true);
+  w.Key("planning");
+  w.BeginObject();
+  plan("loss", s.loss.plan);
+  plan("accuracy", s.accuracy.plan);
+  w.EndObject();
+  w.EndObject();
+}
+
+void WritePlanningJson(JsonWriter& w, double ci_width) {
+  w.Key("planning");
+  w.BeginObject();
+  w.Field("ci_width", ci_width);
+  w.Field("level", 0.95);
+  w.Field("power", kPlanningPower);
+  w.Field("max_runs", kMaxPlannedRuns);
+  w.Field("method", "delta method for log(stdev) with the pilots' kurtosis");
+  w.EndObject();
+}
 
 absl::StatusOr<ReportFormat> ParseReportFormat(std::string_view name) {
   if (name == "text") return ReportFormat::kText;

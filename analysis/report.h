@@ -39,10 +39,12 @@ const char* ReportFormatName(ReportFormat format);
 // Text: per arm, the equality checks over done runs ("number of models checked:
 // done/total") with one line per differing run, the first divergence and how many runs
 // had diverged by each epoch, failed runs with their errors, the scores [test loss,
-// test accuracy] printed like NumPy arrays with 8 decimals, and the instability; then
-// the same-seed over different-seeds ratio, each arm against the reference arm, the
-// runs with the same seeds across arms, and the matrix across environments
-// (analysis/cross_environment.h; absent when there is none). Epoch numbers are 0-based,
+// test accuracy] printed like NumPy arrays with 8 decimals, the instability, the noise
+// floor of test accuracy and the seconds per epoch; then the same-seed over
+// different-seeds ratio, each arm against the reference arm (with the runs needed),
+// the runs with the same seeds across arms, the matrix across environments
+// (analysis/cross_environment.h; absent when there is none) and the cost of
+// determinism (absent when no two arms differ only in determinism switches). Epoch numbers are 0-based,
 // as stored.
 // JSON: pretty-printed, keys in the documented order; doubles in the shortest form that
 // reads back as the same double (so a stdev of 0 is exactly 0).
@@ -59,6 +61,12 @@ absl::StatusOr<std::string> RenderReport(const Report& report, ReportFormat form
 using ReportSink = std::function<void(std::string_view)>;
 absl::Status WriteReport(const Report& report, ReportFormat format, const std::string& arm,
                          const ReportSink& sink);
+
+// Pieces of the JSON report that analyze-scores writes too: one entry of "comparisons",
+// and the "planning" key with its object (how the runs needed are computed).
+class JsonWriter;
+void WriteComparisonJson(JsonWriter& w, const ArmComparison& comparison);
+void WritePlanningJson(JsonWriter& w, double ci_width);
 
 }  // namespace repro
 

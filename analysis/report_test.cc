@@ -235,7 +235,7 @@ TEST(ReportTest, JsonHasEveryDocumentedKey) {
          {"name", "runs_total", "runs_done", "runs_failed", "runs_remaining", "runs_diverged",
           "runs_corrupt", "runs_scored", "models_all_same", "data_all_same", "batches_all_same",
           "final_models_all_same", "differences", "first_divergence_epoch", "mean",
-          "stdev", "stdev_ddof1", "min", "max"}) {
+          "stdev", "stdev_ddof1", "min", "max", "noise_floor", "seconds_per_epoch"}) {
       EXPECT_TRUE(arm.contains(key)) << key;
     }
     for (const char* stat : {"mean", "stdev", "stdev_ddof1", "min", "max"}) {
@@ -269,6 +269,13 @@ TEST(ReportTest, JsonHasEveryDocumentedKey) {
 
   EXPECT_EQ(j.at("stdev_ratio").at("loss").get<double>(), 0.0);
   EXPECT_EQ(j.at("stdev_ratio").at("accuracy").get<double>(), 0.0);
+  EXPECT_EQ(j.at("planning").at("ci_width").get<double>(), 0.1);
+  EXPECT_TRUE(j.at("determinism_cost").is_array());
+  // same_seed has no spread: its runs needed are undefined, and null.
+  const Json& comparison = j.at("comparisons")[0];
+  EXPECT_TRUE(comparison.at("runs_needed").at("loss").is_null());
+  EXPECT_EQ(comparison.at("planning").at("loss").at("width"), "undefined");
+  EXPECT_EQ(same.at("seconds_per_epoch").at("mean").get<double>(), 12.5);
 
   ASSERT_EQ(j.at("runs").size(), 8u);
   for (const Json& run : j.at("runs")) {

@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "analysis/localization.h"
+#include "analysis/planning.h"
 #include "analysis/stats.h"
 
 namespace repro {
@@ -131,6 +132,8 @@ void AppendArmText(const Report& report, const ArmReport& arm, std::string* out)
   AppendScores(arm, out);
   absl::StrAppend(out, "Instability (mean pairwise disagreement of test predictions): ",
                   InstabilityLine(arm.instability), "\n");
+  absl::StrAppend(out, "Noise floor of test accuracy: ", NoiseFloorLine(arm), "\n");
+  absl::StrAppend(out, "Seconds per epoch: ", EpochTimeLine(arm.seconds_per_epoch), "\n");
 }
 
 std::string Interval(const std::optional<double>& low,
@@ -174,6 +177,23 @@ void AppendComparisons(const Report& report, std::string* out) {
                           Row(s.loss.brown_forsythe_f, s.accuracy.brown_forsythe_f));
     absl::StrAppendFormat(out, "  %-22s %s\n", "Brown-Forsythe p",
                           Row(s.loss.brown_forsythe_p, s.accuracy.brown_forsythe_p));
+    absl::StrAppendFormat(out, "  %-22s %s\n", "CI width (approx.)", PilotWidthLine(s));
+    absl::StrAppendFormat(out, "  %-22s %s\n",
+                          absl::StrCat("runs for width ", FormatNumpy(report.ci_width)),
+                          RunsNeededLine(s, false));
+    absl::StrAppendFormat(out, "  %-22s %s\n",
+                          absl::StrCat("runs for power ", FormatNumpy(kPlanningPower)),
+                          RunsNeededLine(s, true));
+  }
+  if (header) absl::StrAppend(out, PlanningMethodText(report.ci_width));
+}
+
+void AppendDeterminismCost(const Report& report, std::string* out) {
+  if (report.determinism_costs.empty()) return;
+  absl::StrAppend(out, "\nCost of determinism ", DeterminismKey(report.bootstrap_resamples),
+                  ":\n");
+  for (const DeterminismCost& cost : report.determinism_costs) {
+    absl::StrAppend(out, "  ", DeterminismCostLine(cost), "\n");
   }
 }
 
@@ -376,6 +396,73 @@ std::string InstabilityLine(const Instability& instability) {
                          instability.pairs == 1 ? "" : "s", instability.runs);
 }
 
+std::string NoiseFloorLine(const ArmReport& arm) {
+  const NoiseFloor& floor = arm.noise_floor;
+  if (!floor.binomial_stdev) {
+    return arm.runs_scored == 0
+               ? "not measured (no scored run)"
+               : "not measured (the test set's size is unknown: no scored run kept its "
+                 "predictions)";
+  }
+  std::string line = absl::StrFormat(
+      "binomial stdev %s (sqrt(p (1 - p) / n), p = mean accuracy %s, n = %d test examples)",
+      FormatNumpy(*floor.binomial_stdev), FormatOptional(arm.accuracy.mean),
+      floor.test_examples);
+  if (!floor.observed_stdev) {
+    return absl::StrCat(line, "; observed stdev not measured (fewer than 2 scored runs)");
+  }
+  absl::StrAppend(&line, "; observed stdev (ddof 1) ", FormatNumpy(*floor.observed_stdev));
+  if (floor.ratio) absl::StrAppend(&line, ", ratio ", FormatNumpy(*floor.ratio));
+  return line;
+}
+
+std::string EpochTimeLine(const EpochTime& time) {
+  if (!time.mean) return "not measured (no done run recorded an epoch)";
+  std::string line = absl::StrCat("mean ", FormatNumpy(*time.mean));
+  if (time.ci_low && time.ci_high) {
+    absl::StrAppend(&line, ", 95% CI ", Interval(time.ci_low, time.ci_high));
+  }
+  absl::StrAppendFormat(&line, " over %d run%s", time.runs, time.runs == 1 ? "" : "s");
+  return line;
+}
+
+std::string DeterminismCostLine(const DeterminismCost& cost) {
+  std::string line = absl::StrFormat("%s vs %s (%s): overhead %s", cost.deterministic_arm,
+                                     cost.other_arm, absl::StrJoin(cost.switches, ", "),
+                                     FormatOptional(cost.overhead));
+  if (cost.ci_low && cost.ci_high) {
+    absl::StrAppend(&line, ", 95% CI ", Interval(cost.ci_low, cost.ci_high));
+  }
+  return line;
+}
+
+std::string DeterminismKey(int resamples) {
+  return absl::StrCat(
+      "(arms that differ only in deterministic_algorithms and/or cudnn_benchmark;\n"
+      "overhead: the deterministic arm's mean seconds per epoch over the other's",
+      resamples > 0 ? absl::StrFormat(";\n95%% CI: percentile bootstrap of the runs' means, "
+                                      "%d resamples",
+                                      resamples)
+                    : "",
+      ")");
+}
+
+std::string PilotWidthLine(const ScoreComparison& scores) {
+  auto text = [](const ColumnPlan& plan) {
+    return plan.pilot_width ? FormatNumpy(*plan.pilot_width) : std::string("undefined");
+  };
+  return absl::StrCat("loss ", text(scores.loss.plan), ", accuracy ",
+                      text(scores.accuracy.plan));
+}
+
+std::string RunsNeededLine(const ScoreComparison& scores, bool power) {
+  auto text = [power](const ColumnPlan& plan) {
+    return power ? PlanPowerText(plan) : PlanWidthText(plan);
+  };
+  return absl::StrCat("loss ", text(scores.loss.plan), ", accuracy ",
+                      text(scores.accuracy.plan));
+}
+
 std::string CrossArmLine(const CrossArmIdentity& identity) {
   const int n = identity.runs_with_same_seeds;
   std::string line = absl::StrFormat("%s vs %s: ", identity.arm, identity.other);
@@ -433,6 +520,7 @@ std::string RenderText(const Report& report, const std::string& arm_filter) {
     AppendComparisons(report, &out);
     AppendCrossArm(report, &out);
     AppendCrossEnvironment(report, &out);
+    AppendDeterminismCost(report, &out);
     if (!report.localizations.empty()) absl::StrAppend(&out, "\nWhere runs part (reproctl localize):\n");
     for (const LocalizationState& l : report.localizations) {
       absl::StrAppend(&out, "  ", absl::StrReplaceAll(LocalizationText(l), {{"\n", "\n  "}}));

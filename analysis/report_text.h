@@ -27,6 +27,22 @@ std::string DivergenceLine(const ArmReport& arm);
 std::string DivergedByEpochLine(const ArmReport& arm);
 // What follows "Instability (mean pairwise disagreement of test predictions): ".
 std::string InstabilityLine(const Instability& instability);
+// What follows "Noise floor of test accuracy: ", e.g. "binomial stdev 0.0229 (sqrt(p (1 -
+// p) / n), p = mean accuracy 0.88, n = 200 test examples); observed stdev (ddof 1)
+// 0.0056, ratio 0.245"; why not, where undefined.
+std::string NoiseFloorLine(const ArmReport& arm);
+// What follows "Seconds per epoch: ", e.g. "mean 10.5, 95% CI [10.2 10.8] over 5 runs".
+std::string EpochTimeLine(const EpochTime& time);
+// "threads_det vs threads_fast (deterministic_algorithms): overhead 1.35, 95% CI [1.2
+// 1.5]"
+std::string DeterminismCostLine(const DeterminismCost& cost);
+// A comparison's runs per arm for the interval width (power false) or to tell the ratio
+// from 1 (power true): "loss 1246, accuracy over 100000".
+std::string RunsNeededLine(const ScoreComparison& scores, bool power);
+// The approximation's interval width at the pilot's runs: "loss 0.85, accuracy undefined".
+std::string PilotWidthLine(const ScoreComparison& scores);
+// The legend of the determinism section.
+std::string DeterminismKey(int resamples);
 // "threads_1 vs threads_2: 4 runs with the same seeds, ..."
 std::string CrossArmLine(const CrossArmIdentity& identity);
 // One cell of the matrix across environments: "=" (every pair identical), "epoch E"

@@ -33,6 +33,25 @@ absl::StatusOr<std::string> AnalyzeScores(
     const std::vector<std::string>& paths,
     int bootstrap_resamples = kDefaultBootstrapResamples, uint64_t seed = 0);
 
+// What analyze-scores may be asked for besides the files.
+struct ScoresOptions {
+  int bootstrap_resamples = kDefaultBootstrapResamples;
+  uint64_t seed = 0;
+  // The 95% interval width the runs needed aim at (analysis/planning.h); > 0.
+  double ci_width = kDefaultCiWidth;
+  bool json = false;  // JSON (documented in the README) instead of text
+};
+
+// The same, and for each file but the reference how many runs per arm would narrow the
+// ratio's 95% interval to `ci_width` and tell the ratio from 1 with power 0.8
+// (PlanRuns), with that approximation's interval width at the files' own row counts.
+// JSON: {"reference": str, "bootstrap": {"resamples", "seed"}, "planning": {...},
+// "files": [{"name", "n", "mean", "stdev", "stdev_ddof1", "min", "max"}],
+// "comparisons": [ the report's comparison entries ]}. Errors as above, and
+// InvalidArgument for a ci_width that is not a finite number above 0.
+absl::StatusOr<std::string> AnalyzeScores(const std::vector<std::string>& paths,
+                                          const ScoresOptions& options);
+
 }  // namespace repro
 
 #endif  // REPRO_ANALYSIS_SCORES_H_

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -13,6 +14,7 @@
 #include <thread>
 #include <unistd.h>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/cli.h"
 #include "common/clock.h"
@@ -37,11 +39,12 @@ const std::vector<cli::FlagSpec> kFlags = {
     {"coordinator", true, "coordinator address (default $REPRO_COORDINATOR)", "HOST:PORT"},
     {"db", true, "read this SQLite file directly instead of asking a coordinator", "PATH"},
     {"experiment", true, "with --db: which experiment (default: the only or latest one)", "NAME"},
-    {"format", true, "status, localize: text|json; report: text|json|csv|html (default text)", "FORMAT"},
+    {"format", true, "status, localize, analyze-scores: text|json; report: text|json|csv|html (default text)", "FORMAT"},
     {"arm", true, "report: only this arm (csv needs it)", "NAME"},
     {"reference-arm", true, "report: compare every arm's spread with this arm (default different_seeds)", "NAME"},
     {"bootstrap", true, "report, analyze-scores: bootstrap resamples of the stdev ratio's 95% CI (default 10000; 0: none)", "N"},
     {"seed", true, "report, analyze-scores: seed of the bootstrap (default 0)", "S"},
+    {"ci-width", true, "report, analyze-scores: the stdev ratio's 95% CI width the runs needed aim at (default 0.1)", "W"},
     {"partial", false, "report: report an experiment that has not finished"},
     {"output", true, "write to this file instead of standard output", "FILE"},
     {"timeout-ms", true, "deadline of each call to the coordinator (default 10000; report, fetch, localize: 600000)", "MS"},
@@ -59,8 +62,9 @@ constexpr char kSynopsis[] =
     "commands:\n"
     "  status [--format text|json]                 runs pending/running/done/failed, workers, ETA\n"
     "  report [--format text|json|csv|html] [--arm NAME] [--partial] [--output FILE]\n"
-    "         [--reference-arm NAME] [--bootstrap N] [--seed S]\n"
-    "                                              equality, divergence and spread per arm\n"
+    "         [--reference-arm NAME] [--bootstrap N] [--seed S] [--ci-width W]\n"
+    "                                              equality, divergence and spread per arm,\n"
+    "                                              runs needed, noise floor, cost of determinism\n"
     "  workers                                     the workers and what they run\n"
     "  cancel [--reason TEXT]                      stop handing out runs (coordinator only)\n"
     "  localize RUN_A RUN_B [--format text|json]  where two runs that started alike part: the\n"
@@ -69,8 +73,9 @@ constexpr char kSynopsis[] =
     "  fetch RUN [--weights initial|final|all] [-o DIR]\n"
     "                                              a finished run's weights files (RUN as status\n"
     "                                              names it, e.g. same_seed#0), checked by SHA-256\n"
-    "  analyze-scores FILE.csv [FILE.csv ...] [--bootstrap N] [--seed S]\n"
-    "                                              spread of score files like the study's";
+    "  analyze-scores FILE.csv [FILE.csv ...] [--bootstrap N] [--seed S] [--ci-width W]\n"
+    "                 [--format text|json]         spread of score files like the study's, and\n"
+    "                                              the runs per arm a CI of width W needs";
 
 struct Result {
   std::string body;
@@ -124,6 +129,14 @@ absl::Status ParseBootstrap(const cli::ParsedArgs& args, AnalysisOptions* option
   if (!seed.ok()) return seed.status();
   options->bootstrap_resamples = static_cast<int>(*resamples);
   options->seed = static_cast<uint64_t>(*seed);
+  if (args.Has("ci-width")) {
+    double width = 0;
+    if (!absl::SimpleAtod(args.Get("ci-width"), &width) || !(width > 0) || !std::isfinite(width)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--ci-width: expected a number above 0, got \"", args.Get("ci-width"), "\""));
+    }
+    options->ci_width = width;
+  }
   return absl::OkStatus();
 }
 
@@ -301,6 +314,7 @@ Result ReportFromCoordinator(v1::ControlService::Stub& stub, grpc::ClientContext
   req.set_reference_arm(options->reference_arm);
   req.set_bootstrap_resamples(options->bootstrap_resamples);
   req.set_seed(options->seed);
+  if (args.Has("ci-width")) req.set_ci_width(options->ci_width);
   ReportOutput output(args.Get("output"));
   std::unique_ptr<grpc::ClientReader<v1::ReportChunk>> reader = stub.ReportStream(&ctx, req);
   v1::ReportChunk chunk;
@@ -436,7 +450,17 @@ int Run(int argc, char** argv) {
     if (absl::Status s = ParseBootstrap(*args, &options); !s.ok()) {
       return cli::Fail(kProgram, std::string(s.message()), cli::kExitUsage);
     }
-    auto body = AnalyzeScores(files, options.bootstrap_resamples, options.seed);
+    const std::string format = args->Get("format", "text");
+    if (format != "text" && format != "json") {
+      return cli::Fail(kProgram, absl::StrCat("--format: expected text or json, got \"", format, "\""),
+                       cli::kExitUsage);
+    }
+    ScoresOptions scores;
+    scores.bootstrap_resamples = options.bootstrap_resamples;
+    scores.seed = options.seed;
+    scores.ci_width = options.ci_width;
+    scores.json = format == "json";
+    auto body = AnalyzeScores(files, scores);
     if (!body.ok()) return Emit(*args, Result{"", cli::kExitUsage, std::string(body.status().message())});
     return Emit(*args, Ok(*body));
   }

@@ -3,7 +3,7 @@
 # (analysis/sample_experiment.h) in headless Chromium and checks that the page logs
 # nothing to the console (no errors, no failed loads), references no network address,
 # that its plots are in the DOM with one mark per run, and that its sections on where
-# runs part and across environments are there.
+# runs part, across environments, the noise floor and the cost of determinism are there.
 #
 # usage: tests/html_report_test.sh PATH/TO/html_report_sample
 # Exit 0 pass, 1 fail, 77 skipped (Chromium not installed; ctest's SKIP_RETURN_CODE).
@@ -62,29 +62,35 @@ grep -q '<h2>Across environments</h2>' "$dom" || fail "no 'Across environments' 
 grep -q '<table class="matrix">' "$dom" || fail "no matrix of environments in the DOM"
 grep -q '<td>epoch 0, 25 pairs, ratio ' "$dom" ||
   fail "the matrix lacks the cell of same_seed (1 thread) against threads_2 (2 threads)"
+grep -q '<h2>Noise floor and time per epoch</h2>' "$dom" || fail "no noise floor section in the DOM"
+grep -q '<td>binomial stdev ' "$dom" || fail "no arm's noise floor in the DOM"
+grep -q '<h2>Cost of determinism</h2>' "$dom" || fail "no 'Cost of determinism' section in the DOM"
+grep -q '<td>same_seed</td><td>nondeterministic</td><td>deterministic_algorithms</td><td>1.25</td>' "$dom" ||
+  fail "the cost of determinism lacks same_seed against nondeterministic (overhead 1.25)"
+grep -q 'runs for width 0.1' "$dom" || fail "the comparisons lack the runs needed"
 
 svgs=$(grep -o '<svg ' "$dom" | wc -l)
-[ "$svgs" -eq 6 ] || fail "expected 6 plots (2 strip, 3 validation, 1 divergence), DOM has $svgs"
+[ "$svgs" -eq 7 ] || fail "expected 7 plots (2 strip, 4 validation, 1 divergence), DOM has $svgs"
 # Marks of one plot: the lines between its <svg id="..."> and the next </svg>.
 marks() {
   sed -n "/<svg id=\"$1\"/,/<\/svg>/p" "$dom" | grep -o "$2" | wc -l
 }
 for id in strip-accuracy strip-loss; do
   n=$(marks "$id" '<circle class="run"')
-  [ "$n" -eq 15 ] || fail "$id: expected 15 run points (3 arms x 5 runs), DOM has $n"
-  for arm in same_seed different_seeds threads_2; do
+  [ "$n" -eq 20 ] || fail "$id: expected 20 run points (4 arms x 5 runs), DOM has $n"
+  for arm in same_seed different_seeds threads_2 nondeterministic; do
     n=$(marks "$id" "<circle class=\"run\" data-arm=\"$arm\"")
     [ "$n" -eq 5 ] || fail "$id: expected 5 points of $arm, DOM has $n"
   done
 done
-for id in val-accuracy-0 val-accuracy-1 val-accuracy-2; do
+for id in val-accuracy-0 val-accuracy-1 val-accuracy-2 val-accuracy-3; do
   n=$(marks "$id" '<polyline class="run"')
   [ "$n" -eq 5 ] || fail "$id: expected 5 run lines, DOM has $n"
 done
 n=$(marks divergence '<polyline class="arm"')
-[ "$n" -eq 2 ] || fail "divergence: expected lines for same_seed and threads_2, DOM has $n"
+[ "$n" -eq 3 ] || fail "divergence: expected lines for same_seed, threads_2 and nondeterministic, DOM has $n"
 n=$(marks divergence '<circle class="point"')
-[ "$n" -eq 12 ] || fail "divergence: expected 2 arms x 6 epochs points, DOM has $n"
+[ "$n" -eq 18 ] || fail "divergence: expected 3 arms x 6 epochs points, DOM has $n"
 
 if [ -n "${REPRO_SCREENSHOT:-}" ]; then
   render "$work/report.html" screenshot --window-size=1200,3200 \

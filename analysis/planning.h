@@ -1,0 +1,61 @@
+// How many runs are enough: from a pilot (an arm's and its reference arm's scored runs,
+// or two score files), how many runs per arm would narrow the 95% interval of the
+// stdev ratio to a chosen width, and how many would tell the pilot's ratio from 1.
+//
+// The method, an analytic approximation (the delta method for the log of a stdev):
+// with n runs, Var(log s) ~ (kappa - 1) / (4 n), kappa = m4 / m2^2 the kurtosis (3 for
+// a normal distribution), so log(stdev ratio) has standard error
+//   se(n) = sqrt((kappa_arm - 1 + kappa_reference - 1) / (4 n))
+// with n runs in each arm, each kappa the pilot's own (not assumed normal). The 95%
+// interval ratio * exp(+-z se(n)), z = 1.959964, has width 2 ratio sinh(z se(n)), so
+// the width W needs se(n) <= asinh(W / (2 ratio)) / z:
+//   n_width = ceil((kappa_arm + kappa_reference - 2) / (4 se^2)).
+// A two-sided test of log ratio = 0 at level 0.05 has power 0.8 when
+// |log ratio| / se(n) >= z + z_0.8 (0.841621):
+//   n_power = ceil((kappa_arm + kappa_reference - 2) / 4 * ((z + z_0.8) / log ratio)^2).
+// Both assume the pilot's ratio and kurtosis hold at n, and are at least 2; beyond
+// kMaxPlannedRuns they are not reached. At the pilot's own counts the approximation's
+// width (ColumnPlan::pilot_width) is set beside the bootstrap interval's, and
+// planning_test.cc checks it against a bootstrap at the planned n.
+//
+// Thread safety: pure functions.
+#ifndef REPRO_ANALYSIS_PLANNING_H_
+#define REPRO_ANALYSIS_PLANNING_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "analysis/analysis.h"
+
+namespace repro {
+
+inline constexpr int64_t kMaxPlannedRuns = 100000;  // the search's cap, per arm
+inline constexpr double kPlanningPower = 0.8;
+inline constexpr double kZ975 = 1.959963984540054;   // standard normal 0.975 quantile
+inline constexpr double kZ80 = 0.8416212335729143;   // standard normal 0.8 quantile
+
+// m4 / m2^2 with moments about the mean (ddof 0). NaN with fewer than 2 values, a
+// non-finite value or no spread.
+double Kurtosis(const std::vector<double>& values);
+
+// The standard error of log(stdev ratio) with n_arm and n_reference runs.
+double LogStdevRatioError(double kurtosis, double reference_kurtosis, double n_arm,
+                          double n_reference);
+
+// The plan for one score column: `values` is the arm's pilot, `reference` the
+// reference arm's; `ci_width` > 0.
+ColumnPlan PlanRuns(const std::vector<double>& values, const std::vector<double>& reference,
+                    double ci_width);
+
+// A plan's run count as the text reports print it: "1246", "over 100000" (not reached
+// within kMaxPlannedRuns), "never (ratio 1)" (power, kNoEffect) or "undefined".
+std::string PlanWidthText(const ColumnPlan& plan);
+std::string PlanPowerText(const ColumnPlan& plan);
+
+// The method in a few lines, for the text reports and analyze-scores.
+std::string PlanningMethodText(double ci_width);
+
+}  // namespace repro
+
+#endif  // REPRO_ANALYSIS_PLANNING_H_
