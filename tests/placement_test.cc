@@ -129,5 +129,19 @@ TEST_F(IntegrationTest, ArmsPinnedByLabelsToWorkersWithOtherThreadCountsShowInTh
   EXPECT_TRUE(absl::StrContains(text.out, "threads")) << text.out;
 }
 
+TEST_F(IntegrationTest, AWorkerRefusesALabelOutsideTheRulesBeforeItConnects) {
+  for (const auto& [flag, why] :
+       {std::pair{"--label=pool", "--label pool: expected KEY=VALUE"},
+        std::pair{"--label=po ol=a", "--label po ol=a: expected KEY=VALUE, the key 1 to 100"},
+        std::pair{"--label=pool=", "the value 1 to 256 printable ASCII characters"}}) {
+    CommandResult r = Run({kWorker, "--coordinator", "127.0.0.1:1", flag});
+    EXPECT_EQ(r.code, 2) << flag;
+    EXPECT_TRUE(absl::StrContains(r.err, why)) << flag << ": " << r.err;
+  }
+  CommandResult twice = Run({kWorker, "--coordinator", "127.0.0.1:1", "--label", "a=1", "--label", "a=2"});
+  EXPECT_EQ(twice.code, 2);
+  EXPECT_TRUE(absl::StrContains(twice.err, "--label a given twice")) << twice.err;
+}
+
 }  // namespace
 }  // namespace repro::testing
