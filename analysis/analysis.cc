@@ -206,6 +206,7 @@ AnalyzedArm AnalyzeArm(const ExperimentView& view, const std::string& name) {
   arm.instability = MeasureInstability(done);
   arm.noise_floor = MeasureNoiseFloor(done, analyzed.accuracies);
   arm.seconds_per_epoch = SummarizeEpochTime(RunSecondsPerEpoch(view, name));
+  arm.per_class = MeasurePerClass(done, view.test_labels);
   return analyzed;
 }
 

@@ -35,6 +35,7 @@
 
 #include "absl/status/status.h"
 #include "analysis/cross_environment.h"
+#include "analysis/per_class.h"
 #include "common/experiment_view.h"
 
 namespace repro {
@@ -179,6 +180,7 @@ struct ArmReport {
 
   NoiseFloor noise_floor;       // test accuracy's spread against finite-test-set noise
   EpochTime seconds_per_epoch;  // what an epoch cost this arm
+  PerClass per_class;  // accuracy and churn per class of the test set (per_class.h)
 };
 
 // An equality check of `arm` as the renderers show it: nullopt when no run of the arm

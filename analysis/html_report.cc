@@ -8,6 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "analysis/localization.h"
+#include "analysis/per_class_report.h"
 #include "analysis/planning.h"
 #include "analysis/stats.h"
 #include "analysis/report_text.h"
@@ -297,6 +298,7 @@ std::string RenderHtml(const Report& report, const std::string& arm_filter) {
   }
   absl::StrAppend(&out, "<h2>Equality, divergence and instability</h2>\n",
                   EqualityTables(report, arm_filter));
+  absl::StrAppend(&out, PerClassHtml(report, arm_filter));
   absl::StrAppend(&out, "<h2>Scores</h2>\n", ScoresTable(report, arm_filter));
   absl::StrAppend(&out, "<h2>Noise floor and time per epoch</h2>\n",
                   NoiseAndTimeTable(report, arm_filter));

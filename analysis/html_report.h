@@ -10,7 +10,8 @@
 //   - how many runs had diverged from the reference run by each epoch, one line per
 //     arm whose runs start identical (svg id "divergence"; one <polyline class="arm">
 //     per such arm and a <circle class="point"> per epoch of it);
-// then the tables of the text report (equality, divergence, scores, instability,
+// then the tables of the text report (equality, divergence, scores, instability, a
+// <table class="per-class"> per arm (analysis/per_class_report.h),
 // comparisons with the reference arm, runs with the same seeds across arms, the matrix
 // across environments when there is one: a legend, a <table class="matrix"> and a row
 // per cell; failed runs) and the text report itself.

@@ -13,6 +13,7 @@
 #include "analysis/html_report.h"
 #include "analysis/json_writer.h"
 #include "analysis/localization.h"
+#include "analysis/per_class_report.h"
 #include "analysis/planning.h"
 #include "analysis/report_text.h"
 
@@ -122,6 +123,7 @@ void WriteArm(JsonWriter& w, const ArmReport& arm) {
   w.Field("pairs", arm.instability.pairs);
   w.Field("mean_disagreement", arm.instability.mean_disagreement);
   w.EndObject();
+  WritePerClassJson(w, arm.per_class);
   const NoiseFloor& floor = arm.noise_floor;
   w.Key("noise_floor");
   w.BeginObject();
@@ -479,9 +481,10 @@ absl::StatusOr<ReportFormat> ParseReportFormat(std::string_view name) {
   if (name == "json") return ReportFormat::kJson;
   if (name == "csv") return ReportFormat::kCsv;
   if (name == "html") return ReportFormat::kHtml;
+  if (name == "csv-per-class") return ReportFormat::kCsvPerClass;
   return absl::InvalidArgumentError(
       absl::StrCat("unknown report format '", std::string(name),
-                   "'; expected one of: text, json, csv, html"));
+                   "'; expected one of: text, json, csv, html, csv-per-class"));
 }
 
 const char* ReportFormatName(ReportFormat format) {
@@ -494,6 +497,8 @@ const char* ReportFormatName(ReportFormat format) {
       return "csv";
     case ReportFormat::kHtml:
       return "html";
+    case ReportFormat::kCsvPerClass:
+      return "csv-per-class";
   }
   return "unknown";
 }
@@ -527,6 +532,8 @@ absl::StatusOr<std::string> RenderReport(const Report& report, ReportFormat form
       return RenderCsv(report, arm);
     case ReportFormat::kHtml:
       return RenderHtml(report, arm);
+    case ReportFormat::kCsvPerClass:
+      return PerClassCsv(report, arm);
   }
   return absl::InvalidArgumentError("unknown report format");
 }

@@ -21,10 +21,10 @@
 
 namespace repro {
 
-enum class ReportFormat { kText, kJson, kCsv, kHtml };
+enum class ReportFormat { kText, kJson, kCsv, kHtml, kCsvPerClass };
 
-// "text", "json", "csv" or "html". InvalidArgument naming the value and the accepted
-// ones.
+// "text", "json", "csv", "html" or "csv-per-class". InvalidArgument naming the value
+// and the accepted ones.
 absl::StatusOr<ReportFormat> ParseReportFormat(std::string_view name);
 const char* ReportFormatName(ReportFormat format);
 
@@ -39,17 +39,20 @@ const char* ReportFormatName(ReportFormat format);
 // Text: per arm, the equality checks over done runs ("number of models checked:
 // done/total") with one line per differing run, the first divergence and how many runs
 // had diverged by each epoch, failed runs with their errors, the scores [test loss,
-// test accuracy] printed like NumPy arrays with 8 decimals, the instability, the noise
-// floor of test accuracy and the seconds per epoch; then the same-seed over
-// different-seeds ratio, each arm against the reference arm (with the runs needed),
-// the runs with the same seeds across arms, the matrix across environments
-// (analysis/cross_environment.h; absent when there is none) and the cost of
-// determinism (absent when no two arms differ only in determinism switches). Epoch numbers are 0-based,
+// test accuracy] printed like NumPy arrays with 8 decimals, the instability, the
+// per-class table (analysis/per_class_report.h), the noise floor of test accuracy and
+// the seconds per epoch; then the same-seed over different-seeds ratio, each arm
+// against the reference arm (with the runs needed), the runs with the same seeds across
+// arms, the matrix across environments (analysis/cross_environment.h; absent when there
+// is none) and the cost of determinism (absent when no two arms differ only in
+// determinism switches). Epoch numbers are 0-based,
 // as stored.
 // JSON: pretty-printed, keys in the documented order; doubles in the shortest form that
 // reads back as the same double (so a stdev of 0 is exactly 0).
 // CSV: one "loss,accuracy" row per done run of the arm, in index order, no header,
 // each value "%.17g"; it has no sections, so none across arms or environments.
+// csv-per-class: the per-class figures (analysis/per_class_report.h PerClassCsv), a
+// header and one row per arm and class; `arm` optional.
 // HTML: see analysis/html_report.h.
 absl::StatusOr<std::string> RenderReport(const Report& report, ReportFormat format,
                                          const std::string& arm);

@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "analysis/localization.h"
+#include "analysis/per_class_report.h"
 #include "analysis/planning.h"
 #include "analysis/stats.h"
 
@@ -132,6 +133,7 @@ void AppendArmText(const Report& report, const ArmReport& arm, std::string* out)
   AppendScores(arm, out);
   absl::StrAppend(out, "Instability (mean pairwise disagreement of test predictions): ",
                   InstabilityLine(arm.instability), "\n");
+  absl::StrAppend(out, PerClassText(arm.per_class));
   absl::StrAppend(out, "Noise floor of test accuracy: ", NoiseFloorLine(arm), "\n");
   absl::StrAppend(out, "Seconds per epoch: ", EpochTimeLine(arm.seconds_per_epoch), "\n");
 }

@@ -109,6 +109,11 @@ ExperimentView SampleExperiment() {
   view.arms = {"same_seed", "different_seeds", "threads_2"};
   view.runs_per_arm = kRuns;
   view.epochs = kEpochs;
+  // True classes: the runs' class j % 10, but another for about one example in seven.
+  for (int j = 0; j < kExamples; ++j) {
+    view.test_labels.push_back(
+        static_cast<uint8_t>(Noise(j, 0, 9) < 0.15 ? (j + 3) % 10 : j % 10));
+  }
   for (int i = 0; i < kRuns; ++i) {
     view.runs.push_back(Run("same_seed", i, 0));
     view.runs.back().result.environment = EnvironmentOn("host-a", 1);

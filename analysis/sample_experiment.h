@@ -9,7 +9,8 @@
 //   threads_2        5 runs with same_seed's seeds: identical initial models, final
 //                    models that differ from same_seed's from epoch 0 (conv1.weight).
 // Every run has 6 epochs of 10 batches with per-batch digests, and 200 test-set
-// predictions. Scores and curves come from a fixed formula: the same every time.
+// predictions, whose true classes (test_labels) differ from run #0's predictions for
+// about one in seven. Scores and curves come from a fixed formula: the same every time.
 // Environments (CPU, deterministic algorithms): same_seed trained on host-a with 1
 // thread (E1), different_seeds on host-b with 1 thread (E2; its run #0 has same_seed's
 // seeds and trajectory), threads_2 on host-a with 2 threads (E3).

@@ -107,6 +107,11 @@ struct ExperimentView {
   std::vector<RunView> runs;      // ordered by arm (plan order), then index
   WeightsUsage weights;           // read with the results
   std::vector<LocalizationState> localizations;  // read with the results, oldest first
+  // The true class of every test example a run predicts, in test-set order (the order of
+  // RunResult::predictions): what the coordinator's data check read and the store kept
+  // (schema 6). Empty when not known: a coordinator run with --skip-data-check, a noop
+  // model, or an experiment no coordinator of schema 6 has started since.
+  std::vector<uint8_t> test_labels;
 };
 
 // A registered worker, as it registered and as last heard from.

@@ -205,7 +205,7 @@ void PrintUsage() {
 // not known without the check (0).
 absl::Status CheckPlanData(const Options& o, const Plan& plan, data::DatasetSizes* sizes) {
   const bool arrays = plan.dataset.kind == "arrays";
-  *sizes = {plan.dataset.train_limit, plan.dataset.test_limit, arrays ? 0 : 10};
+  *sizes = {plan.dataset.train_limit, plan.dataset.test_limit, arrays ? 0 : 10, {}};
   if (o.skip_data_check || plan.model.kind == "noop") return absl::OkStatus();  // noop reads no data
   absl::StatusOr<data::DatasetSizes> checked;
   if (arrays) {
@@ -230,7 +230,7 @@ absl::Status CheckPlanData(const Options& o, const Plan& plan, data::DatasetSize
 // failure is bad input (exit 2). Everything is validated before anything is written: a
 // new plan and its data are checked before the database file is created. Without --db,
 // sets o->db_path from the plan; `created` says whether the experiment is new, `sizes`
-// what its data check counted (CheckPlanData).
+// what its data check counted (CheckPlanData), whose test labels the store keeps.
 absl::StatusOr<std::unique_ptr<RunStore>> OpenExperiment(Options* o, Plan* plan, bool* created,
                                                          data::DatasetSizes* sizes) {
   std::string plan_text;
@@ -249,6 +249,9 @@ absl::StatusOr<std::unique_ptr<RunStore>> OpenExperiment(Options* o, Plan* plan,
   ASSIGN_OR_RETURN(std::unique_ptr<RunStore> store, RunStore::Open(o->db_path));
   if (o->plan_path.empty()) RETURN_IF_ERROR(load_plan(store.get()));
   ASSIGN_OR_RETURN(*created, store->EnsureExperiment(*plan, plan_text));
+  // The test labels the data check read, for the report's per-class figures: kept once
+  // (an experiment started with --skip-data-check gets them from a later start).
+  RETURN_IF_ERROR(store->SetTestLabels(plan->experiment, sizes->test_labels).status());
   return store;
 }
 

@@ -141,8 +141,8 @@ absl::Status ScanLabels(const File& f, const NpyHeader& h, int64_t max_label,
   return absl::OkStatus();
 }
 
-// The checks of CheckArrayFiles, keeping the labels of the samples a run reads when
-// `train_labels` and `test_labels` are not null.
+// The checks of CheckArrayFiles, keeping the labels of the samples a run reads of each
+// split whose `train_labels` or `test_labels` is not null.
 absl::StatusOr<ArrayInfo> Check(const ArrayFiles& files, int64_t train_limit, int64_t test_limit,
                                 std::vector<int64_t>* train_labels,
                                 std::vector<int64_t>* test_labels) {
@@ -238,8 +238,8 @@ bool ArrayFiles::Set(const std::string& role, const std::string& path) {
 }
 
 absl::StatusOr<ArrayInfo> CheckArrayFiles(const ArrayFiles& files, int64_t train_limit,
-                                          int64_t test_limit) {
-  return Check(files, train_limit, test_limit, nullptr, nullptr);
+                                          int64_t test_limit, std::vector<int64_t>* test_labels) {
+  return Check(files, train_limit, test_limit, nullptr, test_labels);
 }
 
 absl::StatusOr<ArrayDataset> ReadArrayDataset(const ArrayFiles& files, int64_t train_limit,

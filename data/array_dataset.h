@@ -54,8 +54,10 @@ struct ArrayInfo {
 // Checks the four files as a run reads them, reading only the x files' headers and the
 // y files whole (labels are small): every check above, and the limits (0 = all) within
 // the samples there are. Cheap for any size of x.
+// With `test_labels`, keeps the labels of the test samples a run reads there.
 absl::StatusOr<ArrayInfo> CheckArrayFiles(const ArrayFiles& files, int64_t train_limit = 0,
-                                          int64_t test_limit = 0);
+                                          int64_t test_limit = 0,
+                                          std::vector<int64_t>* test_labels = nullptr);
 
 // One split as a run reads it: `count` samples of C x H x W, channel-major (NCHW).
 struct ArraySplit {

@@ -72,6 +72,7 @@ TEST_F(ArraysTest, Uint8ImagesOfOneChannelCheckAndRead) {
   EXPECT_EQ(sizes->train, 7);
   EXPECT_EQ(sizes->test, 4);
   EXPECT_EQ(sizes->classes, 3);
+  EXPECT_THAT(sizes->test_labels, ElementsAre(0, 1, 2, 0));
 
   auto data = ReadArrayDataset(Files(), 7, 2);
   ASSERT_TRUE(data.ok()) << data.status();

@@ -51,8 +51,9 @@ absl::StatusOr<std::vector<int64_t>> RecordCounts(const std::vector<std::string>
 }
 
 // Reads the `records` records of `path`, checking every label; appends the first `keep`
-// of them to `out`.
-absl::Status ReadFile(const std::string& path, int64_t records, int64_t keep, CifarSplit* out) {
+// of them to `out` (their pixels only with `pixels`).
+absl::Status ReadFile(const std::string& path, int64_t records, int64_t keep, bool pixels,
+                      CifarSplit* out) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     return absl::InvalidArgumentError(
@@ -79,16 +80,17 @@ absl::Status ReadFile(const std::string& path, int64_t records, int64_t keep, Ci
       }
       if (first + i < keep) {
         out->labels.push_back(record[0]);
-        out->pixels.insert(out->pixels.end(), record + 1, record + kCifarRecordBytes);
+        if (pixels) out->pixels.insert(out->pixels.end(), record + 1, record + kCifarRecordBytes);
       }
     }
   }
   return absl::OkStatus();
 }
 
-// ReadCifarSplit, or with `keep_data` false the same checks without keeping any bytes.
+// ReadCifarSplit, or with `keep_data` false the same checks without keeping any bytes;
+// with `keep_labels` the labels all the same.
 absl::StatusOr<CifarSplit> ReadOrCheck(const std::string& dir, Split split, int64_t limit,
-                                       bool keep_data) {
+                                       bool keep_data, bool keep_labels = false) {
   const std::string limit_name = absl::StrCat(SplitName(split), "_limit");
   if (absl::Status s = CheckSplitLimit(limit_name, limit); !s.ok()) return s;
   if (absl::Status s = CheckDatasetDirectory(dir); !s.ok()) return s;
@@ -107,14 +109,14 @@ absl::StatusOr<CifarSplit> ReadOrCheck(const std::string& dir, Split split, int6
         " of ", dir));
   }
   out.count = limit == 0 ? out.file_count : limit;
-  const int64_t wanted = keep_data ? out.count : 0;
+  const int64_t wanted = keep_data || keep_labels ? out.count : 0;
   out.labels.reserve(static_cast<size_t>(wanted));
-  out.pixels.reserve(static_cast<size_t>(wanted * kCifarImageBytes));
+  if (keep_data) out.pixels.reserve(static_cast<size_t>(wanted * kCifarImageBytes));
 
   int64_t kept = 0;
   for (size_t f = 0; f < out.paths.size(); ++f) {
     const int64_t keep = std::clamp<int64_t>(wanted - kept, 0, (*counts)[f]);
-    if (absl::Status s = ReadFile(out.paths[f], (*counts)[f], keep, &out); !s.ok()) return s;
+    if (absl::Status s = ReadFile(out.paths[f], (*counts)[f], keep, keep_data, &out); !s.ok()) return s;
     kept += keep;
   }
   return out;
@@ -140,6 +142,13 @@ absl::StatusOr<int64_t> CountCifarSplit(const std::string& dir, Split split, int
   auto checked = ReadOrCheck(dir, split, limit, /*keep_data=*/false);
   if (!checked.ok()) return checked.status();
   return checked->count;
+}
+
+absl::StatusOr<std::vector<uint8_t>> ReadCifarLabels(const std::string& dir, Split split,
+                                                     int64_t limit) {
+  auto checked = ReadOrCheck(dir, split, limit, /*keep_data=*/false, /*keep_labels=*/true);
+  if (!checked.ok()) return checked.status();
+  return std::move(checked->labels);
 }
 
 }  // namespace repro::data

@@ -52,6 +52,9 @@ absl::StatusOr<CifarSplit> ReadCifarSplit(const std::string& dir, Split split,
 absl::Status CheckCifarSplit(const std::string& dir, Split split, int64_t limit = 0);
 // The same checks; the samples a run keeps (the limit, or with 0 all of the split's).
 absl::StatusOr<int64_t> CountCifarSplit(const std::string& dir, Split split, int64_t limit = 0);
+// The same checks, keeping the labels of the samples a run keeps and no pixels.
+absl::StatusOr<std::vector<uint8_t>> ReadCifarLabels(const std::string& dir, Split split,
+                                                     int64_t limit = 0);
 
 }  // namespace repro::data
 

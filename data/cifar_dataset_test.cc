@@ -64,6 +64,7 @@ TEST_F(CifarTest, ReadsLabelsAndPixelsInFileOrder) {
   ASSERT_TRUE(sizes.ok()) << sizes.status();
   EXPECT_EQ(sizes->train, 100);
   EXPECT_EQ(sizes->test, 7);
+  EXPECT_EQ(sizes->test_labels, (std::vector<uint8_t>(test->labels.begin(), test->labels.begin() + 7)));
 }
 
 // ---------------------------------------------------------------- errors

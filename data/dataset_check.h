@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -45,6 +46,9 @@ struct DatasetSizes {
   int64_t train = 0;
   int64_t test = 0;
   int64_t classes = 10;  // 10 for the directory kinds; K for arrays (0: not known)
+  // The labels of the `test` samples a run reads, in the order it predicts them (the
+  // first `test` of the test split, in file order): the report's per-class figures.
+  std::vector<uint8_t> test_labels;
 };
 // CheckDataset, and the sizes it found: the coordinator holds what workers report (one
 // prediction per test sample, one batch digest per batch, classes below `classes`) to

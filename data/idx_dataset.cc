@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <limits>
 #include <system_error>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -337,22 +338,26 @@ absl::StatusOr<DatasetSizes> CheckDatasetSizes(const std::string& kind, const st
   if (kind == "cifar10") {
     auto train = CountCifarSplit(path, Split::kTrain, train_limit);
     if (!train.ok()) return train.status();
-    auto test = CountCifarSplit(path, Split::kTest, test_limit);
+    auto test = ReadCifarLabels(path, Split::kTest, test_limit);
     if (!test.ok()) return test.status();
-    return DatasetSizes{*train, *test};
+    const auto count = static_cast<int64_t>(test->size());
+    return DatasetSizes{*train, count, 10, std::move(*test)};
   }
   auto train = ReadIdxSplit(path, Split::kTrain, train_limit);
   if (!train.ok()) return train.status();
   auto test = ReadIdxSplit(path, Split::kTest, test_limit);
   if (!test.ok()) return test.status();
-  return DatasetSizes{train->labels.count, test->labels.count};
+  return DatasetSizes{train->labels.count, test->labels.count, 10, std::move(test->labels.labels)};
 }
 
 absl::StatusOr<DatasetSizes> CheckDatasetSizes(const ArrayFiles& files, int64_t train_limit,
                                                int64_t test_limit) {
-  auto info = CheckArrayFiles(files, train_limit, test_limit);
+  std::vector<int64_t> labels;
+  auto info = CheckArrayFiles(files, train_limit, test_limit, &labels);
   if (!info.ok()) return info.status();
-  return DatasetSizes{info->train, info->test, info->classes};
+  // Classes are below kMaxArrayClasses (256): each fits in a byte, as predictions do.
+  return DatasetSizes{info->train, info->test, info->classes,
+                      std::vector<uint8_t>(labels.begin(), labels.end())};
 }
 
 }  // namespace repro::data

@@ -50,6 +50,13 @@ TEST(RealDataTest, TheSizesARunReadsAreTheLimitsOrTheSplits) {
   ASSERT_TRUE(limited.ok()) << limited.status();
   EXPECT_EQ(limited->train, 300);
   EXPECT_EQ(limited->test, 10000);
+  EXPECT_EQ(limited->test_labels.size(), 10000u);
+  // The labels of the test samples a run reads, in its order: the report's per-class figures.
+  auto few = data::CheckDatasetSizes("fashion-mnist", REPRO_FASHION_MNIST, 0, 10);
+  ASSERT_TRUE(few.ok()) << few.status();
+  EXPECT_EQ(few->test_labels,
+            data::ReadIdxSplit(REPRO_FASHION_MNIST, data::Split::kTest, 10)->labels.labels);
+  EXPECT_EQ(few->test_labels, (std::vector<uint8_t>{9, 2, 1, 1, 6, 1, 4, 6, 5, 7}));
   EXPECT_FALSE(data::CheckDatasetSizes("fashion-mnist", REPRO_FASHION_MNIST, 70000, 0).ok());
 }
 

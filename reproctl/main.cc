@@ -39,7 +39,7 @@ const std::vector<cli::FlagSpec> kFlags = {
     {"coordinator", true, "coordinator address (default $REPRO_COORDINATOR)", "HOST:PORT"},
     {"db", true, "read this SQLite file directly instead of asking a coordinator", "PATH"},
     {"experiment", true, "with --db: which experiment (default: the only or latest one)", "NAME"},
-    {"format", true, "status, localize, analyze-scores: text|json; report: text|json|csv|html (default text)", "FORMAT"},
+    {"format", true, "status, localize, analyze-scores: text|json; report: text|json|csv|html|csv-per-class (default text)", "FORMAT"},
     {"arm", true, "report: only this arm (csv needs it)", "NAME"},
     {"reference-arm", true, "report: compare every arm's spread with this arm (default different_seeds)", "NAME"},
     {"bootstrap", true, "report, analyze-scores: bootstrap resamples of the stdev ratio's 95% CI (default 10000; 0: none)", "N"},
@@ -61,7 +61,7 @@ constexpr char kSynopsis[] =
     "reproctl [--coordinator HOST:PORT | --db PATH] COMMAND [flags]\n\n"
     "commands:\n"
     "  status [--format text|json]                 runs pending/running/done/failed, workers, ETA\n"
-    "  report [--format text|json|csv|html] [--arm NAME] [--partial] [--output FILE]\n"
+    "  report [--format text|json|csv|html|csv-per-class] [--arm NAME] [--partial] [--output FILE]\n"
     "         [--reference-arm NAME] [--bootstrap N] [--seed S] [--ci-width W]\n"
     "                                              equality, divergence and spread per arm,\n"
     "                                              runs needed, noise floor, cost of determinism\n"

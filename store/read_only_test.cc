@@ -12,6 +12,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "store/store.h"
@@ -183,6 +184,31 @@ TEST_F(ReadOnlyStoreTest, ReadsASchemaFourStoresWorkersWithoutUpgradingIt) {
   EXPECT_EQ(workers->at(0).threads, 2);
   EXPECT_TRUE(workers->at(0).labels.empty());
   EXPECT_FALSE(workers->at(0).gone());
+  store->reset();
+  EXPECT_EQ(Bytes(path_), before) << "the read-only open upgraded the file";
+}
+
+TEST_F(ReadOnlyStoreTest, ReadsTheTestLabelsAndASchemaFiveStoreWithoutThem) {
+  MakeStore();
+  {
+    auto store = RunStore::Open(path_);
+    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_TRUE(*(*store)->SetTestLabels("t", {2, 0, 1}));
+  }
+  {
+    auto store = RunStore::OpenReadOnly(path_);
+    ASSERT_TRUE(store.ok()) << store.status();
+    EXPECT_EQ((*store)->LoadView("t")->test_labels, (std::vector<uint8_t>{2, 0, 1}));
+  }
+  Sql(path_, "ALTER TABLE experiments DROP COLUMN test_labels;"
+             "UPDATE meta SET value = '5' WHERE key = 'schema_version';");
+  const std::string before = Bytes(path_);
+  EXPECT_EQ(ReadFinishedRun(path_), "");
+  auto store = RunStore::OpenReadOnly(path_);
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto view = (*store)->LoadView("t");
+  ASSERT_TRUE(view.ok()) << view.status();
+  EXPECT_TRUE(view->test_labels.empty());
   store->reset();
   EXPECT_EQ(Bytes(path_), before) << "the read-only open upgraded the file";
 }

@@ -298,12 +298,16 @@ absl::StatusOr<int64_t> ReadExperiment(sql::Database& db, const std::string& exp
                                        ExperimentView* view) {
   view->name = experiment;
   ASSIGN_OR_RETURN(auto x, db.Prepare(
-      "SELECT id, runs_per_arm, epochs FROM experiments WHERE name = ?"));
+      "SELECT id, runs_per_arm, epochs, test_labels FROM experiments WHERE name = ?"));
   x->Bind(1, experiment);
   ASSIGN_OR_RETURN(bool found, x->Step());
   if (!found) return NoExperimentError(db.path(), experiment);
   view->runs_per_arm = static_cast<int>(x->Int(1));
   view->epochs = static_cast<int>(x->Int(2));
+  if (!x->IsNull(3)) {
+    const std::string labels = x->Blob(3);
+    view->test_labels.assign(labels.begin(), labels.end());
+  }
   return x->Int(0);
 }
 

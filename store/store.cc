@@ -24,7 +24,8 @@ CREATE TABLE IF NOT EXISTS experiments (
   runs_per_arm INTEGER NOT NULL,
   epochs INTEGER NOT NULL,
   max_attempts INTEGER NOT NULL,
-  created_ms INTEGER NOT NULL);
+  created_ms INTEGER NOT NULL,
+  test_labels BLOB);              -- schema 6: a byte per test example; NULL: not known
 CREATE TABLE IF NOT EXISTS runs (
   id INTEGER PRIMARY KEY,
   experiment_id INTEGER NOT NULL REFERENCES experiments(id),
@@ -233,6 +234,11 @@ absl::StatusOr<std::unique_ptr<RunStore>> RunStore::OpenReadOnly(const std::stri
                              "'{}' AS labels, NULL AS gone_ms, '' AS gone_reason "
                              "FROM main.workers"));
   }
+  if (*version < 6) {
+    // Nor were the test set's labels kept: none known.
+    RETURN_IF_ERROR(db->Exec("CREATE TEMP VIEW experiments AS SELECT *, NULL AS test_labels "
+                             "FROM main.experiments"));
+  }
   if (*version < 2) {
     // Schema 1 lacks the attempts' secret_hash, checksum and diverged: a TEMP view (it
     // lives in this connection, not in the file, and is found before main's table) shows
@@ -284,6 +290,11 @@ absl::Status RunStore::Upgrade(int from_version) {
     // registered before have none: they can run any arm that asks nothing of them.
     for (const auto& [column, type] : kWorkerColumns5) RETURN_IF_ERROR(AddColumn("workers", column, type));
   }
+  if (from_version < 6) {
+    // Schema 6: the test set's labels, for the report's per-class figures. None for the
+    // experiments before: the next coordinator that checks the data stores them.
+    RETURN_IF_ERROR(AddColumn("experiments", "test_labels", "BLOB"));
+  }
   return absl::OkStatus();
 }
 
@@ -334,6 +345,19 @@ absl::StatusOr<bool> RunStore::EnsureExperiment(const Plan& plan, const std::str
       }
     }
     return true;
+  });
+}
+
+absl::StatusOr<bool> RunStore::SetTestLabels(const std::string& experiment,
+                                             const std::vector<uint8_t>& labels) {
+  if (labels.empty()) return false;
+  return Write([&]() -> absl::StatusOr<bool> {
+    ASSIGN_OR_RETURN(auto q, db_->Prepare(
+        "UPDATE experiments SET test_labels = ? WHERE name = ? AND test_labels IS NULL"));
+    RETURN_IF_ERROR(q->BindBlob(1, labels.data(), labels.size()).Bind(2, experiment).Run());
+    if (db_->Changes() > 0) return true;
+    RETURN_IF_ERROR(ExperimentId(experiment).status());  // none of that name: say so
+    return false;
   });
 }
 

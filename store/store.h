@@ -44,8 +44,8 @@ namespace repro {
 // 1: the first; 2: attempts.secret_hash, attempts.checksum and attempts.diverged (Migrate
 // upgrades 1 to 2); 3: the table weight_files; 4: the table localizations (Migrate
 // creates both); 5: workers.capabilities, labels, gone_ms and gone_reason (Migrate adds
-// them) and the index runs_pending_by_arm.
-inline constexpr int kSchemaVersion = 5;
+// them) and the index runs_pending_by_arm; 6: experiments.test_labels (Migrate adds it).
+inline constexpr int kSchemaVersion = 6;
 
 struct LeasedRun {
   int64_t run_id = 0;
@@ -108,6 +108,11 @@ class RunStore {
   absl::StatusOr<std::string> PlanText(const std::string& experiment);
   // The canonical form of the plan it was recorded with (CanonicalPlan, common/plan.h).
   absl::StatusOr<std::string> CanonicalPlanText(const std::string& experiment);
+  // Keeps the true class of each test example a run predicts, in test-set order
+  // (ExperimentView::test_labels), once: true when stored, false when the experiment
+  // had labels already (they are kept) or `labels` is empty.
+  absl::StatusOr<bool> SetTestLabels(const std::string& experiment,
+                                     const std::vector<uint8_t>& labels);
 
   // --- Leases (leases.cc) ---
   // Leases the next pending run (by arm order, then index, interleaving arms so that a

@@ -439,6 +439,39 @@ TEST_F(StoreTest, ASchemaFourDatabaseGainsTheWorkersPlacementColumns) {
   EXPECT_TRUE(store_->LeaseNext("t", "w1", 0, 60000, "", &arms)->has_value());
 }
 
+TEST_F(StoreTest, TheTestLabelsAreKeptOnceAndReadWithTheView) {
+  EXPECT_FALSE(*store_->SetTestLabels("t", {}));  // none read (--skip-data-check)
+  EXPECT_TRUE(store_->LoadView("t")->test_labels.empty());
+  EXPECT_TRUE(*store_->SetTestLabels("t", {3, 1, 4, 0, 255}));
+  EXPECT_FALSE(*store_->SetTestLabels("t", {9}));  // a later start keeps the first
+  EXPECT_FALSE(store_->SetTestLabels("nope", {1}).ok());
+  EXPECT_EQ(store_->LoadView("t")->test_labels, (std::vector<uint8_t>{3, 1, 4, 0, 255}));
+  EXPECT_EQ(store_->LoadView("t", /*with_results=*/false)->test_labels.size(), 5u);
+  store_.reset();
+  auto reopened = RunStore::Open(path_);
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  EXPECT_EQ((*reopened)->LoadView("t")->test_labels, (std::vector<uint8_t>{3, 1, 4, 0, 255}));
+}
+
+TEST_F(StoreTest, ASchemaFiveDatabaseGainsTheTestLabelsColumn) {
+  store_.reset();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "ALTER TABLE experiments DROP COLUMN test_labels;"
+                         "UPDATE meta SET value = '5' WHERE key = 'schema_version';",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+  auto store = RunStore::Open(path_);
+  ASSERT_TRUE(store.ok()) << store.status();
+  store_ = std::move(*store);
+  EXPECT_TRUE(store_->LoadView("t")->test_labels.empty());
+  EXPECT_TRUE(*store_->SetTestLabels("t", {7, 7}));
+  EXPECT_EQ(store_->LoadView("t")->test_labels, (std::vector<uint8_t>{7, 7}));
+}
+
 TEST_F(StoreTest, RefusesAFileThatIsNotADatabase) {
   const std::string bad = path_ + ".txt";
   FILE* f = std::fopen(bad.c_str(), "w");

@@ -3,7 +3,7 @@
 # (analysis/sample_experiment.h) in headless Chromium and checks that the page logs
 # nothing to the console (no errors, no failed loads), references no network address,
 # that its plots are in the DOM with one mark per run, and that its sections on where
-# runs part, across environments, the noise floor and the cost of determinism are there.
+# runs part, per class, across environments, the noise floor and the cost of determinism are there.
 #
 # usage: tests/html_report_test.sh PATH/TO/html_report_sample
 # Exit 0 pass, 1 fail, 77 skipped (Chromium not installed; ctest's SKIP_RETURN_CODE).
@@ -58,6 +58,10 @@ grep -q '</html>' "$dom" || fail "no DOM came back: $(tail -n 5 "$work/report.lo
 grep -q '<h2>Where runs part</h2>' "$dom" || fail "no 'Where runs part' section in the DOM"
 grep -q 'aten::convolution_backward (backward) in module conv1' "$dom" ||
   fail "the localization's operation is not in the DOM"
+grep -q '<h2>Per class</h2>' "$dom" || fail "no 'Per class' section in the DOM"
+n=$(grep -o '<table class="per-class">' "$dom" | wc -l)
+[ "$n" -eq 4 ] || fail "expected a per-class table per arm (4), DOM has $n"
+grep -q '<tr><td>9</td><td>19</td>' "$dom" || fail "the per-class tables lack class 9 (19 examples)"
 grep -q '<h2>Across environments</h2>' "$dom" || fail "no 'Across environments' section in the DOM"
 grep -q '<table class="matrix">' "$dom" || fail "no matrix of environments in the DOM"
 grep -q '<td>epoch 0, 25 pairs, ratio ' "$dom" ||

@@ -55,6 +55,21 @@ TEST_F(IntegrationTest, EndToEndTwoWorkers) {
   EXPECT_EQ(report.at("experiment"), "e2e");
   EXPECT_EQ(report.at("complete"), true);
   ExpectSameSeedArmIdentical(report, kRuns);
+  // Per class: the test labels the coordinator's data check stored, 10 classes of the
+  // first 100 test examples, every run's predictions scored against them.
+  for (const Json& arm : report.at("arms")) {
+    const Json& per_class = arm.at("per_class");
+    EXPECT_EQ(per_class.at("grouped_by"), "label") << per_class;
+    EXPECT_EQ(per_class.at("runs"), kRuns);
+    ASSERT_EQ(per_class.at("classes").size(), 10u) << per_class;
+    int examples = 0;
+    for (const Json& c : per_class.at("classes")) {
+      examples += c.at("examples").get<int>();
+      EXPECT_TRUE(c.at("accuracy_mean").is_number()) << c;
+      EXPECT_TRUE(c.at("churn").is_number()) << c;
+    }
+    EXPECT_EQ(examples, 100);
+  }
 
   const Json* different = FindArm(report, "different_seeds");
   ASSERT_NE(different, nullptr);
