@@ -220,6 +220,25 @@ void Label(std::vector<Environment>* environments) {
   }
 }
 
+// The `pairs` pairs of a run of `a` with one of `b` (two of `a` on the diagonal), of one
+// group of runs that started alike, into their cell.
+void AddPairs(const Side& a, const Side& b, int64_t pairs, bool diagonal, CellData* data) {
+  EnvironmentCell& cell = data->cell;
+  cell.pairs += pairs;
+  const std::optional<size_t> parting = FirstParting(a, b);
+  const bool finals_equal = a.final_uniform && b.final_uniform &&
+                            a.runs.front()->result.final_hash == b.runs.front()->result.final_hash;
+  if (parting || !finals_equal) cell.identical = false;
+  if (parting) {
+    const int epoch = EpochAt(a, b, *parting);
+    if (!cell.diverged_epoch || epoch < *cell.diverged_epoch) cell.diverged_epoch = epoch;
+  }
+  if (!diagonal) {
+    AppendScoredAccuracies(a, &data->a_accuracy);
+    AppendScoredAccuracies(b, &data->b_accuracy);
+  }
+}
+
 }  // namespace
 
 std::string EnvironmentName(int id) { return absl::StrCat("E", id); }
@@ -257,30 +276,13 @@ std::optional<CrossEnvironment> CompareAcrossEnvironments(const ExperimentView& 
     for (auto& [id, side] : sides) Summarize(&side);
     for (auto i = sides.begin(); i != sides.end(); ++i) {
       for (auto j = i; j != sides.end(); ++j) {
-        const Side& a = i->second;
-        const Side& b = j->second;
         const bool diagonal = i == j;
-        const int64_t na = static_cast<int64_t>(a.runs.size());
-        const int64_t nb = static_cast<int64_t>(b.runs.size());
+        const int64_t na = static_cast<int64_t>(i->second.runs.size());
+        const int64_t nb = static_cast<int64_t>(j->second.runs.size());
         const int64_t pairs = diagonal ? na * (na - 1) / 2 : na * nb;
         if (pairs == 0) continue;
         across |= !diagonal;
-        CellData& data = cells[{i->first, j->first}];
-        EnvironmentCell& cell = data.cell;
-        cell.pairs += pairs;
-        const std::optional<size_t> parting = FirstParting(a, b);
-        const bool finals_equal =
-            a.final_uniform && b.final_uniform &&
-            a.runs.front()->result.final_hash == b.runs.front()->result.final_hash;
-        if (parting || !finals_equal) cell.identical = false;
-        if (parting) {
-          const int epoch = EpochAt(a, b, *parting);
-          if (!cell.diverged_epoch || epoch < *cell.diverged_epoch) cell.diverged_epoch = epoch;
-        }
-        if (!diagonal) {
-          AppendScoredAccuracies(a, &data.a_accuracy);
-          AppendScoredAccuracies(b, &data.b_accuracy);
-        }
+        AddPairs(i->second, j->second, pairs, diagonal, &cells[{i->first, j->first}]);
       }
     }
   }
