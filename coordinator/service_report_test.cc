@@ -3,6 +3,10 @@
 // serves the real handlers in-process).
 #include "coordinator/service_test_fixture.h"
 
+#include <optional>
+
+#include "absl/strings/numbers.h"
+
 namespace repro::service_testing {
 namespace {
 
@@ -245,6 +249,60 @@ TEST_F(ServiceTest, ReportStreamSendsTheReportInPieces) {
   while (reader->Read(&chunk)) {
   }
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+}  // namespace
+}  // namespace repro::service_testing
+
+namespace repro::service_testing {
+namespace {
+
+// Three runs an arm, with losses chosen so that both arms have spread.
+class PlanningReportTest : public ServiceTest {
+ protected:
+  std::string PlanText() const override {
+    return "experiment: svc\nruns: 3\nepochs: 2\nmodel: {kind: noop}\n";
+  }
+  // The report's runs_needed.loss of its one comparison, asking for `ci_width` (none: the
+  // default), or the call's status when it fails.
+  std::string RunsNeeded(std::optional<double> ci_width) {
+    v1::ReportRequest req;
+    req.set_format("json");
+    req.set_bootstrap_resamples(0);
+    if (ci_width) req.set_ci_width(*ci_width);
+    v1::ReportResponse report;
+    const grpc::Status s = control_->Report(Ctx().get(), req, &report);
+    if (!s.ok()) return absl::StrCat("error ", s.error_code(), ": ", s.error_message());
+    const std::string& body = report.body();
+    const size_t at = body.find("\"runs_needed\": {");
+    const size_t loss = body.find("\"loss\": ", at);
+    if (at == std::string::npos || loss == std::string::npos) {
+      return "no runs_needed in " + body.substr(0, 3000);
+    }
+    const size_t from = loss + std::string("\"loss\": ").size();
+    return body.substr(from, body.find_first_of(",\n}", from) - from);
+  }
+};
+
+TEST_F(PlanningReportTest, TheReportOverGrpcAimsTheRunsNeededAtTheWidthAsked) {
+  ASSERT_TRUE(Register("a").ok());
+  const double losses[] = {0.50, 0.55, 0.40, 0.30, 0.52, 0.61};  // 3 same_seed, 3 different_seeds
+  for (int i = 0; i < 6; ++i) {
+    const v1::RunAssignment run = LeaseRun("a");
+    v1::CompleteResponse done;
+    ASSERT_TRUE(Complete("a", run, ValidResult(losses[i]), &done).ok());
+  }
+  const std::string by_default = RunsNeeded(std::nullopt);
+  const std::string narrow = RunsNeeded(0.1);
+  const std::string wide = RunsNeeded(2.0);
+  EXPECT_EQ(by_default, narrow);  // 0.1 is the default
+  int64_t n_narrow = 0, n_wide = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(narrow, &n_narrow)) << narrow;
+  ASSERT_TRUE(absl::SimpleAtoi(wide, &n_wide)) << wide;
+  EXPECT_GT(n_narrow, n_wide) << "a narrower interval needs more runs";
+  EXPECT_GE(n_wide, 2);
+  EXPECT_TRUE(absl::StartsWith(RunsNeeded(0.0), "error 3: ")) << RunsNeeded(0.0);  // INVALID_ARGUMENT
+  EXPECT_TRUE(absl::StartsWith(RunsNeeded(-1.0), "error 3: ")) << RunsNeeded(-1.0);
 }
 
 }  // namespace
