@@ -238,13 +238,7 @@ void ReadAttempt(const sql::Statement& a, RunResult* r) {
   r->data_y_hash = a.Text(4);
   r->initial_hash = a.Text(5);
   r->final_hash = a.Text(6);
-  // Stored by Complete from well-formed values; a damaged cell reads as empty.
-  const auto environment = nlohmann::json::parse(a.Text(7), nullptr, false);
-  if (environment.is_object()) {
-    for (const auto& [key, value] : environment.items()) {
-      if (value.is_string()) r->environment[key] = value.get<std::string>();
-    }
-  }
+  r->environment = StringMap(a.Text(7));  // stored by Complete
   const std::string predictions = a.Blob(8);
   r->predictions.assign(predictions.begin(), predictions.end());
   r->initial_weights = a.Text(9);

@@ -5,12 +5,16 @@
 // - RunStore::Write / WriteLocked: the one way a RunStore method changes the store.
 // - ForEachRow: steps a query to its end.
 // - NoExperimentError: the NOT_FOUND for an experiment name the store does not hold.
+// - StringMap: a JSON object of strings as the store keeps it (a run's environment, a
+//   worker's capabilities and labels) back into a map.
 //
 // Thread safety: Write takes the store's mutex; WriteLocked and ForEachRow run under
 // it (they use the store's connection, which belongs to one thread at a time).
 #ifndef REPRO_STORE_STORE_INTERNAL_H_
 #define REPRO_STORE_STORE_INTERNAL_H_
 
+#include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -59,6 +63,17 @@ absl::Status ForEachRow(sql::Statement& q, Read&& read) {
 // `path` holds no experiment of that name.
 inline absl::Status NoExperimentError(const std::string& path, const std::string& experiment) {
   return absl::NotFoundError(absl::StrCat(path, " has no experiment \"", experiment, "\""));
+}
+
+// Kept from well-formed values; a damaged cell reads as empty, a non-string entry is left out.
+inline std::map<std::string, std::string> StringMap(const std::string& json) {
+  std::map<std::string, std::string> out;
+  const auto parsed = nlohmann::json::parse(json, nullptr, false);
+  if (!parsed.is_object()) return out;
+  for (const auto& [key, value] : parsed.items()) {
+    if (value.is_string()) out[key] = value.get<std::string>();
+  }
+  return out;
 }
 
 }  // namespace repro

@@ -20,16 +20,6 @@ constexpr char kWorkerColumns[] =
     "name, host, torch_version, device, threads, last_seen_ms, current_run, capabilities, "
     "labels, COALESCE(gone_ms, 0), gone_reason";
 
-std::map<std::string, std::string> StringMap(const std::string& json) {
-  std::map<std::string, std::string> out;
-  const auto parsed = nlohmann::json::parse(json, nullptr, false);
-  if (!parsed.is_object()) return out;
-  for (const auto& [key, value] : parsed.items()) {
-    if (value.is_string()) out[key] = value.get<std::string>();
-  }
-  return out;
-}
-
 WorkerRecord ReadWorker(const sql::Statement& row) {
   WorkerRecord w;
   w.name = row.Text(0);
