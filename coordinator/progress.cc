@@ -46,6 +46,20 @@ void ProgressDisplay::Show(const ExperimentStatus& s) {
   const int total = c.total();
   absl::MutexLock lock(&mu_);
   if (!live_) {
+    // Why an arm waits, once each time it changes: placement may hold it for long. Not
+    // while no worker is here at all, as at every start.
+    const bool anyone = std::any_of(s.workers.begin(), s.workers.end(),
+                                    [](const WorkerRecord& w) { return !w.gone(); });
+    for (const auto& a : s.arms) {
+      if (!anyone) break;
+      std::string& told = told_waiting_[a.name];
+      if (a.waiting == told) continue;
+      told = a.waiting;
+      if (!a.waiting.empty()) {
+        std::fprintf(out_, "[%s] arm %s waits: %s\n", cli::ClockTime().c_str(), a.name.c_str(),
+                     a.waiting.c_str());
+      }
+    }
     if (c.done + c.failed == last_done_) return;
     last_done_ = c.done + c.failed;
     std::string line = absl::StrCat("progress: ", c.done, "/", total, " runs done");
@@ -62,6 +76,7 @@ void ProgressDisplay::Show(const ExperimentStatus& s) {
   for (const auto& a : s.arms) {
     absl::StrAppendFormat(&block, "  %-18s [%s] %d/%d\n", a.name,
                           Bar(a.runs.done, a.total, 20), a.runs.done, a.total);
+    if (!a.waiting.empty()) absl::StrAppend(&block, "    waiting: ", a.waiting, "\n");
   }
   for (const auto& r : s.running) {
     absl::StrAppendFormat(&block, "  %s#%d on %s: epoch %d/%d", r.arm, r.index, r.worker,

@@ -1,13 +1,16 @@
 // What the coordinator shows while it runs. On a terminal: a live block (runs done of
 // total per arm, each running run's epoch and batch, an ETA) redrawn in place, with
 // log lines (which worker took which run, results, failures) scrolling above it.
-// Piped: timestamped log lines only, plus a progress line whenever a run finishes.
+// Piped: timestamped log lines only, plus a progress line whenever a run finishes. An
+// arm that waits because no worker here can run it (placement) says why: under its bar,
+// or piped in a line each time the reason changes.
 //
 // Thread safety: thread-safe; gRPC handlers log while the main loop redraws.
 #ifndef REPRO_COORDINATOR_PROGRESS_H_
 #define REPRO_COORDINATOR_PROGRESS_H_
 
 #include <cstdio>
+#include <map>
 #include <string>
 
 #include "absl/synchronization/mutex.h"
@@ -36,6 +39,7 @@ class ProgressDisplay {
   int block_lines_ ABSL_GUARDED_BY(mu_) = 0;
   int last_done_ ABSL_GUARDED_BY(mu_) = -1;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  std::map<std::string, std::string> told_waiting_ ABSL_GUARDED_BY(mu_);  // piped: by arm
 };
 
 }  // namespace repro

@@ -59,6 +59,10 @@ TEST_F(IntegrationTest, ACudaArmWaitsWithItsReasonOnCpuWorkersAndSpendsNoAttempt
       << ReadFile(c.process->stderr_path());
   EXPECT_TRUE(absl::StrContains(ReadFile(c.process->stderr_path()),
                                 "runs arms on_cpu; not on_gpu (it has no CUDA)"));
+  EXPECT_TRUE(absl::StrContains(ReadFile(c.process->stderr_path()),
+                                "arm on_gpu waits: needs device cuda; none of"))
+      << ReadFile(c.process->stderr_path());
+  EXPECT_FALSE(absl::StrContains(ReadFile(c.process->stderr_path()), "arm on_cpu waits"));
 
   // A worker stopped by a signal says goodbye: gone at once, with why.
   w1->Signal(SIGTERM);
