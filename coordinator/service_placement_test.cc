@@ -3,6 +3,7 @@
 // says why; an arm that spreads its runs balances them across hosts; a worker that leaves
 // or goes silent is shown gone.
 #include "coordinator/service_test_fixture.h"
+#include "store/status_view.h"
 
 namespace repro::service_testing {
 namespace {
@@ -85,6 +86,20 @@ TEST_F(PlacementTest, ACpuWorkerNeverTakesACudaRunAndStatusSaysWhyTheArmWaits) {
   EXPECT_EQ(LeaseAll("g"), (std::vector<std::string>{"gpu#0", "pinned#0", "gpu#1", "pinned#1"}));
   const v1::StatusResponse after = Status();
   for (const v1::ArmProgress& arm : after.arms()) EXPECT_EQ(arm.waiting(), "") << arm.name();
+}
+
+TEST_F(PlacementTest, StatusShowsAGpuWorkersGpuAndLabels) {
+  v1::WorkerInfo g = Worker("g", "h1", "cuda", {{"pool", "a"}});
+  (*g.mutable_capabilities())["gpu_memory_mb"] = "143771";
+  (*g.mutable_capabilities())["driver"] = "550.54.15";
+  (*g.mutable_capabilities())["cuda"] = "12.4";
+  ASSERT_TRUE(RegisterWorker(g).ok());
+  auto text = RenderStatus(FromProto(Status()), "text", now_ms_.load());
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_TRUE(absl::StrContains(
+      *text, "h1, cuda (NVIDIA H200, 143771 MB, driver 550.54.15, CUDA 12.4), 2 threads"))
+      << *text;
+  EXPECT_TRUE(absl::StrContains(*text, ", pool=a, seen 0s ago, idle")) << *text;
 }
 
 TEST_F(PlacementTest, AWorkerThatRegistersAgainWithOtherLabelsIsPlacedByThem) {

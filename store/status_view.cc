@@ -4,11 +4,14 @@
 #include <cmath>
 #include <filesystem>
 #include <system_error>
+#include <tuple>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "common/placement.h"
 #include "common/plan.h"
 #include "common/status_macros.h"
@@ -67,9 +70,15 @@ absl::Status NoteWaitingArms(RunStore& store, ExperimentStatus* out) {
 
 std::string DescribeWorker(const WorkerRecord& w, int64_t now_ms) {
   std::string out = absl::StrFormat("  %-24s %s, %s", w.name, w.host, w.device);
-  if (const auto gpu = w.capabilities.find("gpu_name"); gpu != w.capabilities.end()) {
-    absl::StrAppend(&out, " (", gpu->second, ")");
+  // A GPU worker's GPU as placement reads it: name, memory, driver, CUDA.
+  std::vector<std::string> gpu;
+  for (const auto& [key, prefix, suffix] :
+       {std::tuple{"gpu_name", "", ""}, std::tuple{"gpu_memory_mb", "", " MB"},
+        std::tuple{"driver", "driver ", ""}, std::tuple{"cuda", "CUDA ", ""}}) {
+    const auto it = w.capabilities.find(key);
+    if (it != w.capabilities.end()) gpu.push_back(absl::StrCat(prefix, it->second, suffix));
   }
+  if (!gpu.empty()) absl::StrAppend(&out, " (", absl::StrJoin(gpu, ", "), ")");
   absl::StrAppendFormat(&out, ", %d %s, LibTorch %s", w.threads, w.threads == 1 ? "thread" : "threads",
                         w.torch_version);
   for (const auto& [key, value] : w.labels) absl::StrAppend(&out, ", ", key, "=", value);
