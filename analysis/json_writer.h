@@ -62,6 +62,10 @@ class JsonWriter {
   void Field(std::string_view key, const std::optional<double>& value);
   void Field(std::string_view key, const std::optional<int>& value);
   void NullField(std::string_view key) { Key(key); Null(); }
+  // `text`, or null when it is empty.
+  void TextOrNull(std::string_view key, const std::string& text) {
+    text.empty() ? NullField(key) : Field(key, text);
+  }
 
  private:
   struct Level {

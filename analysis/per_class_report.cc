@@ -55,11 +55,7 @@ void WritePerClassJson(JsonWriter& w, const PerClass& p) {
   w.Field("grouped_by", ClassGroupingName(p.grouped_by));
   w.Field("runs", p.runs);
   w.Field("pairs", p.pairs);
-  if (p.accuracy_absent.empty()) {
-    w.NullField("accuracy_absent");
-  } else {
-    w.Field("accuracy_absent", p.accuracy_absent);
-  }
+  w.TextOrNull("accuracy_absent", p.accuracy_absent);
   w.Key("classes");
   w.BeginArray();
   for (const ClassFigures& c : p.classes) {

@@ -218,15 +218,6 @@ void WriteDeterminismCost(JsonWriter& w, const DeterminismCost& cost) {
   w.EndObject();
 }
 
-// `text`, or null when it is empty.
-void TextOrNull(JsonWriter& w, std::string_view key, const std::string& text) {
-  if (text.empty()) {
-    w.NullField(key);
-  } else {
-    w.Field(key, text);
-  }
-}
-
 void WriteRun(JsonWriter& w, const RunView& run) {
   const bool scored = Scored(run);  // a diverged or corrupt run's scores are none
   const RunResult& r = run.result;
@@ -246,8 +237,8 @@ void WriteRun(JsonWriter& w, const RunView& run) {
   w.Field("current_epoch", run.state == RunState::kRunning && run.current_epoch >= 0
                                ? std::optional<int>(run.current_epoch)
                                : std::nullopt);
-  TextOrNull(w, "diverged", r.diverged);
-  TextOrNull(w, "corrupt", run.corrupt);
+  w.TextOrNull("diverged", r.diverged);
+  w.TextOrNull("corrupt", run.corrupt);
   w.Field("test_loss", scored ? std::optional<double>(r.test_loss) : std::nullopt);
   w.Field("test_accuracy", scored ? std::optional<double>(r.test_accuracy) : std::nullopt);
   w.Field("initial_hash", r.initial_hash);
