@@ -16,6 +16,7 @@
 
 #include "absl/strings/match.h"
 #include "store/store.h"
+#include "store/store_test_util.h"
 
 namespace repro {
 namespace {
@@ -31,12 +32,7 @@ std::string Bytes(const std::string& path) {
   return out.str();
 }
 
-void Sql(const std::string& path, const char* sql) {
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-  EXPECT_EQ(sqlite3_exec(db, sql, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
-  sqlite3_close(db);
-}
+using store_testing::Sql;
 
 class ReadOnlyStoreTest : public ::testing::Test {
  protected:

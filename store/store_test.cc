@@ -10,9 +10,12 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "store/store_test_util.h"
 
 namespace repro {
 namespace {
+
+using store_testing::Sql;
 
 constexpr char kPlan[] = "experiment: t\nruns: 2\nepochs: 1\nmax_attempts: 2\n";
 
@@ -376,17 +379,11 @@ TEST_F(StoreTest, ASchemaOneDatabaseIsUpgradedKeepingItsRuns) {
   ASSERT_TRUE(store_->LeaseNext("t", "w1", 1000, 60000).ok());
   store_.reset();
   // Make the file what repro wrote before schema 2: no secret_hash, checksum or diverged column.
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db,
-                         "ALTER TABLE attempts DROP COLUMN secret_hash;"
-                         "ALTER TABLE attempts DROP COLUMN checksum;"
-                         "ALTER TABLE attempts DROP COLUMN diverged;"
-                         "UPDATE meta SET value = '1' WHERE key = 'schema_version';",
-                         nullptr, nullptr, nullptr),
-            SQLITE_OK)
-      << sqlite3_errmsg(db);
-  sqlite3_close(db);
+  ASSERT_NO_FATAL_FAILURE(Sql(path_,
+                              "ALTER TABLE attempts DROP COLUMN secret_hash;"
+                              "ALTER TABLE attempts DROP COLUMN checksum;"
+                              "ALTER TABLE attempts DROP COLUMN diverged;"
+                              "UPDATE meta SET value = '1' WHERE key = 'schema_version';"));
 
   auto store = RunStore::Open(path_);
   ASSERT_TRUE(store.ok()) << store.status();
@@ -396,6 +393,7 @@ TEST_F(StoreTest, ASchemaOneDatabaseIsUpgradedKeepingItsRuns) {
   EXPECT_EQ(counts->running, 1);
   EXPECT_EQ(counts->pending, 3);
   store_.reset();
+  sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
   sqlite3_stmt* q = nullptr;
   ASSERT_EQ(sqlite3_prepare_v2(db,
@@ -414,19 +412,13 @@ TEST_F(StoreTest, ASchemaOneDatabaseIsUpgradedKeepingItsRuns) {
 
 TEST_F(StoreTest, ASchemaFourDatabaseGainsTheWorkersPlacementColumns) {
   store_.reset();
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db,
-                         "ALTER TABLE workers DROP COLUMN capabilities;"
-                         "ALTER TABLE workers DROP COLUMN labels;"
-                         "ALTER TABLE workers DROP COLUMN gone_ms;"
-                         "ALTER TABLE workers DROP COLUMN gone_reason;"
-                         "DROP INDEX runs_pending_by_arm;"
-                         "UPDATE meta SET value = '4' WHERE key = 'schema_version';",
-                         nullptr, nullptr, nullptr),
-            SQLITE_OK)
-      << sqlite3_errmsg(db);
-  sqlite3_close(db);
+  ASSERT_NO_FATAL_FAILURE(Sql(path_,
+                              "ALTER TABLE workers DROP COLUMN capabilities;"
+                              "ALTER TABLE workers DROP COLUMN labels;"
+                              "ALTER TABLE workers DROP COLUMN gone_ms;"
+                              "ALTER TABLE workers DROP COLUMN gone_reason;"
+                              "DROP INDEX runs_pending_by_arm;"
+                              "UPDATE meta SET value = '4' WHERE key = 'schema_version';"));
   auto store = RunStore::Open(path_);
   ASSERT_TRUE(store.ok()) << store.status();
   store_ = std::move(*store);
@@ -455,15 +447,9 @@ TEST_F(StoreTest, TheTestLabelsAreKeptOnceAndReadWithTheView) {
 
 TEST_F(StoreTest, ASchemaFiveDatabaseGainsTheTestLabelsColumn) {
   store_.reset();
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db,
-                         "ALTER TABLE experiments DROP COLUMN test_labels;"
-                         "UPDATE meta SET value = '5' WHERE key = 'schema_version';",
-                         nullptr, nullptr, nullptr),
-            SQLITE_OK)
-      << sqlite3_errmsg(db);
-  sqlite3_close(db);
+  ASSERT_NO_FATAL_FAILURE(Sql(path_,
+                              "ALTER TABLE experiments DROP COLUMN test_labels;"
+                              "UPDATE meta SET value = '5' WHERE key = 'schema_version';"));
   auto store = RunStore::Open(path_);
   ASSERT_TRUE(store.ok()) << store.status();
   store_ = std::move(*store);
