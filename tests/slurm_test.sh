@@ -358,6 +358,24 @@ wait_exit() {
 
 sql() { sqlite3 -batch -noheader -cmd '.timeout 5000' "$DB" "$1"; }
 
+# job_finishes_experiment JOB SECONDS EXPERIMENT RUNS: the job ends by itself within
+# SECONDS, COMPLETED with every worker exiting 0; the coordinator (--exit-when-done) then
+# exits 0; and status says the experiment's RUNS runs are all done, none failed.
+job_finishes_experiment() {
+  local job=$1 seconds=$2 experiment=$3 runs=$4 state code rc=0 status
+  wait_job "$job" "$seconds" ||
+    fail "job $job still in the queue after $seconds s; want it to finish experiment $experiment and end"
+  state=$(job_field "$job" JobState) code=$(job_field "$job" ExitCode)
+  [[ "$state" = COMPLETED && "$code" = 0:0 ]] ||
+    fail "job $job ended $state, exit $code; want COMPLETED, exit 0:0 (every worker exiting 0)"
+  wait_exit "$COORD_PID" 30 || rc=$?
+  [ "$rc" = 0 ] || fail "the coordinator (--exit-when-done) exited $rc after job $job (124: still running); want 0"
+  status=$("$REPROCTL" --db "$DB" status) || fail "reproctl --db $DB status failed"
+  indent <<< "$status"
+  grep -q "^Experiment $experiment: complete, $runs of $runs runs done, 0 running, 0 pending, 0 failed" <<< "$status" ||
+    fail "status after job $job: want '$experiment: complete, $runs of $runs runs done, ... 0 failed', got: $(head -1 <<< "$status")"
+}
+
 # ---------------------------------------------------------------------------------------
 log "1. a noop experiment, workers from sbatch $SBATCH_SCRIPT"
 start_coordinator c1 "experiment: slurm-noop
@@ -367,18 +385,7 @@ model: {kind: noop}"
 submit_workers
 job=$JOB
 log "job $job submitted ($NTASKS task(s)) for the coordinator on $COORD_ADDR"
-wait_job "$job" 90 ||
-  fail "job $job (workers of a noop experiment) still in the queue after 90 s; want it to end by itself"
-state=$(job_field "$job" JobState) code=$(job_field "$job" ExitCode)
-[[ "$state" = COMPLETED && "$code" = 0:0 ]] ||
-  fail "job $job ended $state, exit $code; want COMPLETED, exit 0:0 (every worker exiting 0)"
-rc=0
-wait_exit "$COORD_PID" 30 || rc=$?
-[ "$rc" = 0 ] || fail "the coordinator (--exit-when-done) exited $rc after the job (124: still running); want 0"
-status=$("$REPROCTL" --db "$DB" status) || fail "reproctl --db $DB status failed"
-indent <<< "$status"
-grep -q '^Experiment slurm-noop: complete, 6 of 6 runs done, 0 running, 0 pending, 0 failed' <<< "$status" ||
-  fail "status of the noop experiment: want 'complete, 6 of 6 runs done, ... 0 failed', got: $(head -1 <<< "$status")"
+job_finishes_experiment "$job" 90 slurm-noop 6
 workers=$(sql "SELECT name FROM workers ORDER BY name" | tr '\n' ' ')
 want=""
 for ((k = 0; k < NTASKS; k++)); do want+="slurm-$job-$k "; done
@@ -442,17 +449,7 @@ log "PASS 2a: scancel: $released run(s) handed back (released), none failed, no 
 submit_workers
 second=$JOB
 log "job $second submitted to finish the experiment"
-wait_job "$second" 150 || fail "job $second still in the queue after 150 s; want it to finish the experiment and end"
-state=$(job_field "$second" JobState) code=$(job_field "$second" ExitCode)
-[[ "$state" = COMPLETED && "$code" = 0:0 ]] ||
-  fail "job $second ended $state, exit $code; want COMPLETED, exit 0:0"
-rc=0
-wait_exit "$COORD_PID" 30 || rc=$?
-[ "$rc" = 0 ] || fail "the coordinator (--exit-when-done) exited $rc after job $second (124: still running); want 0"
-status=$("$REPROCTL" --db "$DB" status) || fail "reproctl --db $DB status failed"
-indent <<< "$status"
-grep -q "^Experiment slurm-drain: complete, $RUNS of $RUNS runs done, 0 running, 0 pending, 0 failed" <<< "$status" ||
-  fail "status after job $second: want 'complete, $RUNS of $RUNS runs done, ... 0 failed', got: $(head -1 <<< "$status")"
+job_finishes_experiment "$second" 150 slurm-drain "$RUNS"
 sql "SELECT '    attempt ' || id || ' of run ' || run_id || ' by ' || worker || ': ' || outcome FROM attempts ORDER BY id"
 # Every run: done, attempts = 1, exactly one 'done' attempt, and it is the one that counts.
 wrong=$(sql "SELECT r.id || ' (' || r.arm || '#' || r.idx || ': ' || r.state || ', attempts ' || r.attempts || ', ' ||
