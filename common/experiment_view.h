@@ -99,6 +99,55 @@ struct LocalizationState {
   std::optional<LocalizationResult> result;  // done
 };
 
+// An adaptive experiment (the plan's `runs: {min, max, step, until}`, common/plan.h
+// AdaptiveRuns) as the store keeps it: its rule, and every look the coordinator took at
+// the scores once all runs so far had finished (analysis/adaptive.h TakeLook).
+//
+// One arm against the reference arm at a look.
+struct AdaptiveArmLook {
+  std::string arm;
+  int runs = 0;            // its runs with a score (done, intact) at the look
+  int reference_runs = 0;  // the reference arm's
+  // The stdev ratio (ddof 0) of the rule's metric and its interval at the rule's level
+  // (AdaptiveState::level); nullopt where undefined (fewer than 2 scores a side, or a
+  // reference without spread). An arm without spread has ratio 0 and interval [0, 0].
+  std::optional<double> ratio;
+  std::optional<double> low;
+  std::optional<double> high;
+  bool settled = false;    // high - low <= the rule's ratio_ci_width
+  // Runs per arm (both arms) the interval would need at the same level, projected from
+  // these scores (analysis/planning.h's delta method); nullopt: undefined, or over
+  // kMaxPlannedRuns.
+  std::optional<int64_t> runs_needed;
+};
+
+struct AdaptiveLook {
+  std::vector<AdaptiveArmLook> arms;  // every arm but the reference, in plan order
+  // What followed: "more" (a round: `added` runs to the arms named), "reached" (every
+  // arm settled) or "max" (an arm not settled had reached the rule's max runs).
+  std::string decision;
+  std::map<std::string, int> added;  // arm -> runs added after this look
+};
+
+struct AdaptiveState {
+  // The rule, as the plan gives it.
+  int min = 0;
+  int max = 0;
+  int step = 0;
+  double ratio_ci_width = 0;
+  std::string metric;     // "accuracy" | "loss"
+  std::string reference;  // the arm the others are compared with
+  // Bonferroni over the looks the rule may take: level = 1 - 0.05 / looks_planned.
+  int looks_planned = 0;
+  double level = 0;
+  std::vector<AdaptiveLook> looks;  // oldest first
+  // "" while another round may come; else why it stopped: "reached" | "max".
+  std::string stopped() const {
+    if (looks.empty() || looks.back().decision == "more") return "";
+    return looks.back().decision;
+  }
+};
+
 struct ExperimentView {
   std::string name;
   std::vector<std::string> arms;  // in plan order
@@ -112,6 +161,8 @@ struct ExperimentView {
   // (schema 6). Empty when not known: a coordinator run with --skip-data-check, a noop
   // model, or an experiment no coordinator of schema 6 has started since.
   std::vector<uint8_t> test_labels;
+  // The plan's adaptive run count and the looks taken so far; nullopt: a fixed count.
+  std::optional<AdaptiveState> adaptive;
 };
 
 // A registered worker, as it registered and as last heard from.
@@ -169,7 +220,7 @@ struct RunningRun {
 struct ExperimentStatus {
   std::string experiment;
   int epochs = 0;
-  bool complete = false;   // no run pending or running
+  bool complete = false;   // no run pending or running, and no adaptive round to come
   double eta_seconds = -1; // < 0: unknown
   RunCounts runs;
   std::vector<ArmProgress> arms;       // in plan order
@@ -180,6 +231,9 @@ struct ExperimentStatus {
   int64_t database_bytes = 0;
   int64_t wal_bytes = 0;
   WeightsUsage weights;
+  // An adaptive experiment's rule and looks (the last one: the current interval and the
+  // runs projected); nullopt: a fixed run count.
+  std::optional<AdaptiveState> adaptive;
 };
 
 }  // namespace repro

@@ -152,13 +152,41 @@ void ParseDeterminism(const Validator& v, const YAML::Node& node, const std::str
   if (node["device"]) out->device = v.OneOf(node["device"], absl::StrCat(key, ".device"), {"cpu", "cuda"});
 }
 
+// `runs: {min, max, step, until: {ratio_ci_width, metric, reference}}`; the reference
+// is checked once the arms are known (CheckAdaptiveRuns).
+void ParseAdaptiveRuns(const Validator& v, const YAML::Node& r, Plan* plan) {
+  v.CheckMap(r, "runs", {"min", "max", "step", "until"});
+  for (const char* required : {"min", "max", "until"}) {
+    if (!r[required]) v.Fail(r, absl::StrCat("runs.", required), "missing (an adaptive run count needs min, max and until)");
+  }
+  AdaptiveRuns a;
+  // A look compares stdevs, so each arm needs two runs from the first.
+  plan->runs = static_cast<int>(v.Integer(r["min"], "runs.min", 2, 100000));
+  a.max = static_cast<int>(v.Integer(r["max"], "runs.max", 2, 100000));
+  if (a.max < plan->runs) {
+    v.Fail(r["max"], "runs.max", absl::StrCat("must be at least runs.min (", plan->runs, "), got ", a.max));
+  }
+  a.step = r["step"] ? static_cast<int>(v.Integer(r["step"], "runs.step", 1, 100000)) : plan->runs;
+  const YAML::Node u = r["until"];
+  v.CheckMap(u, "runs.until", {"ratio_ci_width", "metric", "reference"});
+  if (!u["ratio_ci_width"]) v.Fail(u, "runs.until.ratio_ci_width", "missing (the interval width that settles an arm)");
+  a.ratio_ci_width = v.Real(u["ratio_ci_width"], "runs.until.ratio_ci_width", 0, 1000, true);
+  if (u["metric"]) a.metric = v.OneOf(u["metric"], "runs.until.metric", {"accuracy", "loss"});
+  if (u["reference"]) a.reference = v.Name(u["reference"], "runs.until.reference");
+  plan->adaptive = a;
+}
+
 // The single values at the top of the plan: its name, its size and how runs are retried.
 void ParseTopLevelValues(const Validator& v, const YAML::Node& root, Plan* plan) {
   for (const char* required : {"experiment", "runs", "epochs"}) {
     if (!root[required]) v.Fail(root, required, "missing (this key is required)");
   }
   plan->experiment = v.Name(root["experiment"], "experiment");
-  plan->runs = static_cast<int>(v.Integer(root["runs"], "runs", 1, 100000));
+  if (root["runs"].IsMap()) {
+    ParseAdaptiveRuns(v, root["runs"], plan);
+  } else {
+    plan->runs = static_cast<int>(v.Integer(root["runs"], "runs", 1, 100000));
+  }
   plan->epochs = static_cast<int>(v.Integer(root["epochs"], "epochs", 1, 100000));
   if (root["base_seed"]) {
     plan->base_seed = static_cast<uint64_t>(
@@ -400,12 +428,35 @@ std::vector<ArmSpec> DefaultArms(const ArmSpec& plan_arm) {
   return {same, different};
 }
 
+// An adaptive plan may grow to its max runs per arm, so that is what is bounded.
 void CheckTotalRuns(const Validator& v, const YAML::Node& root, const Plan& plan) {
-  const int64_t total_runs = int64_t{plan.runs} * static_cast<int64_t>(plan.arms.size());
+  const int per_arm = plan.adaptive ? plan.adaptive->max : plan.runs;
+  const int64_t total_runs = int64_t{per_arm} * static_cast<int64_t>(plan.arms.size());
   if (total_runs > kMaxTotalRuns) {
     v.Fail(root["runs"], "runs",
-           absl::StrCat(plan.runs, " runs in each of ", plan.arms.size(), " arms is ", total_runs,
+           absl::StrCat(per_arm, " runs in each of ", plan.arms.size(), " arms is ", total_runs,
                         " runs; a plan may have at most ", kMaxTotalRuns));
+  }
+}
+
+// The arm an adaptive plan compares the others with: the one named, else
+// different_seeds; it must be one of at least two arms.
+void CheckAdaptiveRuns(const Validator& v, const YAML::Node& root, Plan* plan) {
+  if (!plan->adaptive) return;
+  const YAML::Node at = root["runs"]["until"];
+  std::string& reference = plan->adaptive->reference;
+  if (plan->arms.size() < 2) {
+    v.Fail(at, "runs.until", "an adaptive run count compares arms, and this plan has one arm");
+  }
+  std::vector<std::string> names;
+  for (const ArmSpec& arm : plan->arms) names.push_back(arm.name);
+  const bool named = !reference.empty();
+  if (!named) reference = "different_seeds";
+  if (std::find(names.begin(), names.end(), reference) == names.end()) {
+    v.Fail(named ? at["reference"] : at, "runs.until.reference",
+           absl::StrCat(named ? absl::StrCat("names no arm (\"", reference, "\")")
+                              : "missing, and the plan has no arm different_seeds",
+                        "; the arms are ", absl::StrJoin(names, ", ")));
   }
 }
 
@@ -430,6 +481,7 @@ Plan ParseRoot(const Validator& v, const YAML::Node& root) {
   if (root["placement"]) plan_arm.placement = ParsePlacement(v, root["placement"], "placement");
   plan.arms = root["arms"] ? ParseArms(v, root["arms"], plan_arm) : DefaultArms(plan_arm);
   CheckTotalRuns(v, root, plan);
+  CheckAdaptiveRuns(v, root, &plan);
   return plan;
 }
 
@@ -514,6 +566,19 @@ std::vector<InputFile> InputsOfCanonicalPlan(const std::string& canonical) {
   return inputs;
 }
 
+namespace {
+
+// How an adaptive plan grows is part of the experiment; plans with a plain run count
+// keep the form they always had.
+std::string AdaptiveCanonical(const Plan& p) {
+  if (!p.adaptive) return "";
+  const AdaptiveRuns& a = *p.adaptive;
+  return absl::StrFormat("{max:%d,step:%d,until:{ratio_ci_width:%.17g,metric:%s,reference:%s}}",
+                         a.max, a.step, a.ratio_ci_width, a.metric, a.reference);
+}
+
+}  // namespace
+
 std::string CanonicalPlan(const Plan& p) {
   auto num = [](double x) { return absl::StrFormat("%.17g", x); };
   auto det = [](const DeterminismSpec& d) {
@@ -523,7 +588,7 @@ std::string CanonicalPlan(const Plan& p) {
   };
   const TrainingSpec& t = p.training;
   std::string out = absl::StrCat(
-      "experiment:", p.experiment, "\nruns:", p.runs, "\nepochs:", p.epochs,
+      "experiment:", p.experiment, "\nruns:", p.runs, AdaptiveCanonical(p), "\nepochs:", p.epochs,
       "\nbase_seed:", p.base_seed, "\nmax_attempts:", p.max_attempts,
       "\ncheckpoint_every:", p.checkpoint_every,
       "\nfingerprints:{batch_digests:", p.batch_digests, ",predictions:", p.predictions,

@@ -110,9 +110,28 @@ struct ArmSpec {
   PlacementSpec placement;         // the plan's, unless the arm gives its own
 };
 
+// An adaptive run count (README, "Adaptive run counts"): `runs: {min, max, step, until:
+// {ratio_ci_width, metric, reference}}`. Each arm starts with `min` runs (Plan::runs);
+// once every run has finished the coordinator looks at the scores, and while some arm's
+// stdev ratio against the reference arm has an interval wider than `ratio_ci_width` it
+// adds a round of `step` runs to that arm and to the reference, up to `max` runs each.
+// The interval at each look is the delta-method one of analysis/adaptive.h at level
+// 1 - 0.05 / Looks() (Bonferroni over the looks the rule may take): conservative.
+struct AdaptiveRuns {
+  int max = 0;                     // runs per arm never exceeded
+  int step = 0;                    // runs a round adds to each arm still undecided
+  double ratio_ci_width = 0;       // the widest interval that settles an arm
+  std::string metric = "accuracy";  // the score compared: "accuracy" or "loss" (test set)
+  std::string reference;           // the arm the others are compared with
+  // How many looks the rule may take from `min` runs per arm: the first, then one per
+  // round until `max`.
+  int Looks(int min) const { return 1 + (max - min + step - 1) / step; }
+};
+
 struct Plan {
   std::string experiment;
-  int runs = 0;                    // runs per arm
+  int runs = 0;                    // runs per arm; with `adaptive`, those of the first round
+  std::optional<AdaptiveRuns> adaptive;  // `runs: {min, max, ...}`; nullopt: `runs: N`
   int epochs = 0;
   uint64_t base_seed = 0;
   int max_attempts = 3;            // a run that fails this many times is marked failed

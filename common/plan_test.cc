@@ -208,6 +208,66 @@ TEST(PlanTest, NoopModelParses) {
       "model.depth: applies to model.kind resnet only"));
 }
 
+TEST(PlanTest, AnAdaptiveRunCountParsesWithItsDefaults) {
+  auto plan = ParsePlan(
+      "experiment: a\nepochs: 1\nmodel: {kind: noop}\n"
+      "runs: {min: 10, max: 200, until: {ratio_ci_width: 0.1}}\n", "a.yaml");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->runs, 10);  // the first round
+  ASSERT_TRUE(plan->adaptive.has_value());
+  EXPECT_EQ(plan->adaptive->max, 200);
+  EXPECT_EQ(plan->adaptive->step, 10);  // min, unless given
+  EXPECT_EQ(plan->adaptive->ratio_ci_width, 0.1);
+  EXPECT_EQ(plan->adaptive->metric, "accuracy");
+  EXPECT_EQ(plan->adaptive->reference, "different_seeds");
+  // 10, 20, ..., 200: twenty looks; a last partial round counts as one.
+  EXPECT_EQ(plan->adaptive->Looks(plan->runs), 20);
+  plan->adaptive->step = 30;
+  EXPECT_EQ(plan->adaptive->Looks(plan->runs), 8);  // 10, 40, ..., 190, 200
+
+  auto fixed = ParsePlan("experiment: a\nepochs: 1\nruns: 10\n", "f.yaml");
+  ASSERT_TRUE(fixed.ok()) << fixed.status();
+  EXPECT_FALSE(fixed->adaptive.has_value());
+  // The rule is part of the experiment; a plain count keeps its old canonical form.
+  EXPECT_THAT(CanonicalPlan(*plan), HasSubstr("runs:10{max:200,step:30,until:{ratio_ci_width:0.1"));
+  EXPECT_THAT(CanonicalPlan(*fixed), HasSubstr("\nruns:10\nepochs:1\n"));
+}
+
+TEST(PlanTest, AnAdaptiveRunCountIsRefusedWithWhatIsWrong) {
+  const std::string head = "experiment: a\nepochs: 1\n";
+  auto runs = [&](const std::string& r, const std::string& more = "") {
+    return ErrorOf(head + "runs: " + r + "\n" + more);
+  };
+  EXPECT_THAT(runs("{min: 10, until: {ratio_ci_width: 0.1}}"), HasSubstr("runs.max: missing"));
+  EXPECT_THAT(runs("{min: 1, max: 5, until: {ratio_ci_width: 0.1}}"),
+              HasSubstr("runs.min: must be between 2 and 100000, got 1"));
+  EXPECT_THAT(runs("{min: 10, max: 5, until: {ratio_ci_width: 0.1}}"),
+              HasSubstr("runs.max: must be at least runs.min (10), got 5"));
+  EXPECT_THAT(runs("{min: 10, max: 20, step: 0, until: {ratio_ci_width: 0.1}}"),
+              HasSubstr("runs.step: must be between 1 and 100000, got 0"));
+  EXPECT_THAT(runs("{min: 10, max: 20, until: {ratio_ci_width: 0}}"),
+              HasSubstr("runs.until.ratio_ci_width: must be greater than 0"));
+  EXPECT_THAT(runs("{min: 10, max: 20, until: {}}"), HasSubstr("runs.until.ratio_ci_width: missing"));
+  EXPECT_THAT(runs("{min: 10, max: 20, until: {ratio_ci_width: 0.1, metric: f1}}"),
+              HasSubstr("runs.until.metric: expected one of accuracy, loss"));
+  EXPECT_THAT(runs("{min: 10, max: 20, until: {ratio_ci_width: 0.1, reference: nope}}"),
+              HasSubstr("runs.until.reference: names no arm (\"nope\"); the arms are same_seed, "
+                        "different_seeds"));
+  EXPECT_THAT(runs("{min: 10, max: 20, until: {ratio_ci_width: 0.1}}",
+                   "arms: {a: {seed: fixed}, b: {seed: per_run}}\n"),
+              HasSubstr("runs.until.reference: missing, and the plan has no arm different_seeds"));
+  EXPECT_THAT(runs("{min: 10, max: 20, until: {ratio_ci_width: 0.1, reference: a}}",
+                   "arms: {a: {seed: fixed}}\n"),
+              HasSubstr("runs.until: an adaptive run count compares arms, and this plan has one arm"));
+  EXPECT_THAT(runs("{min: 10, max: 20, until: {ratio_ci_width: 0.1}, rounds: 3}"),
+              HasSubstr("runs.rounds: unknown key"));
+  // What is bounded is what the plan may grow to.
+  EXPECT_THAT(runs("{min: 10, max: 100000, until: {ratio_ci_width: 0.1}}",
+                   "arms: {a: {}, b: {}, different_seeds: {}, d: {}, e: {}, f: {}, g: {}, h: {}, "
+                   "i: {}, j: {}, k: {}}\n"),
+              HasSubstr("100000 runs in each of 11 arms is 1100000 runs"));
+}
+
 TEST(PlanTest, TheStudysRecipeParses) {
   auto plan = ParsePlan(R"(experiment: cifar
 runs: 50
