@@ -242,22 +242,40 @@ double StudentTCdf(double t, double df) {
   return t > 0 ? 1 - tail : tail;
 }
 
-double StudentTQuantile(double p, double df) {
-  if (!(p > 0 && p < 1) || !(df > 0)) return kNaN;
-  if (p == 0.5) return 0;
-  if (p < 0.5) return -StudentTQuantile(1 - p, df);
+namespace {
+
+// The p-quantile (0.5 < p < 1) of a distribution symmetric about 0 with CDF `cdf`, by
+// bisection to the last bit.
+template <typename Cdf>
+double UpperQuantile(double p, const Cdf& cdf) {
   double low = 0;
   double high = 1;
-  while (StudentTCdf(high, df) < p) {
+  while (cdf(high) < p) {
     high *= 2;
     if (std::isinf(high)) return kInf;
   }
   for (int i = 0; i < 200; ++i) {
     const double mid = low + (high - low) / 2;
     if (mid <= low || mid >= high) break;
-    (StudentTCdf(mid, df) < p ? low : high) = mid;
+    (cdf(mid) < p ? low : high) = mid;
   }
   return high;
+}
+
+}  // namespace
+
+double StudentTQuantile(double p, double df) {
+  if (!(p > 0 && p < 1) || !(df > 0)) return kNaN;
+  if (p == 0.5) return 0;
+  if (p < 0.5) return -StudentTQuantile(1 - p, df);
+  return UpperQuantile(p, [df](double t) { return StudentTCdf(t, df); });
+}
+
+double NormalQuantile(double p) {
+  if (!(p > 0 && p < 1)) return kNaN;
+  if (p == 0.5) return 0;
+  if (p < 0.5) return -NormalQuantile(1 - p);
+  return UpperQuantile(p, [](double z) { return 0.5 * std::erfc(-z / std::sqrt(2.0)); });
 }
 
 EqualVarianceTest BrownForsythe(const std::vector<std::vector<double>>& groups) {

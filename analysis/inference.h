@@ -73,6 +73,9 @@ double FDistributionSf(double f, double d1, double d2);
 // to the last bit. NaN for arguments out of range.
 double StudentTCdf(double t, double df);
 double StudentTQuantile(double p, double df);
+// The standard normal distribution's p-quantile (0 < p < 1), by the same bisection
+// over 0.5 erfc(-z / sqrt 2). NaN out of range.
+double NormalQuantile(double p);
 
 // Brown-Forsythe test of equal variances (Levene's test with the median as centre;
 // SciPy's levene(..., center='median')) over k >= 2 groups: the one-way ANOVA F of

@@ -74,6 +74,16 @@ double LogStdevRatioError(double kurtosis, double reference_kurtosis, double n_a
   return std::sqrt((kurtosis - 1) / (4 * n_arm) + (reference_kurtosis - 1) / (4 * n_reference));
 }
 
+PlanOutcome RunsForWidth(double ratio, double kurtosis, double reference_kurtosis, double width,
+                         double z, std::optional<int64_t>* runs) {
+  const double spread = (kurtosis - 1 + reference_kurtosis - 1) / 4;  // n se(n)^2
+  // Kurtosis is at least 1; both at 1 (two-valued columns) leave no error at any n.
+  const double se_width = std::asinh(width / (2 * ratio)) / z;
+  PlanOutcome outcome = PlanOutcome::kUndefined;
+  Settle(spread / (se_width * se_width), &outcome, runs);
+  return outcome;
+}
+
 ColumnPlan PlanRuns(const std::vector<double>& values, const std::vector<double>& reference,
                     double ci_width) {
   ColumnPlan plan;
@@ -88,9 +98,7 @@ ColumnPlan PlanRuns(const std::vector<double>& values, const std::vector<double>
                                              static_cast<double>(reference.size()));
   plan.pilot_width = 2 * ratio * std::sinh(kZ975 * se_pilot);
   const double spread = (k_arm - 1 + k_ref - 1) / 4;  // n se(n)^2
-  // Kurtosis is at least 1; both at 1 (two-valued columns) leave no error at any n.
-  const double se_width = std::asinh(ci_width / (2 * ratio)) / kZ975;
-  Settle(spread / (se_width * se_width), &plan.width, &plan.runs_for_width);
+  plan.width = RunsForWidth(ratio, k_arm, k_ref, ci_width, kZ975, &plan.runs_for_width);
   const double effect = std::fabs(std::log(ratio));
   if (effect == 0) {
     plan.power = PlanOutcome::kNoEffect;

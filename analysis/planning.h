@@ -43,6 +43,12 @@ double Kurtosis(const std::vector<double>& values);
 double LogStdevRatioError(double kurtosis, double reference_kurtosis, double n_arm,
                           double n_reference);
 
+// Runs per arm (both arms alike) for the interval ratio * exp(+-z se(n)) to be at most
+// `width` wide, the pilot's ratio (> 0) and kurtoses holding: kReached with `runs` set
+// (at least 2), or kOverCap beyond kMaxPlannedRuns.
+PlanOutcome RunsForWidth(double ratio, double kurtosis, double reference_kurtosis, double width,
+                         double z, std::optional<int64_t>* runs);
+
 // The plan for one score column: `values` is the arm's pilot, `reference` the
 // reference arm's; `ci_width` > 0.
 ColumnPlan PlanRuns(const std::vector<double>& values, const std::vector<double>& reference,

@@ -148,6 +148,11 @@ struct AdaptiveState {
   }
 };
 
+// The level of each look's interval under Bonferroni over `looks_planned` looks.
+inline double AdaptiveLevel(int looks_planned) {
+  return 1 - 0.05 / (looks_planned > 1 ? looks_planned : 1);
+}
+
 struct ExperimentView {
   std::string name;
   std::vector<std::string> arms;  // in plan order

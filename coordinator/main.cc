@@ -295,8 +295,13 @@ absl::Status AnnounceExperiment(const Options& o, const Plan& plan, bool created
   auto counts = store.Counts(plan.experiment);
   if (!counts.ok()) return counts.status();
   if (created) {
+    const std::string adaptive =
+        plan.adaptive ? absl::StrCat(" to start; rounds of ", plan.adaptive->step, " up to ",
+                                     plan.adaptive->max, " per arm until the stdev ratio's interval is ",
+                                     plan.adaptive->ratio_ci_width, " wide")
+                      : "";
     progress.Log(absl::StrCat("experiment ", plan.experiment, ": ", counts->total(), " runs (",
-                              plan.arms.size(), " arms x ", plan.runs, "), ", plan.epochs,
+                              plan.arms.size(), " arms x ", plan.runs, adaptive, "), ", plan.epochs,
                               " epoch(s) each; store ", o.db_path));
   } else {
     progress.Log(absl::StrCat("resuming experiment ", plan.experiment, " from ", o.db_path, ": ",
@@ -376,9 +381,8 @@ int ExitCodeOnSignal(const Serving& s, int sig) {
                               s.options.db_path, " and the same command resumes the experiment"));
   // A service asked to stop has done its job; a run to the end that was cut short has
   // not (exit 1, so a script waiting for --exit-when-done notices).
-  auto counts = s.store.Counts(s.plan.experiment);
-  const bool finished = counts.ok() && counts->finished();
-  return s.options.exit_when_done && !finished ? cli::kExitError : cli::kExitOk;
+  auto finished = s.service.ExperimentFinished();
+  return s.options.exit_when_done && !(finished.ok() && *finished) ? cli::kExitError : cli::kExitOk;
 }
 
 // --exit-when-done and every run is done or failed: says how it went, returns the exit code.
@@ -409,16 +413,22 @@ int WaitUntilDone(const Serving& s) {
     s.service.ExpireLeases();
     s.service.NoteSilentWorkers();
     if (s.local != nullptr) s.local->Poll();
-    auto counts = s.store.Counts(s.plan.experiment);
+    // An adaptive experiment whose runs have all finished takes its next look here.
+    auto all_done = s.service.ExperimentFinished();
+    if (!all_done.ok()) s.progress.Log(absl::StrCat("cannot tell whether the experiment has finished: ",
+                                                    all_done.status().message()));
     const auto now = std::chrono::steady_clock::now();
     // Where runs part, when an arm asked (localize: true), is part of the work.
     auto localizing = s.store.OpenLocalizations(s.plan.experiment);
-    const bool finished = counts.ok() && counts->finished() && localizing.ok() && *localizing == 0;
+    const bool finished = all_done.ok() && *all_done && localizing.ok() && *localizing == 0;
     if (now - last_show > std::chrono::seconds(1) || finished) {
       last_show = now;
       if (auto status = BuildStatus(s.store, s.plan.experiment); status.ok()) s.progress.Show(*status);
     }
-    if (finished && s.options.exit_when_done) return ReportFinished(s, *counts);
+    if (finished && s.options.exit_when_done) {
+      auto counts = s.store.Counts(s.plan.experiment);
+      if (counts.ok()) return ReportFinished(s, *counts);
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
 }

@@ -165,6 +165,7 @@ CoordinatorService::CoordinatorService(RunStore* store, Plan plan, Clock clock,
       any_arm_localizes_(std::any_of(plan_.arms.begin(), plan_.arms.end(),
                                      [](const ArmSpec& arm) { return arm.localize; })),
       directory_(&plan_, store_),
+      rounds_(store_, plan_, log_),
       reports_(store_, plan_.experiment) {}
 
 grpc::Status CoordinatorService::Authorize(grpc::CallbackServerContext* ctx, Role needed,
@@ -419,18 +420,28 @@ grpc::Status CoordinatorService::DoLease(const v1::LeaseRequest& req, v1::LeaseR
   if (*localizing) return grpc::Status::OK;
   auto secret = NewLeaseSecret();
   if (!secret.ok()) return ToGrpc(secret.status());
-  auto leased = store_->LeaseNext(plan_.experiment, req.worker(), clock_(), options_.lease_ttl_ms,
-                                  SecretHash(*secret), only);
+  auto lease = [&] {
+    return store_->LeaseNext(plan_.experiment, req.worker(), clock_(), options_.lease_ttl_ms,
+                             SecretHash(*secret), only);
+  };
+  auto leased = lease();
   if (!leased.ok()) return ToGrpc(leased.status());
   if (!leased->has_value()) {
-    auto counts = store_->Counts(plan_.experiment);
-    if (!counts.ok()) return ToGrpc(counts.status());
-    if (counts->finished()) {
-      resp->set_finished(true);
-    } else {
-      resp->set_retry_after_ms(options_.idle_retry_ms);
+    // An adaptive experiment whose runs have all finished takes its next look here (or in
+    // the coordinator's loop), and this worker leases from the round it adds.
+    bool added = false;
+    absl::StatusOr<bool> finished = rounds_.Finished(&added);
+    if (!finished.ok()) return ToGrpc(finished.status());
+    if (added) leased = lease();
+    if (!leased.ok()) return ToGrpc(leased.status());
+    if (!leased->has_value()) {
+      if (*finished) {
+        resp->set_finished(true);
+      } else {
+        resp->set_retry_after_ms(options_.idle_retry_ms);
+      }
+      return grpc::Status::OK;
     }
-    return grpc::Status::OK;
   }
   const LeasedRun& run = **leased;
   const ArmSpec* arm = FindArm(run.arm);

@@ -18,6 +18,7 @@
 #include "common/clock.h"
 #include "common/plan.h"
 #include "common/security.h"
+#include "coordinator/adaptive_rounds.h"
 #include "coordinator/blob_streams.h"
 #include "coordinator/reports.h"
 #include "coordinator/worker_directory.h"
@@ -65,6 +66,10 @@ class CoordinatorService final : public v1::WorkerService::CallbackService,
   // waits between leases), plus a second: status shows them so, and placement no longer
   // counts on them. The coordinator calls it periodically.
   void NoteSilentWorkers();
+  // Whether the experiment has finished: every run done or failed and, for an adaptive
+  // run count, no round to come (AdaptiveRounds::Finished, which may take the next look
+  // and add a round). The coordinator calls it periodically; so does Lease.
+  absl::StatusOr<bool> ExperimentFinished() { return rounds_.Finished(); }
 
   // WorkerService
   grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* ctx,
@@ -201,6 +206,7 @@ class CoordinatorService final : public v1::WorkerService::CallbackService,
   const std::map<std::string, int64_t> blob_sizes_;  // the plan's inputs: SHA-256 -> size
   const bool any_arm_localizes_;  // some arm has localize: true
   WorkerDirectory directory_;     // which arms each worker may run
+  AdaptiveRounds rounds_;         // an adaptive run count's looks and rounds
   // Whether a localization may be pending or running: Lease looks for one only then, so
   // that the lease of a run costs no more for them. Set by Localize, cleared by a Lease
   // that finds none open; localize_mu_ orders the two.

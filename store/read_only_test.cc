@@ -197,6 +197,7 @@ TEST_F(ReadOnlyStoreTest, ReadsTheTestLabelsAndASchemaFiveStoreWithoutThem) {
     EXPECT_EQ((*store)->LoadView("t")->test_labels, (std::vector<uint8_t>{2, 0, 1}));
   }
   Sql(path_, "ALTER TABLE experiments DROP COLUMN test_labels;"
+             "ALTER TABLE experiments DROP COLUMN adaptive;"
              "UPDATE meta SET value = '5' WHERE key = 'schema_version';");
   const std::string before = Bytes(path_);
   EXPECT_EQ(ReadFinishedRun(path_), "");
@@ -205,6 +206,21 @@ TEST_F(ReadOnlyStoreTest, ReadsTheTestLabelsAndASchemaFiveStoreWithoutThem) {
   auto view = (*store)->LoadView("t");
   ASSERT_TRUE(view.ok()) << view.status();
   EXPECT_TRUE(view->test_labels.empty());
+  store->reset();
+  EXPECT_EQ(Bytes(path_), before) << "the read-only open upgraded the file";
+}
+
+TEST_F(ReadOnlyStoreTest, ReadsASchemaSixStoreAsOneWithAFixedRunCount) {
+  MakeStore();
+  Sql(path_, "ALTER TABLE experiments DROP COLUMN adaptive;"
+             "UPDATE meta SET value = '6' WHERE key = 'schema_version';");
+  const std::string before = Bytes(path_);
+  auto store = RunStore::OpenReadOnly(path_);
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto view = (*store)->LoadView("t");
+  ASSERT_TRUE(view.ok()) << view.status();
+  EXPECT_FALSE(view->adaptive.has_value());
+  EXPECT_FALSE((*store)->Adaptive("t")->has_value());
   store->reset();
   EXPECT_EQ(Bytes(path_), before) << "the read-only open upgraded the file";
 }

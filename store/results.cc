@@ -287,12 +287,13 @@ absl::Status MarkCorrupt(sql::Database& db, int64_t experiment_id,
   });
 }
 
-// Fills in the view's name, runs_per_arm and epochs; returns the experiment's id.
+// Fills in the view's name, runs_per_arm, epochs, test labels and adaptive state;
+// returns the experiment's id.
 absl::StatusOr<int64_t> ReadExperiment(sql::Database& db, const std::string& experiment,
                                        ExperimentView* view) {
   view->name = experiment;
   ASSIGN_OR_RETURN(auto x, db.Prepare(
-      "SELECT id, runs_per_arm, epochs, test_labels FROM experiments WHERE name = ?"));
+      "SELECT id, runs_per_arm, epochs, test_labels, adaptive FROM experiments WHERE name = ?"));
   x->Bind(1, experiment);
   ASSIGN_OR_RETURN(bool found, x->Step());
   if (!found) return NoExperimentError(db.path(), experiment);
@@ -301,6 +302,10 @@ absl::StatusOr<int64_t> ReadExperiment(sql::Database& db, const std::string& exp
   if (!x->IsNull(3)) {
     const std::string labels = x->Blob(3);
     view->test_labels.assign(labels.begin(), labels.end());
+  }
+  if (!x->IsNull(4)) {
+    ASSIGN_OR_RETURN(AdaptiveState adaptive, ParseAdaptiveState(x->Text(4)));
+    view->adaptive = std::move(adaptive);
   }
   return x->Int(0);
 }

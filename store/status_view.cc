@@ -15,6 +15,7 @@
 #include "common/placement.h"
 #include "common/plan.h"
 #include "common/status_macros.h"
+#include "store/store_internal.h"
 
 namespace repro {
 namespace {
@@ -132,7 +133,8 @@ absl::StatusOr<ExperimentStatus> BuildStatus(RunStore& store, const std::string&
   }
   RETURN_IF_ERROR(NoteWaitingArms(store, &out));
   const RunCounts& c = out.runs;
-  out.complete = c.finished();
+  out.adaptive = std::move(view.adaptive);
+  out.complete = c.finished() && (!out.adaptive || !out.adaptive->stopped().empty());
   // ETA: the work left (pending runs plus what running runs still have to do) at the
   // mean time of a finished run, spread over the runs in flight.
   if (out.complete) {
@@ -181,6 +183,7 @@ absl::StatusOr<std::string> RenderStatus(const ExperimentStatus& s, const std::s
     j["store"] = {{"database_bytes", s.database_bytes}, {"wal_bytes", s.wal_bytes}};
     j["weights"] = {{"files", s.weights.files}, {"bytes", s.weights.bytes},
                     {"stored_bytes", s.weights.stored_bytes}};
+    j["adaptive"] = s.adaptive ? AdaptiveStateJson(*s.adaptive) : nlohmann::json(nullptr);
     return j.dump(2) + "\n";
   }
   if (format != "text") {

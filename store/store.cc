@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS experiments (
   epochs INTEGER NOT NULL,
   max_attempts INTEGER NOT NULL,
   created_ms INTEGER NOT NULL,
-  test_labels BLOB);              -- schema 6: a byte per test example; NULL: not known
+  test_labels BLOB,               -- schema 6: a byte per test example; NULL: not known
+  adaptive TEXT);                 -- schema 7: AdaptiveState as JSON; NULL: a fixed run count
 CREATE TABLE IF NOT EXISTS runs (
   id INTEGER PRIMARY KEY,
   experiment_id INTEGER NOT NULL REFERENCES experiments(id),
@@ -234,10 +235,11 @@ absl::StatusOr<std::unique_ptr<RunStore>> RunStore::OpenReadOnly(const std::stri
                              "'{}' AS labels, NULL AS gone_ms, '' AS gone_reason "
                              "FROM main.workers"));
   }
-  if (*version < 6) {
-    // Nor were the test set's labels kept: none known.
-    RETURN_IF_ERROR(db->Exec("CREATE TEMP VIEW experiments AS SELECT *, NULL AS test_labels "
-                             "FROM main.experiments"));
+  if (*version < 7) {
+    // Nor were run counts adaptive; before schema 6 nor were the test set's labels kept.
+    RETURN_IF_ERROR(db->Exec(absl::StrCat(
+        "CREATE TEMP VIEW experiments AS SELECT *, ", *version < 6 ? "NULL AS test_labels, " : "",
+        "NULL AS adaptive FROM main.experiments")));
   }
   if (*version < 2) {
     // Schema 1 lacks the attempts' secret_hash, checksum and diverged: a TEMP view (it
@@ -295,6 +297,10 @@ absl::Status RunStore::Upgrade(int from_version) {
     // experiments before: the next coordinator that checks the data stores them.
     RETURN_IF_ERROR(AddColumn("experiments", "test_labels", "BLOB"));
   }
+  if (from_version < 7) {
+    // Schema 7: an adaptive run count's rule and looks. Experiments before had fixed counts.
+    RETURN_IF_ERROR(AddColumn("experiments", "adaptive", "TEXT"));
+  }
   return absl::OkStatus();
 }
 
@@ -325,27 +331,35 @@ absl::StatusOr<bool> RunStore::EnsureExperiment(const Plan& plan, const std::str
     }
     ASSIGN_OR_RETURN(auto insert, db_->Prepare(
         "INSERT INTO experiments (name, plan_text, canonical_plan, runs_per_arm, epochs, "
-        "max_attempts, created_ms) VALUES (?, ?, ?, ?, ?, ?, CAST(strftime('%s','now') AS "
-        "INTEGER) * 1000)"));
-    RETURN_IF_ERROR(insert->Bind(1, plan.experiment).Bind(2, plan_text).Bind(3, canonical)
-                        .Bind(4, plan.runs).Bind(5, plan.epochs).Bind(6, plan.max_attempts).Run());
+        "max_attempts, created_ms, adaptive) VALUES (?, ?, ?, ?, ?, ?, CAST(strftime('%s','now') "
+        "AS INTEGER) * 1000, ?)"));
+    insert->Bind(1, plan.experiment).Bind(2, plan_text).Bind(3, canonical).Bind(4, plan.runs)
+        .Bind(5, plan.epochs).Bind(6, plan.max_attempts);
+    if (plan.adaptive) insert->Bind(7, AdaptiveStateJson(NewAdaptiveState(plan)).dump());
+    RETURN_IF_ERROR(insert->Run());
     const int64_t experiment_id = db_->LastInsertId();
-    ASSIGN_OR_RETURN(auto run, db_->Prepare(
-        "INSERT INTO runs (experiment_id, arm, arm_order, idx, init_seed, shuffle_seed, "
-        "augment_seed) VALUES (?, ?, ?, ?, ?, ?, ?)"));
     for (size_t a = 0; a < plan.arms.size(); ++a) {
-      for (int i = 0; i < plan.runs; ++i) {
-        const RunSeeds seeds = SeedsFor(plan, plan.arms[a], i);
-        run->Reset();
-        RETURN_IF_ERROR(run->Bind(1, experiment_id).Bind(2, plan.arms[a].name)
-                            .Bind(3, static_cast<int64_t>(a)).Bind(4, i)
-                            .Bind(5, static_cast<int64_t>(seeds.init))
-                            .Bind(6, static_cast<int64_t>(seeds.shuffle))
-                            .Bind(7, static_cast<int64_t>(seeds.augment)).Run());
-      }
+      RETURN_IF_ERROR(InsertRuns(experiment_id, plan, a, 0, plan.runs));
     }
     return true;
   });
+}
+
+absl::Status RunStore::InsertRuns(int64_t experiment_id, const Plan& plan, size_t arm, int from,
+                                  int count) {
+  ASSIGN_OR_RETURN(auto run, db_->Prepare(
+      "INSERT INTO runs (experiment_id, arm, arm_order, idx, init_seed, shuffle_seed, "
+      "augment_seed) VALUES (?, ?, ?, ?, ?, ?, ?)"));
+  for (int i = from; i < from + count; ++i) {
+    const RunSeeds seeds = SeedsFor(plan, plan.arms[arm], i);
+    run->Reset();
+    RETURN_IF_ERROR(run->Bind(1, experiment_id).Bind(2, plan.arms[arm].name)
+                        .Bind(3, static_cast<int64_t>(arm)).Bind(4, i)
+                        .Bind(5, static_cast<int64_t>(seeds.init))
+                        .Bind(6, static_cast<int64_t>(seeds.shuffle))
+                        .Bind(7, static_cast<int64_t>(seeds.augment)).Run());
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<bool> RunStore::SetTestLabels(const std::string& experiment,

@@ -45,7 +45,7 @@ namespace repro {
 // upgrades 1 to 2); 3: the table weight_files; 4: the table localizations (Migrate
 // creates both); 5: workers.capabilities, labels, gone_ms and gone_reason (Migrate adds
 // them) and the index runs_pending_by_arm; 6: experiments.test_labels (Migrate adds it).
-inline constexpr int kSchemaVersion = 6;
+inline constexpr int kSchemaVersion = 7;
 
 struct LeasedRun {
   int64_t run_id = 0;
@@ -113,6 +113,15 @@ class RunStore {
   // had labels already (they are kept) or `labels` is empty.
   absl::StatusOr<bool> SetTestLabels(const std::string& experiment,
                                      const std::vector<uint8_t>& labels);
+
+  // --- Adaptive run counts (adaptive.cc) ---
+  // The experiment's adaptive rule and the looks taken (ExperimentView::adaptive);
+  // nullopt for a fixed run count.
+  absl::StatusOr<std::optional<AdaptiveState>> Adaptive(const std::string& experiment);
+  // Keeps look number `number` (1-based; it must be the next one, else FAILED_PRECONDITION:
+  // another caller took it) and creates the runs its decision adds (AdaptiveLook::added,
+  // each arm's next indexes, seeds from SeedsFor), in one transaction.
+  absl::Status RecordLook(const Plan& plan, int number, const AdaptiveLook& look);
 
   // --- Leases (leases.cc) ---
   // Leases the next pending run (by arm order, then index, interleaving arms so that a
@@ -256,6 +265,9 @@ class RunStore {
   absl::StatusOr<int64_t> ExperimentId(const std::string& experiment)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<int> MaxAttempts(int64_t run_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Creates runs `from` .. `from + count - 1` of the plan's arm number `arm`.
+  absl::Status InsertRuns(int64_t experiment_id, const Plan& plan, size_t arm, int from, int count)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // `column` ("plan_text" or "canonical_plan") of the experiment's row.
   absl::StatusOr<std::string> PlanColumn(const std::string& experiment, const char* column)
       ABSL_LOCKS_EXCLUDED(mu_);

@@ -7,6 +7,7 @@
 // - NoExperimentError: the NOT_FOUND for an experiment name the store does not hold.
 // - StringMap: a JSON object of strings as the store keeps it (a run's environment, a
 //   worker's capabilities and labels) back into a map.
+// - AdaptiveStateJson / ParseAdaptiveState: an adaptive experiment's rule and looks.
 //
 // Thread safety: Write takes the store's mutex; WriteLocked and ForEachRow run under
 // it (they use the store's connection, which belongs to one thread at a time).
@@ -75,6 +76,16 @@ inline std::map<std::string, std::string> StringMap(const std::string& json) {
   }
   return out;
 }
+
+// An adaptive experiment's state as the store keeps it (experiments.adaptive) and status
+// JSON shows it (adaptive.cc): {min, max, step, ratio_ci_width, metric, reference,
+// looks_planned, level, stopped, looks: [{decision, added, arms: [{arm, runs,
+// reference_runs, ratio, low, high, settled, runs_needed}]}]}, null where nullopt.
+nlohmann::json AdaptiveStateJson(const AdaptiveState& state);
+// Back from that JSON; DATA_LOSS when the cell is not such an object.
+absl::StatusOr<AdaptiveState> ParseAdaptiveState(const std::string& json);
+// The rule of `plan`'s adaptive run count, before any look.
+AdaptiveState NewAdaptiveState(const Plan& plan);
 
 }  // namespace repro
 

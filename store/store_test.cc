@@ -449,6 +449,7 @@ TEST_F(StoreTest, ASchemaFiveDatabaseGainsTheTestLabelsColumn) {
   store_.reset();
   ASSERT_NO_FATAL_FAILURE(Sql(path_,
                               "ALTER TABLE experiments DROP COLUMN test_labels;"
+                              "ALTER TABLE experiments DROP COLUMN adaptive;"
                               "UPDATE meta SET value = '5' WHERE key = 'schema_version';"));
   auto store = RunStore::Open(path_);
   ASSERT_TRUE(store.ok()) << store.status();
@@ -456,6 +457,75 @@ TEST_F(StoreTest, ASchemaFiveDatabaseGainsTheTestLabelsColumn) {
   EXPECT_TRUE(store_->LoadView("t")->test_labels.empty());
   EXPECT_TRUE(*store_->SetTestLabels("t", {7, 7}));
   EXPECT_EQ(store_->LoadView("t")->test_labels, (std::vector<uint8_t>{7, 7}));
+}
+
+constexpr char kAdaptivePlan[] =
+    "experiment: ad\nepochs: 1\nbase_seed: 100\n"
+    "runs: {min: 2, max: 5, step: 2, until: {ratio_ci_width: 0.2}}\n";
+
+TEST_F(StoreTest, AnAdaptiveExperimentKeepsItsLooksAndTheRunsTheyAdd) {
+  auto plan = ParsePlan(kAdaptivePlan, "ad.yaml");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_TRUE(*store_->EnsureExperiment(*plan, kAdaptivePlan));
+  auto state = store_->Adaptive("ad");
+  ASSERT_TRUE(state.ok() && state->has_value()) << state.status();
+  EXPECT_EQ((*state)->min, 2);
+  EXPECT_EQ((*state)->max, 5);
+  EXPECT_EQ((*state)->looks_planned, 3);  // at 2, 4 and 5 runs
+  EXPECT_DOUBLE_EQ((*state)->level, 1 - 0.05 / 3);
+  EXPECT_EQ((*state)->reference, "different_seeds");
+  EXPECT_TRUE((*state)->looks.empty());
+  EXPECT_FALSE(store_->Adaptive("t")->has_value());  // a fixed count
+  EXPECT_EQ(store_->RecordLook(plan_, 1, {}).code(), absl::StatusCode::kFailedPrecondition);
+
+  AdaptiveLook look;
+  look.arms.push_back({"same_seed", 2, 2, 0.5, 0.1, 2.5, false, 40});
+  look.arms.push_back({"other", 2, 2, std::nullopt, std::nullopt, std::nullopt, false, std::nullopt});
+  look.decision = "more";
+  look.added = {{"different_seeds", 2}, {"same_seed", 2}};
+  ASSERT_TRUE(store_->RecordLook(*plan, 1, look).ok());
+  // The same look again (a second caller) adds nothing.
+  EXPECT_EQ(store_->RecordLook(*plan, 1, look).code(), absl::StatusCode::kFailedPrecondition);
+  auto view = store_->LoadView("ad");
+  ASSERT_TRUE(view.ok()) << view.status();
+  ASSERT_EQ(view->runs.size(), 8u);
+  const RunView& added = view->runs[7];  // different_seeds#3, seeded as the plan seeds it
+  EXPECT_EQ(added.arm, "different_seeds");
+  EXPECT_EQ(added.index, 3);
+  EXPECT_EQ(added.init_seed, 103u);
+  EXPECT_EQ(added.state, RunState::kPending);
+  EXPECT_EQ(view->runs[3].init_seed, 100u);  // same_seed#3
+  ASSERT_TRUE(view->adaptive.has_value());
+  ASSERT_EQ(view->adaptive->looks.size(), 1u);
+  EXPECT_EQ(view->adaptive->stopped(), "");
+  const AdaptiveArmLook& kept = view->adaptive->looks[0].arms[0];
+  EXPECT_EQ(kept.ratio, 0.5);
+  EXPECT_EQ(kept.high, 2.5);
+  EXPECT_EQ(kept.runs_needed, 40);
+  EXPECT_FALSE(view->adaptive->looks[0].arms[1].ratio.has_value());
+  EXPECT_EQ(view->adaptive->looks[0].added, look.added);
+
+  AdaptiveLook last;
+  last.decision = "reached";
+  ASSERT_TRUE(store_->RecordLook(*plan, 2, last).ok());
+  EXPECT_EQ((*store_->Adaptive("ad"))->stopped(), "reached");
+  EXPECT_EQ(store_->RecordLook(*plan, 3, look).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->LoadView("ad")->runs.size(), 8u);
+}
+
+TEST_F(StoreTest, ASchemaSixDatabaseGainsTheAdaptiveColumn) {
+  store_.reset();
+  ASSERT_NO_FATAL_FAILURE(Sql(path_,
+                              "ALTER TABLE experiments DROP COLUMN adaptive;"
+                              "UPDATE meta SET value = '6' WHERE key = 'schema_version';"));
+  auto store = RunStore::Open(path_);
+  ASSERT_TRUE(store.ok()) << store.status();
+  store_ = std::move(*store);
+  EXPECT_FALSE(store_->Adaptive("t")->has_value());
+  auto plan = ParsePlan(kAdaptivePlan, "ad.yaml");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_TRUE(*store_->EnsureExperiment(*plan, kAdaptivePlan));
+  EXPECT_TRUE(store_->LoadView("ad")->adaptive.has_value());
 }
 
 TEST_F(StoreTest, RefusesAFileThatIsNotADatabase) {
