@@ -279,7 +279,9 @@ Report AnalyzeWithoutRuns(const ExperimentView& view, const AnalysisOptions& opt
     report.runs_failed += arm.runs_failed;
     report.runs_remaining += arm.runs_remaining;
   }
-  report.complete = report.runs_remaining == 0;
+  report.adaptive = view.adaptive;
+  report.complete =
+      report.runs_remaining == 0 && (!view.adaptive || !view.adaptive->stopped().empty());
   report.notes = Notes(view);
   report.weights = view.weights;
   report.localizations = view.localizations;
@@ -324,6 +326,19 @@ Report AnalyzeWithoutRuns(const ExperimentView& view, const AnalysisOptions& opt
 }
 
 }  // namespace
+
+std::string IncompleteReason(const Report& report) {
+  std::vector<std::string> reasons;
+  if (report.runs_remaining > 0) {
+    reasons.push_back(absl::StrCat(report.runs_remaining, " run(s) remain"));
+  }
+  if (report.adaptive && report.adaptive->stopped().empty()) {
+    const size_t looks = report.adaptive->looks.size();
+    reasons.push_back(absl::StrCat("its adaptive run count may add more runs (", looks,
+                                   looks == 1 ? " look" : " looks", " so far)"));
+  }
+  return absl::StrJoin(reasons, ", and ");
+}
 
 Report Analyze(const ExperimentView& view, const AnalysisOptions& options) {
   Report report = AnalyzeWithoutRuns(view, options);

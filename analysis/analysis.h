@@ -308,7 +308,9 @@ struct Report {
   int runs_done = 0;
   int runs_failed = 0;
   int runs_remaining = 0;  // runs neither done nor failed
-  bool complete = false;   // every run of every arm is done or failed
+  // Every run of every arm is done or failed, and, for an adaptive run count, the rule
+  // has stopped (adaptive->stopped() not empty): until then another round may come.
+  bool complete = false;
   // Sentences a reader needs to read the figures right, e.g. that init seeds changed
   // nothing because the runs started from a model file's own weights.
   std::vector<std::string> notes;
@@ -316,6 +318,9 @@ struct Report {
   WeightsUsage weights;
   // Where runs part, as reproctl localize asked the workers (oldest first).
   std::vector<LocalizationState> localizations;
+  // The plan's adaptive run count (its rule and the looks the coordinator took, as the
+  // view has them); nullopt: a fixed run count.
+  std::optional<AdaptiveState> adaptive;
 
   std::vector<ArmReport> arms;  // in plan order
   // stdev (ddof 0) of the "same_seed" arm over that of the "different_seeds" arm, per
@@ -359,6 +364,10 @@ inline constexpr int kMaxBootstrapResamples = 10000000;
 // finite number above 0.
 absl::Status CheckAnalysisOptions(const ExperimentView& view,
                                   const AnalysisOptions& options);
+
+// Why `report` is not complete, as the refusal of a report without --partial says it:
+// "6 run(s) remain", "its adaptive run count may add more runs (2 looks so far)" or both.
+std::string IncompleteReason(const Report& report);
 
 // Options are used as given; a reference arm the view lacks gives no comparisons.
 Report Analyze(const ExperimentView& view, const AnalysisOptions& options = {});

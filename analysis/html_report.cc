@@ -4,6 +4,7 @@
 #include <optional>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -121,6 +122,42 @@ std::string ComparisonTable(const Report& report) {
              absl::StrCat("runs for power ", FormatNumpy(kPlanningPower))},
             rows),
       "<p class=\"method\">", HtmlEscape(PlanningMethodText(report.ci_width)), "</p>\n");
+}
+
+// The rule, one row per look and arm (the look and what followed it on its first row),
+// and the outcome.
+std::string AdaptiveSection(const Report& report) {
+  const AdaptiveState& a = *report.adaptive;
+  const auto shown = [](const std::optional<double>& value) {
+    return value ? FormatNumpy(*value) : std::string("undefined");
+  };
+  std::vector<std::vector<std::string>> rows;
+  for (size_t i = 0; i < a.looks.size(); ++i) {
+    const AdaptiveLook& look = a.looks[i];
+    const std::string followed = AdaptiveFollowedText(look, report.arms);
+    if (look.arms.empty()) {
+      rows.push_back({absl::StrCat(i + 1), "", "", "", "", "", "", "", "", followed});
+    }
+    for (size_t j = 0; j < look.arms.size(); ++j) {
+      const AdaptiveArmLook& arm = look.arms[j];
+      rows.push_back({j == 0 ? absl::StrCat(i + 1) : "", arm.arm, absl::StrCat(arm.runs),
+                      absl::StrCat(arm.reference_runs), shown(arm.ratio),
+                      arm.low && arm.high ? IntervalText(arm.low, arm.high) : "undefined",
+                      shown(AdaptiveWidth(arm)),
+                      arm.settled ? "settled" : "not settled",
+                      RunsNeededText(arm), j == 0 ? followed : ""});
+    }
+  }
+  std::string rule = AdaptiveRuleText(a);  // "runs: ...", a sentence here
+  rule[0] = absl::ascii_toupper(rule[0]);
+  return absl::StrCat(
+      "<p>", HtmlEscape(rule), ".</p>\n<p class=\"method\">Each look's interval: ",
+      HtmlEscape(AdaptiveLevelText(a)), ".</p>\n",
+      rows.empty() ? "" : Table({"look", "arm", "runs", absl::StrCat("runs of ", a.reference),
+                                 "stdev ratio", "interval", "width", "settled",
+                                 "runs needed", "then"},
+                                rows),
+      "<p class=\"outcome\">Outcome: ", HtmlEscape(AdaptiveOutcomeText(a)), ".</p>\n");
 }
 
 // Per arm: the noise floor of test accuracy and the seconds per epoch.
@@ -314,6 +351,9 @@ std::string RenderHtml(const Report& report, const std::string& arm_filter) {
   if (arm_filter.empty()) {
     absl::StrAppend(&out, "<h2>Spread compared with the reference arm</h2>\n",
                     ComparisonTable(report));
+    if (report.adaptive) {
+      absl::StrAppend(&out, "<h2>Adaptive run count</h2>\n", AdaptiveSection(report));
+    }
     absl::StrAppend(&out, "<h2>Runs with the same seeds across arms</h2>\n",
                     CrossArmTable(report));
     if (report.cross_environment) {

@@ -1,6 +1,7 @@
 #include "analysis/html_report.h"
 
 #include <cmath>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -222,6 +223,38 @@ TEST(HtmlReportTest, EmptyAndSingleEpochExperimentsStillRender) {
   EXPECT_EQ(Count(Svg(html, "val-accuracy-0"), "<circle class=\"run\""), 5);
   EXPECT_EQ(Count(Svg(html, "val-accuracy-0"), "<polyline"), 0);
   EXPECT_THAT(html, Not(HasSubstr("nan")));
+}
+
+
+TEST(HtmlReportTest, ShowsTheAdaptiveRunCountLookByLook) {
+  ExperimentView view = SampleExperiment();
+  std::string html = Html(view);
+  EXPECT_EQ(CheckWellFormed(html), "");
+  for (const char* text : {
+           "<h2>Adaptive run count</h2>\n<p>Runs: 3 per arm, then 2 more per round to at "
+           "most 9, until the stdev ratio of test accuracy against different_seeds has an "
+           "interval at most 0.1 wide.</p>\n",
+           "at level 98.75 % (0.05 Bonferroni-split over 4 possible looks)",
+           "<th>look</th><th>arm</th><th>runs</th><th>runs of different_seeds</th>",
+           "<tr><td>1</td><td>same_seed</td><td>3</td><td>3</td><td>0.11</td><td>[0.05, "
+           "0.24]</td><td>0.19</td><td>not settled</td><td>6</td><td>+2 runs to same_seed, "
+           "different_seeds</td></tr>\n<tr><td></td><td>threads_2</td><td>3</td><td>3</td>"
+           "<td>0</td><td>[0, 0]</td><td>0</td><td>settled</td><td>3</td><td></td>"
+           "</tr>\n",
+           "<td>stopped: every arm settled</td>",
+           "<p class=\"outcome\">Outcome: stopped at look 2: the target was reached"}) {
+    EXPECT_THAT(html, HasSubstr(text));
+  }
+  view.adaptive->looks.pop_back();  // still to look again
+  view.adaptive->looks.back().arms[0].ratio = std::nullopt;
+  view.adaptive->looks.back().arms[0].low = std::nullopt;
+  html = Html(view);
+  EXPECT_EQ(CheckWellFormed(html), "");
+  EXPECT_THAT(html, HasSubstr("<td>same_seed</td><td>3</td><td>3</td><td>undefined</td>"
+                              "<td>undefined</td><td>undefined</td>"));
+  EXPECT_THAT(html, HasSubstr("Outcome: in progress: 1 look so far"));
+  view.adaptive.reset();
+  EXPECT_THAT(Html(view), Not(HasSubstr("Adaptive run count")));
 }
 
 }  // namespace

@@ -127,4 +127,13 @@ void JsonWriter::Field(std::string_view key, const std::optional<int>& value) {
   }
 }
 
+void JsonWriter::Field(std::string_view key, const std::optional<int64_t>& value) {
+  Key(key);
+  if (value) {
+    Int(*value);
+  } else {
+    Null();
+  }
+}
+
 }  // namespace repro

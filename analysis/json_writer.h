@@ -61,6 +61,7 @@ class JsonWriter {
   // nullopt as null.
   void Field(std::string_view key, const std::optional<double>& value);
   void Field(std::string_view key, const std::optional<int>& value);
+  void Field(std::string_view key, const std::optional<int64_t>& value);
   void NullField(std::string_view key) { Key(key); Null(); }
   // `text`, or null when it is empty.
   void TextOrNull(std::string_view key, const std::string& text) {

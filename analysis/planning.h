@@ -30,7 +30,7 @@
 
 namespace repro {
 
-inline constexpr int64_t kMaxPlannedRuns = 100000;  // the search's cap, per arm
+// kMaxPlannedRuns, the search's cap per arm, is in common/experiment_view.h.
 inline constexpr double kPlanningPower = 0.8;
 inline constexpr double kZ975 = 1.959963984540054;   // standard normal 0.975 quantile
 inline constexpr double kZ80 = 0.8416212335729143;   // standard normal 0.8 quantile

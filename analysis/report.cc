@@ -218,6 +218,56 @@ void WriteDeterminismCost(JsonWriter& w, const DeterminismCost& cost) {
   w.EndObject();
 }
 
+// The rule, why it stopped (null while it has not) and every look; null when the run
+// count is fixed.
+void WriteAdaptive(JsonWriter& w, const std::optional<AdaptiveState>& adaptive) {
+  w.Key("adaptive");
+  if (!adaptive) {
+    w.Null();
+    return;
+  }
+  const AdaptiveState& a = *adaptive;
+  w.BeginObject();
+  w.Field("min", a.min);
+  w.Field("max", a.max);
+  w.Field("step", a.step);
+  w.Field("ratio_ci_width", a.ratio_ci_width);
+  w.Field("metric", a.metric);
+  w.Field("reference", a.reference);
+  w.Field("looks_planned", a.looks_planned);
+  w.Field("level", a.level);
+  w.TextOrNull("stopped", a.stopped());
+  w.Key("looks");
+  w.BeginArray();
+  for (const AdaptiveLook& look : a.looks) {
+    w.BeginObject();
+    w.Field("decision", look.decision);
+    w.Key("added");
+    w.BeginObject();
+    for (const auto& [arm, runs] : look.added) w.Field(arm, runs);
+    w.EndObject();
+    w.Key("arms");
+    w.BeginArray();
+    for (const AdaptiveArmLook& arm : look.arms) {
+      w.BeginObject();
+      w.Field("arm", arm.arm);
+      w.Field("runs", arm.runs);
+      w.Field("reference_runs", arm.reference_runs);
+      w.Field("ratio", arm.ratio);
+      w.Field("low", arm.low);
+      w.Field("high", arm.high);
+      w.Field("width", AdaptiveWidth(arm));
+      w.Field("settled", arm.settled);
+      w.Field("runs_needed", arm.runs_needed);
+      w.EndObject();
+    }
+    w.EndArray();
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+}
+
 void WriteRun(JsonWriter& w, const RunView& run) {
   const bool scored = Scored(run);  // a diverged or corrupt run's scores are none
   const RunResult& r = run.result;
@@ -356,6 +406,7 @@ std::string RenderJson(const Report& report, const std::string& arm_filter,
   w.BeginArray();
   for (const LocalizationState& l : report.localizations) WriteLocalization(w, l);
   w.EndArray();
+  WriteAdaptive(w, report.adaptive);
   w.Key("runs");
   w.BeginArray();
   for (const RunView& run : report.runs) {

@@ -2,12 +2,14 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "analysis/stats.h"
+#include "analysis/report_text.h"
 #include "analysis/sample_experiment.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -552,6 +554,167 @@ TEST(ReportTest, TextWithoutAReferenceArmSaysHowToChooseOne) {
   auto chosen = RenderReport(Analyze(view, options), ReportFormat::kText, "");
   ASSERT_TRUE(chosen.ok());
   EXPECT_THAT(*chosen, HasSubstr("Spread compared with the reference arm same_seed"));
+}
+
+
+// ---- adaptive run count ----
+
+// One look that asks for more: same_seed against different_seeds at 4 runs each.
+AdaptiveState OneLookMore() {
+  AdaptiveState a;
+  a.min = 4;
+  a.max = 200;
+  a.step = 10;
+  a.ratio_ci_width = 0.1;
+  a.metric = "accuracy";
+  a.reference = "different_seeds";
+  a.looks_planned = 21;
+  a.level = 1 - 0.05 / 21;
+  AdaptiveLook look;
+  look.arms = {{"same_seed", 4, 4, 0.91, 0.7, 1.18, false, 180}};
+  look.decision = "more";
+  look.added = {{"same_seed", 10}, {"different_seeds", 10}};
+  a.looks = {look};
+  return a;
+}
+
+TEST(ReportTest, AnAdaptiveExperimentIsIncompleteUntilItsRuleStops) {
+  ExperimentView view = Fashion();  // every run done
+  view.adaptive = OneLookMore();
+  Report report = Analyze(view);
+  EXPECT_EQ(report.runs_remaining, 0);
+  EXPECT_FALSE(report.complete);
+  EXPECT_EQ(IncompleteReason(report), "its adaptive run count may add more runs (1 look so far)");
+  std::string text = Render(view, ReportFormat::kText);
+  EXPECT_THAT(text, HasSubstr("Experiment fashion-quick: incomplete, 8 of 8 runs done (0 "
+                              "remaining; the adaptive run count may add more)\n"));
+  EXPECT_THAT(text, HasSubstr("  look 1 then: +10 runs to same_seed, different_seeds\n"
+                              "  Outcome: in progress: 1 look so far, the next once this "
+                              "round's runs are done\n"));
+  view.adaptive->looks[0].added["same_seed"] = 6;  // capped at max: rounds may differ
+  EXPECT_THAT(Render(view, ReportFormat::kText),
+              HasSubstr("  look 1 then: +6 to same_seed, +10 to different_seeds\n"));
+  Json j = Json::parse(Render(view, ReportFormat::kJson));
+  EXPECT_EQ(j.at("adaptive").at("looks")[0].at("added").at("same_seed"), 6);
+  EXPECT_EQ(j.at("complete"), false);
+  EXPECT_TRUE(j.at("adaptive").at("stopped").is_null());
+
+  view.adaptive->looks.clear();  // before the first look
+  view.runs[7].state = RunState::kPending;
+  report = Analyze(view);
+  EXPECT_EQ(IncompleteReason(report),
+            "1 run(s) remain, and its adaptive run count may add more runs (0 looks so far)");
+  EXPECT_THAT(RenderText(report, ""),
+              HasSubstr("  Outcome: in progress: the first look once the 4 runs per arm are "
+                        "done\n"));
+  EXPECT_TRUE(Json::parse(Render(view, ReportFormat::kJson)).at("adaptive").at("looks").empty());
+
+  view.runs[7].state = RunState::kDone;
+  view.adaptive = OneLookMore();
+  view.adaptive->looks.push_back(view.adaptive->looks.front());
+  view.adaptive->looks.back().decision = "reached";
+  view.adaptive->looks.back().added.clear();
+  EXPECT_TRUE(Analyze(view).complete);
+  j = Json::parse(Render(view, ReportFormat::kJson));
+  EXPECT_EQ(j.at("complete"), true);
+  EXPECT_EQ(j.at("adaptive").at("stopped"), "reached");
+
+  view.adaptive.reset();  // a fixed run count
+  EXPECT_TRUE(Analyze(view).complete);
+  EXPECT_TRUE(Json::parse(Render(view, ReportFormat::kJson)).at("adaptive").is_null());
+  EXPECT_THAT(Render(view, ReportFormat::kText), Not(HasSubstr("Adaptive")));
+}
+
+TEST(ReportTest, TextShowsTheAdaptiveRunCountLookByLook) {
+  const std::string text = Render(SampleExperiment(), ReportFormat::kText);
+  EXPECT_THAT(text, HasSubstr("Experiment sample: complete, 15 of 15 runs done\n"));
+  EXPECT_THAT(
+      text,
+      HasSubstr(
+          "\nAdaptive run count:\n"
+          "  runs: 3 per arm, then 2 more per round to at most 9, until the stdev ratio of "
+          "test accuracy against different_seeds has an interval at most 0.1 wide\n"
+          "  each look's interval: delta method for log(stdev ratio) at level 98.75 % (0.05 "
+          "Bonferroni-split over 4 possible looks), conservative under stopping on the "
+          "data\n"
+          "  look 1, same_seed: 3 runs vs 3 of different_seeds, ratio 0.11, interval [0.05 "
+          "0.24], width 0.19, not settled, runs needed 6\n"
+          "  look 1, threads_2: 3 runs vs 3 of different_seeds, ratio 0, interval [0 0], "
+          "width 0, settled, runs needed 3\n"
+          "  look 1 then: +2 runs to same_seed, different_seeds\n"
+          "  look 2, same_seed: 5 runs vs 5 of different_seeds, ratio 0.0886, interval "
+          "[0.05 0.14], width 0.09, settled, runs needed 5\n"
+          "  look 2, threads_2: 3 runs vs 5 of different_seeds, ratio 0, interval [0 0], "
+          "width 0, settled, runs needed 3\n"
+          "  look 2 then: stopped: every arm settled\n"
+          "  Outcome: stopped at look 2: the target was reached, every arm's interval at "
+          "most 0.1 wide (runs: same_seed 5, threads_2 3, different_seeds 5)\n"));
+  // Across arms: not with an arm.
+  EXPECT_THAT(Render(SampleExperiment(), ReportFormat::kText, "threads_2"),
+              Not(HasSubstr("Adaptive run count")));
+}
+
+TEST(ReportTest, TextSaysWhenTheAdaptiveRuleStoppedAtMaxAndWhatIsUndefined) {
+  ExperimentView view = SampleExperiment();
+  AdaptiveLook& last = view.adaptive->looks.back();
+  last.decision = "max";
+  last.arms[0].settled = false;
+  last.arms[0].high = 0.3;
+  last.arms[1].ratio = last.arms[1].low = last.arms[1].high = std::nullopt;
+  last.arms[1].settled = false;
+  last.arms[1].runs_needed = std::nullopt;
+  const std::string text = Render(view, ReportFormat::kText);
+  EXPECT_THAT(text, HasSubstr("  look 2, threads_2: 3 runs vs 5 of different_seeds, ratio "
+                              "undefined (fewer than 2 scores a side, or a reference without "
+                              "spread), not settled, runs needed undefined\n"
+                              "  look 2 then: stopped: max runs reached\n"
+                              "  Outcome: stopped at look 2: max runs (9) reached, with the "
+                              "interval still wider than 0.1 for same_seed (width 0.25), "
+                              "threads_2 (width undefined)\n"));
+  const Json j = Json::parse(Render(view, ReportFormat::kJson));
+  EXPECT_EQ(j.at("adaptive").at("stopped"), "max");
+  const Json& undefined = j.at("adaptive").at("looks")[1].at("arms")[1];
+  for (const char* key : {"ratio", "low", "high", "width", "runs_needed"}) {
+    EXPECT_TRUE(undefined.at(key).is_null()) << key;
+  }
+  EXPECT_EQ(undefined.at("settled"), false);
+  EXPECT_EQ(undefined.at("runs"), 3);
+  EXPECT_EQ(undefined.at("reference_runs"), 5);
+}
+
+TEST(ReportTest, JsonHasTheAdaptiveRuleAndEveryLook) {
+  const Json a = Json::parse(Render(SampleExperiment(), ReportFormat::kJson)).at("adaptive");
+  EXPECT_EQ(a.at("min"), 3);
+  EXPECT_EQ(a.at("max"), 9);
+  EXPECT_EQ(a.at("step"), 2);
+  EXPECT_EQ(a.at("ratio_ci_width").get<double>(), 0.1);
+  EXPECT_EQ(a.at("metric"), "accuracy");
+  EXPECT_EQ(a.at("reference"), "different_seeds");
+  EXPECT_EQ(a.at("looks_planned"), 4);
+  EXPECT_EQ(a.at("level").get<double>(), 0.9875);
+  EXPECT_EQ(a.at("stopped"), "reached");
+  ASSERT_EQ(a.at("looks").size(), 2u);
+  const Json& first = a.at("looks")[0];
+  EXPECT_EQ(first.at("decision"), "more");
+  EXPECT_EQ(first.at("added"), Json::parse(R"({"same_seed": 2, "different_seeds": 2})"));
+  const Json& arm = first.at("arms")[0];
+  EXPECT_EQ(arm.at("arm"), "same_seed");
+  EXPECT_EQ(arm.at("runs"), 3);
+  EXPECT_EQ(arm.at("reference_runs"), 3);
+  EXPECT_EQ(arm.at("ratio").get<double>(), 0.11);
+  EXPECT_EQ(arm.at("low").get<double>(), 0.05);
+  EXPECT_EQ(arm.at("high").get<double>(), 0.24);
+  EXPECT_DOUBLE_EQ(arm.at("width").get<double>(), 0.19);
+  EXPECT_EQ(arm.at("settled"), false);
+  EXPECT_EQ(arm.at("runs_needed"), 6);
+  const Json& no_spread = first.at("arms")[1];
+  EXPECT_EQ(no_spread.at("ratio").get<double>(), 0.0);
+  EXPECT_EQ(no_spread.at("width").get<double>(), 0.0);
+  EXPECT_EQ(no_spread.at("runs_needed"), 3);  // as many as it has: nothing to narrow
+  const Json& second = a.at("looks")[1];
+  EXPECT_EQ(second.at("decision"), "reached");
+  EXPECT_TRUE(second.at("added").empty());
+  EXPECT_EQ(second.at("arms")[1].at("reference_runs"), 5);
 }
 
 }  // namespace

@@ -190,6 +190,24 @@ void AppendComparisons(const Report& report, std::string* out) {
   if (header) absl::StrAppend(out, PlanningMethodText(report.ci_width));
 }
 
+// The rule, each look arm by arm with what followed it, and the outcome.
+void AppendAdaptive(const Report& report, std::string* out) {
+  if (!report.adaptive) return;
+  const AdaptiveState& adaptive = *report.adaptive;
+  absl::StrAppend(out, "\nAdaptive run count:\n  ", AdaptiveRuleText(adaptive),
+                  "\n  each look's interval: ", AdaptiveLevelText(adaptive), "\n");
+  for (size_t i = 0; i < adaptive.looks.size(); ++i) {
+    const AdaptiveLook& look = adaptive.looks[i];
+    for (const AdaptiveArmLook& arm : look.arms) {
+      absl::StrAppend(out, "  look ", i + 1, ", ", arm.arm, ": ",
+                      AdaptiveArmText(arm, adaptive.reference), "\n");
+    }
+    absl::StrAppend(out, "  look ", i + 1, " then: ", AdaptiveFollowedText(look, report.arms),
+                    "\n");
+  }
+  absl::StrAppend(out, "  Outcome: ", AdaptiveOutcomeText(adaptive), "\n");
+}
+
 void AppendDeterminismCost(const Report& report, std::string* out) {
   if (report.determinism_costs.empty()) return;
   absl::StrAppend(out, "\nCost of determinism ", DeterminismKey(report.bootstrap_resamples),
@@ -465,6 +483,108 @@ std::string RunsNeededLine(const ScoreComparison& scores, bool power) {
                       text(scores.accuracy.plan));
 }
 
+std::string AdaptiveRuleText(const AdaptiveState& a) {
+  return absl::StrFormat(
+      "runs: %d per arm, then %d more per round to at most %d, until the stdev ratio of "
+      "test %s against %s has an interval at most %s wide",
+      a.min, a.step, a.max, a.metric, a.reference, FormatNumpy(a.ratio_ci_width));
+}
+
+std::string AdaptiveLevelText(const AdaptiveState& a) {
+  return absl::StrFormat(
+      "delta method for log(stdev ratio) at level %s %% (0.05 Bonferroni-split over %d "
+      "possible look%s), conservative under stopping on the data",
+      FormatNumpy(100 * a.level), a.looks_planned, a.looks_planned == 1 ? "" : "s");
+}
+
+std::optional<double> AdaptiveWidth(const AdaptiveArmLook& arm) {
+  if (!arm.low || !arm.high) return std::nullopt;
+  return *arm.high - *arm.low;
+}
+
+std::string AdaptiveArmText(const AdaptiveArmLook& arm, const std::string& reference) {
+  std::string text = absl::StrFormat("%d run%s vs %d of %s, ", arm.runs,
+                                     arm.runs == 1 ? "" : "s", arm.reference_runs, reference);
+  if (arm.ratio && arm.low && arm.high) {
+    absl::StrAppend(&text, "ratio ", FormatNumpy(*arm.ratio), ", interval ",
+                    Interval(arm.low, arm.high), ", width ", FormatOptional(AdaptiveWidth(arm)));
+  } else {
+    absl::StrAppend(&text, "ratio undefined (fewer than 2 scores a side, or a reference "
+                           "without spread)");
+  }
+  absl::StrAppend(&text, arm.settled ? ", settled" : ", not settled", ", runs needed ",
+                  RunsNeededText(arm));
+  return text;
+}
+
+std::string AdaptiveFollowedText(const AdaptiveLook& look, const std::vector<ArmReport>& arms) {
+  if (look.decision == "reached") return "stopped: every arm settled";
+  if (look.decision == "max") return "stopped: max runs reached";
+  if (look.decision != "more") return look.decision;
+  // The arms given runs, in plan order (any the plan lacks after them).
+  std::vector<std::pair<std::string, int>> added;
+  for (const ArmReport& arm : arms) {
+    if (const auto it = look.added.find(arm.name); it != look.added.end()) added.push_back(*it);
+  }
+  for (const auto& [name, runs] : look.added) {
+    if (std::none_of(added.begin(), added.end(),
+                     [&name = name](const auto& entry) { return entry.first == name; })) {
+      added.emplace_back(name, runs);
+    }
+  }
+  if (added.empty()) return "no runs added";
+  const bool alike = std::all_of(added.begin(), added.end(), [&added](const auto& entry) {
+    return entry.second == added.front().second;
+  });
+  std::vector<std::string> parts;
+  for (const auto& [name, runs] : added) {
+    parts.push_back(alike ? name : absl::StrCat("+", runs, " to ", name));
+  }
+  if (!alike) return absl::StrJoin(parts, ", ");
+  return absl::StrCat("+", added.front().second, added.front().second == 1 ? " run" : " runs",
+                      " to ", absl::StrJoin(parts, ", "));
+}
+
+std::string AdaptiveOutcomeText(const AdaptiveState& a) {
+  const std::string stopped = a.stopped();
+  if (stopped.empty()) {
+    if (a.looks.empty()) {
+      return absl::StrFormat("in progress: the first look once the %d runs per arm are done",
+                             a.min);
+    }
+    return absl::StrFormat("in progress: %d look%s so far, the next once this round's runs "
+                           "are done",
+                           a.looks.size(), a.looks.size() == 1 ? "" : "s");
+  }
+  const AdaptiveLook& last = a.looks.back();
+  std::vector<std::string> parts;
+  for (const AdaptiveArmLook& arm : last.arms) {
+    if (stopped == "reached") {
+      parts.push_back(absl::StrCat(arm.arm, " ", arm.runs));
+    } else if (!arm.settled) {
+      const std::optional<double> width = AdaptiveWidth(arm);
+      parts.push_back(absl::StrCat(arm.arm, " (width ",
+                                   width ? FormatNumpy(*width) : "undefined", ")"));
+    }
+  }
+  if (stopped == "reached") {
+    if (!last.arms.empty()) {
+      parts.push_back(absl::StrCat(a.reference, " ", last.arms.front().reference_runs));
+    }
+    return absl::StrFormat("stopped at look %d: the target was reached, every arm's interval "
+                           "at most %s wide (runs: %s)",
+                           a.looks.size(), FormatNumpy(a.ratio_ci_width),
+                           absl::StrJoin(parts, ", "));
+  }
+  if (stopped == "max") {
+    return absl::StrFormat("stopped at look %d: max runs (%d) reached, with the interval "
+                           "still wider than %s for %s",
+                           a.looks.size(), a.max, FormatNumpy(a.ratio_ci_width),
+                           parts.empty() ? "no arm" : absl::StrJoin(parts, ", "));
+  }
+  return absl::StrCat("stopped at look ", a.looks.size(), ": ", stopped);
+}
+
 std::string CrossArmLine(const CrossArmIdentity& identity) {
   const int n = identity.runs_with_same_seeds;
   std::string line = absl::StrFormat("%s vs %s: ", identity.arm, identity.other);
@@ -499,10 +619,13 @@ std::string RenderText(const Report& report, const std::string& arm_filter) {
                               : "");
   } else {
     absl::StrAppendFormat(
-        &out, "Experiment %s: incomplete, %d of %d runs done (%s%d remaining)\n",
+        &out, "Experiment %s: incomplete, %d of %d runs done (%s%d remaining%s)\n",
         report.experiment, report.runs_done, report.runs_total,
         report.runs_failed > 0 ? absl::StrFormat("%d failed, ", report.runs_failed) : "",
-        report.runs_remaining);
+        report.runs_remaining,
+        report.adaptive && report.adaptive->stopped().empty()
+            ? "; the adaptive run count may add more"
+            : "");
   }
   for (const std::string& note : report.notes) absl::StrAppend(&out, "Note: ", note, "\n");
   if (report.weights.files > 0) absl::StrAppend(&out, DescribeWeights(report.weights), "\n");
@@ -520,6 +643,7 @@ std::string RenderText(const Report& report, const std::string& arm_filter) {
   }
   if (arm_filter.empty()) {
     AppendComparisons(report, &out);
+    AppendAdaptive(report, &out);
     AppendCrossArm(report, &out);
     AppendCrossEnvironment(report, &out);
     AppendDeterminismCost(report, &out);

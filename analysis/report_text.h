@@ -7,6 +7,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "analysis/analysis.h"
 
@@ -52,6 +53,26 @@ std::string CrossArmLine(const CrossArmIdentity& identity);
 std::string EnvironmentCellText(const EnvironmentCell* cell);
 // What the cells of the matrix say: a parenthesis of a few lines.
 std::string EnvironmentMatrixKey();
+// An adaptive run count (Report::adaptive) in words. The rule: "runs: 10 per arm, then
+// 10 more per round to at most 200, until the stdev ratio of test accuracy against
+// different_seeds has an interval at most 0.1 wide".
+std::string AdaptiveRuleText(const AdaptiveState& adaptive);
+// How each look's interval is taken: "delta method for log(stdev ratio) at level 99.75 %
+// (0.05 Bonferroni-split over 20 possible looks), conservative under stopping on the data".
+std::string AdaptiveLevelText(const AdaptiveState& adaptive);
+// high - low of an arm's interval at a look; nullopt when either is.
+std::optional<double> AdaptiveWidth(const AdaptiveArmLook& arm);
+// An arm at a look: "10 runs vs 10 of different_seeds, ratio 0.91, interval [0.7 1.18],
+// width 0.48, not settled, runs needed 180" ("undefined" where the figures are).
+std::string AdaptiveArmText(const AdaptiveArmLook& arm, const std::string& reference);
+// What followed a look: "+10 runs to same_seed, different_seeds" (the arms in the order
+// of `arms`, the plan's), "stopped: every arm settled" or "stopped: max runs reached".
+std::string AdaptiveFollowedText(const AdaptiveLook& look, const std::vector<ArmReport>& arms);
+// Why the rule stopped, or that it has not: "stopped at look 2: the target was reached,
+// every arm's interval at most 0.1 wide (runs: same_seed 20, different_seeds 20)",
+// "stopped at look 20: max runs (200) reached, with the interval still 0.23 wide for
+// same_seed", "in progress: the first look once the 10 runs per arm are done".
+std::string AdaptiveOutcomeText(const AdaptiveState& adaptive);
 // A number as NumPy prints it; "nan" for nullopt.
 std::string FormatOptional(const std::optional<double>& value);
 // "[0.5 0.8]": a loss and an accuracy as a NumPy array ("nan" where undefined).

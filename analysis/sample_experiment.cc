@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -101,6 +102,32 @@ void Diverge(RunView* run, int epoch, int salt) {
   }
 }
 
+// A rule of 3 runs per arm, then 2 more per round to at most 9, until the accuracy's
+// stdev ratio against different_seeds has an interval at most 0.1 wide; two looks.
+AdaptiveState SampleAdaptive() {
+  AdaptiveState a;
+  a.min = 3;
+  a.max = 9;
+  a.step = 2;
+  a.ratio_ci_width = 0.1;
+  a.metric = "accuracy";
+  a.reference = "different_seeds";
+  a.looks_planned = 4;  // at 3, 5, 7 and 9 runs
+  a.level = 1 - 0.05 / 4;
+  // threads_2's runs agree with each other: no spread, ratio 0, settled from the first.
+  const AdaptiveArmLook threads_2{"threads_2", 3, 3, 0.0, 0.0, 0.0, true, 3};
+  AdaptiveLook first;
+  first.arms = {{"same_seed", 3, 3, 0.11, 0.05, 0.24, false, 6}, threads_2};
+  first.decision = "more";
+  first.added = {{"same_seed", 2}, {"different_seeds", 2}};
+  AdaptiveLook second;
+  second.arms = {{"same_seed", 5, 5, 0.0886, 0.05, 0.14, true, 5}, threads_2};
+  second.arms[1].reference_runs = 5;
+  second.decision = "reached";
+  a.looks = {first, second};
+  return a;
+}
+
 }  // namespace
 
 ExperimentView SampleExperiment() {
@@ -139,6 +166,7 @@ ExperimentView SampleExperiment() {
     run.result.environment = EnvironmentOn("host-a", 2);
     view.runs.push_back(run);
   }
+  view.adaptive = SampleAdaptive();
   return view;
 }
 

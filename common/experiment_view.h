@@ -117,9 +117,19 @@ struct AdaptiveArmLook {
   bool settled = false;    // high - low <= the rule's ratio_ci_width
   // Runs per arm (both arms) the interval would need at the same level, projected from
   // these scores (analysis/planning.h's delta method); nullopt: undefined, or over
-  // kMaxPlannedRuns.
+  // kMaxPlannedRuns (RunsNeededText tells which).
   std::optional<int64_t> runs_needed;
 };
+
+// The most runs per arm a projection names (analysis/planning.h); beyond, "over" it.
+inline constexpr int64_t kMaxPlannedRuns = 100000;
+
+// An arm's projected runs as the report and status say them: "1246", "over 100000"
+// (the ratio is known but the count beyond kMaxPlannedRuns) or "undefined".
+inline std::string RunsNeededText(const AdaptiveArmLook& a) {
+  if (a.runs_needed) return std::to_string(*a.runs_needed);
+  return a.ratio ? "over " + std::to_string(kMaxPlannedRuns) : "undefined";
+}
 
 struct AdaptiveLook {
   std::vector<AdaptiveArmLook> arms;  // every arm but the reference, in plan order

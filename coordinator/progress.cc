@@ -1,9 +1,13 @@
 #include "coordinator/progress.h"
 
 #include <algorithm>
+#include <string>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 #include "common/cli.h"
 #include "store/status_view.h"
 
@@ -60,6 +64,15 @@ void ProgressDisplay::Show(const ExperimentStatus& s) {
                      a.waiting.c_str());
       }
     }
+    // An adaptive run count's state, once at the start and again after each look.
+    if (s.adaptive && static_cast<int>(s.adaptive->looks.size()) != told_looks_) {
+      told_looks_ = static_cast<int>(s.adaptive->looks.size());
+      for (absl::string_view line : absl::StrSplit(DescribeAdaptive(*s.adaptive), '\n',
+                                                   absl::SkipEmpty())) {
+        std::fprintf(out_, "[%s] %s\n", cli::ClockTime().c_str(),
+                     std::string(absl::StripLeadingAsciiWhitespace(line)).c_str());
+      }
+    }
     if (c.done + c.failed == last_done_) return;
     last_done_ = c.done + c.failed;
     std::string line = absl::StrCat("progress: ", c.done, "/", total, " runs done");
@@ -78,6 +91,7 @@ void ProgressDisplay::Show(const ExperimentStatus& s) {
                           Bar(a.runs.done, a.total, 20), a.runs.done, a.total);
     if (!a.waiting.empty()) absl::StrAppend(&block, "    waiting: ", a.waiting, "\n");
   }
+  if (s.adaptive) absl::StrAppend(&block, DescribeAdaptive(*s.adaptive));
   for (const auto& r : s.running) {
     absl::StrAppendFormat(&block, "  %s#%d on %s: epoch %d/%d", r.arm, r.index, r.worker,
                           r.epoch + 1, r.epochs);

@@ -86,8 +86,8 @@ grpc::Status ReportService::Compute(const v1::ReportRequest& req, grpc::Callback
   if (!report.complete && !req.partial()) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                         absl::StrCat("experiment ", experiment_, " has not finished: ",
-                                     report.runs_remaining,
-                                     " run(s) remain; use --partial for a report so far"));
+                                     IncompleteReason(report),
+                                     "; use --partial for a report so far"));
   }
   if (grpc::Status gone = CallerGone(ctx); !gone.ok()) return gone;
   // The renderer takes no answer back: once a piece fails, the rest goes nowhere.

@@ -1,5 +1,7 @@
 #include "proto/convert.h"
 
+#include <optional>
+
 namespace repro {
 
 v1::RunSpec ToProto(const RunSpec& s) {
@@ -282,6 +284,65 @@ WorkerRecord WorkerFields(const Message& w) {
   return out;
 }
 
+v1::AdaptiveState AdaptiveToProto(const AdaptiveState& a) {
+  v1::AdaptiveState out;
+  out.set_min_runs(a.min);
+  out.set_max_runs(a.max);
+  out.set_step_runs(a.step);
+  out.set_ratio_ci_width(a.ratio_ci_width);
+  out.set_metric(a.metric);
+  out.set_reference(a.reference);
+  out.set_looks_planned(a.looks_planned);
+  out.set_level(a.level);
+  for (const AdaptiveLook& l : a.looks) {
+    v1::AdaptiveLook* look = out.add_looks();
+    look->set_decision(l.decision);
+    look->mutable_added()->insert(l.added.begin(), l.added.end());
+    for (const AdaptiveArmLook& in : l.arms) {
+      v1::AdaptiveArmLook* arm = look->add_arms();
+      arm->set_arm(in.arm);
+      arm->set_runs(in.runs);
+      arm->set_reference_runs(in.reference_runs);
+      if (in.ratio) arm->set_ratio(*in.ratio);
+      if (in.low) arm->set_low(*in.low);
+      if (in.high) arm->set_high(*in.high);
+      arm->set_settled(in.settled);
+      if (in.runs_needed) arm->set_runs_needed(*in.runs_needed);
+    }
+  }
+  return out;
+}
+
+// An optional field of the wire as std::optional: nullopt when unset.
+template <typename T>
+std::optional<T> Present(bool has, T value) {
+  return has ? std::optional<T>(value) : std::nullopt;
+}
+
+AdaptiveState AdaptiveFromProto(const v1::AdaptiveState& a) {
+  AdaptiveState out;
+  out.min = a.min_runs();
+  out.max = a.max_runs();
+  out.step = a.step_runs();
+  out.ratio_ci_width = a.ratio_ci_width();
+  out.metric = a.metric();
+  out.reference = a.reference();
+  out.looks_planned = a.looks_planned();
+  out.level = a.level();
+  for (const v1::AdaptiveLook& l : a.looks()) {
+    AdaptiveLook& look = out.looks.emplace_back();
+    look.decision = l.decision();
+    look.added.insert(l.added().begin(), l.added().end());
+    for (const v1::AdaptiveArmLook& in : l.arms()) {
+      look.arms.push_back(AdaptiveArmLook{
+          in.arm(), in.runs(), in.reference_runs(), Present(in.has_ratio(), in.ratio()),
+          Present(in.has_low(), in.low()), Present(in.has_high(), in.high()), in.settled(),
+          Present(in.has_runs_needed(), in.runs_needed())});
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 WorkerRecord FromProto(const v1::WorkerStatus& w) {
@@ -325,6 +386,7 @@ v1::StatusResponse ToProto(const ExperimentStatus& s) {
   out.set_weights_files(s.weights.files);
   out.set_weights_bytes(s.weights.bytes);
   out.set_weights_stored_bytes(s.weights.stored_bytes);
+  if (s.adaptive) *out.mutable_adaptive() = AdaptiveToProto(*s.adaptive);
   return out;
 }
 
@@ -346,6 +408,7 @@ ExperimentStatus FromProto(const v1::StatusResponse& s) {
   out.database_bytes = s.database_bytes();
   out.wal_bytes = s.wal_bytes();
   out.weights = WeightsUsage{s.weights_files(), s.weights_bytes(), s.weights_stored_bytes()};
+  if (s.has_adaptive()) out.adaptive = AdaptiveFromProto(s.adaptive());
   return out;
 }
 

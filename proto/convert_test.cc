@@ -6,6 +6,7 @@
 #include <google/protobuf/util/message_differencer.h>
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -284,6 +285,71 @@ TEST(ConvertTest, StatusRoundTrip) {
   EXPECT_EQ(back.weights.files, 6);
   EXPECT_EQ(back.weights.bytes, 600);
   EXPECT_EQ(back.weights.stored_bytes, 200);
+}
+
+TEST(ConvertTest, AdaptiveStatusRoundTripsWithItsUndefinedFigures) {
+  ExperimentStatus s;
+  s.experiment = "e";
+  EXPECT_FALSE(ToProto(s).has_adaptive());  // a fixed run count
+  EXPECT_FALSE(FromProto(ToProto(s)).adaptive.has_value());
+
+  AdaptiveState& a = s.adaptive.emplace();
+  a.min = 10;
+  a.max = 200;
+  a.step = 10;
+  a.ratio_ci_width = 0.1;
+  a.metric = "loss";
+  a.reference = "different_seeds";
+  a.looks_planned = 20;
+  a.level = 0.9975;
+  AdaptiveLook first;
+  first.arms = {{"same_seed", 10, 10, 0.91, 0.7, 1.18, false, 180},
+                {"threads_2", 9, 10, std::nullopt, std::nullopt, std::nullopt, false,
+                 std::nullopt}};
+  first.decision = "more";
+  first.added = {{"same_seed", 10}, {"threads_2", 10}, {"different_seeds", 10}};
+  AdaptiveLook second;
+  second.arms = {{"same_seed", 20, 20, 0.0, 0.0, 0.0, true, std::nullopt}};
+  second.decision = "reached";
+  a.looks = {first, second};
+
+  const v1::StatusResponse wire = ToProto(s);
+  ASSERT_TRUE(wire.has_adaptive());
+  EXPECT_TRUE(MessageDifferencer::Equals(wire, ToProto(FromProto(wire))));
+  // Undefined is unset on the wire, and a ratio of 0 is set.
+  EXPECT_FALSE(wire.adaptive().looks(0).arms(1).has_ratio());
+  EXPECT_FALSE(wire.adaptive().looks(0).arms(1).has_runs_needed());
+  EXPECT_TRUE(wire.adaptive().looks(1).arms(0).has_ratio());
+  const ExperimentStatus back = FromProto(wire);
+  ASSERT_TRUE(back.adaptive.has_value());
+  const AdaptiveState& b = *back.adaptive;
+  EXPECT_EQ(b.min, 10);
+  EXPECT_EQ(b.max, 200);
+  EXPECT_EQ(b.step, 10);
+  EXPECT_EQ(b.ratio_ci_width, 0.1);
+  EXPECT_EQ(b.metric, "loss");
+  EXPECT_EQ(b.reference, "different_seeds");
+  EXPECT_EQ(b.looks_planned, 20);
+  EXPECT_EQ(b.level, 0.9975);
+  ASSERT_EQ(b.looks.size(), 2u);
+  EXPECT_EQ(b.looks[0].decision, "more");
+  EXPECT_EQ(b.looks[0].added, first.added);
+  ASSERT_EQ(b.looks[0].arms.size(), 2u);
+  const AdaptiveArmLook& same = b.looks[0].arms[0];
+  EXPECT_EQ(same.arm, "same_seed");
+  EXPECT_EQ(same.runs, 10);
+  EXPECT_EQ(same.reference_runs, 10);
+  EXPECT_EQ(same.ratio, 0.91);
+  EXPECT_EQ(same.low, 0.7);
+  EXPECT_EQ(same.high, 1.18);
+  EXPECT_FALSE(same.settled);
+  EXPECT_EQ(same.runs_needed, 180);
+  const AdaptiveArmLook& undefined = b.looks[0].arms[1];
+  EXPECT_EQ(undefined.runs, 9);
+  EXPECT_FALSE(undefined.ratio || undefined.low || undefined.high || undefined.runs_needed);
+  EXPECT_EQ(b.looks[1].arms[0].ratio, 0.0);
+  EXPECT_TRUE(b.looks[1].arms[0].settled);
+  EXPECT_EQ(b.stopped(), "reached");
 }
 
 // A request about a lease as AboutLease fills it: the worker daemon sends every call

@@ -196,8 +196,8 @@ Result ReportFromView(ExperimentView view, const cli::ParsedArgs& args) {
   const repro::Report report = Analyze(std::move(view), *options);
   if (!report.complete && !args.Has("partial")) {
     return Result{"", cli::kExitIncomplete,
-                  absl::StrCat("experiment ", report.experiment, " has not finished: ", report.runs_remaining,
-                               " run(s) remain; use --partial for a report so far")};
+                  absl::StrCat("experiment ", report.experiment, " has not finished: ",
+                               IncompleteReason(report), "; use --partial for a report so far")};
   }
   ReportOutput output(args.Get("output"));
   absl::Status s = WriteReport(report, *format, args.Get("arm"),

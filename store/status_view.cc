@@ -94,7 +94,61 @@ std::string DescribeWorker(const WorkerRecord& w, int64_t now_ms) {
   return out + "\n";
 }
 
+// A figure of the adaptive status: three significant digits ("0.91", "0.0886", "180").
+std::string Figure(double value) { return absl::StrFormat("%.3g", value); }
+
+// One arm at the last look: "same_seed: ratio 0.91 [0.7, 1.18], width 0.48, runs per arm
+// needed: about 180 (170 more)".
+std::string AdaptiveArmLine(const AdaptiveArmLook& arm) {
+  if (!arm.ratio || !arm.low || !arm.high) {
+    return absl::StrCat(arm.arm, ": ratio undefined (fewer than 2 scores a side, or a "
+                                 "reference without spread)");
+  }
+  std::string line = absl::StrCat(arm.arm, ": ratio ", Figure(*arm.ratio), " [",
+                                  Figure(*arm.low), ", ", Figure(*arm.high), "], width ",
+                                  Figure(*arm.high - *arm.low));
+  if (arm.settled) return line + ", settled";
+  if (!arm.runs_needed) return absl::StrCat(line, ", runs per arm needed: ", RunsNeededText(arm));
+  const int64_t more = *arm.runs_needed - std::max(arm.runs, arm.reference_runs);
+  return absl::StrCat(line, ", runs per arm needed: about ", *arm.runs_needed,
+                      more > 0 ? absl::StrCat(" (", more, " more)") : "");
+}
+
 }  // namespace
+
+std::string DescribeAdaptive(const AdaptiveState& a) {
+  const std::string target = absl::StrCat("target width ", Figure(a.ratio_ci_width));
+  if (a.looks.empty()) {
+    return absl::StrFormat("  adaptive: first look once the %d runs per arm are done (%s of "
+                           "the stdev ratio of test %s against %s, at most %d runs)\n",
+                           a.min, target, a.metric, a.reference, a.max);
+  }
+  const size_t look = a.looks.size();
+  const std::string stopped = a.stopped();
+  if (stopped == "reached") {
+    return absl::StrFormat("  adaptive: stopped, every arm settled at look %d (%s)\n", look,
+                           target);
+  }
+  if (stopped == "max") {
+    std::vector<std::string> wide;
+    for (const AdaptiveArmLook& arm : a.looks.back().arms) {
+      if (arm.settled) continue;
+      wide.push_back(absl::StrCat(arm.low && arm.high ? Figure(*arm.high - *arm.low)
+                                                      : std::string("undefined"),
+                                  " for ", arm.arm));
+    }
+    return absl::StrFormat("  adaptive: stopped at max runs (%d) at look %d; width still %s "
+                           "(target %s)\n",
+                           a.max, look, absl::StrJoin(wide, ", "), Figure(a.ratio_ci_width));
+  }
+  std::string out = absl::StrFormat("  adaptive: look %d of at most %d, level %s %%, %s\n",
+                                    look, a.looks_planned,
+                                    absl::StrFormat("%.6g", 100 * a.level), target);
+  for (const AdaptiveArmLook& arm : a.looks.back().arms) {
+    absl::StrAppend(&out, "    ", AdaptiveArmLine(arm), "\n");
+  }
+  return out;
+}
 
 std::string FormatDuration(double seconds) {
   if (seconds < 0 || !std::isfinite(seconds)) return "unknown";
@@ -206,6 +260,7 @@ absl::StatusOr<std::string> RenderStatus(const ExperimentStatus& s, const std::s
     absl::StrAppend(&out, "\n");
     if (!a.waiting.empty()) absl::StrAppend(&out, "    waiting: ", a.waiting, "\n");
   }
+  if (s.adaptive) absl::StrAppend(&out, DescribeAdaptive(*s.adaptive));
   for (const auto& r : s.running) {
     absl::StrAppendFormat(&out, "  running %s#%d on %s: epoch %d/%d", r.arm, r.index,
                           r.worker, r.epoch + 1, r.epochs);

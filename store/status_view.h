@@ -22,6 +22,15 @@ absl::StatusOr<ExperimentStatus> BuildStatus(RunStore& store, const std::string&
 absl::StatusOr<std::string> RenderStatus(const ExperimentStatus& status,
                                          const std::string& format, int64_t now_ms);
 
+// An adaptive run count as the status shows it after the arms, one line each, indented
+// two spaces: "  adaptive: look 2 of at most 20, level 99.75 %, target width 0.1" and then
+// per arm "    same_seed: ratio 0.91 [0.7, 1.18], width 0.48, about 180 runs per arm
+// needed"; once stopped, "  adaptive: stopped, every arm settled at look 3 (...)" or
+// "  adaptive: stopped at max runs (200) at look 20; width still 0.23 for same_seed
+// (target 0.1)"; before the first look "  adaptive: first look once the 10 runs per arm
+// are done (...)".
+std::string DescribeAdaptive(const AdaptiveState& adaptive);
+
 // "3m12s", "45s", "unknown" (negative).
 std::string FormatDuration(double seconds);
 

@@ -3,7 +3,8 @@
 # (analysis/sample_experiment.h) in headless Chromium and checks that the page logs
 # nothing to the console (no errors, no failed loads), references no network address,
 # that its plots are in the DOM with one mark per run, and that its sections on where
-# runs part, per class, across environments, the noise floor and the cost of determinism are there.
+# runs part, per class, across environments, the noise floor, the cost of determinism and the
+# adaptive run count are there.
 #
 # usage: tests/html_report_test.sh PATH/TO/html_report_sample
 # Exit 0 pass, 1 fail, 77 skipped (Chromium not installed; ctest's SKIP_RETURN_CODE).
@@ -72,6 +73,10 @@ grep -q '<h2>Cost of determinism</h2>' "$dom" || fail "no 'Cost of determinism' 
 grep -q '<td>same_seed</td><td>nondeterministic</td><td>deterministic_algorithms</td><td>1.25</td>' "$dom" ||
   fail "the cost of determinism lacks same_seed against nondeterministic (overhead 1.25)"
 grep -q 'runs for width 0.1' "$dom" || fail "the comparisons lack the runs needed"
+grep -q '<h2>Adaptive run count</h2>' "$dom" || fail "no 'Adaptive run count' section in the DOM"
+grep -q '<td>stopped: every arm settled</td>' "$dom" || fail "the adaptive looks lack the last one"
+grep -q 'Outcome: stopped at look 2: the target was reached' "$dom" ||
+  fail "the adaptive run count's outcome is not in the DOM"
 
 svgs=$(grep -o '<svg ' "$dom" | wc -l)
 [ "$svgs" -eq 7 ] || fail "expected 7 plots (2 strip, 4 validation, 1 divergence), DOM has $svgs"
