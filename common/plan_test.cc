@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 
 #include "absl/strings/match.h"
@@ -266,6 +267,23 @@ TEST(PlanTest, AnAdaptiveRunCountIsRefusedWithWhatIsWrong) {
                    "arms: {a: {}, b: {}, different_seeds: {}, d: {}, e: {}, f: {}, g: {}, h: {}, "
                    "i: {}, j: {}, k: {}}\n"),
               HasSubstr("100000 runs in each of 11 arms is 1100000 runs"));
+}
+
+// What the README points users to must parse as it stands.
+TEST(PlanTest, EveryExamplePlanParses) {
+  int plans = 0;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(REPRO_EXAMPLES)) {
+    if (entry.path().extension() != ".yaml") continue;
+    auto text = ReadPlanFile(entry.path().string());
+    ASSERT_TRUE(text.ok()) << text.status();
+    auto plan = ParsePlan(*text, entry.path().string());
+    EXPECT_TRUE(plan.ok()) << plan.status();
+    ++plans;
+  }
+  EXPECT_GE(plans, 6);
+  auto adaptive = ParsePlan(*ReadPlanFile(std::string(REPRO_EXAMPLES) + "/adaptive.yaml"), "a");
+  ASSERT_TRUE(adaptive.ok());
+  EXPECT_EQ(adaptive->adaptive->Looks(adaptive->runs), 8);
 }
 
 TEST(PlanTest, TheStudysRecipeParses) {
