@@ -513,6 +513,24 @@ TEST_F(StoreTest, AnAdaptiveExperimentKeepsItsLooksAndTheRunsTheyAdd) {
   EXPECT_EQ(store_->LoadView("ad")->runs.size(), 8u);
 }
 
+TEST_F(StoreTest, ADamagedAdaptiveStateIsAnErrorNotAFreshStart) {
+  auto plan = ParsePlan(kAdaptivePlan, "ad.yaml");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_TRUE(*store_->EnsureExperiment(*plan, kAdaptivePlan));
+  store_.reset();
+  ASSERT_NO_FATAL_FAILURE(Sql(path_, "UPDATE experiments SET adaptive = '{\"min\": 2}' "
+                                     "WHERE name = 'ad';"));
+  auto store = RunStore::Open(path_);
+  ASSERT_TRUE(store.ok()) << store.status();
+  store_ = std::move(*store);
+  for (const absl::Status& s : {store_->Adaptive("ad").status(), store_->LoadView("ad").status(),
+                                store_->RecordLook(*plan, 1, {})}) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+    EXPECT_TRUE(absl::StrContains(s.message(), "the adaptive run count's state is damaged")) << s;
+  }
+  EXPECT_EQ(store_->LoadView("ad", /*with_results=*/false).status().code(), absl::StatusCode::kDataLoss);
+}
+
 TEST_F(StoreTest, ASchemaSixDatabaseGainsTheAdaptiveColumn) {
   store_.reset();
   ASSERT_NO_FATAL_FAILURE(Sql(path_,
