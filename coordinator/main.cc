@@ -54,7 +54,6 @@ const std::vector<cli::FlagSpec> kFlags = {
     {"tls-key", true, "the certificate's PEM private key", "PEM"},
     {"tls-ca", true, "require client certificates signed by this PEM CA (mutual TLS)", "PEM"},
     {"max-upload-bytes", true, "largest weights file a worker may upload (default 16 GiB)", "N"},
-    {"localize-ttl-ms", true, "how long a worker may take to answer where two runs part before another is asked (default 3600000)", "MS"},
 };
 
 struct Options {
@@ -66,7 +65,6 @@ struct Options {
   bool skip_data_check = false;
   int heartbeat_ms = 2000;
   int64_t max_upload_bytes = ServiceOptions().max_upload_bytes;
-  int64_t localize_ttl_ms = ServiceOptions().localize_ttl_ms;
   std::string port_file;
   std::string admin_token;
   std::string worker_token;
@@ -104,9 +102,6 @@ absl::StatusOr<Options> ParseOptions(int argc, char** argv, bool* help) {
   auto upload = args->GetInt("max-upload-bytes", o.max_upload_bytes, 1, int64_t{1} << 50);
   if (!upload.ok()) return upload.status();
   o.max_upload_bytes = *upload;
-  auto localize_ttl = args->GetInt("localize-ttl-ms", o.localize_ttl_ms, 1000, 7LL * 24 * 3600 * 1000);
-  if (!localize_ttl.ok()) return localize_ttl.status();
-  o.localize_ttl_ms = *localize_ttl;
   o.exit_when_done = args->Has("exit-when-done");
   o.skip_data_check = args->Has("skip-data-check");
   o.port_file = args->Get("port-file");
@@ -279,7 +274,6 @@ ServiceOptions ServiceOptionsFor(const Options& o, const data::DatasetSizes& siz
   options.classes = sizes.classes;
   options.blobs = blobs;
   options.max_upload_bytes = o.max_upload_bytes;
-  options.localize_ttl_ms = o.localize_ttl_ms;
   return options;
 }
 

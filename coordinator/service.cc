@@ -300,7 +300,7 @@ absl::StatusOr<bool> CoordinatorService::LeaseLocalization(const std::string& wo
   ASSIGN_OR_RETURN(const std::string secret, NewLeaseSecret());
   ASSIGN_OR_RETURN(const std::optional<LocalizeLease> lease,
                    store_->LeaseLocalization(plan_.experiment, worker, clock_(),
-                                             options_.localize_ttl_ms, SecretHash(secret), arms));
+                                             options_.lease_ttl_ms, SecretHash(secret), arms));
   if (!lease) {
     ASSIGN_OR_RETURN(const int64_t open, store_->OpenLocalizations(plan_.experiment));
     localize_open_ = open > 0;  // one still running
@@ -323,6 +323,19 @@ absl::StatusOr<bool> CoordinatorService::LeaseLocalization(const std::string& wo
                     job->run_b(), " (epoch ", lease->epoch, lease->attempt > 1
                         ? absl::StrCat(", attempt ", lease->attempt) : "", ")"));
   return true;
+}
+
+grpc::Status CoordinatorService::RenewLocalization(const v1::HeartbeatRequest& req,
+                                                   v1::HeartbeatResponse* resp) {
+  if (grpc::Status s = CheckHolder(store_->LocalizationOwner(req.localize_job_id()), req.worker(),
+                                   req.job_secret(), absl::StrCat("localization ", req.localize_job_id()));
+      !s.ok()) {
+    return s;
+  }
+  auto valid = store_->RenewLocalization(req.localize_job_id(), clock_(), options_.lease_ttl_ms);
+  if (!valid.ok()) return ToGrpc(valid.status());
+  resp->set_lease_valid(*valid);
+  return grpc::Status::OK;
 }
 
 grpc::Status CoordinatorService::DoCompleteLocalize(const v1::CompleteLocalizeRequest& req) {
@@ -471,6 +484,7 @@ grpc::Status CoordinatorService::DoLease(const v1::LeaseRequest& req, v1::LeaseR
 grpc::Status CoordinatorService::DoHeartbeat(const v1::HeartbeatRequest& req,
                                              v1::HeartbeatResponse* resp) {
   if (grpc::Status s = CheckWorker(req.worker()); !s.ok()) return s;
+  if (req.run_id() == 0 && req.localize_job_id() != 0) return RenewLocalization(req, resp);
   if (req.run_id() == 0) return grpc::Status::OK;
   if (grpc::Status s = CheckLease(req); !s.ok()) return s;
   const absl::Status progress =

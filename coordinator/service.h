@@ -47,9 +47,6 @@ struct ServiceOptions {
   const BlobStore* blobs = nullptr;
   // The largest weights file PutBlob takes (--max-upload-bytes).
   int64_t max_upload_bytes = int64_t{16} << 30;
-  // How long a worker may take over a localization (it sends no heartbeats meanwhile)
-  // before it is handed to another: six replays of the epoch that parts the runs.
-  int64_t localize_ttl_ms = 3600 * 1000;
 };
 
 class CoordinatorService final : public v1::WorkerService::CallbackService,
@@ -158,6 +155,8 @@ class CoordinatorService final : public v1::WorkerService::CallbackService,
                                          const std::vector<std::string>* arms,
                                          v1::LeaseResponse* resp);
   grpc::Status DoCompleteLocalize(const v1::CompleteLocalizeRequest& req);
+  // A heartbeat of a worker replaying a localization it holds: its lease is renewed.
+  grpc::Status RenewLocalization(const v1::HeartbeatRequest& req, v1::HeartbeatResponse* resp);
   // An arm that asks for it (localize: true) and has just finished: where its runs part
   // is asked of the workers, as reproctl localize would.
   void MaybeLocalize(const std::string& arm);

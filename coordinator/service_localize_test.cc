@@ -89,7 +89,7 @@ TEST_F(LocalizeTest, ASilentWorkerHandsItOnUntilItsAttemptsAreUsedUp) {
     v1::LeaseResponse lease;
     ASSERT_TRUE(Lease("v", &lease).ok());
     ASSERT_TRUE(lease.has_localize()) << "attempt " << attempt;
-    AdvanceClock(ServiceOptions().localize_ttl_ms + 1);
+    AdvanceClock(kLeaseTtlMs + 1);  // no heartbeat in a lease's length
   }
   v1::LeaseResponse lease;
   ASSERT_TRUE(Lease("v", &lease).ok());
@@ -99,6 +99,50 @@ TEST_F(LocalizeTest, ASilentWorkerHandsItOnUntilItsAttemptsAreUsedUp) {
   EXPECT_NE(asked.error().find("its workers stopped answering 3 times; the last was v"),
             std::string::npos)
       << asked.error();
+}
+
+TEST_F(LocalizeTest, HeartbeatsKeepALocalizationWithItsWorkerAndOnlyItsOwn) {
+  FinishBoth();
+  v1::LocalizeResponse asked;
+  ASSERT_TRUE(Ask("same_seed#0", "different_seeds#0", &asked).ok());
+  ASSERT_TRUE(Register("v").ok());
+  ASSERT_TRUE(Register("w").ok());
+  v1::LeaseResponse lease;
+  ASSERT_TRUE(Lease("v", &lease).ok());
+  ASSERT_TRUE(lease.has_localize());
+  const v1::LocalizeJob job = lease.localize();
+  auto beat = [&](const std::string& worker, const std::string& secret, v1::HeartbeatResponse* resp) {
+    v1::HeartbeatRequest req;
+    req.set_worker(worker);
+    req.set_localize_job_id(job.job_id());
+    req.set_job_secret(secret);
+    return workers_->Heartbeat(Ctx().get(), req, resp);
+  };
+  // Replaying for four leases' length, a heartbeat every half lease: still v's.
+  for (int i = 0; i < 8; ++i) {
+    AdvanceClock(kLeaseTtlMs / 2);
+    v1::HeartbeatResponse resp;
+    ASSERT_TRUE(beat("v", job.job_secret(), &resp).ok());
+    EXPECT_TRUE(resp.lease_valid());
+    v1::LeaseResponse other;
+    ASSERT_TRUE(Lease("w", &other).ok());
+    EXPECT_FALSE(other.has_localize()) << "handed on while its worker was alive";
+  }
+  // Another worker, or the wrong secret, renews nothing.
+  v1::HeartbeatResponse resp;
+  EXPECT_EQ(beat("w", job.job_secret(), &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(beat("v", std::string(32, '0'), &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  // Silent for a lease's length (killed): w takes it, and v's late heartbeat is refused.
+  AdvanceClock(kLeaseTtlMs + 1);
+  v1::LeaseResponse taken;
+  ASSERT_TRUE(Lease("w", &taken).ok());
+  ASSERT_TRUE(taken.has_localize());
+  EXPECT_EQ(taken.localize().job_id(), job.job_id());
+  EXPECT_EQ(beat("v", job.job_secret(), &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  // Answered: a heartbeat of its worker says the lease is over.
+  ASSERT_TRUE(Answer("w", taken.localize(), taken.localize().job_secret(), 1).ok());
+  ASSERT_TRUE(beat("w", taken.localize().job_secret(), &resp).ok());
+  EXPECT_FALSE(resp.lease_valid());
 }
 
 TEST_F(LocalizeTest, RunsThatCannotBeLocalizedAreRefusedSayingWhy) {

@@ -234,6 +234,15 @@ absl::StatusOr<LeaseHolder> RunStore::LocalizationOwner(int64_t id) {
   return LeaseHolder{q->Text(0), q->Text(1)};
 }
 
+absl::StatusOr<bool> RunStore::RenewLocalization(int64_t id, int64_t now_ms, int64_t ttl_ms) {
+  return Write([&]() -> absl::StatusOr<bool> {
+    ASSIGN_OR_RETURN(auto q, db_->Prepare(
+        "UPDATE localizations SET lease_expires_ms = ? WHERE id = ? AND state = 'running'"));
+    RETURN_IF_ERROR(q->Bind(1, now_ms + ttl_ms).Bind(2, id).Run());
+    return db_->Changes() > 0;
+  });
+}
+
 absl::Status RunStore::CompleteLocalization(int64_t id, const std::string& error,
                                             const LocalizationResult& result) {
   return Write([&]() -> absl::Status {

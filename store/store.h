@@ -188,6 +188,9 @@ class RunStore {
   static constexpr int64_t kSeenGranularityMs = 1000;
   // Who holds localization `id`; NOT_FOUND when there is none.
   absl::StatusOr<LeaseHolder> LocalizationOwner(int64_t id);
+  // A heartbeat of the worker replaying localization `id`: its lease now lasts until
+  // now_ms + ttl_ms. False when it is no longer running (answered, or failed).
+  absl::StatusOr<bool> RenewLocalization(int64_t id, int64_t now_ms, int64_t ttl_ms);
   // The worker's answer: done with `result`, or failed with `error` (non-empty).
   absl::Status CompleteLocalization(int64_t id, const std::string& error,
                                     const LocalizationResult& result);

@@ -115,11 +115,10 @@ absl::StatusOr<std::vector<std::string>> RunStore::MarkSilentWorkersGone(int64_t
   QueuedLock lock(&mu_, &queued_);
   std::vector<std::string> silent;
   {
-    // A worker that replays runs for a localization sends nothing until it answers.
+    // A worker replaying runs for a localization sends heartbeats too.
     ASSIGN_OR_RETURN(auto q, db_->Prepare(
-        "SELECT name FROM workers WHERE gone_ms IS NULL AND last_seen_ms < ? AND name NOT IN "
-        "(SELECT worker FROM localizations WHERE state = 'running' AND lease_expires_ms >= ?)"));
-    q->Bind(1, silent_before_ms).Bind(2, now_ms);
+        "SELECT name FROM workers WHERE gone_ms IS NULL AND last_seen_ms < ?"));
+    q->Bind(1, silent_before_ms);
     RETURN_IF_ERROR(ForEachRow(*q, [&](const sql::Statement& row) { silent.push_back(row.Text(0)); }));
   }
   if (silent.empty()) return silent;

@@ -71,13 +71,6 @@ void SteadySleeper::Wake() {
   cv_.notify_all();
 }
 
-struct WorkerDaemon::Progress {
-  std::atomic<int> epoch{0};
-  std::atomic<int64_t> batch{0}, batches{0};
-  std::atomic<bool> lease_lost{false};
-  std::atomic<bool> done{false};  // training returned: the heartbeats end
-};
-
 WorkerDaemon::WorkerDaemon(WorkerOptions options,
                            std::unique_ptr<v1::WorkerService::StubInterface> stub, Trainer trainer,
                            Sleeper* sleeper, const std::atomic<int>* stop_signal,
@@ -261,7 +254,17 @@ void WorkerDaemon::Train(const v1::RunAssignment& run) {
   Progress progress;
   // Heartbeats renew the lease and carry progress, on their own thread so a long epoch
   // never lets the lease lapse.
-  std::thread heartbeat([&] { Heartbeats(run, &progress); });
+  std::thread heartbeat([&] {
+    Heartbeats(
+        [&] {
+          auto req = AboutLease<v1::HeartbeatRequest>(options_.name, run);
+          req.set_epoch(progress.epoch.load());
+          req.set_batch(progress.batch.load());
+          req.set_batches(progress.batches.load());
+          return req;
+        },
+        &progress);
+  });
   const engine::Callbacks callbacks = CallbacksFor(run, &progress);
   RunSpec spec = SpecFor(run);
   const std::vector<InputFile> planned = spec.inputs;
@@ -315,14 +318,11 @@ RunSpec WorkerDaemon::SpecFor(const v1::RunAssignment& run) const {
   return spec;
 }
 
-void WorkerDaemon::Heartbeats(const v1::RunAssignment& run, Progress* progress) {
+void WorkerDaemon::Heartbeats(const std::function<v1::HeartbeatRequest()>& request,
+                              Progress* progress) {
   while (!sleeper_->SleepFor(heartbeat_interval_ms_, [progress] { return progress->done.load(); })) {
-    auto req = AboutLease<v1::HeartbeatRequest>(options_.name, run);
-    req.set_epoch(progress->epoch.load());
-    req.set_batch(progress->batch.load());
-    req.set_batches(progress->batches.load());
     v1::HeartbeatResponse resp;
-    grpc::Status s = stub_->Heartbeat(Context().get(), req, &resp);
+    grpc::Status s = stub_->Heartbeat(Context().get(), request(), &resp);
     if (s.ok() && !resp.lease_valid()) progress->lease_lost.store(true);
   }
 }

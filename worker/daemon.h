@@ -104,7 +104,7 @@ class WorkerDaemon {
   int Run();
 
  private:
-  struct Progress;  // one training run's progress, shared with its heartbeat thread
+  struct Progress;  // a run's progress, shared with its heartbeat thread (daemon_internal.h)
 
   // How many failed connections in a row, each for a TLS reason, end the worker: a TLS
   // mistake does not mend by waiting, as a coordinator that is away does.
@@ -149,7 +149,9 @@ class WorkerDaemon {
                         const WeightsFile& file);
   static constexpr size_t kUploadPieceBytes = 1 << 20;  // the coordinator's most per piece
   engine::Callbacks CallbacksFor(const v1::RunAssignment& run, Progress* progress);
-  void Heartbeats(const v1::RunAssignment& run, Progress* progress);
+  // Sends request() every heartbeat interval until progress->done; sets lease_lost when
+  // the coordinator answers that the lease is over.
+  void Heartbeats(const std::function<v1::HeartbeatRequest()>& request, Progress* progress);
   // The trainer's answer, with an exception it throws turned into an error.
   absl::StatusOr<RunResult> CallTrainer(const RunSpec& spec, const engine::Callbacks& callbacks);
   void Report(const v1::RunAssignment& run, const absl::StatusOr<RunResult>& result,

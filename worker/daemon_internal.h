@@ -9,6 +9,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -53,5 +54,17 @@ class Backoff {
 };
 
 }  // namespace repro::daemon_internal
+
+namespace repro {
+
+// One run's (or localization's) progress, shared with its heartbeat thread.
+struct WorkerDaemon::Progress {
+  std::atomic<int> epoch{0};
+  std::atomic<int64_t> batch{0}, batches{0};
+  std::atomic<bool> lease_lost{false};  // a heartbeat was told the lease is over
+  std::atomic<bool> done{false};        // the work returned: the heartbeats end
+};
+
+}  // namespace repro
 
 #endif  // REPRO_WORKER_DAEMON_INTERNAL_H_

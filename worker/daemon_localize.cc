@@ -2,6 +2,8 @@
 // own specs (worker/engine/localize.h), the answer sent with CompleteLocalize.
 #include <grpcpp/grpcpp.h>
 
+#include <thread>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/cli.h"
@@ -73,6 +75,19 @@ void WorkerDaemon::Localize(const v1::LocalizeJob& job) {
   req.set_job_id(job.job_id());
   req.set_job_secret(job.job_secret());
   absl::StatusOr<engine::Localization> found = absl::UnknownError("not run");
+  // Heartbeats hold the job while it is fetched and replayed, as a run's hold its lease.
+  Progress progress;
+  std::thread heartbeat([&] {
+    Heartbeats(
+        [&] {
+          v1::HeartbeatRequest beat;
+          beat.set_worker(options_.name);
+          beat.set_localize_job_id(job.job_id());
+          beat.set_job_secret(job.job_secret());
+          return beat;
+        },
+        &progress);
+  });
   absl::StatusOr<RunSpec> a = LocalizeSpec(job.spec_a());
   absl::StatusOr<RunSpec> b = a.ok() ? LocalizeSpec(job.spec_b()) : a;
   if (!a.ok() || !b.ok()) {
@@ -85,9 +100,16 @@ void WorkerDaemon::Localize(const v1::LocalizeJob& job) {
       found = absl::InternalError(absl::StrCat("the replay threw: ", e.what()));
     }
   }
+  progress.done.store(true);
+  sleeper_->Wake();
+  heartbeat.join();
   if (Stopping()) {
     // Not answered: its lease expires and another worker takes it.
     cli::LogLine(absl::StrCat("stopping during ", what));
+    return;
+  }
+  if (progress.lease_lost.load()) {
+    cli::LogLine(absl::StrCat(what, " was handed to another worker meanwhile; not answered"));
     return;
   }
   if (found.ok()) {

@@ -467,6 +467,46 @@ TEST_F(DaemonTest, ALocalizationIsReplayedUnderEachRunsSpecAndAnsweredWithItsSec
   ASSERT_THAT(got.completes, SizeIs(1));  // and then the run
 }
 
+// A replay takes as long as an epoch: heartbeats name the job and its secret meanwhile,
+// and a job the coordinator says is over is not answered.
+TEST_F(DaemonTest, ALocalizationSendsHeartbeatsWhileItReplays) {
+  v1::LocalizeJob job;
+  job.set_job_id(9);
+  job.set_job_secret(std::string(32, 'k'));
+  coordinator_.AddLocalize(job);
+  job.set_job_id(10);
+  coordinator_.AddLocalize(job);
+  coordinator_.SetLeaseValid([](const v1::HeartbeatRequest& beat) {
+    return beat.localize_job_id() != 10;  // job 10 was handed on
+  });
+  auto beats_of = [this](int64_t id) {
+    int n = 0;
+    for (const v1::HeartbeatRequest& beat : coordinator_.received().heartbeats) {
+      n += beat.localize_job_id() == id && beat.job_secret() == std::string(32, 'k') &&
+           beat.run_id() == 0;
+    }
+    return n;
+  };
+  auto localizer = [&](const engine::LocalizeRequest&) -> absl::StatusOr<engine::Localization> {
+    // The replay ends only once the job's heartbeats have been heard.
+    const int64_t id = beats_of(9) < 2 ? 9 : 10;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (beats_of(id) < 2 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return engine::Localization{};
+  };
+  auto trainer = [](const RunSpec&, const engine::Callbacks&) -> absl::StatusOr<RunResult> {
+    return Result("none");
+  };
+  EXPECT_EQ(RunDaemon(trainer, localizer), cli::kExitOk);
+  EXPECT_GE(beats_of(9), 2);
+  EXPECT_GE(beats_of(10), 2);
+  Received got = coordinator_.received();
+  ASSERT_THAT(got.localized, SizeIs(1));  // job 10's lease was lost: no answer
+  EXPECT_EQ(got.localized[0].job_id(), 9);
+}
+
 TEST_F(DaemonTest, ALocalizationThatCannotBeReplayedIsAnsweredWithTheReason) {
   v1::LocalizeJob job;
   job.set_job_id(8);
