@@ -100,16 +100,7 @@ ExperimentView View(int runs, int reference_runs) {
 }
 
 AdaptiveState Rule(int min, int max, int step) {
-  AdaptiveState state;
-  state.min = min;
-  state.max = max;
-  state.step = step;
-  state.ratio_ci_width = 0.1;
-  state.metric = "accuracy";
-  state.reference = "ref";
-  state.looks_planned = 1 + (max - min + step - 1) / step;
-  state.level = AdaptiveLevel(state.looks_planned);
-  return state;
+  return AdaptiveRule(min, max, step, 0.1, "accuracy", "ref");
 }
 
 TEST(AdaptiveTest, ARoundGrowsTheReferenceAndTheArmsNotSettled) {

@@ -561,15 +561,7 @@ TEST(ReportTest, TextWithoutAReferenceArmSaysHowToChooseOne) {
 
 // One look that asks for more: same_seed against different_seeds at 4 runs each.
 AdaptiveState OneLookMore() {
-  AdaptiveState a;
-  a.min = 4;
-  a.max = 200;
-  a.step = 10;
-  a.ratio_ci_width = 0.1;
-  a.metric = "accuracy";
-  a.reference = "different_seeds";
-  a.looks_planned = 21;
-  a.level = 1 - 0.05 / 21;
+  AdaptiveState a = AdaptiveRule(4, 200, 10, 0.1, "accuracy", "different_seeds");
   AdaptiveLook look;
   look.arms = {{"same_seed", 4, 4, 0.91, 0.7, 1.18, false, 180}};
   look.decision = "more";

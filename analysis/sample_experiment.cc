@@ -105,15 +105,7 @@ void Diverge(RunView* run, int epoch, int salt) {
 // A rule of 3 runs per arm, then 2 more per round to at most 9, until the accuracy's
 // stdev ratio against different_seeds has an interval at most 0.1 wide; two looks.
 AdaptiveState SampleAdaptive() {
-  AdaptiveState a;
-  a.min = 3;
-  a.max = 9;
-  a.step = 2;
-  a.ratio_ci_width = 0.1;
-  a.metric = "accuracy";
-  a.reference = "different_seeds";
-  a.looks_planned = 4;  // at 3, 5, 7 and 9 runs
-  a.level = 1 - 0.05 / 4;
+  AdaptiveState a = AdaptiveRule(3, 9, 2, 0.1, "accuracy", "different_seeds");  // 3, 5, 7, 9
   // threads_2's runs agree with each other: no spread, ratio 0, settled from the first.
   const AdaptiveArmLook threads_2{"threads_2", 3, 3, 0.0, 0.0, 0.0, true, 3};
   AdaptiveLook first;

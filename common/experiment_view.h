@@ -14,6 +14,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/records.h"
@@ -161,6 +162,25 @@ struct AdaptiveState {
 // The level of each look's interval under Bonferroni over `looks_planned` looks.
 inline double AdaptiveLevel(int looks_planned) {
   return 1 - 0.05 / (looks_planned > 1 ? looks_planned : 1);
+}
+
+// The looks a rule may take from `min` runs per arm: the first, then one per round of
+// `step` (the last maybe smaller) until `max`.
+inline int AdaptiveLooks(int min, int max, int step) { return 1 + (max - min + step - 1) / step; }
+
+// A rule before any look, its looks and level worked out.
+inline AdaptiveState AdaptiveRule(int min, int max, int step, double ratio_ci_width,
+                                  std::string metric, std::string reference) {
+  AdaptiveState s;
+  s.min = min;
+  s.max = max;
+  s.step = step;
+  s.ratio_ci_width = ratio_ci_width;
+  s.metric = std::move(metric);
+  s.reference = std::move(reference);
+  s.looks_planned = AdaptiveLooks(min, max, step);
+  s.level = AdaptiveLevel(s.looks_planned);
+  return s;
 }
 
 struct ExperimentView {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/experiment_view.h"
 
 namespace repro {
 
@@ -125,7 +126,7 @@ struct AdaptiveRuns {
   std::string reference;           // the arm the others are compared with
   // How many looks the rule may take from `min` runs per arm: the first, then one per
   // round until `max`.
-  int Looks(int min) const { return 1 + (max - min + step - 1) / step; }
+  int Looks(int min) const { return AdaptiveLooks(min, max, step); }
 };
 
 struct Plan {

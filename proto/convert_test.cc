@@ -293,15 +293,7 @@ TEST(ConvertTest, AdaptiveStatusRoundTripsWithItsUndefinedFigures) {
   EXPECT_FALSE(ToProto(s).has_adaptive());  // a fixed run count
   EXPECT_FALSE(FromProto(ToProto(s)).adaptive.has_value());
 
-  AdaptiveState& a = s.adaptive.emplace();
-  a.min = 10;
-  a.max = 200;
-  a.step = 10;
-  a.ratio_ci_width = 0.1;
-  a.metric = "loss";
-  a.reference = "different_seeds";
-  a.looks_planned = 20;
-  a.level = 0.9975;
+  AdaptiveState& a = s.adaptive.emplace(AdaptiveRule(10, 200, 10, 0.1, "loss", "different_seeds"));
   AdaptiveLook first;
   first.arms = {{"same_seed", 10, 10, 0.91, 0.7, 1.18, false, 180},
                 {"threads_2", 9, 10, std::nullopt, std::nullopt, std::nullopt, false,

@@ -87,16 +87,8 @@ absl::StatusOr<AdaptiveState> ParseAdaptiveState(const std::string& text) {
 
 AdaptiveState NewAdaptiveState(const Plan& plan) {
   const AdaptiveRuns& rule = *plan.adaptive;
-  AdaptiveState s;
-  s.min = plan.runs;
-  s.max = rule.max;
-  s.step = rule.step;
-  s.ratio_ci_width = rule.ratio_ci_width;
-  s.metric = rule.metric;
-  s.reference = rule.reference;
-  s.looks_planned = rule.Looks(plan.runs);
-  s.level = AdaptiveLevel(s.looks_planned);
-  return s;
+  return AdaptiveRule(plan.runs, rule.max, rule.step, rule.ratio_ci_width, rule.metric,
+                      rule.reference);
 }
 
 absl::StatusOr<std::optional<AdaptiveState>> RunStore::Adaptive(const std::string& experiment) {

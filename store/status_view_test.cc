@@ -21,15 +21,7 @@ ExperimentStatus Adaptive() {
   for (const char* arm : {"same_seed", "different_seeds", "threads_2"}) {
     s.arms.push_back(ArmProgress{arm, 10, RunCounts{0, 0, 10, 0}, ""});
   }
-  AdaptiveState& a = s.adaptive.emplace();
-  a.min = 10;
-  a.max = 200;
-  a.step = 10;
-  a.ratio_ci_width = 0.1;
-  a.metric = "accuracy";
-  a.reference = "different_seeds";
-  a.looks_planned = 20;
-  a.level = 1 - 0.05 / 20;
+  s.adaptive = AdaptiveRule(10, 200, 10, 0.1, "accuracy", "different_seeds");
   return s;
 }
 
