@@ -6,6 +6,7 @@
 
 #include "analysis/inference.h"
 #include "coordinator/service_test_fixture.h"
+#include "tests/delta_method_reference.h"
 
 namespace repro::service_testing {
 namespace {
@@ -18,17 +19,8 @@ double Score(const std::string& arm, uint64_t seed) {
   return 1 + (arm == "a" ? 0.5 * u : u);
 }
 
-double Moment(const std::vector<double>& v, int power) {
-  double mean = 0;
-  for (double x : v) mean += x;
-  mean /= static_cast<double>(v.size());
-  double m = 0;
-  for (double x : v) m += std::pow(x - mean, power);
-  return m / static_cast<double>(v.size());
-}
-
-// The width of the interval at n runs a side, written out: the delta method's
-// r (e^{z se} - e^{-z se}) with z at level 1 - 0.05 / 10 (ten looks: 4, 8, ..., 40).
+// The width of the interval at n runs a side, from the formula
+// (tests/delta_method_reference.h) with z at level 1 - 0.05 / 10 (ten looks: 4, 8, ..., 40).
 double WidthAt(int n) {
   constexpr double kZ = 2.8070337683438114;  // Python: NormalDist().inv_cdf(1 - 0.0025)
   std::vector<double> a, ref;
@@ -36,11 +28,7 @@ double WidthAt(int n) {
     a.push_back(Score("a", static_cast<uint64_t>(i)));
     ref.push_back(Score("different_seeds", static_cast<uint64_t>(i)));
   }
-  const double ratio = std::sqrt(Moment(a, 2) / Moment(ref, 2));
-  const double ka = Moment(a, 4) / (Moment(a, 2) * Moment(a, 2));
-  const double kr = Moment(ref, 4) / (Moment(ref, 2) * Moment(ref, 2));
-  const double se = std::sqrt((ka - 1) / (4.0 * n) + (kr - 1) / (4.0 * n));
-  return ratio * (std::exp(kZ * se) - std::exp(-kZ * se));
+  return reference::IntervalWidth(a, ref, kZ);
 }
 
 class AdaptiveServiceTest : public ServiceTest {

@@ -9,6 +9,7 @@
 #include <map>
 #include <vector>
 
+#include "tests/delta_method_reference.h"
 #include "tests/integration_fixture.h"
 
 namespace repro::testing {
@@ -105,29 +106,12 @@ TEST_F(IntegrationTest, SameSeedRunsOnACpuSettleAtTheFirstLook) {
   EXPECT_EQ(look.at("arms").at(0).at("settled"), true);
 }
 
-// Moments about the mean (ddof 0), written out here.
-double Moment(const std::vector<double>& v, int power) {
-  double mean = 0;
-  for (double x : v) mean += x;
-  mean /= static_cast<double>(v.size());
-  double m = 0;
-  for (double x : v) m += std::pow(x - mean, power);
-  return m / static_cast<double>(v.size());
-}
-
-// The interval width of `arm`'s accuracy stdev ratio against `ref`'s, from the formula:
-// the delta method's r (e^{z se} - e^{-z se}) at level 1 - 0.05 / 7 (seven looks: 3, 6,
-// ..., 21 runs); NaN where the ratio is undefined, 0 where the arm has no spread.
+// The interval width of `arm`'s accuracy stdev ratio against `ref`'s, from the formula
+// (tests/delta_method_reference.h) at level 1 - 0.05 / 7 (seven looks: 3, 6, ..., 21
+// runs); NaN where the ratio is undefined, 0 where the arm has no spread.
 double WidthOf(const std::vector<double>& arm, const std::vector<double>& ref) {
   constexpr double kZ = 2.690109527158866;  // Python: NormalDist().inv_cdf(1 - 0.025 / 7)
-  if (!(Moment(ref, 2) > 0)) return std::nan("");
-  if (Moment(arm, 2) == 0) return 0;
-  const double ratio = std::sqrt(Moment(arm, 2) / Moment(ref, 2));
-  const double ka = Moment(arm, 4) / (Moment(arm, 2) * Moment(arm, 2));
-  const double kr = Moment(ref, 4) / (Moment(ref, 2) * Moment(ref, 2));
-  const double se = std::sqrt((ka - 1) / (4.0 * static_cast<double>(arm.size())) +
-                              (kr - 1) / (4.0 * static_cast<double>(ref.size())));
-  return ratio * (std::exp(kZ * se) - std::exp(-kZ * se));
+  return reference::IntervalWidth(arm, ref, kZ);
 }
 
 // Real training, real scores: the arm that changes only the initial weights against
