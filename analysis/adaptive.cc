@@ -41,7 +41,7 @@ AdaptiveArmLook LookAtArm(const std::vector<double>& values, const std::vector<d
   const double se = LogStdevRatioError(k, k_reference, out.runs, out.reference_runs);
   out.low = *out.ratio * std::exp(-z * se);
   out.high = *out.ratio * std::exp(z * se);
-  out.settled = *out.high - *out.low <= width;
+  out.settled = *out.width() <= width;
   std::optional<int64_t> needed;
   if (RunsForWidth(*out.ratio, k, k_reference, width, z, &needed) == PlanOutcome::kReached) {
     out.runs_needed = needed;

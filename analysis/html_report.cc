@@ -143,7 +143,7 @@ std::string AdaptiveSection(const Report& report) {
       rows.push_back({j == 0 ? absl::StrCat(i + 1) : "", arm.arm, absl::StrCat(arm.runs),
                       absl::StrCat(arm.reference_runs), shown(arm.ratio),
                       arm.low && arm.high ? IntervalText(arm.low, arm.high) : "undefined",
-                      shown(AdaptiveWidth(arm)),
+                      shown(arm.width()),
                       arm.settled ? "settled" : "not settled",
                       RunsNeededText(arm), j == 0 ? followed : ""});
     }

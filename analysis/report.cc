@@ -256,7 +256,7 @@ void WriteAdaptive(JsonWriter& w, const std::optional<AdaptiveState>& adaptive) 
       w.Field("ratio", arm.ratio);
       w.Field("low", arm.low);
       w.Field("high", arm.high);
-      w.Field("width", AdaptiveWidth(arm));
+      w.Field("width", arm.width());
       w.Field("settled", arm.settled);
       w.Field("runs_needed", arm.runs_needed);
       w.EndObject();

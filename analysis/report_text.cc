@@ -497,17 +497,12 @@ std::string AdaptiveLevelText(const AdaptiveState& a) {
       FormatNumpy(100 * a.level), a.looks_planned, a.looks_planned == 1 ? "" : "s");
 }
 
-std::optional<double> AdaptiveWidth(const AdaptiveArmLook& arm) {
-  if (!arm.low || !arm.high) return std::nullopt;
-  return *arm.high - *arm.low;
-}
-
 std::string AdaptiveArmText(const AdaptiveArmLook& arm, const std::string& reference) {
   std::string text = absl::StrFormat("%d run%s vs %d of %s, ", arm.runs,
                                      arm.runs == 1 ? "" : "s", arm.reference_runs, reference);
   if (arm.ratio && arm.low && arm.high) {
     absl::StrAppend(&text, "ratio ", FormatNumpy(*arm.ratio), ", interval ",
-                    Interval(arm.low, arm.high), ", width ", FormatOptional(AdaptiveWidth(arm)));
+                    Interval(arm.low, arm.high), ", width ", FormatOptional(arm.width()));
   } else {
     absl::StrAppend(&text, "ratio undefined (fewer than 2 scores a side, or a reference "
                            "without spread)");
@@ -562,7 +557,7 @@ std::string AdaptiveOutcomeText(const AdaptiveState& a) {
     if (stopped == "reached") {
       parts.push_back(absl::StrCat(arm.arm, " ", arm.runs));
     } else if (!arm.settled) {
-      const std::optional<double> width = AdaptiveWidth(arm);
+      const std::optional<double> width = arm.width();
       parts.push_back(absl::StrCat(arm.arm, " (width ",
                                    width ? FormatNumpy(*width) : "undefined", ")"));
     }

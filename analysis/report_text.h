@@ -60,8 +60,6 @@ std::string AdaptiveRuleText(const AdaptiveState& adaptive);
 // How each look's interval is taken: "delta method for log(stdev ratio) at level 99.75 %
 // (0.05 Bonferroni-split over 20 possible looks), conservative under stopping on the data".
 std::string AdaptiveLevelText(const AdaptiveState& adaptive);
-// high - low of an arm's interval at a look; nullopt when either is.
-std::optional<double> AdaptiveWidth(const AdaptiveArmLook& arm);
 // An arm at a look: "10 runs vs 10 of different_seeds, ratio 0.91, interval [0.7 1.18],
 // width 0.48, not settled, runs needed 180" ("undefined" where the figures are).
 std::string AdaptiveArmText(const AdaptiveArmLook& arm, const std::string& reference);

@@ -115,11 +115,16 @@ struct AdaptiveArmLook {
   std::optional<double> ratio;
   std::optional<double> low;
   std::optional<double> high;
-  bool settled = false;    // high - low <= the rule's ratio_ci_width
+  bool settled = false;    // width() <= the rule's ratio_ci_width
   // Runs per arm (both arms) the interval would need at the same level, projected from
   // these scores (analysis/planning.h's delta method); nullopt: undefined, or over
   // kMaxPlannedRuns (RunsNeededText tells which).
   std::optional<int64_t> runs_needed;
+  // high - low; nullopt where the interval is.
+  std::optional<double> width() const {
+    if (!low || !high) return std::nullopt;
+    return *high - *low;
+  }
 };
 
 // The most runs per arm a projection names (analysis/planning.h); beyond, "over" it.

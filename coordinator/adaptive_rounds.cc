@@ -53,7 +53,7 @@ std::string DescribeArm(const AdaptiveArmLook& a, double target) {
   std::string out = absl::StrCat(a.arm, " ratio ", Number(a.ratio));
   if (a.low && a.high) {
     absl::StrAppend(&out, " in [", Number(a.low), ", ", Number(a.high), "], ",
-                    Number(*a.high - *a.low), " wide (target ", Number(target), ")");
+                    Number(a.width()), " wide (target ", Number(target), ")");
   } else {
     absl::StrAppend(&out, " (", a.runs, " and ", a.reference_runs, " scored runs)");
   }

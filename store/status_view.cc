@@ -106,7 +106,7 @@ std::string AdaptiveArmLine(const AdaptiveArmLook& arm) {
   }
   std::string line = absl::StrCat(arm.arm, ": ratio ", Figure(*arm.ratio), " [",
                                   Figure(*arm.low), ", ", Figure(*arm.high), "], width ",
-                                  Figure(*arm.high - *arm.low));
+                                  Figure(*arm.width()));
   if (arm.settled) return line + ", settled";
   if (!arm.runs_needed) return absl::StrCat(line, ", runs per arm needed: ", RunsNeededText(arm));
   const int64_t more = *arm.runs_needed - std::max(arm.runs, arm.reference_runs);
@@ -133,7 +133,7 @@ std::string DescribeAdaptive(const AdaptiveState& a) {
     std::vector<std::string> wide;
     for (const AdaptiveArmLook& arm : a.looks.back().arms) {
       if (arm.settled) continue;
-      wide.push_back(absl::StrCat(arm.low && arm.high ? Figure(*arm.high - *arm.low)
+      wide.push_back(absl::StrCat(arm.width() ? Figure(*arm.width())
                                                       : std::string("undefined"),
                                   " for ", arm.arm));
     }
