@@ -15,10 +15,15 @@ AdaptiveRounds::AdaptiveRounds(RunStore* store, const Plan& plan, Log log)
     : store_(store), plan_(plan), log_(std::move(log)) {}
 
 absl::StatusOr<bool> AdaptiveRounds::Finished(bool* added) {
+  if (!plan_.adaptive) {
+    ASSIGN_OR_RETURN(const RunCounts counts, store_->Counts(plan_.experiment));
+    return counts.finished();
+  }
+  // Counted under the lock: a caller that counted before another's look added a round
+  // would otherwise take a look of its own over the new round's pending runs.
+  absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(const RunCounts counts, store_->Counts(plan_.experiment));
   if (!counts.finished()) return false;
-  if (!plan_.adaptive) return true;
-  absl::MutexLock lock(&mu_);
   if (stopped_) return true;
   return Look(added);
 }
@@ -34,6 +39,14 @@ absl::StatusOr<bool> AdaptiveRounds::Look(bool* added) {
     return true;
   }
   ASSIGN_OR_RETURN(const ExperimentView view, store_->LoadView(plan_.experiment));
+  for (const RunView& run : view.runs) {
+    // Only rounds add runs, and only under the lock: a look sees a finished round.
+    if (run.state == RunState::kPending || run.state == RunState::kRunning) {
+      return absl::InternalError(absl::StrCat("a look at experiment ", plan_.experiment,
+                                              " found run ", run.arm, "#", run.index,
+                                              " unfinished; no look taken"));
+    }
+  }
   const AdaptiveLook look = TakeLook(view, *state);
   const int number = static_cast<int>(state->looks.size()) + 1;
   RETURN_IF_ERROR(store_->RecordLook(plan_, number, look));

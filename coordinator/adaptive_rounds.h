@@ -4,7 +4,8 @@
 // runs, which the store keeps with the look in one transaction (RunStore::RecordLook).
 // A coordinator restarted between looks takes the next one from the store's state.
 //
-// Thread safety: Finished may be called from any thread; one look is taken at a time.
+// Thread safety: Finished may be called from any thread; it counts the runs and takes a
+// look under one mutex, so one look is taken at a time and only over a finished round.
 #ifndef REPRO_COORDINATOR_ADAPTIVE_ROUNDS_H_
 #define REPRO_COORDINATOR_ADAPTIVE_ROUNDS_H_
 

@@ -1,8 +1,11 @@
 // An adaptive run count through the service: workers lease, the coordinator looks at the
 // scores once every run so far has finished, adds rounds, and stops at the look the rule
 // says, which each test works out here from the scores it reports.
+#include <atomic>
 #include <cmath>
 #include <map>
+#include <thread>
+#include <vector>
 
 #include "analysis/inference.h"
 #include "coordinator/service_test_fixture.h"
@@ -103,6 +106,44 @@ TEST_F(AdaptiveServiceTest, StopsAtTheFirstLookWhoseIntervalIsNarrowEnough) {
   ASSERT_TRUE(Lease("w", &resp).ok());
   EXPECT_TRUE(resp.finished());
   EXPECT_EQ((*store_->Adaptive("svc"))->looks.size(), static_cast<size_t>(expected / 4));
+}
+
+// The main loop and every idle worker's Lease ask at once whether the experiment has
+// finished, the moment a round's last run does: one look each time, one round, and
+// nobody told "finished" over a round's pending runs; and so on to the stop.
+TEST_F(AdaptiveServiceTest, CallersAskingAtOnceTakeOneLookAndAddOneRound) {
+  ASSERT_TRUE(Register("w").ok());
+  int expected = 4;
+  while (expected < 40 && WidthAt(expected) > width_) expected += 4;
+  for (int round = 1; round <= expected / 4; ++round) {
+    // Exactly the round's runs, leased and completed by hand: no Lease finds none.
+    const int pending = store_->Counts("svc")->pending;
+    ASSERT_EQ(pending, 8) << "round " << round;
+    for (int i = 0; i < pending; ++i) {
+      const v1::RunAssignment run = LeaseRun("w");
+      v1::CompleteResponse done;
+      ASSERT_TRUE(Complete("w", run, ValidResult(Score(run.arm(), run.spec().init_seed())), &done).ok());
+    }
+    std::atomic<int> ready{0}, finished{0}, errors{0};
+    std::vector<std::thread> callers;
+    for (int t = 0; t < 8; ++t) {
+      callers.emplace_back([&] {
+        ++ready;
+        while (ready.load() < 8) std::this_thread::yield();
+        absl::StatusOr<bool> f = service_->ExperimentFinished();
+        errors += !f.ok();
+        finished += f.ok() && *f;
+      });
+    }
+    for (std::thread& t : callers) t.join();
+    EXPECT_EQ(errors.load(), 0);
+    const bool last = round == expected / 4;
+    EXPECT_EQ(finished.load(), last ? 8 : 0) << "round " << round;
+    EXPECT_EQ((*store_->Adaptive("svc"))->looks.size(), static_cast<size_t>(round));
+    const int runs = last ? expected : 4 * (round + 1);
+    EXPECT_EQ(RunsPerArm(), (std::map<std::string, int>{{"a", runs}, {"different_seeds", runs}}))
+        << "round " << round;
+  }
 }
 
 class NeverSettlesTest : public AdaptiveServiceTest {
