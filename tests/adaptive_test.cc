@@ -48,6 +48,14 @@ TEST_F(IntegrationTest, AnAdaptiveExperimentKilledBetweenRoundsAddsEachRoundOnce
                !status->at("adaptive").at("looks").empty();
       },
       120s, 20ms));
+  // Over the wire too: the coordinator's own status carries the rule and its looks.
+  auto remote = Status({"--coordinator", address});
+  ASSERT_TRUE(remote.has_value());
+  EXPECT_EQ(remote->at("adaptive").at("min"), 2);
+  EXPECT_EQ(remote->at("adaptive").at("looks_planned"), 3);
+  EXPECT_FALSE(remote->at("adaptive").at("looks").empty());
+  CommandResult text = Reproctl({"--coordinator", address}, {"status"});
+  EXPECT_TRUE(absl::StrContains(text.out, "  adaptive: ")) << text.out;
   first->Signal(SIGKILL);
   ASSERT_TRUE(first->Wait(10s));
   auto at_kill = Status(file);
