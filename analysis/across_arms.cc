@@ -24,10 +24,11 @@ std::optional<double> NotNaN(double value) {
 
 ColumnComparison CompareColumn(const std::vector<double>& values,
                                const std::vector<double>& reference,
-                               const BootstrapInterval& interval, double ci_width) {
+                               const BootstrapInterval& interval, double ci_width,
+                               double power_ratio) {
   ColumnComparison out;
   if (values.size() < 2 || reference.size() < 2) return out;
-  out.plan = PlanRuns(values, reference, ci_width);
+  out.plan = PlanRuns(values, reference, ci_width, power_ratio);
   const double stdev = Stdev(values, 0);
   const double reference_stdev = Stdev(reference, 0);
   if (reference_stdev > 0) {
@@ -66,15 +67,16 @@ ScoreComparison CompareScores(const std::vector<double>& loss,
                               const std::vector<double>& accuracy,
                               const std::vector<double>& reference_loss,
                               const std::vector<double>& reference_accuracy,
-                              int resamples, uint64_t seed, double ci_width) {
+                              int resamples, uint64_t seed, double ci_width,
+                              double power_ratio) {
   std::vector<BootstrapInterval> intervals(2, BootstrapInterval{std::nan(""), std::nan(""), 0});
   if (resamples > 0) {
     intervals = BootstrapStdevRatio({loss, accuracy}, {reference_loss, reference_accuracy},
                                     resamples, seed);
   }
   ScoreComparison out;
-  out.loss = CompareColumn(loss, reference_loss, intervals[0], ci_width);
-  out.accuracy = CompareColumn(accuracy, reference_accuracy, intervals[1], ci_width);
+  out.loss = CompareColumn(loss, reference_loss, intervals[0], ci_width, power_ratio);
+  out.accuracy = CompareColumn(accuracy, reference_accuracy, intervals[1], ci_width, power_ratio);
   return out;
 }
 

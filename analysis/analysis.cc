@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "analysis/inference.h"
+#include "analysis/planning.h"
 #include "analysis/stats.h"
 #include "analysis/across_arms.h"
 #include "analysis/run_comparison.h"
@@ -240,7 +241,7 @@ absl::Status CheckAnalysisOptions(const ExperimentView& view,
     return absl::InvalidArgumentError(absl::StrCat(
         "ci width must be a number above 0, got ", options.ci_width));
   }
-  return absl::OkStatus();
+  return CheckPowerRatio(options.power_ratio);
 }
 
 namespace {
@@ -269,6 +270,7 @@ Report AnalyzeWithoutRuns(const ExperimentView& view, const AnalysisOptions& opt
   report.bootstrap_resamples = std::max(0, options.bootstrap_resamples);
   report.seed = options.seed;
   report.ci_width = options.ci_width;
+  report.power_ratio = options.power_ratio;
   std::vector<AnalyzedArm> arms;
   arms.reserve(view.arms.size());
   for (const std::string& name : view.arms) {
@@ -313,7 +315,7 @@ Report AnalyzeWithoutRuns(const ExperimentView& view, const AnalysisOptions& opt
           report.bootstrap_resamples,
           DeriveSeed(options.seed,
                      absl::StrCat(comparison.arm, " vs ", comparison.reference)),
-          options.ci_width);
+          options.ci_width, options.power_ratio);
       report.comparisons.push_back(std::move(comparison));
     }
   }

@@ -239,13 +239,14 @@ struct ScoreComparison {
 
 // Compares two arms' score columns (loss and accuracy of each run, in the same order).
 // The bootstrap draws `resamples` resamples from Rng(seed); 0 resamples: no interval.
-// The plan aims at a 95% interval of width `ci_width` (PlanRuns, analysis/planning.h).
+// The plan aims at a 95% interval of width `ci_width` and at telling `power_ratio` (0:
+// the pilot's own ratio) from 1 (PlanRuns, analysis/planning.h).
 ScoreComparison CompareScores(const std::vector<double>& loss,
                               const std::vector<double>& accuracy,
                               const std::vector<double>& reference_loss,
                               const std::vector<double>& reference_accuracy,
                               int resamples, uint64_t seed,
-                              double ci_width = kDefaultCiWidth);
+                              double ci_width = kDefaultCiWidth, double power_ratio = 0);
 
 // An arm against the reference arm.
 struct ArmComparison {
@@ -297,6 +298,7 @@ struct AnalysisOptions {
   int bootstrap_resamples = 10000;  // kDefaultBootstrapResamples; 0: no intervals
   uint64_t seed = 0;                // of the bootstrap
   double ci_width = kDefaultCiWidth;  // the width the run counts aim at
+  double power_ratio = 0;  // the ratio the power counts tell from 1; 0: each pilot's own
 };
 
 struct Report {
@@ -335,6 +337,7 @@ struct Report {
   int bootstrap_resamples = 0;
   uint64_t seed = 0;
   double ci_width = kDefaultCiWidth;  // the width the comparisons' run counts (ColumnPlan) aim at
+  double power_ratio = 0;  // the ratio their power counts tell from 1; 0: each pilot's own
   // Every other arm against the reference arm, in plan order. Each arm's bootstrap is
   // seeded with DeriveSeed(seed, "<arm> vs <reference>"), so it does not depend on
   // which other arms the experiment has.

@@ -119,9 +119,10 @@ std::string ComparisonTable(const Report& report) {
       Table({"arm", "score", "stdev ratio", "variance share", "ratio 95% CI",
              "Brown-Forsythe F", "Brown-Forsythe p", "CI width (approx.)",
              absl::StrCat("runs for width ", FormatNumpy(report.ci_width)),
-             absl::StrCat("runs for power ", FormatNumpy(kPlanningPower))},
+             PowerRowLabel(report.power_ratio)},
             rows),
-      "<p class=\"method\">", HtmlEscape(PlanningMethodText(report.ci_width)), "</p>\n");
+      "<p class=\"method\">",
+      HtmlEscape(PlanningMethodText(report.ci_width, report.power_ratio)), "</p>\n");
 }
 
 // The rule, one row per look and arm (the look and what followed it on its first row),

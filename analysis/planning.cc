@@ -85,7 +85,7 @@ PlanOutcome RunsForWidth(double ratio, double kurtosis, double reference_kurtosi
 }
 
 ColumnPlan PlanRuns(const std::vector<double>& values, const std::vector<double>& reference,
-                    double ci_width) {
+                    double ci_width, double power_ratio) {
   ColumnPlan plan;
   const double k_arm = Kurtosis(values);
   const double k_ref = Kurtosis(reference);
@@ -99,7 +99,7 @@ ColumnPlan PlanRuns(const std::vector<double>& values, const std::vector<double>
   plan.pilot_width = 2 * ratio * std::sinh(kZ975 * se_pilot);
   const double spread = (k_arm - 1 + k_ref - 1) / 4;  // n se(n)^2
   plan.width = RunsForWidth(ratio, k_arm, k_ref, ci_width, kZ975, &plan.runs_for_width);
-  const double effect = std::fabs(std::log(ratio));
+  const double effect = std::fabs(std::log(power_ratio > 0 ? power_ratio : ratio));
   if (effect == 0) {
     plan.power = PlanOutcome::kNoEffect;
   } else {
@@ -117,15 +117,32 @@ std::string PlanPowerText(const ColumnPlan& plan) {
   return Outcome(plan.power, plan.runs_for_power);
 }
 
-std::string PlanningMethodText(double ci_width) {
+absl::Status CheckPowerRatio(double power_ratio) {
+  if (power_ratio == 0 || (power_ratio > 0 && std::isfinite(power_ratio) && power_ratio != 1)) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "power ratio must be a number above 0 other than 1 (1 cannot be told from 1), got ",
+      FormatNumpy(power_ratio)));
+}
+
+std::string PowerRowLabel(double power_ratio) {
+  std::string label = absl::StrCat("runs for power ", FormatNumpy(kPlanningPower));
+  if (power_ratio > 0) absl::StrAppend(&label, " vs ratio ", FormatNumpy(power_ratio));
+  return label;
+}
+
+std::string PlanningMethodText(double ci_width, double power_ratio) {
   return absl::StrFormat(
       "runs needed: per arm, both arms alike, for a 95%% interval of the stdev ratio %s\n"
-      "wide, and to tell the ratio from 1 with power %s (two-sided, level 0.05); by the\n"
+      "wide, and to tell %s from 1 with power %s (two-sided, level 0.05); by the\n"
       "delta method for log(stdev) with each pilot's kurtosis k, se = sqrt((k_arm +\n"
       "k_reference - 2) / (4 n)), assuming the pilot's ratio and kurtosis hold; \"over %d\":\n"
       "not reached within %d runs; \"undefined\": an arm without spread; CI width\n"
       "(approx.): that approximation's width at the pilot's own runs\n",
-      FormatNumpy(ci_width), FormatNumpy(kPlanningPower), kMaxPlannedRuns, kMaxPlannedRuns);
+      FormatNumpy(ci_width),
+      power_ratio > 0 ? absl::StrCat("a ratio of ", FormatNumpy(power_ratio)) : "the ratio",
+      FormatNumpy(kPlanningPower), kMaxPlannedRuns, kMaxPlannedRuns);
 }
 
 }  // namespace repro

@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "analysis/analysis.h"
 
 namespace repro {
@@ -50,9 +51,10 @@ PlanOutcome RunsForWidth(double ratio, double kurtosis, double reference_kurtosi
                          double z, std::optional<int64_t>* runs);
 
 // The plan for one score column: `values` is the arm's pilot, `reference` the
-// reference arm's; `ci_width` > 0.
+// reference arm's; `ci_width` > 0. The power is to tell `power_ratio` from 1 (> 0, not 1;
+// 0: the pilot's own ratio), with the pilot's kurtosis.
 ColumnPlan PlanRuns(const std::vector<double>& values, const std::vector<double>& reference,
-                    double ci_width);
+                    double ci_width, double power_ratio = 0);
 
 // A plan's run count as the text reports print it: "1246", "over 100000" (not reached
 // within kMaxPlannedRuns), "never (ratio 1)" (power, kNoEffect) or "undefined".
@@ -60,7 +62,12 @@ std::string PlanWidthText(const ColumnPlan& plan);
 std::string PlanPowerText(const ColumnPlan& plan);
 
 // The method in a few lines, for the text reports and analyze-scores.
-std::string PlanningMethodText(double ci_width);
+std::string PlanningMethodText(double ci_width, double power_ratio = 0);
+// OK for 0 (the pilot's own ratio) or a finite ratio above 0 other than 1; else
+// InvalidArgument saying so.
+absl::Status CheckPowerRatio(double power_ratio);
+// The power row's label: "runs for power 0.8", or "... vs ratio 1.5" for a chosen ratio.
+std::string PowerRowLabel(double power_ratio);
 
 }  // namespace repro
 

@@ -158,6 +158,46 @@ TEST(PlanningTest, RunsNeededMatchTheSearchOnTheStudysFile) {
   }
 }
 
+// --power-ratio R: the runs that tell a chosen ratio from 1, with the pilot's kurtosis;
+// the width's count does not change.
+TEST(PlanningTest, PowerAgainstAChosenRatio) {
+  const auto [first_path, last_path] = SplitStudyFile();
+  const auto first = ReadColumns(first_path);
+  const auto last = ReadColumns(last_path);
+  for (int c = 0; c < 2; ++c) {
+    const Reference pilot = ReferenceFor(first[c], last[c]);
+    for (double chosen : {1.5, 0.7, 2.0}) {
+      Reference target = pilot;
+      target.ratio = chosen;
+      const ColumnPlan plan = PlanRuns(first[c], last[c], 0.1, chosen);
+      ASSERT_EQ(plan.power, PlanOutcome::kReached) << c << " " << chosen;
+      EXPECT_NEAR(static_cast<double>(*plan.runs_for_power),
+                  static_cast<double>(target.RunsForPower(0.8)), 1.0)
+          << c << " " << chosen;
+      EXPECT_EQ(*plan.runs_for_width, pilot.RunsForWidth(0.1));
+    }
+  }
+  ScoresOptions options;
+  options.power_ratio = 1.5;
+  auto text = AnalyzeScores({first_path, last_path}, options);
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_THAT(*text, HasSubstr("runs for power 0.8 vs ratio 1.5"));
+  EXPECT_THAT(*text, HasSubstr("to tell a ratio of 1.5 from 1 with power 0.8"));
+  options.json = true;
+  const Json j = Json::parse(*AnalyzeScores({first_path, last_path}, options));
+  EXPECT_EQ(j.at("planning").at("power_ratio").get<double>(), 1.5);
+  options.power_ratio = 0;  // the default: each pilot's own
+  const Json own = Json::parse(*AnalyzeScores({first_path, last_path}, options));
+  EXPECT_TRUE(own.at("planning").at("power_ratio").is_null());
+  for (double bad : {1.0, -2.0, std::nan("")}) {
+    options.power_ratio = bad;
+    auto refused = AnalyzeScores({first_path, last_path}, options);
+    ASSERT_FALSE(refused.ok()) << bad;
+    EXPECT_THAT(std::string(refused.status().message()),
+                HasSubstr("power ratio must be a number above 0 other than 1"));
+  }
+}
+
 // analysis/planning_reference.py (Python's standard library: statistics.NormalDist,
 // math.fsum, a search over n) on the same halves of the study's file.
 TEST(PlanningTest, MatchesThePythonReference) {

@@ -383,7 +383,7 @@ std::string RenderJson(const Report& report, const std::string& arm_filter,
   w.Field("resamples", report.bootstrap_resamples);
   w.Field("seed", report.seed);
   w.EndObject();
-  WritePlanningJson(w, report.ci_width);
+  WritePlanningJson(w, report.ci_width, report.power_ratio);
   w.Key("comparisons");
   w.BeginArray();
   for (const ArmComparison& c : report.comparisons) WriteComparisonJson(w, c);
@@ -507,12 +507,13 @@ void WriteComparisonJson(JsonWriter& w, const ArmComparison& c) {
   w.EndObject();
 }
 
-void WritePlanningJson(JsonWriter& w, double ci_width) {
+void WritePlanningJson(JsonWriter& w, double ci_width, double power_ratio) {
   w.Key("planning");
   w.BeginObject();
   w.Field("ci_width", ci_width);
   w.Field("level", 0.95);
   w.Field("power", kPlanningPower);
+  w.Field("power_ratio", power_ratio > 0 ? std::optional<double>(power_ratio) : std::nullopt);
   w.Field("max_runs", kMaxPlannedRuns);
   w.Field("method", "delta method for log(stdev) with the pilots' kurtosis");
   w.EndObject();

@@ -69,7 +69,7 @@ absl::Status WriteReport(const Report& report, ReportFormat format, const std::s
 // and the "planning" key with its object (how the runs needed are computed).
 class JsonWriter;
 void WriteComparisonJson(JsonWriter& w, const ArmComparison& comparison);
-void WritePlanningJson(JsonWriter& w, double ci_width);
+void WritePlanningJson(JsonWriter& w, double ci_width, double power_ratio);
 
 }  // namespace repro
 

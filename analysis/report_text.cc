@@ -183,11 +183,10 @@ void AppendComparisons(const Report& report, std::string* out) {
     absl::StrAppendFormat(out, "  %-22s %s\n",
                           absl::StrCat("runs for width ", FormatNumpy(report.ci_width)),
                           RunsNeededLine(s, false));
-    absl::StrAppendFormat(out, "  %-22s %s\n",
-                          absl::StrCat("runs for power ", FormatNumpy(kPlanningPower)),
+    absl::StrAppendFormat(out, "  %-22s %s\n", PowerRowLabel(report.power_ratio),
                           RunsNeededLine(s, true));
   }
-  if (header) absl::StrAppend(out, PlanningMethodText(report.ci_width));
+  if (header) absl::StrAppend(out, PlanningMethodText(report.ci_width, report.power_ratio));
 }
 
 // The rule, each look arm by arm with what followed it, and the outcome.

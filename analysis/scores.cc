@@ -71,7 +71,7 @@ std::string ScoresJson(const std::vector<ScoreFile>& files,
   w.Field("resamples", options.bootstrap_resamples);
   w.Field("seed", options.seed);
   w.EndObject();
-  WritePlanningJson(w, options.ci_width);
+  WritePlanningJson(w, options.ci_width, options.power_ratio);
   w.Key("files");
   w.BeginArray();
   for (const ScoreFile& file : files) {
@@ -114,6 +114,7 @@ absl::StatusOr<std::string> AnalyzeScores(const std::vector<std::string>& paths,
     return absl::InvalidArgumentError(
         absl::StrCat("ci width must be a number above 0, got ", options.ci_width));
   }
+  if (absl::Status s = CheckPowerRatio(options.power_ratio); !s.ok()) return s;
   std::set<std::string> seen;
   bool names_collide = false;
   for (const std::string& path : paths) {
@@ -146,7 +147,7 @@ absl::StatusOr<std::string> AnalyzeScores(const std::vector<std::string>& paths,
     c.scores = CompareScores(files[i].loss, files[i].accuracy, reference.loss,
                              reference.accuracy, bootstrap_resamples,
                              DeriveSeed(seed, absl::StrCat(c.arm, " vs ", c.reference)),
-                             options.ci_width);
+                             options.ci_width, options.power_ratio);
     comparisons.push_back(std::move(c));
   }
   if (options.json) return ScoresJson(files, comparisons, options);
@@ -207,10 +208,11 @@ absl::StatusOr<std::string> AnalyzeScores(const std::vector<std::string>& paths,
               &out);
     AppendRow(absl::StrCat("runs for width ", FormatNumpy(options.ci_width)).c_str(),
               RunsNeededLine(c, false), &out);
-    AppendRow(absl::StrCat("runs for power ", FormatNumpy(kPlanningPower)).c_str(),
-              RunsNeededLine(c, true), &out);
+    AppendRow(PowerRowLabel(options.power_ratio).c_str(), RunsNeededLine(c, true), &out);
   }
-  if (files.size() > 1) absl::StrAppend(&out, "\n", PlanningMethodText(options.ci_width));
+  if (files.size() > 1) {
+    absl::StrAppend(&out, "\n", PlanningMethodText(options.ci_width, options.power_ratio));
+  }
   return out;
 }
 

@@ -39,6 +39,7 @@ struct ScoresOptions {
   uint64_t seed = 0;
   // The 95% interval width the runs needed aim at (analysis/planning.h); > 0.
   double ci_width = kDefaultCiWidth;
+  double power_ratio = 0;  // the ratio the power counts tell from 1; 0: each pilot's own
   bool json = false;  // JSON (documented in the README) instead of text
 };
 

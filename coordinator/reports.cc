@@ -78,6 +78,7 @@ grpc::Status ReportService::Compute(const v1::ReportRequest& req, grpc::Callback
   if (req.has_bootstrap_resamples()) options.bootstrap_resamples = req.bootstrap_resamples();
   options.seed = req.seed();
   if (req.has_ci_width()) options.ci_width = req.ci_width();
+  options.power_ratio = req.power_ratio();
   if (absl::Status s = CheckAnalysisOptions(*view, options); !s.ok()) return ToGrpc(s);
   if (grpc::Status gone = CallerGone(ctx); !gone.ok()) return gone;
   const repro::Report report = Analyze(std::move(*view), options);

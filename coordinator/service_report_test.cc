@@ -305,5 +305,29 @@ TEST_F(PlanningReportTest, TheReportOverGrpcAimsTheRunsNeededAtTheWidthAsked) {
   EXPECT_TRUE(absl::StartsWith(RunsNeeded(-1.0), "error 3: ")) << RunsNeeded(-1.0);
 }
 
+TEST_F(PlanningReportTest, TheReportOverGrpcTellsTheRatioAskedFromOne) {
+  ASSERT_TRUE(Register("a").ok());
+  const double losses[] = {0.50, 0.55, 0.40, 0.30, 0.52, 0.61};
+  for (int i = 0; i < 6; ++i) {
+    const v1::RunAssignment run = LeaseRun("a");
+    v1::CompleteResponse done;
+    ASSERT_TRUE(Complete("a", run, ValidResult(losses[i]), &done).ok());
+  }
+  auto report = [&](double power_ratio) {
+    v1::ReportRequest req;
+    req.set_format("text");
+    req.set_bootstrap_resamples(0);
+    req.set_power_ratio(power_ratio);
+    v1::ReportResponse resp;
+    const grpc::Status s = control_->Report(Ctx().get(), req, &resp);
+    return s.ok() ? resp.body() : absl::StrCat("error ", s.error_code(), ": ", s.error_message());
+  };
+  EXPECT_TRUE(absl::StrContains(report(2.0), "runs for power 0.8 vs ratio 2")) << report(2.0);
+  EXPECT_TRUE(absl::StrContains(report(0), "runs for power 0.8  ")) << report(0);
+  EXPECT_TRUE(absl::StartsWith(report(1.0), "error 3: power ratio must be a number above 0 other "
+                                            "than 1"))
+      << report(1.0);
+}
+
 }  // namespace
 }  // namespace repro::service_testing

@@ -21,6 +21,7 @@
 #include "common/security.h"
 #include "analysis/analysis.h"
 #include "analysis/localization.h"
+#include "analysis/planning.h"
 #include "analysis/report.h"
 #include "analysis/scores.h"
 #include "reproctl/fetch.h"
@@ -45,6 +46,7 @@ const std::vector<cli::FlagSpec> kFlags = {
     {"bootstrap", true, "report, analyze-scores: bootstrap resamples of the stdev ratio's 95% CI (default 10000; 0: none)", "N"},
     {"seed", true, "report, analyze-scores: seed of the bootstrap (default 0)", "S"},
     {"ci-width", true, "report, analyze-scores: the stdev ratio's 95% CI width the runs needed aim at (default 0.1)", "W"},
+    {"power-ratio", true, "report, analyze-scores: the stdev ratio the runs for power 0.8 tell from 1 (default: each pilot's own)", "R"},
     {"partial", false, "report: report an experiment that has not finished"},
     {"output", true, "write to this file instead of standard output", "FILE"},
     {"timeout-ms", true, "deadline of each call to the coordinator (default 10000; report, fetch, localize: 600000)", "MS"},
@@ -62,7 +64,7 @@ constexpr char kSynopsis[] =
     "commands:\n"
     "  status [--format text|json]                 runs pending/running/done/failed, workers, ETA\n"
     "  report [--format text|json|csv|html|csv-per-class] [--arm NAME] [--partial] [--output FILE]\n"
-    "         [--reference-arm NAME] [--bootstrap N] [--seed S] [--ci-width W]\n"
+    "         [--reference-arm NAME] [--bootstrap N] [--seed S] [--ci-width W] [--power-ratio R]\n"
     "                                              equality, divergence and spread per arm,\n"
     "                                              runs needed, noise floor, cost of determinism\n"
     "  workers                                     the workers and what they run\n"
@@ -73,7 +75,7 @@ constexpr char kSynopsis[] =
     "  fetch RUN [--weights initial|final|all] [-o DIR]\n"
     "                                              a finished run's weights files (RUN as status\n"
     "                                              names it, e.g. same_seed#0), checked by SHA-256\n"
-    "  analyze-scores FILE.csv [FILE.csv ...] [--bootstrap N] [--seed S] [--ci-width W]\n"
+    "  analyze-scores FILE.csv [FILE.csv ...] [--bootstrap N] [--seed S] [--ci-width W] [--power-ratio R]\n"
     "                 [--format text|json]         spread of score files like the study's, and\n"
     "                                              the runs per arm a CI of width W needs";
 
@@ -136,6 +138,16 @@ absl::Status ParseBootstrap(const cli::ParsedArgs& args, AnalysisOptions* option
           "--ci-width: expected a number above 0, got \"", args.Get("ci-width"), "\""));
     }
     options->ci_width = width;
+  }
+  if (args.Has("power-ratio")) {
+    double ratio = 0;
+    if (!absl::SimpleAtod(args.Get("power-ratio"), &ratio) || ratio == 0 ||
+        !CheckPowerRatio(ratio).ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--power-ratio: expected a number above 0 other than 1, got \"", args.Get("power-ratio"),
+          "\""));
+    }
+    options->power_ratio = ratio;
   }
   return absl::OkStatus();
 }
@@ -315,6 +327,7 @@ Result ReportFromCoordinator(v1::ControlService::Stub& stub, grpc::ClientContext
   req.set_bootstrap_resamples(options->bootstrap_resamples);
   req.set_seed(options->seed);
   if (args.Has("ci-width")) req.set_ci_width(options->ci_width);
+  req.set_power_ratio(options->power_ratio);
   ReportOutput output(args.Get("output"));
   std::unique_ptr<grpc::ClientReader<v1::ReportChunk>> reader = stub.ReportStream(&ctx, req);
   v1::ReportChunk chunk;
@@ -459,6 +472,7 @@ int Run(int argc, char** argv) {
     scores.bootstrap_resamples = options.bootstrap_resamples;
     scores.seed = options.seed;
     scores.ci_width = options.ci_width;
+    scores.power_ratio = options.power_ratio;
     scores.json = format == "json";
     auto body = AnalyzeScores(files, scores);
     if (!body.ok()) return Emit(*args, Result{"", cli::kExitUsage, std::string(body.status().message())});
