@@ -30,11 +30,8 @@ TEST_F(IntegrationTest, AnAdaptiveExperimentKilledBetweenRoundsAddsEachRoundOnce
   WriteFile(plan, AdaptivePlan(
                       "adaptive", "{min: 2, max: 6, step: 2, until: {ratio_ci_width: 0.01}}",
                       "arms: {a: {seed: per_run}, different_seeds: {seed: per_run}}\n"));
-  const int port = FreeLoopbackPort();
-  ASSERT_GT(port, 0);
-  const std::string address = absl::StrCat("127.0.0.1:", port);
-  std::vector<std::string> command = {kCoordinator, "--plan", plan, "--db", db, "--listen",
-                                      address, "--heartbeat-ms", std::to_string(kHeartbeatMs)};
+  auto [address, command] = OnAFixedPort(plan, db);
+  ASSERT_FALSE(address.empty());
   ChildProcess* first = Spawn(command, "coordinator-1");
   ASSERT_NE(first, nullptr);
   ASSERT_NE(StartWorker(address, "wA"), nullptr);

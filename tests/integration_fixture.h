@@ -124,6 +124,21 @@ inline int FreeLoopbackPort() {
   return port;
 }
 
+// A coordinator of `plan` and `db` on a loopback port chosen now and kept in the command,
+// so that one restarted with it listens where the workers already dial; the address is
+// empty when no port was free.
+struct FixedPortCoordinator {
+  std::string address;
+  std::vector<std::string> command;
+};
+inline FixedPortCoordinator OnAFixedPort(const std::string& plan, const std::string& db) {
+  const int port = FreeLoopbackPort();
+  if (port <= 0) return {};
+  const std::string address = absl::StrCat("127.0.0.1:", port);
+  return {address, {kCoordinator, "--plan", plan, "--db", db, "--listen", address,
+                    "--heartbeat-ms", std::to_string(kHeartbeatMs)}};
+}
+
 // Read-only queries on an experiment's SQLite file, as a user with sqlite3 would make them.
 class Db {
  public:

@@ -90,11 +90,8 @@ TEST_F(IntegrationTest, KilledWorkerRunCompletesElsewhere) {
 TEST_F(IntegrationTest, KilledCoordinatorResumes) {
   const std::string plan = Path("plan.yaml"), db = Path("killed-coordinator.db");
   WriteFile(plan, PlanText("killed-coordinator", 3, 2, 3000, 100));
-  const int port = FreeLoopbackPort();
-  ASSERT_GT(port, 0);
-  const std::string address = absl::StrCat("127.0.0.1:", port);
-  std::vector<std::string> command = {kCoordinator, "--plan", plan, "--db", db, "--listen",
-                                      address, "--heartbeat-ms", std::to_string(kHeartbeatMs)};
+  auto [address, command] = OnAFixedPort(plan, db);
+  ASSERT_FALSE(address.empty());
   ChildProcess* first = Spawn(command, "coordinator-1");
   ASSERT_NE(first, nullptr);
   ChildProcess* wa = StartWorker(address, "wA");
