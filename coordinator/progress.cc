@@ -3,11 +3,8 @@
 #include <algorithm>
 #include <string>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/string_view.h"
 #include "common/cli.h"
 #include "store/status_view.h"
 
@@ -62,15 +59,6 @@ void ProgressDisplay::Show(const ExperimentStatus& s) {
       if (!a.waiting.empty()) {
         std::fprintf(out_, "[%s] arm %s waits: %s\n", cli::ClockTime().c_str(), a.name.c_str(),
                      a.waiting.c_str());
-      }
-    }
-    // An adaptive run count's state, once at the start and again after each look.
-    if (s.adaptive && static_cast<int>(s.adaptive->looks.size()) != told_looks_) {
-      told_looks_ = static_cast<int>(s.adaptive->looks.size());
-      for (absl::string_view line : absl::StrSplit(DescribeAdaptive(*s.adaptive), '\n',
-                                                   absl::SkipEmpty())) {
-        std::fprintf(out_, "[%s] %s\n", cli::ClockTime().c_str(),
-                     std::string(absl::StripLeadingAsciiWhitespace(line)).c_str());
       }
     }
     if (c.done + c.failed == last_done_) return;

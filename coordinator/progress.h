@@ -4,7 +4,8 @@
 // Piped: timestamped log lines only, plus a progress line whenever a run finishes. An
 // arm that waits because no worker here can run it (placement) says why: under its bar,
 // or piped in a line each time the reason changes. An adaptive run count's last look
-// (store/status_view.h DescribeAdaptive): under the arms, or piped after each look.
+// (store/status_view.h DescribeAdaptive) under the arms; piped, the service's own line
+// for each look (coordinator/adaptive_rounds.h DescribeLook) says it.
 //
 // Thread safety: thread-safe; gRPC handlers log while the main loop redraws.
 #ifndef REPRO_COORDINATOR_PROGRESS_H_
@@ -41,7 +42,6 @@ class ProgressDisplay {
   int last_done_ ABSL_GUARDED_BY(mu_) = -1;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   std::map<std::string, std::string> told_waiting_ ABSL_GUARDED_BY(mu_);  // piped: by arm
-  int told_looks_ ABSL_GUARDED_BY(mu_) = -1;  // piped: the adaptive looks told so far
 };
 
 }  // namespace repro
