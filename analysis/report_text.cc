@@ -515,16 +515,10 @@ std::string AdaptiveFollowedText(const AdaptiveLook& look, const std::vector<Arm
   if (look.decision == "reached") return "stopped: every arm settled";
   if (look.decision == "max") return "stopped: max runs reached";
   if (look.decision != "more") return look.decision;
-  // The arms given runs, in plan order (any the plan lacks after them).
+  // The arms given runs, in plan order (the store adds runs only to the plan's arms).
   std::vector<std::pair<std::string, int>> added;
   for (const ArmReport& arm : arms) {
     if (const auto it = look.added.find(arm.name); it != look.added.end()) added.push_back(*it);
-  }
-  for (const auto& [name, runs] : look.added) {
-    if (std::none_of(added.begin(), added.end(),
-                     [&name = name](const auto& entry) { return entry.first == name; })) {
-      added.emplace_back(name, runs);
-    }
   }
   if (added.empty()) return "no runs added";
   const bool alike = std::all_of(added.begin(), added.end(), [&added](const auto& entry) {
