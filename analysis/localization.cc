@@ -51,11 +51,16 @@ void AppendOperation(const LocalizationResult& r, std::string* out) {
 }
 
 std::string AnswerText(const LocalizationState& s, const LocalizationResult& r) {
+  const std::string where =
+      r.worker_b.empty()
+          ? absl::StrCat("on worker ", r.worker.empty() ? "-" : r.worker)
+          : absl::StrCat("each on a worker like the one it trained on (", s.run_a, " on ",
+                         r.worker, ", ", s.run_b, " on ", r.worker_b, ")");
   std::string out = absl::StrFormat(
       "Runs %s and %s part in epoch %d (their weights first differ after it).\n"
-      "Replayed on worker %s, each under its own run's spec: %d batches, %.2f s; the replays "
+      "Replayed %s, each under its own run's spec: %d batches, %.2f s; the replays "
       "reproduced their runs' weights: %s and %s.\n",
-      s.run_a, s.run_b, r.epoch, r.worker.empty() ? "-" : r.worker, r.batches, r.replay_seconds,
+      s.run_a, s.run_b, r.epoch, where, r.batches, r.replay_seconds,
       YesNo(r.a_reproduced), YesNo(r.b_reproduced));
   if (r.batch < 0) {
     absl::StrAppend(&out, "The two replays did not part in that epoch: what parted the runs "
@@ -69,9 +74,9 @@ std::string AnswerText(const LocalizationState& s, const LocalizationResult& r) 
                         r.trace_changed_nothing ? "yes (the observer changed nothing)"
                                                 : "NO: the observer changed the result");
   absl::StrAppendFormat(&out, "Cost: one step %.1f ms untraced, %.1f ms traced; trace of %d "
-                              "operations, %.1f KB; %.2f s in all on the worker.\n",
+                              "operations, %.1f KB; %.2f s in all on the %s.\n",
                         r.step_seconds * 1e3, r.traced_step_seconds * 1e3, r.trace_ops,
-                        r.trace_bytes / 1e3, r.seconds);
+                        r.trace_bytes / 1e3, r.seconds, r.worker_b.empty() ? "worker" : "workers");
   return out;
 }
 
@@ -130,10 +135,15 @@ std::string LocalizationText(const LocalizationState& s) {
     return absl::StrCat("Runs ", s.run_a, " and ", s.run_b, ": the localization failed: ",
                         s.error, "\n");
   }
+  std::string doing = "no worker has taken the request yet";
+  if (s.state == "running") {
+    doing = s.stage.empty()
+                ? absl::StrCat("worker ", s.worker, " is replaying it")
+                : absl::StrCat("each run replays on a worker like the one it trained on, stage ",
+                               s.stage, " (the last taken by worker ", s.worker, ")");
+  }
   return absl::StrCat("Runs ", s.run_a, " and ", s.run_b, " part in epoch ", s.epoch, "; ",
-                      s.state == "running" ? absl::StrCat("worker ", s.worker, " is replaying it")
-                                           : "no worker has taken the request yet",
-                      ".\n");
+                      doing, ".\n");
 }
 
 void WriteLocalization(JsonWriter& w, const LocalizationState& s) {
@@ -144,6 +154,19 @@ void WriteLocalization(JsonWriter& w, const LocalizationState& s) {
   w.Field("error", s.error);
   w.Field("epoch", s.epoch);
   w.Field("worker", s.result ? s.result->worker : s.worker);
+  // Each run on a worker of its own: run b's worker and the stage; null when one worker.
+  w.Key("worker_b");
+  if (s.result && !s.result->worker_b.empty()) {
+    w.String(s.result->worker_b);
+  } else {
+    w.Null();
+  }
+  w.Key("stage");
+  if (s.stage.empty()) {
+    w.Null();
+  } else {
+    w.String(s.stage);
+  }
   w.Key("answer");
   if (s.result) {
     WriteAnswer(w, *s.result);

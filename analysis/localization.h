@@ -16,7 +16,9 @@ namespace repro {
 // Lines of text: the answer when there is one, else what it waits for or why it failed.
 std::string LocalizationText(const LocalizationState& localization);
 
-// {"run_a", "run_b", "state", "error", "epoch", "worker", "answer": null or {"batches",
+// {"run_a", "run_b", "state", "error", "epoch", "worker", "worker_b" (run b's worker when
+// each run replays on a worker of its own, else null), "stage" (then the stage: epoch,
+// trace, dump or done; else null), "answer": null or {"batches",
 // "batch" (null: none), "reproduced": {"a", "b"} (each true, false or null), "op": null
 // or {"kind", "index", "name", "name_b", "module", "phase", "inputs_equal",
 // "differing_outputs", "values", "differing_values", "max_abs", "max_ulps"},

@@ -98,6 +98,10 @@ struct LocalizationState {
   std::string worker;        // running or done: who took it
   std::string error;         // failed: why
   std::optional<LocalizationResult> result;  // done
+  // "" when one worker replays both runs; else each run replays on a worker like the one
+  // it trained on (common/localize_stages.h), and this is the stage: epoch, trace, dump
+  // or done.
+  std::string stage;
 };
 
 // An adaptive experiment (the plan's `runs: {min, max, step, until}`, common/plan.h

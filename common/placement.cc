@@ -1,5 +1,6 @@
 #include "common/placement.h"
 
+#include <algorithm>
 #include <cstdint>
 
 #include "absl/strings/match.h"
@@ -91,6 +92,52 @@ std::string SpreadKey(const ArmSpec& arm, const WorkerRecord& worker) {
     case Spread::kGpus: {
       const std::string uuid = Lookup(worker.capabilities, "gpu_uuid");
       return absl::StrCat(worker.host, "/", uuid.empty() ? worker.name : uuid);
+    }
+  }
+  return "";
+}
+
+namespace {
+
+// The machine fields a run's environment records: the CUDA ones only for a run on CUDA.
+std::vector<std::string> MachineFields(const std::map<std::string, std::string>& environment) {
+  std::vector<std::string> fields = {"cpu_model", "torch", "compiler"};
+  const auto device = environment.find("device");
+  if (device != environment.end() && device->second == "cuda") {
+    fields.insert(fields.end(), {"gpu_name", "driver", "cuda", "cudnn"});
+  }
+  return fields;
+}
+
+}  // namespace
+
+std::vector<std::string> MachineDifferences(const std::map<std::string, std::string>& a,
+                                            const std::map<std::string, std::string>& b) {
+  std::vector<std::string> fields = MachineFields(a);
+  for (const std::string& field : MachineFields(b)) {
+    if (std::find(fields.begin(), fields.end(), field) == fields.end()) fields.push_back(field);
+  }
+  std::vector<std::string> out;
+  for (const std::string& field : fields) {
+    const auto x = a.find(field), y = b.find(field);
+    const bool in_a = x != a.end(), in_b = y != b.end();
+    if (in_a != in_b || (in_a && x->second != y->second)) out.push_back(field);
+  }
+  return out;
+}
+
+std::string ReplayMismatch(const std::map<std::string, std::string>& environment,
+                           const WorkerRecord& worker) {
+  for (const std::string& field : MachineFields(environment)) {
+    const auto recorded = environment.find(field);
+    if (recorded == environment.end()) continue;
+    const auto has = worker.capabilities.find(field);
+    if (has == worker.capabilities.end()) {
+      return absl::StrCat("it has no ", field, " (the run's was \"", recorded->second, "\")");
+    }
+    if (has->second != recorded->second) {
+      return absl::StrCat("its ", field, " is \"", has->second, "\", the run's was \"",
+                          recorded->second, "\"");
     }
   }
   return "";

@@ -8,6 +8,7 @@
 #ifndef REPRO_COMMON_PLACEMENT_H_
 #define REPRO_COMMON_PLACEMENT_H_
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,22 @@ std::string WhyNoWorker(const ArmSpec& arm, const std::vector<WorkerRecord>& wor
 // worker without one counts as a GPU of its own, "host-a/worker-name") that `worker`
 // counts as for `arm`'s spread; "" when the arm does not spread.
 std::string SpreadKey(const ArmSpec& arm, const WorkerRecord& worker);
+
+// Replaying a run (reproctl localize) on a machine like the one it trained on: the fields
+// of its recorded environment (RunResult::environment) that name the machine's make, not
+// the machine itself: cpu_model, torch and compiler, and for a run on CUDA gpu_name,
+// driver, cuda and cudnn. The host is not among them, so a run may replay on another
+// host of the same make; its settings (threads, determinism switches) come from its spec.
+//
+// The fields, in that order, whose values differ between two runs' environments (or that
+// only one has): empty when a worker like one would be like the other.
+std::vector<std::string> MachineDifferences(const std::map<std::string, std::string>& a,
+                                            const std::map<std::string, std::string>& b);
+// Empty when `worker`'s capabilities agree with every such field the run recorded; else
+// the first that does not, in words: "its gpu_name is \"NVIDIA A100\", the run's was
+// \"NVIDIA H200\"".
+std::string ReplayMismatch(const std::map<std::string, std::string>& environment,
+                           const WorkerRecord& worker);
 
 }  // namespace repro
 

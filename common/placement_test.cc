@@ -140,5 +140,33 @@ TEST(PlacementTest, SpreadCountsHostsOrGpus) {
   EXPECT_EQ(SpreadKey(plan.arms[2], Worker("w2", "cpu")), "host-w2/w2");
 }
 
+// A run replays on a machine of the same make: CPU, LibTorch and compiler, and for a run
+// on CUDA its GPU, driver, CUDA and cuDNN; the host and the run's settings do not count.
+TEST(PlacementTest, AReplayNeedsAMachineLikeTheRunsOwn) {
+  const std::map<std::string, std::string> cpu_run = {
+      {"host", "h1"}, {"cpu_model", "EPYC"}, {"torch", "1.13.1"}, {"compiler", "gcc 12"},
+      {"device", "cpu"}, {"threads", "2"}};
+  std::map<std::string, std::string> other_host = cpu_run;
+  other_host["host"] = "h2";
+  other_host["threads"] = "1";
+  EXPECT_THAT(MachineDifferences(cpu_run, other_host), ::testing::IsEmpty());
+  std::map<std::string, std::string> gpu_run = cpu_run;
+  gpu_run["device"] = "cuda";
+  gpu_run["gpu_name"] = "NVIDIA H200";
+  gpu_run["driver"] = "580.1";
+  EXPECT_EQ(MachineDifferences(cpu_run, gpu_run),
+            (std::vector<std::string>{"gpu_name", "driver"}));
+  other_host["torch"] = "2.1.0";
+  EXPECT_EQ(MachineDifferences(cpu_run, other_host), std::vector<std::string>{"torch"});
+
+  WorkerRecord same = Worker("w1", "cuda", {}, {{"cpu_model", "EPYC"}, {"torch", "1.13.1"},
+                                                 {"compiler", "gcc 12"}, {"gpu_name", "NVIDIA A100"}});
+  EXPECT_EQ(ReplayMismatch(cpu_run, same), "");  // a CPU run asks nothing of the GPU
+  EXPECT_EQ(ReplayMismatch(gpu_run, same),
+            "its gpu_name is \"NVIDIA A100\", the run's was \"NVIDIA H200\"");
+  EXPECT_EQ(ReplayMismatch(cpu_run, Worker("w2", "cpu")), "it has no cpu_model (the run's was \"EPYC\")");
+  EXPECT_EQ(ReplayMismatch({}, Worker("w2", "cpu")), "");  // nothing recorded, nothing asked
+}
+
 }  // namespace
 }  // namespace repro

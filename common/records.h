@@ -72,8 +72,9 @@ struct LocalizationResult {
   double replay_seconds = 0;       // the two replays of the epoch
   double step_seconds = 0;         // one step of that batch, untraced
   double traced_step_seconds = 0;  // and traced
-  double seconds = 0;              // the whole localization, on the worker
-  std::string worker;
+  double seconds = 0;              // every replay of it, on its workers, added up
+  std::string worker;    // the worker that replayed both runs, or run a's last stage
+  std::string worker_b;  // run b's, when each run replayed on a worker like its own; "" else
 };
 
 // How RunResult::diverged starts: the store tells it from other notes by it.

@@ -293,46 +293,82 @@ grpc::Status CoordinatorService::DoRegister(const v1::RegisterRequest& req,
 }
 
 absl::StatusOr<bool> CoordinatorService::LeaseLocalization(const std::string& worker,
-                                                           const std::vector<std::string>* arms,
                                                            v1::LeaseResponse* resp) {
   absl::MutexLock lock(&localize_mu_);
   if (!localize_open_) return false;
   ASSIGN_OR_RETURN(const std::string secret, NewLeaseSecret());
+  ASSIGN_OR_RETURN(const ReplayerRule may_replay, directory_.ReplayerFor(worker));
   ASSIGN_OR_RETURN(const std::optional<LocalizeLease> lease,
                    store_->LeaseLocalization(plan_.experiment, worker, clock_(),
-                                             options_.lease_ttl_ms, SecretHash(secret), arms));
+                                             options_.lease_ttl_ms, SecretHash(secret), may_replay));
   if (!lease) {
     ASSIGN_OR_RETURN(const int64_t open, store_->OpenLocalizations(plan_.experiment));
     localize_open_ = open > 0;  // one still running
     return false;
   }
+  auto spec = [this](const LocalizeLease::Side& side) -> absl::StatusOr<v1::RunSpec> {
+    const ArmSpec* arm = FindArm(side.arm);
+    if (arm == nullptr) return absl::InternalError(absl::StrCat("a run of unknown arm ", side.arm));
+    RunSpec spec = RunSpecFor(plan_, *arm, side.seeds);
+    // A spec that left the threads to its worker replays with those its run had.
+    if (spec.threads == 0) spec.threads = side.threads;
+    return ToProto(spec);
+  };
+  auto label = [](const LocalizeLease::Side& side) { return absl::StrCat(side.arm, "#", side.index); };
+  const std::string attempt = lease->attempt > 1 ? absl::StrCat(", attempt ", lease->attempt) : "";
+  if (!lease->side.empty()) {  // one side, replayed apart
+    const LocalizeLease::Side& side = lease->side == "a" ? lease->a : lease->b;
+    const SideRequest request = RequestFor(lease->stage, lease->so_far);
+    v1::LocalizeSideJob* job = resp->mutable_localize_side();
+    job->set_job_id(lease->id);
+    job->set_job_secret(secret);
+    job->set_side(lease->side);
+    job->set_run(label(side));
+    ASSIGN_OR_RETURN(*job->mutable_spec(), spec(side));
+    job->set_stage(StageName(lease->stage));
+    job->set_epoch(request.epoch);
+    job->set_trace_batch(request.trace_batch.value_or(-1));
+    job->set_dump_op(request.dump_op.value_or(-1));
+    log_(absl::StrCat("worker ", worker, " took side ", lease->side, " (", job->run(),
+                      ") of the localization of ", label(lease->a), " and ", label(lease->b),
+                      ": stage ", job->stage(), " of epoch ", lease->epoch, attempt));
+    return true;
+  }
   v1::LocalizeJob* job = resp->mutable_localize();
   job->set_job_id(lease->id);
   job->set_job_secret(secret);
   job->set_epoch(lease->epoch);
-  for (const auto& [side, label, spec, recorded] :
-       {std::tuple{&lease->a, job->mutable_run_a(), job->mutable_spec_a(), job->mutable_recorded_a()},
-        std::tuple{&lease->b, job->mutable_run_b(), job->mutable_spec_b(), job->mutable_recorded_b()}}) {
-    const ArmSpec* arm = FindArm(side->arm);
-    if (arm == nullptr) return absl::InternalError(absl::StrCat("a run of unknown arm ", side->arm));
-    *label = absl::StrCat(side->arm, "#", side->index);
-    *spec = ToProto(RunSpecFor(plan_, *arm, side->seeds));
-    *recorded = side->recorded;
-  }
+  job->set_run_a(label(lease->a));
+  job->set_run_b(label(lease->b));
+  ASSIGN_OR_RETURN(*job->mutable_spec_a(), spec(lease->a));
+  ASSIGN_OR_RETURN(*job->mutable_spec_b(), spec(lease->b));
+  job->set_recorded_a(lease->a.recorded);
+  job->set_recorded_b(lease->b.recorded);
   log_(absl::StrCat("worker ", worker, " took the localization of ", job->run_a(), " and ",
-                    job->run_b(), " (epoch ", lease->epoch, lease->attempt > 1
-                        ? absl::StrCat(", attempt ", lease->attempt) : "", ")"));
+                    job->run_b(), " (epoch ", lease->epoch, attempt, ")"));
   return true;
+}
+
+grpc::Status CoordinatorService::CheckLocalizationHolder(const std::string& worker, int64_t id,
+                                                         const std::string& side,
+                                                         const std::string& secret) {
+  if (side.empty()) {
+    return CheckHolder(store_->LocalizationOwner(id), worker, secret,
+                       absl::StrCat("localization ", id));
+  }
+  return CheckHolder(store_->LocalizationSideOwner(id, side), worker, secret,
+                     absl::StrCat("side ", side.substr(0, 8), " of localization ", id));
 }
 
 grpc::Status CoordinatorService::RenewLocalization(const v1::HeartbeatRequest& req,
                                                    v1::HeartbeatResponse* resp) {
-  if (grpc::Status s = CheckHolder(store_->LocalizationOwner(req.localize_job_id()), req.worker(),
-                                   req.job_secret(), absl::StrCat("localization ", req.localize_job_id()));
-      !s.ok()) {
+  const int64_t id = req.localize_job_id();
+  const std::string& side = req.localize_side();
+  if (grpc::Status s = CheckLocalizationHolder(req.worker(), id, side, req.job_secret()); !s.ok()) {
     return s;
   }
-  auto valid = store_->RenewLocalization(req.localize_job_id(), clock_(), options_.lease_ttl_ms);
+  auto valid = side.empty() ? store_->RenewLocalization(id, clock_(), options_.lease_ttl_ms)
+                            : store_->RenewLocalizationSide(id, side, clock_(), options_.lease_ttl_ms);
   if (!valid.ok()) return ToGrpc(valid.status());
   resp->set_lease_valid(*valid);
   return grpc::Status::OK;
@@ -340,20 +376,67 @@ grpc::Status CoordinatorService::RenewLocalization(const v1::HeartbeatRequest& r
 
 grpc::Status CoordinatorService::DoCompleteLocalize(const v1::CompleteLocalizeRequest& req) {
   if (grpc::Status s = CheckWorker(req.worker()); !s.ok()) return s;
-  if (grpc::Status s = CheckHolder(store_->LocalizationOwner(req.job_id()), req.worker(),
-                                   req.job_secret(), absl::StrCat("localization ", req.job_id()));
+  if (grpc::Status s = CheckLocalizationHolder(req.worker(), req.job_id(), req.side(),
+                                               req.job_secret());
       !s.ok()) {
     return s;
   }
+  const std::string error = req.error().substr(0, 4000);
+  if (!req.side().empty()) return CompleteLocalizeSide(req, error);
   LocalizationResult result = FromProto(req.result());
   result.worker = req.worker();
-  const std::string error = req.error().substr(0, 4000);
+  result.worker_b.clear();
   if (absl::Status s = store_->CompleteLocalization(req.job_id(), error, result); !s.ok()) {
     return ToGrpc(s);
   }
   log_(absl::StrCat("worker ", req.worker(), " localized ", req.job_id(), ": ",
                     error.empty() ? absl::StrCat("batch ", result.batch, ", ", result.op_name)
                                   : absl::StrCat("failed: ", error)));
+  return grpc::Status::OK;
+}
+
+absl::StatusOr<OpOutputs> CoordinatorService::LoadDump(const std::string& sha256) const {
+  if (options_.blobs == nullptr) return absl::UnavailableError("this coordinator keeps no blob store");
+  ASSIGN_OR_RETURN(const BlobFile file, options_.blobs->Open(sha256));
+  std::string bytes;
+  RETURN_IF_ERROR(file.ReadAt(0, static_cast<size_t>(file.size()), &bytes));
+  return DecodeOpOutputs(bytes);
+}
+
+grpc::Status CoordinatorService::CompleteLocalizeSide(const v1::CompleteLocalizeRequest& req,
+                                                      const std::string& error) {
+  const std::optional<LocalizeStage> stage = StageNamed(req.stage());
+  if (!stage || *stage == LocalizeStage::kDone) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("stage \"", req.stage().substr(0, 40),
+                                     "\" is none of epoch, trace, dump"));
+  }
+  absl::StatusOr<SideReplay> replay = FromProto(req.replay());
+  if (!replay.ok()) return ToGrpc(replay.status());
+  const std::string& dump = req.replay().dump_sha256();
+  if (error.empty() && !dump.empty()) {
+    // The dump must be in the blob store before its side is answered: read it now.
+    if (absl::StatusOr<OpOutputs> outputs = LoadDump(dump); !outputs.ok()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat("the dump named, sha256 ", dump.substr(0, 64), ": ",
+                                       outputs.status().message()));
+    }
+  }
+  absl::StatusOr<LocalizationState> state = store_->CompleteLocalizationSide(
+      req.job_id(), req.side(), *stage, error, *replay, dump,
+      [this](const std::string& sha256) { return LoadDump(sha256); });
+  if (!state.ok()) return ToGrpc(state.status());
+  std::string what = absl::StrCat("stage ", req.stage(), " answered");
+  if (!error.empty()) what = absl::StrCat("failed: ", error);
+  if (state->state == "failed" && error.empty()) what = absl::StrCat("failed: ", state->error);
+  if (state->state == "done" && state->result) {
+    what = absl::StrCat("done, batch ", state->result->batch, ", ", state->result->op_name.empty()
+                                                                      ? "no op" : state->result->op_name);
+  } else if (state->state == "running" && state->stage != req.stage()) {
+    absl::StrAppend(&what, "; both sides now replay stage ", state->stage);
+  }
+  log_(absl::StrCat("worker ", req.worker(), " replayed side ", req.side(), " of localization ",
+                    req.job_id(), ": ", what));
   return grpc::Status::OK;
 }
 
@@ -376,8 +459,23 @@ void CoordinatorService::MaybeLocalize(const std::string& arm_name) {
 
 absl::StatusOr<LocalizationState> CoordinatorService::AskWhereRunsPart(const std::string& run_a,
                                                                         const std::string& run_b) {
+  ASSIGN_OR_RETURN(const std::vector<WorkerRecord> workers, store_->Workers());
+  // Each run replays on a worker of its own when they trained on machines unlike each
+  // other, or when no worker here may run both arms.
+  const ApartRule apart = [this, &workers](const ReplayedRun& a, const ReplayedRun& b) {
+    if (!MachineDifferences(a.environment, b.environment).empty()) return true;
+    const ArmSpec* arm_a = FindArm(a.arm);
+    const ArmSpec* arm_b = FindArm(b.arm);
+    if (arm_a == nullptr || arm_b == nullptr) return false;
+    for (const WorkerRecord& w : workers) {
+      if (!w.gone() && PlacementMismatch(*arm_a, w).empty() && PlacementMismatch(*arm_b, w).empty()) {
+        return false;
+      }
+    }
+    return arm_a != arm_b && !workers.empty();
+  };
   ASSIGN_OR_RETURN(LocalizationState state,
-                   store_->RequestLocalization(plan_.experiment, run_a, run_b, clock_()));
+                   store_->RequestLocalization(plan_.experiment, run_a, run_b, clock_(), apart));
   if (state.state == "pending") {
     absl::MutexLock lock(&localize_mu_);
     localize_open_ = true;
@@ -393,31 +491,56 @@ grpc::Status CoordinatorService::DoLocalize(const v1::LocalizeRequest& req,
   resp->set_error(state->error);
   resp->set_epoch(state->epoch);
   resp->set_worker(state->worker);
+  resp->set_stage(state->stage);
   if (state->result) *resp->mutable_result() = ToProto(*state->result);
   if (state->state == "pending") {
-    absl::StatusOr<std::string> waiting = WhyNoWorkerReplays(req.run_a(), req.run_b());
+    absl::StatusOr<std::string> waiting = WhyNoWorkerReplays(*state);
     if (!waiting.ok()) return ToGrpc(waiting.status());
     resp->set_waiting(*waiting);
   }
   return grpc::Status::OK;
 }
 
-absl::StatusOr<std::string> CoordinatorService::WhyNoWorkerReplays(const std::string& run_a,
-                                                                   const std::string& run_b) {
-  std::string arm_a, arm_b;
-  int index = 0;
-  const ArmSpec* a = ParseRunLabel(run_a, &arm_a, &index) ? FindArm(arm_a) : nullptr;
-  const ArmSpec* b = ParseRunLabel(run_b, &arm_b, &index) ? FindArm(arm_b) : nullptr;
-  if (a == nullptr || b == nullptr) return std::string();
+absl::StatusOr<std::string> CoordinatorService::WhyNoWorkerReplays(const LocalizationState& state) {
+  ASSIGN_OR_RETURN(const ReplayedRun a, store_->RunToReplay(plan_.experiment, state.run_a));
+  ASSIGN_OR_RETURN(const ReplayedRun b, store_->RunToReplay(plan_.experiment, state.run_b));
   ASSIGN_OR_RETURN(const std::vector<WorkerRecord> workers, store_->Workers());
-  for (const WorkerRecord& w : workers) {
-    if (!w.gone() && PlacementMismatch(*a, w).empty() && PlacementMismatch(*b, w).empty()) return "";
+  // Why `w` may not replay `run` ("" when it may).
+  auto refuses = [this](const ReplayedRun& run, const WorkerRecord& w) -> std::string {
+    const ArmSpec* arm = FindArm(run.arm);
+    if (arm == nullptr) return absl::StrCat("the plan has no arm ", run.arm);
+    std::string why = PlacementMismatch(*arm, w);
+    return why.empty() ? ReplayMismatch(run.environment, w) : why;
+  };
+  // The runs one worker must replay: both, or each apart.
+  using Group = std::vector<std::pair<const ReplayedRun*, const std::string*>>;
+  const std::vector<Group> groups =
+      state.stage.empty() ? std::vector<Group>{{{&a, &state.run_a}, {&b, &state.run_b}}}
+                          : std::vector<Group>{{{&a, &state.run_a}}, {{&b, &state.run_b}}};
+  for (const Group& group : groups) {
+    std::vector<std::string> refusals;
+    int here = 0;
+    bool found = false;
+    for (const WorkerRecord& w : workers) {
+      if (w.gone() || found) continue;
+      ++here;
+      std::string why;
+      for (const auto& [run, label] : group) {
+        if (why.empty()) why = refuses(*run, w);
+        if (!why.empty() && group.size() > 1) why = absl::StrCat(*label, ": ", why);
+      }
+      found = why.empty();
+      if (!found && refusals.size() < 3) refusals.push_back(absl::StrCat(w.name, ": ", why));
+    }
+    if (found) continue;
+    if (here == 0) return std::string("no worker is here");
+    return absl::StrCat(
+        group.size() > 1 ? "no worker here may replay both runs"
+                         : absl::StrCat("no worker here may replay ", *group[0].second),
+        " (one of its arm, on a machine like the one the run trained on): ",
+        absl::StrJoin(refusals, "; "), here > 3 ? "; ..." : "");
   }
-  if (a == b) return WhyNoWorker(*a, workers);
-  return absl::StrCat("no worker here may run both arms, and one worker replays both runs: ",
-                      a->name, " needs ", DescribePlacement(*a).empty() ? "nothing" : DescribePlacement(*a),
-                      ", ", b->name, " needs ", DescribePlacement(*b).empty() ? "nothing" : DescribePlacement(*b),
-                      " (replaying each side on a worker of its own is not done yet)");
+  return std::string();
 }
 
 grpc::Status CoordinatorService::DoLease(const v1::LeaseRequest& req, v1::LeaseResponse* resp) {
@@ -428,7 +551,7 @@ grpc::Status CoordinatorService::DoLease(const v1::LeaseRequest& req, v1::LeaseR
   if (!arms.ok()) return ToGrpc(arms.status());
   const std::vector<std::string>* only = arms->has_value() ? &**arms : nullptr;
   // Where runs part is asked while a user waits: before any run.
-  absl::StatusOr<bool> localizing = LeaseLocalization(req.worker(), only, resp);
+  absl::StatusOr<bool> localizing = LeaseLocalization(req.worker(), resp);
   if (!localizing.ok()) return ToGrpc(localizing.status());
   if (*localizing) return grpc::Status::OK;
   auto secret = NewLeaseSecret();
@@ -716,7 +839,15 @@ absl::StatusOr<IncomingBlob> CoordinatorService::ReceiveBlob(grpc::CallbackServe
                                                              const v1::PutBlobRequest& first) {
   if (grpc::Status s = CheckCallerName(ctx, first.worker(), "PutBlob"); !s.ok()) return FromGrpc(s);
   if (grpc::Status s = CheckWorker(first.worker()); !s.ok()) return FromGrpc(s);
-  if (grpc::Status s = CheckLease(first); !s.ok()) return FromGrpc(s);
+  if (first.localize_job_id() != 0) {  // a side's dump, under its localization's lease
+    if (grpc::Status s = CheckLocalizationHolder(first.worker(), first.localize_job_id(),
+                                                 first.localize_side(), first.lease_secret());
+        !s.ok() || first.localize_side().empty()) {
+      return s.ok() ? absl::InvalidArgumentError("a dump names the side it is of") : FromGrpc(s);
+    }
+  } else if (grpc::Status s = CheckLease(first); !s.ok()) {
+    return FromGrpc(s);
+  }
   if (options_.blobs == nullptr) return absl::UnavailableError("this coordinator keeps no blob store");
   if (first.size() > options_.max_upload_bytes) {
     return absl::FailedPreconditionError(absl::StrFormat(

@@ -149,12 +149,18 @@ class CoordinatorService final : public v1::WorkerService::CallbackService,
   grpc::Status DoLeave(const v1::LeaveRequest& req);
   grpc::Status DoSaveCheckpoint(const v1::SaveCheckpointRequest& req,
                                 v1::SaveCheckpointResponse* resp);
-  // A pending localization for `worker` into `resp` (true), when there is one of runs of
-  // `arms` (nullptr: any).
-  absl::StatusOr<bool> LeaseLocalization(const std::string& worker,
-                                         const std::vector<std::string>* arms,
-                                         v1::LeaseResponse* resp);
+  // A pending localization, or a side of one replayed apart, that `worker` may replay
+  // (WorkerDirectory::ReplayerFor), into `resp` (true), when there is one.
+  absl::StatusOr<bool> LeaseLocalization(const std::string& worker, v1::LeaseResponse* resp);
+  // That `worker` holds localization `id` (or its `side`, when not "") with `secret`.
+  grpc::Status CheckLocalizationHolder(const std::string& worker, int64_t id,
+                                       const std::string& side, const std::string& secret);
   grpc::Status DoCompleteLocalize(const v1::CompleteLocalizeRequest& req);
+  // A side's answer for a stage (RunStore::CompleteLocalizationSide), its dump checked
+  // to be in the blob store first.
+  grpc::Status CompleteLocalizeSide(const v1::CompleteLocalizeRequest& req, const std::string& error);
+  // A side's dump, from the blob store (EncodeOpOutputs's bytes).
+  absl::StatusOr<OpOutputs> LoadDump(const std::string& sha256) const;
   // A heartbeat of a worker replaying a localization it holds: its lease is renewed.
   grpc::Status RenewLocalization(const v1::HeartbeatRequest& req, v1::HeartbeatResponse* resp);
   // An arm that asks for it (localize: true) and has just finished: where its runs part
@@ -164,8 +170,9 @@ class CoordinatorService final : public v1::WorkerService::CallbackService,
   absl::StatusOr<LocalizationState> AskWhereRunsPart(const std::string& run_a,
                                                      const std::string& run_b);
   grpc::Status DoLocalize(const v1::LocalizeRequest& req, v1::LocalizeResponse* resp);
-  // Why no worker that is here may take the localization of two runs ("" when one may).
-  absl::StatusOr<std::string> WhyNoWorkerReplays(const std::string& run_a, const std::string& run_b);
+  // Why no worker that is here may take a pending localization ("" when one may): both
+  // runs on one, or each side apart.
+  absl::StatusOr<std::string> WhyNoWorkerReplays(const LocalizationState& state);
   grpc::Status CheckWorker(const std::string& worker);
   // The blob GetBlob asked for, open, once the call passes every check.
   absl::StatusOr<BlobFile> OpenBlob(const v1::GetBlobRequest& req);

@@ -173,7 +173,9 @@ TEST_F(PlacementTest, AWorkerThatLeavesOrFallsSilentIsGoneUntilItCallsAgain) {
   EXPECT_EQ(status.workers(1).current_run(), "cpu#0");
 }
 
-TEST_F(PlacementTest, ALocalizationNoWorkerMayReplaySaysWhyItWaits) {
+// Runs of arms that no one worker may run both of replay apart, each side on a worker
+// that may run its arm; while no worker here may take a side, the request says why.
+TEST_F(PlacementTest, ALocalizationOfArmsNoOneWorkerMayRunReplaysEachSideApart) {
   ASSERT_TRUE(RegisterWorker(Worker("g", "h1", "cuda")).ok());
   ASSERT_TRUE(RegisterWorker(Worker("c", "h2", "cpu", {{"pool", "a"}})).ok());
   // gpu#0 on g, pinned#0 on c, alike until their last epoch.
@@ -189,6 +191,11 @@ TEST_F(PlacementTest, ALocalizationNoWorkerMayReplaySaysWhyItWaits) {
     v1::CompleteResponse resp;
     ASSERT_TRUE(workers_->Complete(Ctx().get(), req, &resp).ok());
   }
+  v1::LeaveRequest leave;
+  leave.set_worker("c");
+  leave.set_reason("drained");
+  v1::LeaveResponse left;
+  ASSERT_TRUE(workers_->Leave(Ctx().get(), leave, &left).ok());
   v1::LocalizeRequest ask;
   ask.set_run_a("gpu#0");
   ask.set_run_b("pinned#0");
@@ -196,21 +203,26 @@ TEST_F(PlacementTest, ALocalizationNoWorkerMayReplaySaysWhyItWaits) {
   const grpc::Status s = control_->Localize(Ctx().get(), ask, &resp);
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(resp.state(), "pending");
-  EXPECT_EQ(resp.waiting(), "no worker here may run both arms, and one worker replays both runs: "
-                            "gpu needs device cuda, pinned needs label pool=a (replaying each side "
-                            "on a worker of its own is not done yet)");
-  // Neither worker is handed it.
+  EXPECT_EQ(resp.stage(), "epoch");  // apart
+  EXPECT_EQ(resp.waiting(), "no worker here may replay pinned#0 (one of its arm, on a machine "
+                            "like the one the run trained on): g: it has no label pool");
   v1::LeaseResponse lease;
   ASSERT_TRUE(Lease("g", &lease).ok());
-  EXPECT_FALSE(lease.has_localize());
-  ASSERT_TRUE(Lease("c", &lease).ok());
-  EXPECT_FALSE(lease.has_localize());
-  // A worker that may run both comes: the request is no longer waiting on placement.
-  ASSERT_TRUE(RegisterWorker(Worker("both", "h3", "cuda", {{"pool", "a"}})).ok());
+  ASSERT_TRUE(lease.has_localize_side()) << lease.DebugString();
+  EXPECT_EQ(lease.localize_side().run(), "gpu#0");
+  EXPECT_EQ(lease.localize_side().side(), "a");
+  EXPECT_EQ(lease.localize_side().stage(), "epoch");
+  // Side b waits for c, and c takes it once it is back; nobody is handed side a twice.
+  ASSERT_TRUE(Lease("g", &lease).ok());
+  EXPECT_FALSE(lease.has_localize_side());
+  ASSERT_TRUE(RegisterWorker(Worker("c", "h2", "cpu", {{"pool", "a"}})).ok());
   ASSERT_TRUE(control_->Localize(Ctx().get(), ask, &resp).ok());
+  EXPECT_EQ(resp.state(), "running");
   EXPECT_EQ(resp.waiting(), "");
-  ASSERT_TRUE(Lease("both", &lease).ok());
-  EXPECT_TRUE(lease.has_localize());
+  ASSERT_TRUE(Lease("c", &lease).ok());
+  ASSERT_TRUE(lease.has_localize_side()) << lease.DebugString();
+  EXPECT_EQ(lease.localize_side().run(), "pinned#0");
+  EXPECT_EQ(lease.localize_side().side(), "b");
 }
 
 class SpreadTest : public PlacementTest {

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <limits>
 #include <memory>
 #include <string>
@@ -27,6 +28,7 @@
 #include "absl/synchronization/mutex.h"
 #include "coordinator/service.h"
 #include "proto/convert.h"
+#include "store/blobs.h"
 
 namespace repro::service_testing {
 // The two default arms of one run each, so two runs; `noop` reads no data.
@@ -83,6 +85,8 @@ class ServiceTest : public ::testing::Test {
 
     ServiceOptions options;
     options.lease_ttl_ms = kLeaseTtlMs;
+    blobs_ = std::make_unique<BlobStore>(BlobStore::RootFor(path_));
+    options.blobs = blobs_.get();
     service_ = std::make_unique<CoordinatorService>(
         store_.get(), *plan, [this] { return now_ms_.load(); }, options,
         [this](const std::string& line) {
@@ -112,6 +116,8 @@ class ServiceTest : public ::testing::Test {
 
   void RemoveDatabase() {
     for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path_ + suffix).c_str());
+    std::error_code error;
+    std::filesystem::remove_all(BlobStore::RootFor(path_), error);
   }
 
   void AdvanceClock(int64_t ms) { now_ms_ += ms; }
@@ -234,6 +240,7 @@ class ServiceTest : public ::testing::Test {
   absl::Mutex log_mu_;
   std::vector<std::string> log_ ABSL_GUARDED_BY(log_mu_);
   std::unique_ptr<RunStore> store_;
+  std::unique_ptr<BlobStore> blobs_;  // the coordinator's, beside the database
   std::unique_ptr<CoordinatorService> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<v1::WorkerService::Stub> workers_;

@@ -97,4 +97,12 @@ absl::StatusOr<bool> WorkerDirectory::SpreadAllows(const ArmSpec& arm, const Wor
   return (mine == by_key.end() ? 0 : mine->second) <= least;
 }
 
+absl::StatusOr<ReplayerRule> WorkerDirectory::ReplayerFor(const std::string& worker) {
+  ASSIGN_OR_RETURN(const Entry entry, Find(worker));
+  return [entry](const ReplayedRun& run) {
+    return std::find(entry.arms.begin(), entry.arms.end(), run.arm) != entry.arms.end() &&
+           ReplayMismatch(run.environment, entry.record).empty();
+  };
+}
+
 }  // namespace repro

@@ -37,6 +37,11 @@ class WorkerDirectory {
   // The arms `worker` may take a run of now, in plan order; nullopt when any (the lease
   // need not filter). NOT_FOUND when it never registered.
   absl::StatusOr<std::optional<std::vector<std::string>>> ArmsFor(const std::string& worker);
+  // Which runs `worker` may replay for a localization (RunStore::LeaseLocalization): a
+  // run of an arm it may run (placement; spread does not count), on a machine like the
+  // one the run trained on (common/placement.h ReplayMismatch). NOT_FOUND when it never
+  // registered.
+  absl::StatusOr<ReplayerRule> ReplayerFor(const std::string& worker);
 
  private:
   struct Entry {

@@ -1,5 +1,7 @@
 #include "proto/convert.h"
 
+#include "absl/strings/str_cat.h"
+
 #include <optional>
 
 namespace repro {
@@ -202,6 +204,7 @@ v1::Localization ToProto(const LocalizationResult& l) {
   out.set_traced_step_seconds(l.traced_step_seconds);
   out.set_seconds(l.seconds);
   out.set_worker(l.worker);
+  out.set_worker_b(l.worker_b);
   return out;
 }
 
@@ -232,6 +235,62 @@ LocalizationResult FromProto(const v1::Localization& l) {
   out.traced_step_seconds = l.traced_step_seconds();
   out.seconds = l.seconds();
   out.worker = l.worker();
+  out.worker_b = l.worker_b();
+  return out;
+}
+
+v1::SideReplay ToProto(const SideReplay& r, const std::string& dump_sha256) {
+  v1::SideReplay out;
+  out.mutable_batch_hashes()->Add(r.batch_hashes.begin(), r.batch_hashes.end());
+  for (const OpRecord& op : r.trace) {
+    v1::TracedOp* o = out.add_trace();
+    o->set_name(op.name);
+    o->set_module(op.module);
+    o->set_phase(PhaseName(op.phase));
+    o->mutable_inputs()->Add(op.inputs.begin(), op.inputs.end());
+    for (const TracedValue& v : op.outputs) {
+      v1::TracedValue* w = o->add_outputs();
+      w->set_hash(v.hash);
+      w->set_dtype(v.dtype);
+      w->mutable_shape()->Add(v.shape.begin(), v.shape.end());
+    }
+  }
+  out.set_traced_batch_end_hash(r.traced_batch_end_hash);
+  out.set_trace_bytes(r.trace_bytes);
+  out.set_batch_seconds(r.batch_seconds);
+  out.set_traced_batch_seconds(r.traced_batch_seconds);
+  out.set_dump_sha256(dump_sha256);
+  out.set_seconds(r.seconds);
+  out.set_wall_seconds(r.wall_seconds);
+  return out;
+}
+
+absl::StatusOr<SideReplay> FromProto(const v1::SideReplay& r) {
+  SideReplay out;
+  out.batch_hashes.assign(r.batch_hashes().begin(), r.batch_hashes().end());
+  for (const v1::TracedOp& o : r.trace()) {
+    OpRecord op;
+    op.name = o.name();
+    op.module = o.module();
+    const std::optional<OpPhase> phase = PhaseNamed(o.phase());
+    if (!phase) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("a traced op's phase \"", o.phase().substr(0, 40),
+                       "\" is none of forward, backward, update"));
+    }
+    op.phase = *phase;
+    op.inputs.assign(o.inputs().begin(), o.inputs().end());
+    for (const v1::TracedValue& v : o.outputs()) {
+      op.outputs.push_back({v.hash(), v.dtype(), {v.shape().begin(), v.shape().end()}});
+    }
+    out.trace.push_back(std::move(op));
+  }
+  out.traced_batch_end_hash = r.traced_batch_end_hash();
+  out.trace_bytes = r.trace_bytes();
+  out.batch_seconds = r.batch_seconds();
+  out.traced_batch_seconds = r.traced_batch_seconds();
+  out.seconds = r.seconds();
+  out.wall_seconds = r.wall_seconds();
   return out;
 }
 

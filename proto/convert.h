@@ -8,7 +8,9 @@
 
 #include <string>
 
+#include "absl/status/statusor.h"
 #include "common/experiment_view.h"
+#include "common/localize_stages.h"
 #include "common/records.h"
 #include "common/run_spec.h"
 #include "repro/v1/repro.pb.h"
@@ -29,6 +31,10 @@ WorkerRecord FromProto(const v1::WorkerStatus& worker);
 WorkerRecord FromProto(const v1::WorkerInfo& worker);
 v1::Localization ToProto(const LocalizationResult& localization);
 LocalizationResult FromProto(const v1::Localization& localization);
+// A side's replay of a stage; the dump crosses as a blob (PutBlob), named by its SHA-256
+// here, so FromProto leaves `dump` empty. INVALID_ARGUMENT for a phase that is none.
+v1::SideReplay ToProto(const SideReplay& replay, const std::string& dump_sha256);
+absl::StatusOr<SideReplay> FromProto(const v1::SideReplay& replay);
 v1::StatusResponse ToProto(const ExperimentStatus& status);
 ExperimentStatus FromProto(const v1::StatusResponse& status);
 

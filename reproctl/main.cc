@@ -246,7 +246,12 @@ Result Localized(const cli::ParsedArgs& args, const LocalizationState& localizat
 }
 
 // A localization that has not been answered: what it waits for.
-std::string Waiting(const std::string& state, const std::string& worker, int epoch) {
+std::string Waiting(const std::string& state, const std::string& stage, const std::string& worker,
+                    int epoch) {
+  if (state == "running" && !stage.empty()) {
+    return absl::StrCat("each run replays epoch ", epoch, " on a worker like the one it trained "
+                        "on; stage ", stage, " (the last taken by worker ", worker, ")");
+  }
   return state == "running"
              ? absl::StrCat("worker ", worker, " is replaying epoch ", epoch, " of both runs")
              : "waiting for a worker to take it (workers leave once the experiment has finished: "
@@ -289,7 +294,7 @@ Result FromDb(const std::string& command, const cli::ParsedArgs& args) {
     if (state.result) return Localized(args, state);
     if (state.state == "failed") return Result{"", cli::kExitError, state.error};
     return Result{"", cli::kExitIncomplete, absl::StrCat("not answered yet: ",
-                                                         Waiting(state.state, state.worker, state.epoch))};
+                                                         Waiting(state.state, state.stage, state.worker, state.epoch))};
   }
   if (command == "fetch") {
     const FetchArgs f = FetchArgsOf(args);
@@ -365,6 +370,7 @@ Result LocalizeFromCoordinator(v1::ControlService::Stub& stub, const std::string
       done.run_b = req.run_b();
       done.epoch = resp.epoch();
       done.worker = resp.worker();
+      done.stage = resp.stage();
       done.result = FromProto(resp.result());
       return Localized(args, done);
     }
@@ -372,7 +378,7 @@ Result LocalizeFromCoordinator(v1::ControlService::Stub& stub, const std::string
       return Result{"", cli::kExitError, absl::StrCat("the localization failed: ", resp.error())};
     }
     const std::string waiting = resp.waiting().empty()
-                                    ? Waiting(resp.state(), resp.worker(), resp.epoch())
+                                    ? Waiting(resp.state(), resp.stage(), resp.worker(), resp.epoch())
                                     : resp.waiting();
     if (waiting != told) std::fprintf(stderr, "reproctl: %s\n", waiting.c_str());
     told = waiting;

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/names.h"
 #include "common/status_macros.h"
@@ -19,9 +20,53 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(
     LocalizationResult, epoch, batches, batch, a_reproduced, b_reproduced, op_kind, op_index,
     op_name, op_name_b, op_module, op_phase, inputs_equal, differing_outputs, values,
     differing_values, max_abs, max_ulps, trace_changed_nothing, trace_ops, trace_bytes,
-    replay_seconds, step_seconds, traced_step_seconds, seconds, worker)
+    replay_seconds, step_seconds, traced_step_seconds, seconds, worker, worker_b)
+
+// A side's replay as localization_sides.replay keeps it: the dump by its blob's SHA-256.
+void to_json(nlohmann::json& j, const TracedValue& v) {
+  j = {{"hash", v.hash}, {"dtype", v.dtype}, {"shape", v.shape}};
+}
+void from_json(const nlohmann::json& j, TracedValue& v) {
+  j.at("hash").get_to(v.hash);
+  j.at("dtype").get_to(v.dtype);
+  j.at("shape").get_to(v.shape);
+}
+void to_json(nlohmann::json& j, const OpRecord& r) {
+  j = {{"name", r.name}, {"module", r.module}, {"phase", PhaseName(r.phase)},
+       {"inputs", r.inputs}, {"outputs", r.outputs}};
+}
+void from_json(const nlohmann::json& j, OpRecord& r) {
+  j.at("name").get_to(r.name);
+  j.at("module").get_to(r.module);
+  r.phase = PhaseNamed(j.at("phase").get<std::string>()).value_or(OpPhase::kForward);
+  j.at("inputs").get_to(r.inputs);
+  j.at("outputs").get_to(r.outputs);
+}
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SideReplay, batch_hashes, trace,
+                                                traced_batch_end_hash, trace_bytes, batch_seconds,
+                                                traced_batch_seconds, seconds, wall_seconds)
 
 namespace {
+
+// What the stages of a localization replayed apart found so far (localizations.result),
+// or a fresh answer for `epoch` before the first.
+// DATA_LOSS for a damaged cell.
+absl::StatusOr<LocalizationResult> SoFar(int64_t id, const std::string& json, int epoch) {
+  LocalizationResult so_far;
+  if (!json.empty()) {
+    const auto parsed = nlohmann::json::parse(json, nullptr, false);
+    try {
+      if (!parsed.is_object()) throw nlohmann::json::other_error::create(0, "not an object", nullptr);
+      so_far = parsed.get<LocalizationResult>();
+    } catch (const nlohmann::json::exception&) {
+      return absl::DataLossError(absl::StrCat(
+          "localization ", id, ": what its stages found so far (localizations.result) cannot "
+          "be read"));
+    }
+  }
+  so_far.epoch = epoch;
+  return so_far;
+}
 
 // A run of the experiment by its label: its id and the attempt whose result counts (0:
 // none yet).
@@ -91,7 +136,7 @@ absl::StatusOr<int> FirstPartingEpoch(sql::Database& db, const std::string& run_
 
 constexpr char kSelectState[] =
     "SELECT l.id, l.state, ra.arm || '#' || ra.idx, rb.arm || '#' || rb.idx, l.epoch, "
-    "l.worker, l.error, COALESCE(l.result, '') FROM localizations l "
+    "l.worker, l.error, COALESCE(l.result, ''), COALESCE(l.stage, '') FROM localizations l "
     "JOIN runs ra ON ra.id = l.run_a JOIN runs rb ON rb.id = l.run_b ";
 
 LocalizationState ReadState(const sql::Statement& row) {
@@ -103,6 +148,7 @@ LocalizationState ReadState(const sql::Statement& row) {
   s.epoch = static_cast<int>(row.Int(4));
   s.worker = row.Text(5);
   s.error = row.Text(6);
+  s.stage = row.Text(8);
   const auto json = nlohmann::json::parse(row.Text(7), nullptr, false);
   if (s.state == "done" && json.is_object()) {
     try {
@@ -124,6 +170,25 @@ absl::StatusOr<std::optional<LocalizationState>> StateOf(sql::Database& db, int6
   return ReadState(*q);
 }
 
+// The arm and recorded environment of a run's counted result.
+absl::StatusOr<ReplayedRun> ReplayedRunOf(sql::Database& db, int64_t run_id) {
+  ASSIGN_OR_RETURN(auto q, db.Prepare(
+      "SELECT r.arm, COALESCE(a.environment, '{}') FROM runs r "
+      "LEFT JOIN attempts a ON a.id = r.result_attempt WHERE r.id = ?"));
+  q->Bind(1, run_id);
+  ASSIGN_OR_RETURN(bool found, q->Step());
+  if (!found) return absl::InternalError(absl::StrCat("run id ", run_id, " vanished"));
+  return ReplayedRun{q->Text(0), StringMap(q->Text(1))};
+}
+
+absl::StatusOr<LocalizationState> LocalizationStateById(sql::Database& db, int64_t id) {
+  ASSIGN_OR_RETURN(auto q, db.Prepare(absl::StrCat(kSelectState, "WHERE l.id = ?")));
+  q->Bind(1, id);
+  ASSIGN_OR_RETURN(bool found, q->Step());
+  if (!found) return absl::NotFoundError(absl::StrCat("no localization ", id));
+  return ReadState(*q);
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<LocalizationState>> RunStore::LocalizationsOf(int64_t experiment_id) {
@@ -138,7 +203,8 @@ absl::StatusOr<std::vector<LocalizationState>> RunStore::LocalizationsOf(int64_t
 absl::StatusOr<LocalizationState> RunStore::RequestLocalization(const std::string& experiment,
                                                                 const std::string& run_a,
                                                                 const std::string& run_b,
-                                                                int64_t now_ms) {
+                                                                int64_t now_ms,
+                                                                const ApartRule& apart) {
   if (run_a == run_b) {
     return absl::InvalidArgumentError(absl::StrCat("localize needs two runs, not ", run_a, " twice"));
   }
@@ -154,11 +220,29 @@ absl::StatusOr<LocalizationState> RunStore::RequestLocalization(const std::strin
       }
     }
     ASSIGN_OR_RETURN(const int epoch, FirstPartingEpoch(*db_, run_a, run_b, a, b));
+    bool sides_apart = false;
+    if (apart) {
+      ASSIGN_OR_RETURN(const ReplayedRun ra, ReplayedRunOf(*db_, a.id));
+      ASSIGN_OR_RETURN(const ReplayedRun rb, ReplayedRunOf(*db_, b.id));
+      sides_apart = apart(ra, rb);
+    }
     ASSIGN_OR_RETURN(auto insert, db_->Prepare(
-        "INSERT INTO localizations (experiment_id, run_a, run_b, epoch, created_ms) "
-        "VALUES (?, ?, ?, ?, ?)"));
-    RETURN_IF_ERROR(insert->Bind(1, experiment_id).Bind(2, a.id).Bind(3, b.id)
-                        .Bind(4, static_cast<int64_t>(epoch)).Bind(5, now_ms).Run());
+        "INSERT INTO localizations (experiment_id, run_a, run_b, epoch, created_ms, stage) "
+        "VALUES (?, ?, ?, ?, ?, ?)"));
+    insert->Bind(1, experiment_id).Bind(2, a.id).Bind(3, b.id)
+        .Bind(4, static_cast<int64_t>(epoch)).Bind(5, now_ms);
+    if (sides_apart) {
+      insert->Bind(6, std::string(StageName(LocalizeStage::kEpoch)));
+    } else {
+      insert->BindNull(6);
+    }
+    RETURN_IF_ERROR(insert->Run());
+    if (sides_apart) {
+      ASSIGN_OR_RETURN(auto sides, db_->Prepare(
+          "INSERT INTO localization_sides (localization_id, side) VALUES (?, 'a'), (?, 'b')"));
+      const int64_t id = db_->LastInsertId();
+      RETURN_IF_ERROR(sides->Bind(1, id).Bind(2, id).Run());
+    }
     ASSIGN_OR_RETURN(auto created, StateOf(*db_, experiment_id, a.id, b.id));
     if (!created) return absl::InternalError("a localization just stored cannot be read back");
     return *created;
@@ -174,54 +258,133 @@ absl::StatusOr<std::optional<LocalizationState>> RunStore::FindLocalization(
   return StateOf(*db_, experiment_id, a.id, b.id);
 }
 
+namespace {
+
+// What a lease needs of a localization and its two runs: columns 0 to 15, then those of
+// the whole job or of the side.
+constexpr char kLeaseColumns[] =
+    "SELECT l.id, l.epoch, ra.arm, ra.idx, ra.init_seed, ra.shuffle_seed, ra.augment_seed, "
+    "rb.arm, rb.idx, rb.init_seed, rb.shuffle_seed, rb.augment_seed, "
+    "(SELECT weights_hash FROM epochs WHERE attempt_id = ra.result_attempt AND epoch = l.epoch), "
+    "(SELECT weights_hash FROM epochs WHERE attempt_id = rb.result_attempt AND epoch = l.epoch), "
+    "COALESCE((SELECT environment FROM attempts WHERE id = ra.result_attempt), '{}'), "
+    "COALESCE((SELECT environment FROM attempts WHERE id = rb.result_attempt), '{}'), ";
+constexpr char kLeaseRuns[] =
+    "JOIN runs ra ON ra.id = l.run_a JOIN runs rb ON rb.id = l.run_b ";
+
+LocalizeLease ReadLease(const sql::Statement& row, ReplayedRun* a, ReplayedRun* b) {
+  LocalizeLease lease;
+  lease.id = row.Int(0);
+  lease.epoch = static_cast<int>(row.Int(1));
+  for (auto [side, at] : {std::pair{&lease.a, 2}, std::pair{&lease.b, 7}}) {
+    side->arm = row.Text(at);
+    side->index = static_cast<int>(row.Int(at + 1));
+    side->seeds = RunSeeds{static_cast<uint64_t>(row.Int(at + 2)),
+                           static_cast<uint64_t>(row.Int(at + 3)),
+                           static_cast<uint64_t>(row.Int(at + 4))};
+  }
+  lease.a.recorded = row.Text(12);
+  lease.b.recorded = row.Text(13);
+  *a = ReplayedRun{lease.a.arm, StringMap(row.Text(14))};
+  *b = ReplayedRun{lease.b.arm, StringMap(row.Text(15))};
+  for (auto [side, run] : {std::pair{&lease.a, a}, std::pair{&lease.b, b}}) {
+    const auto threads = run->environment.find("threads");
+    if (threads == run->environment.end() || !absl::SimpleAtoi(threads->second, &side->threads)) {
+      side->threads = 0;
+    }
+  }
+  return lease;
+}
+
+// The first row of `pick` that `fits`, read; none when no row does.
+template <typename Fits>
+absl::StatusOr<std::optional<LocalizeLease>> FirstFitting(sql::Statement& pick, Fits&& fits) {
+  for (;;) {  // the open requests are few
+    ASSIGN_OR_RETURN(bool found, pick.Step());
+    if (!found) return std::nullopt;
+    ReplayedRun a, b;
+    LocalizeLease lease = ReadLease(pick, &a, &b);
+    if (fits(pick, lease, a, b)) return lease;
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<std::optional<LocalizeLease>> RunStore::LeaseLocalization(
     const std::string& experiment, const std::string& worker, int64_t now_ms, int64_t ttl_ms,
-    const std::string& secret_hash, const std::vector<std::string>* arms) {
+    const std::string& secret_hash, const ReplayerRule& may_replay) {
+  auto may = [&may_replay](const ReplayedRun& run) { return !may_replay || may_replay(run); };
   return Write([&]() -> absl::StatusOr<std::optional<LocalizeLease>> {
     ASSIGN_OR_RETURN(int64_t experiment_id, ExperimentId(experiment));
-    ASSIGN_OR_RETURN(auto exhausted, db_->Prepare(absl::StrCat(
-        "UPDATE localizations SET state = 'failed', lease_expires_ms = NULL, error = "
-        "'its workers stopped answering ", kLocalizeAttempts, " times; the last was ' || worker "
-        "WHERE experiment_id = ? AND state = 'running' AND lease_expires_ms < ? AND attempts >= ?")));
-    RETURN_IF_ERROR(exhausted->Bind(1, experiment_id).Bind(2, now_ms)
-                        .Bind(3, static_cast<int64_t>(kLocalizeAttempts)).Run());
-    ASSIGN_OR_RETURN(auto pick, db_->Prepare(
-        "SELECT l.id, l.attempts, l.epoch, ra.arm, ra.idx, ra.init_seed, ra.shuffle_seed, "
-        "ra.augment_seed, rb.arm, rb.idx, rb.init_seed, rb.shuffle_seed, rb.augment_seed, "
-        "(SELECT weights_hash FROM epochs WHERE attempt_id = ra.result_attempt AND epoch = l.epoch), "
-        "(SELECT weights_hash FROM epochs WHERE attempt_id = rb.result_attempt AND epoch = l.epoch) "
-        "FROM localizations l JOIN runs ra ON ra.id = l.run_a JOIN runs rb ON rb.id = l.run_b "
-        "WHERE l.experiment_id = ? AND (l.state = 'pending' OR "
-        "(l.state = 'running' AND l.lease_expires_ms < ?)) ORDER BY l.id"));
-    pick->Bind(1, experiment_id).Bind(2, now_ms);
-    auto may_run = [arms](const std::string& arm) {
-      return arms == nullptr || std::find(arms->begin(), arms->end(), arm) != arms->end();
-    };
-    bool found = false;
-    do {  // the open requests are few: the first whose runs this worker may replay
-      ASSIGN_OR_RETURN(found, pick->Step());
-    } while (found && !(may_run(pick->Text(3)) && may_run(pick->Text(8))));
-    if (!found) return std::nullopt;
-    LocalizeLease lease;
-    lease.id = pick->Int(0);
-    lease.attempt = static_cast<int>(pick->Int(1)) + 1;
-    lease.epoch = static_cast<int>(pick->Int(2));
-    for (auto [side, at] : {std::pair{&lease.a, 3}, std::pair{&lease.b, 8}}) {
-      side->arm = pick->Text(at);
-      side->index = static_cast<int>(pick->Int(at + 1));
-      side->seeds = RunSeeds{static_cast<uint64_t>(pick->Int(at + 2)),
-                             static_cast<uint64_t>(pick->Int(at + 3)),
-                             static_cast<uint64_t>(pick->Int(at + 4))};
+    RETURN_IF_ERROR(FailExhaustedLocalizations(experiment_id, now_ms));
+    ASSIGN_OR_RETURN(auto whole, db_->Prepare(absl::StrCat(
+        kLeaseColumns, "l.attempts FROM localizations l ", kLeaseRuns,
+        "WHERE l.experiment_id = ? AND l.stage IS NULL AND (l.state = 'pending' OR "
+        "(l.state = 'running' AND l.lease_expires_ms < ?)) ORDER BY l.id")));
+    whole->Bind(1, experiment_id).Bind(2, now_ms);
+    ASSIGN_OR_RETURN(std::optional<LocalizeLease> lease,
+                     FirstFitting(*whole, [&](const sql::Statement& row, LocalizeLease& l,
+                                             const ReplayedRun& a, const ReplayedRun& b) {
+                       l.attempt = static_cast<int>(row.Int(16)) + 1;
+                       return may(a) && may(b);
+                     }));
+    if (lease) {
+      ASSIGN_OR_RETURN(auto take, db_->Prepare(
+          "UPDATE localizations SET state = 'running', worker = ?, attempts = attempts + 1, "
+          "lease_expires_ms = ?, secret_hash = ? WHERE id = ?"));
+      RETURN_IF_ERROR(take->Bind(1, worker).Bind(2, now_ms + ttl_ms).Bind(3, secret_hash)
+                          .Bind(4, lease->id).Run());
+      return lease;
     }
-    lease.a.recorded = pick->Text(13);
-    lease.b.recorded = pick->Text(14);
+    ASSIGN_OR_RETURN(auto side, db_->Prepare(absl::StrCat(
+        kLeaseColumns, "s.attempts, s.side, l.stage, COALESCE(l.result, '') "
+        "FROM localization_sides s JOIN localizations l ON l.id = s.localization_id ", kLeaseRuns,
+        "WHERE l.experiment_id = ? AND l.state IN ('pending', 'running') AND (s.state = 'pending' "
+        "OR (s.state = 'running' AND s.lease_expires_ms < ?)) ORDER BY l.id, s.side")));
+    side->Bind(1, experiment_id).Bind(2, now_ms);
+    absl::Status damaged;
+    ASSIGN_OR_RETURN(lease, FirstFitting(*side, [&](const sql::Statement& row, LocalizeLease& l,
+                                                   const ReplayedRun& a, const ReplayedRun& b) {
+      l.attempt = static_cast<int>(row.Int(16)) + 1;
+      l.side = row.Text(17);
+      l.stage = StageNamed(row.Text(18)).value_or(LocalizeStage::kEpoch);
+      absl::StatusOr<LocalizationResult> so_far = SoFar(l.id, row.Text(19), l.epoch);
+      if (!so_far.ok()) damaged = so_far.status();
+      l.so_far = so_far.value_or(LocalizationResult{});
+      return !damaged.ok() || may(l.side == "a" ? a : b);
+    }));
+    RETURN_IF_ERROR(damaged);
+    if (!lease) return std::nullopt;
     ASSIGN_OR_RETURN(auto take, db_->Prepare(
-        "UPDATE localizations SET state = 'running', worker = ?, attempts = attempts + 1, "
-        "lease_expires_ms = ?, secret_hash = ? WHERE id = ?"));
+        "UPDATE localization_sides SET state = 'running', worker = ?, attempts = attempts + 1, "
+        "lease_expires_ms = ?, secret_hash = ? WHERE localization_id = ? AND side = ?"));
     RETURN_IF_ERROR(take->Bind(1, worker).Bind(2, now_ms + ttl_ms).Bind(3, secret_hash)
-                        .Bind(4, lease.id).Run());
+                        .Bind(4, lease->id).Bind(5, lease->side).Run());
+    ASSIGN_OR_RETURN(auto running, db_->Prepare(
+        "UPDATE localizations SET state = 'running', worker = ? WHERE id = ?"));
+    RETURN_IF_ERROR(running->Bind(1, worker).Bind(2, lease->id).Run());
     return lease;
   });
+}
+
+absl::Status RunStore::FailExhaustedLocalizations(int64_t experiment_id, int64_t now_ms) {
+  ASSIGN_OR_RETURN(auto whole, db_->Prepare(absl::StrCat(
+      "UPDATE localizations SET state = 'failed', lease_expires_ms = NULL, error = "
+      "'its workers stopped answering ", kLocalizeAttempts, " times; the last was ' || worker "
+      "WHERE experiment_id = ? AND stage IS NULL AND state = 'running' AND lease_expires_ms < ? "
+      "AND attempts >= ?")));
+  RETURN_IF_ERROR(whole->Bind(1, experiment_id).Bind(2, now_ms)
+                      .Bind(3, static_cast<int64_t>(kLocalizeAttempts)).Run());
+  ASSIGN_OR_RETURN(auto sides, db_->Prepare(absl::StrCat(
+      "UPDATE localizations SET state = 'failed', error = (SELECT 'the workers replaying side ' "
+      "|| s.side || ' stopped answering ", kLocalizeAttempts, " times; the last was ' || s.worker "
+      "FROM localization_sides s WHERE s.localization_id = localizations.id AND s.state = "
+      "'running' AND s.lease_expires_ms < ?1 AND s.attempts >= ?2 ORDER BY s.side LIMIT 1) "
+      "WHERE experiment_id = ?3 AND state IN ('pending', 'running') AND id IN (SELECT "
+      "localization_id FROM localization_sides WHERE state = 'running' AND lease_expires_ms < ?1 "
+      "AND attempts >= ?2)")));
+  return sides->Bind(1, now_ms).Bind(2, static_cast<int64_t>(kLocalizeAttempts))
+      .Bind(3, experiment_id).Run();
 }
 
 absl::StatusOr<LeaseHolder> RunStore::LocalizationOwner(int64_t id) {
@@ -252,6 +415,159 @@ absl::Status RunStore::CompleteLocalization(int64_t id, const std::string& error
     return q->Bind(1, std::string(error.empty() ? "done" : "failed")).Bind(2, error)
         .Bind(3, error.empty() ? nlohmann::json(result).dump() : std::string())
         .Bind(4, id).Run();
+  });
+}
+
+absl::StatusOr<ReplayedRun> RunStore::RunToReplay(const std::string& experiment,
+                                                   const std::string& run) {
+  QueuedLock lock(&mu_, &queued_);
+  ASSIGN_OR_RETURN(int64_t experiment_id, ExperimentId(experiment));
+  ASSIGN_OR_RETURN(NamedRun named, FindRun(*db_, experiment_id, experiment, run));
+  return ReplayedRunOf(*db_, named.id);
+}
+
+absl::StatusOr<LeaseHolder> RunStore::LocalizationSideOwner(int64_t id, const std::string& side) {
+  QueuedLock lock(&mu_, &queued_);
+  ASSIGN_OR_RETURN(auto q, db_->Prepare(
+      "SELECT worker, COALESCE(secret_hash, '') FROM localization_sides "
+      "WHERE localization_id = ? AND side = ?"));
+  q->Bind(1, id).Bind(2, side);
+  ASSIGN_OR_RETURN(bool found, q->Step());
+  if (!found) return absl::NotFoundError(absl::StrCat("no side ", side.substr(0, 8), " of localization ", id));
+  return LeaseHolder{q->Text(0), q->Text(1)};
+}
+
+absl::StatusOr<bool> RunStore::RenewLocalizationSide(int64_t id, const std::string& side,
+                                                     int64_t now_ms, int64_t ttl_ms) {
+  return Write([&]() -> absl::StatusOr<bool> {
+    ASSIGN_OR_RETURN(auto q, db_->Prepare(
+        "UPDATE localization_sides SET lease_expires_ms = ? WHERE localization_id = ? AND "
+        "side = ? AND state = 'running' AND localization_id IN (SELECT id FROM localizations "
+        "WHERE state IN ('pending', 'running'))"));
+    RETURN_IF_ERROR(q->Bind(1, now_ms + ttl_ms).Bind(2, id).Bind(3, side).Run());
+    return db_->Changes() > 0;
+  });
+}
+
+namespace {
+
+// One side's row of a localization replayed apart.
+struct SideRow {
+  std::string state, worker, replay;
+};
+
+absl::StatusOr<SideRow> ReadSide(sql::Database& db, int64_t id, const std::string& side) {
+  ASSIGN_OR_RETURN(auto q, db.Prepare(
+      "SELECT state, worker, COALESCE(replay, '') FROM localization_sides "
+      "WHERE localization_id = ? AND side = ?"));
+  q->Bind(1, id).Bind(2, side);
+  ASSIGN_OR_RETURN(bool found, q->Step());
+  if (!found) return absl::NotFoundError(absl::StrCat("no side ", side.substr(0, 8), " of localization ", id));
+  return SideRow{q->Text(0), q->Text(1), q->Text(2)};
+}
+
+// A side's stored replay, its dump read back through `load_dump`.
+absl::StatusOr<SideReplay> StoredReplay(const SideRow& row, const std::string& side,
+                                        LocalizeStage stage, const DumpLoader& load_dump) {
+  SideReplay replay;
+  std::string dump;
+  const auto json = nlohmann::json::parse(row.replay, nullptr, false);
+  try {
+    replay = json.get<SideReplay>();
+    dump = json.value("dump_sha256", "");
+  } catch (const nlohmann::json::exception&) {
+    return absl::DataLossError(absl::StrCat("side ", side, "'s stored replay cannot be read"));
+  }
+  if (stage == LocalizeStage::kDump && !dump.empty()) {
+    absl::StatusOr<OpOutputs> outputs = load_dump(dump);
+    if (!outputs.ok()) {
+      return absl::Status(outputs.status().code(),
+                          absl::StrCat("side ", side, "'s dump (sha256 ", dump.substr(0, 12),
+                                       "): ", outputs.status().message()));
+    }
+    replay.dump = *std::move(outputs);
+  }
+  return replay;
+}
+
+// Both sides' replays of `stage` folded into what the stages before found: the next stage
+// and the answer so far.
+absl::StatusOr<std::pair<LocalizeStage, LocalizationResult>> FoldBoth(
+    sql::Database& db, int64_t id, LocalizeStage stage, const SideRow& a, const SideRow& b,
+    const DumpLoader& load_dump) {
+  ASSIGN_OR_RETURN(auto q, db.Prepare(
+      "SELECT l.epoch, COALESCE(l.result, ''), "
+      "COALESCE((SELECT weights_hash FROM epochs WHERE attempt_id = ra.result_attempt AND epoch = l.epoch), ''), "
+      "COALESCE((SELECT weights_hash FROM epochs WHERE attempt_id = rb.result_attempt AND epoch = l.epoch), '') "
+      "FROM localizations l JOIN runs ra ON ra.id = l.run_a JOIN runs rb ON rb.id = l.run_b "
+      "WHERE l.id = ?"));
+  q->Bind(1, id);
+  ASSIGN_OR_RETURN(bool found, q->Step());
+  if (!found) return absl::NotFoundError(absl::StrCat("no localization ", id));
+  ASSIGN_OR_RETURN(LocalizationResult so_far,
+                   SoFar(id, q->Text(1), static_cast<int>(q->Int(0))));
+  ASSIGN_OR_RETURN(const SideReplay ra, StoredReplay(a, "a", stage, load_dump));
+  ASSIGN_OR_RETURN(const SideReplay rb, StoredReplay(b, "b", stage, load_dump));
+  ASSIGN_OR_RETURN(const LocalizeStage next,
+                   FoldStage(stage, ra, rb, q->Text(2), q->Text(3), &so_far));
+  return std::make_pair(next, std::move(so_far));
+}
+
+}  // namespace
+
+absl::StatusOr<LocalizationState> RunStore::CompleteLocalizationSide(
+    int64_t id, const std::string& side, LocalizeStage stage, const std::string& error,
+    const SideReplay& replay, const std::string& dump_sha256, const DumpLoader& load_dump) {
+  return Write([&]() -> absl::StatusOr<LocalizationState> {
+    ASSIGN_OR_RETURN(const LocalizationState now, LocalizationStateById(*db_, id));
+    ASSIGN_OR_RETURN(const SideRow mine, ReadSide(*db_, id, side));
+    if ((now.state != "pending" && now.state != "running") || now.stage != StageName(stage) ||
+        mine.state != "running") {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "side ", side, " of localization ", id, " is not replaying stage ", StageName(stage),
+          " (the localization is ", now.state, now.stage.empty() ? "" : ", at stage ", now.stage,
+          "; the side is ", mine.state, ")"));
+    }
+    auto fail = [&](const std::string& why) -> absl::StatusOr<LocalizationState> {
+      ASSIGN_OR_RETURN(auto q, db_->Prepare(
+          "UPDATE localizations SET state = 'failed', error = ? WHERE id = ?"));
+      RETURN_IF_ERROR(q->Bind(1, why.substr(0, 4000)).Bind(2, id).Run());
+      return LocalizationStateById(*db_, id);
+    };
+    const std::string& run = side == "a" ? now.run_a : now.run_b;
+    if (!error.empty()) {
+      return fail(absl::StrCat(run, " (side ", side, ", stage ", StageName(stage), ") on worker ",
+                               mine.worker, ": ", error));
+    }
+    nlohmann::json json = replay;
+    json["dump_sha256"] = dump_sha256;
+    ASSIGN_OR_RETURN(auto done, db_->Prepare(
+        "UPDATE localization_sides SET state = 'done', replay = ?, lease_expires_ms = NULL "
+        "WHERE localization_id = ? AND side = ?"));
+    RETURN_IF_ERROR(done->Bind(1, json.dump()).Bind(2, id).Bind(3, side).Run());
+    ASSIGN_OR_RETURN(const SideRow a, ReadSide(*db_, id, "a"));
+    ASSIGN_OR_RETURN(const SideRow b, ReadSide(*db_, id, "b"));
+    if (a.state != "done" || b.state != "done") return LocalizationStateById(*db_, id);
+    absl::StatusOr<std::pair<LocalizeStage, LocalizationResult>> folded =
+        FoldBoth(*db_, id, stage, a, b, load_dump);
+    if (!folded.ok()) {
+      return fail(absl::StrCat("stage ", StageName(stage), ": ", folded.status().message()));
+    }
+    auto& [next, so_far] = *folded;
+    if (next == LocalizeStage::kDone) {
+      so_far.worker = a.worker;
+      so_far.worker_b = b.worker;
+    }
+    ASSIGN_OR_RETURN(auto advance, db_->Prepare(absl::StrCat(
+        "UPDATE localizations SET stage = ?, result = ?", next == LocalizeStage::kDone
+            ? ", state = 'done'" : "", " WHERE id = ?")));
+    RETURN_IF_ERROR(advance->Bind(1, std::string(StageName(next)))
+                        .Bind(2, nlohmann::json(so_far).dump()).Bind(3, id).Run());
+    ASSIGN_OR_RETURN(auto reset, db_->Prepare(
+        "UPDATE localization_sides SET state = 'pending', attempts = 0, worker = '', "
+        "lease_expires_ms = NULL, secret_hash = NULL, replay = NULL WHERE localization_id = ?"));
+    RETURN_IF_ERROR(reset->Bind(1, id).Run());
+    return LocalizationStateById(*db_, id);
   });
 }
 

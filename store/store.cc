@@ -105,9 +105,21 @@ CREATE TABLE IF NOT EXISTS localizations (  -- schema 4: where two runs part (re
   lease_expires_ms INTEGER,
   secret_hash TEXT,
   error TEXT NOT NULL DEFAULT '',
-  result TEXT,                              -- JSON of LocalizationResult
+  result TEXT,                              -- JSON of LocalizationResult (so far, apart)
   created_ms INTEGER NOT NULL,
+  stage TEXT,                               -- schema 8: NULL: one worker replays both;
+                                            -- else each side apart, at this stage
   UNIQUE (experiment_id, run_a, run_b));
+CREATE TABLE IF NOT EXISTS localization_sides (  -- schema 8: a side replayed apart, this stage
+  localization_id INTEGER NOT NULL REFERENCES localizations(id),
+  side TEXT NOT NULL CHECK (side IN ('a', 'b')),
+  state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'running', 'done')),
+  attempts INTEGER NOT NULL DEFAULT 0,
+  worker TEXT NOT NULL DEFAULT '',
+  lease_expires_ms INTEGER,
+  secret_hash TEXT,
+  replay TEXT,                              -- JSON of its SideReplay, the dump by SHA-256
+  PRIMARY KEY (localization_id, side));
 CREATE TABLE IF NOT EXISTS checkpoints (   -- the latest state of an unfinished run
   run_id INTEGER PRIMARY KEY REFERENCES runs(id),
   attempt_id INTEGER NOT NULL REFERENCES attempts(id),
@@ -227,7 +239,12 @@ absl::StatusOr<std::unique_ptr<RunStore>> RunStore::OpenReadOnly(const std::stri
     RETURN_IF_ERROR(db->Exec("CREATE TEMP TABLE localizations (id INTEGER, experiment_id "
                              "INTEGER, run_a INTEGER, run_b INTEGER, epoch INTEGER, state TEXT, "
                              "attempts INTEGER, worker TEXT, lease_expires_ms INTEGER, "
-                             "secret_hash TEXT, error TEXT, result TEXT, created_ms INTEGER)"));
+                             "secret_hash TEXT, error TEXT, result TEXT, created_ms INTEGER, "
+                             "stage TEXT)"));
+  } else if (*version < 8) {
+    // Nor were sides replayed apart.
+    RETURN_IF_ERROR(db->Exec("CREATE TEMP VIEW localizations AS SELECT *, NULL AS stage "
+                             "FROM main.localizations"));
   }
   if (*version < 5) {
     // Nor had workers capabilities, labels or a time they left.
@@ -300,6 +317,10 @@ absl::Status RunStore::Upgrade(int from_version) {
   if (from_version < 7) {
     // Schema 7: an adaptive run count's rule and looks. Experiments before had fixed counts.
     RETURN_IF_ERROR(AddColumn("experiments", "adaptive", "TEXT"));
+  }
+  if (from_version < 8) {
+    // Schema 8: localizations whose sides replay apart (kSchema creates their table).
+    RETURN_IF_ERROR(AddColumn("localizations", "stage", "TEXT"));
   }
   return absl::OkStatus();
 }

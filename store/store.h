@@ -22,6 +22,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -33,6 +34,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "common/localize_stages.h"
 #include "common/plan.h"
 #include "common/records.h"
 #include "common/experiment_view.h"
@@ -45,7 +47,8 @@ namespace repro {
 // upgrades 1 to 2); 3: the table weight_files; 4: the table localizations (Migrate
 // creates both); 5: workers.capabilities, labels, gone_ms and gone_reason (Migrate adds
 // them) and the index runs_pending_by_arm; 6: experiments.test_labels (Migrate adds it).
-inline constexpr int kSchemaVersion = 7;
+// 7: experiments.adaptive; 8: localizations.stage and the table localization_sides.
+inline constexpr int kSchemaVersion = 8;
 
 struct LeasedRun {
   int64_t run_id = 0;
@@ -67,17 +70,37 @@ struct LeaseHolder {
 
 // A localization handed to a worker: the two runs (their arms, indices and seeds, so
 // that their specs can be built) and the weights hashes they recorded after `epoch`.
+// A run as a localization sees it: its arm and the environment its counted result
+// recorded (common/placement.h MachineDifferences, ReplayMismatch).
+struct ReplayedRun {
+  std::string arm;
+  std::map<std::string, std::string> environment;
+};
+// Whether two runs must each replay on a worker of its own.
+using ApartRule = std::function<bool(const ReplayedRun& a, const ReplayedRun& b)>;
+// Whether a worker may replay a run.
+using ReplayerRule = std::function<bool(const ReplayedRun& run)>;
+// A side's dump, from the blob its worker uploaded (SideReplay::dump).
+using DumpLoader = std::function<absl::StatusOr<OpOutputs>(const std::string& sha256)>;
+
 struct LocalizeLease {
   struct Side {
     std::string arm;
     int index = 0;
     RunSeeds seeds;
     std::string recorded;
+    int threads = 0;  // the intra-op threads its run trained with (environment); 0: not known
   };
   int64_t id = 0;
   int attempt = 0;  // 1 for the first
   int epoch = 0;
   Side a, b;
+  // "" when the worker replays both runs, every stage; "a" or "b" when it replays that
+  // side alone for `stage` (common/localize_stages.h), `so_far` holding what the stages
+  // before found (RequestFor).
+  std::string side;
+  LocalizeStage stage = LocalizeStage::kEpoch;
+  LocalizationResult so_far;
 };
 
 // What a worker's report of a failed attempt did to its run.
@@ -170,20 +193,24 @@ class RunStore {
   // made before. INVALID_ARGUMENT for a malformed or unknown run; FAILED_PRECONDITION,
   // saying why, when a run has no result yet, the two did not start alike (their initial
   // weights or data differ), or never part (every epoch's weights are equal).
+  // A new request has each side replayed on a worker of its own (stage "epoch") when
+  // `apart` says so of the two runs.
   absl::StatusOr<LocalizationState> RequestLocalization(const std::string& experiment,
                                                         const std::string& run_a,
                                                         const std::string& run_b,
-                                                        int64_t now_ms);
+                                                        int64_t now_ms,
+                                                        const ApartRule& apart = nullptr);
   // The request for that pair, if any (reads only).
   absl::StatusOr<std::optional<LocalizationState>> FindLocalization(const std::string& experiment,
                                                                     const std::string& run_a,
                                                                     const std::string& run_b);
-  // Hands a pending localization, or one whose worker's lease expired, to `worker`; a
-  // localization that has used up kLocalizeAttempts fails. None when there is none. With
-  // `arms`, only a pair both of whose runs are of those arms (the worker replays both).
+  // Hands `worker` a pending localization, or one whose worker's lease expired, that it
+  // may replay both runs of; or else a side of one replayed apart, pending or expired,
+  // that it may replay. A localization (or a side) that has used up kLocalizeAttempts
+  // fails. None when there is none. Without `may_replay`, any.
   absl::StatusOr<std::optional<LocalizeLease>> LeaseLocalization(
       const std::string& experiment, const std::string& worker, int64_t now_ms, int64_t ttl_ms,
-      const std::string& secret_hash, const std::vector<std::string>* arms = nullptr);
+      const std::string& secret_hash, const ReplayerRule& may_replay = nullptr);
   static constexpr int kLocalizeAttempts = 3;
   static constexpr int64_t kSeenGranularityMs = 1000;
   // Who holds localization `id`; NOT_FOUND when there is none.
@@ -194,6 +221,22 @@ class RunStore {
   // The worker's answer: done with `result`, or failed with `error` (non-empty).
   absl::Status CompleteLocalization(int64_t id, const std::string& error,
                                     const LocalizationResult& result);
+  // Run `run` ("arm#index") as a localization sees it: its arm and the environment its
+  // counted result recorded (empty without one).
+  absl::StatusOr<ReplayedRun> RunToReplay(const std::string& experiment, const std::string& run);
+  // The same for one side of a localization replayed apart ("a" or "b").
+  absl::StatusOr<LeaseHolder> LocalizationSideOwner(int64_t id, const std::string& side);
+  absl::StatusOr<bool> RenewLocalizationSide(int64_t id, const std::string& side,
+                                             int64_t now_ms, int64_t ttl_ms);
+  // The answer of a side's worker for `stage`: failed with `error` (non-empty: the whole
+  // localization fails, saying which side), or its replay, `dump_sha256` naming the
+  // blob of its dump (kDump). Once both sides have answered the stage, FoldStage takes
+  // both, with the dumps read by `load_dump`, and the localization moves to the next
+  // stage (its sides pending again) or is done; all in one transaction. Returns the
+  // state after it. FAILED_PRECONDITION when the side is not running that stage.
+  absl::StatusOr<LocalizationState> CompleteLocalizationSide(
+      int64_t id, const std::string& side, LocalizeStage stage, const std::string& error,
+      const SideReplay& replay, const std::string& dump_sha256, const DumpLoader& load_dump);
   // For an arm whose every run has finished: its lowest-index done run and the first
   // done run after it that started alike but ended with other weights ("arm#index"
   // each); none while a run of the arm is pending or running, or when none parts.
@@ -256,6 +299,9 @@ class RunStore {
   absl::Status Migrate();
   absl::Status Upgrade(int from_version) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // ALTER TABLE table ADD COLUMN column type, unless it has it.
+  // Fails the localizations (whole or a side) whose workers went silent
+  // kLocalizeAttempts times (localizations.cc); inside a write.
+  absl::Status FailExhaustedLocalizations(int64_t experiment_id, int64_t now_ms);
   absl::Status AddColumn(const std::string& table, const std::string& column,
                          const std::string& type) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Every change goes through Write (store_internal.h): the store's mutex, one

@@ -80,7 +80,11 @@ TEST_F(IntegrationTest, ACudaArmWaitsWithItsReasonOnCpuWorkersAndSpendsNoAttempt
   EXPECT_FALSE(status->at("workers").at(1).at("capabilities").at("torch").get<std::string>().empty());
 }
 
-TEST_F(IntegrationTest, ArmsPinnedByLabelsToWorkersWithOtherThreadCountsShowInTheMatrix) {
+// The arms' specs leave the threads to the worker (threads: 0), so runs of the two arms
+// part only because their workers differ. Where they part is found by replaying each run
+// on a worker of its own arm (no one worker may run both): one worker replaying both
+// would give both its own thread count, and they would not part.
+TEST_F(IntegrationTest, ArmsPinnedByLabelsToWorkersWithOtherThreadCountsPartWhereEachReplays) {
   const std::string plan = Path("plan.yaml"), db = Path("matrix.db");
   WriteFile(plan, PlanText("matrix", 2, 1, 256, 100) +
                       "model: {kind: small-cnn}\n"
@@ -95,10 +99,10 @@ TEST_F(IntegrationTest, ArmsPinnedByLabelsToWorkersWithOtherThreadCountsShowInTh
                                "c", &c));
   const std::vector<std::string> remote = {"--coordinator", c.address};
   ASSERT_NE(Spawn({kWorker, "--coordinator", c.address, "--name", "t1", "--threads", "1",
-                   "--label", "group=one"}, "t1"),
+                   "--label", "group=one", "--stay"}, "t1"),
             nullptr);
   ASSERT_NE(Spawn({kWorker, "--coordinator", c.address, "--name", "t2", "--threads", "2",
-                   "--label", "group=two"}, "t2"),
+                   "--label", "group=two", "--stay"}, "t2"),
             nullptr);
   ASSERT_TRUE(WaitForDone(remote, 4, 120s));
   {
@@ -131,6 +135,35 @@ TEST_F(IntegrationTest, ArmsPinnedByLabelsToWorkersWithOtherThreadCountsShowInTh
   CommandResult text = Reproctl(remote, {"report"});
   EXPECT_TRUE(absl::StrContains(text.out, "Across environments")) << text.out;
   EXPECT_TRUE(absl::StrContains(text.out, "threads")) << text.out;
+
+  CommandResult localized = Reproctl(remote, {"localize", "one#0", "two#0", "--format", "json"});
+  ASSERT_EQ(localized.code, 0) << localized.err;
+  auto found = ParseJson(localized.out);
+  ASSERT_TRUE(found.has_value()) << localized.out;
+  EXPECT_EQ(found->at("state"), "done");
+  EXPECT_EQ(found->at("stage"), "done");
+  EXPECT_EQ(found->at("worker"), "t1");
+  EXPECT_EQ(found->at("worker_b"), "t2");
+  const Json& answer = found->at("answer");
+  ASSERT_TRUE(answer.at("batch").is_number()) << localized.out;
+  EXPECT_EQ(answer.at("reproduced").at("a"), true) << "one#0's replay on t1 is not the run";
+  EXPECT_EQ(answer.at("reproduced").at("b"), true) << "two#0's replay on t2 is not the run";
+  const Json& op = answer.at("op");
+  ASSERT_TRUE(op.is_object()) << localized.out;
+  EXPECT_EQ(op.at("kind"), "outputs");
+  EXPECT_EQ(op.at("inputs_equal"), true) << localized.out;
+  EXPECT_GT(op.at("differing_values").get<int64_t>(), 0) << "the dumps crossed the wire";
+  EXPECT_GT(op.at("max_ulps").get<uint64_t>(), 0u);
+  EXPECT_EQ(answer.at("trace_changed_nothing"), true);
+  const std::string log = ReadFile(c.process->stderr_path());
+  for (const char* line : {"worker t1 took side a (one#0) of the localization of one#0 and two#0: "
+                           "stage epoch", "worker t2 took side b (two#0)", "stage dump"}) {
+    EXPECT_TRUE(absl::StrContains(log, line)) << line << "\n" << log;
+  }
+  CommandResult words = Reproctl(remote, {"localize", "one#0", "two#0"});
+  EXPECT_TRUE(absl::StrContains(words.out, "Replayed each on a worker like the one it trained on "
+                                           "(one#0 on t1, two#0 on t2)"))
+      << words.out;
 }
 
 TEST_F(IntegrationTest, AWorkerRefusesALabelOutsideTheRulesBeforeItConnects) {

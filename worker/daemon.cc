@@ -74,11 +74,15 @@ void SteadySleeper::Wake() {
 WorkerDaemon::WorkerDaemon(WorkerOptions options,
                            std::unique_ptr<v1::WorkerService::StubInterface> stub, Trainer trainer,
                            Sleeper* sleeper, const std::atomic<int>* stop_signal,
-                           Localizer localizer)
+                           Localizer localizer, SideReplayer side_replayer)
     : options_(std::move(options)),
       stub_(std::move(stub)),
       trainer_(std::move(trainer)),
       localizer_(std::move(localizer)),
+      side_replayer_(side_replayer ? std::move(side_replayer)
+                                   : [](const RunSpec& spec, const SideRequest& request) {
+                                       return engine::ReplaySide(spec, request);
+                                     }),
       cache_(options_.cache, options_.cache_max_bytes),
       sleeper_(sleeper),
       stop_signal_(stop_signal) {}
@@ -225,6 +229,9 @@ int WorkerDaemon::LeaseLoop() {
         break;
       case v1::LeaseResponse::kLocalize:
         Localize(resp.localize());
+        break;
+      case v1::LeaseResponse::kLocalizeSide:
+        LocalizeSide(resp.localize_side());
         break;
       case v1::LeaseResponse::kFinished:
         if (!options_.stay) {

@@ -66,7 +66,10 @@ using Trainer =
 
 // Finds where two runs part (reproctl localize): engine::Localize in the worker.
 using Localizer =
-    std::function<absl::StatusOr<engine::Localization>(const engine::LocalizeRequest& request)>;
+    std::function<absl::StatusOr<LocalizationResult>(const engine::LocalizeRequest& request)>;
+// Replays one side of a localization for one stage: engine::ReplaySide in the worker.
+using SideReplayer =
+    std::function<absl::StatusOr<SideReplay>(const RunSpec& spec, const SideRequest& request)>;
 
 // Every pause of the daemon: the retry backoff, the wait between lease polls and the
 // heartbeat interval. Tests give one that returns at once and records what was asked.
@@ -99,7 +102,7 @@ class WorkerDaemon {
   // and must outlive the daemon.
   WorkerDaemon(WorkerOptions options, std::unique_ptr<v1::WorkerService::StubInterface> stub,
                Trainer trainer, Sleeper* sleeper, const std::atomic<int>* stop_signal,
-               Localizer localizer = engine::Localize);
+               Localizer localizer = engine::Localize, SideReplayer side_replayer = nullptr);
   // Returns the process exit code: 0 when the experiment finished or a signal stopped it.
   int Run();
 
@@ -119,6 +122,18 @@ class WorkerDaemon {
   void Train(const v1::RunAssignment& run);
   // Replays the two runs of a localization and sends its answer (daemon_localize.cc).
   void Localize(const v1::LocalizeJob& job);
+  // Replays one side of a localization for one stage, uploads its dump (stage dump) and
+  // sends its answer.
+  void LocalizeSide(const v1::LocalizeSideJob& job);
+  // Runs `replay` with heartbeats holding the job (`side` "" for a whole one); false when
+  // the answer must not be sent: the worker is stopping or the job's lease was lost.
+  bool HoldingJob(int64_t job_id, const std::string& secret, const std::string& side,
+                  const std::string& what, const std::function<void()>& replay);
+  // A side's dump, encoded (EncodeOpOutputs), uploaded as a blob under the side's lease;
+  // its SHA-256.
+  absl::StatusOr<std::string> UploadDump(const v1::LocalizeSideJob& job, const OpOutputs& dump);
+  // Sends a localization's answer (or a side's), retrying while the coordinator is away.
+  void AnswerLocalize(const v1::CompleteLocalizeRequest& req, const std::string& what);
   // A localization job's side as this worker trains it: its inputs fetched.
   absl::StatusOr<RunSpec> LocalizeSpec(const v1::RunSpec& wire);
   RunSpec SpecFor(const v1::RunAssignment& run) const;
@@ -141,11 +156,12 @@ class WorkerDaemon {
   // failures are retried as for the result itself. A file over the coordinator's limit
   // is the plan's error (engine::IsPlanError); CANCELLED when the worker stops meanwhile.
   absl::Status UploadWeights(const v1::RunAssignment& run, RunResult* result);
-  // One file, retried until it is taken or refused.
-  absl::Status UploadBlob(const v1::RunAssignment& run, const std::string& path,
-                          const WeightsFile& file);
+  // One file, `what` in words, under the lease `about` names (a run's, or a
+  // localization side's), retried until it is taken or refused.
+  absl::Status UploadBlob(const v1::PutBlobRequest& about, const std::string& what,
+                          const std::string& path, const WeightsFile& file);
   // One PutBlob call with the whole file; DATA_LOSS when it cannot be read here.
-  grpc::Status SendBlob(const v1::RunAssignment& run, const std::string& path,
+  grpc::Status SendBlob(const v1::PutBlobRequest& about, const std::string& path,
                         const WeightsFile& file);
   static constexpr size_t kUploadPieceBytes = 1 << 20;  // the coordinator's most per piece
   engine::Callbacks CallbacksFor(const v1::RunAssignment& run, Progress* progress);
@@ -175,6 +191,7 @@ class WorkerDaemon {
   std::unique_ptr<v1::WorkerService::StubInterface> stub_;
   Trainer trainer_;
   Localizer localizer_;
+  SideReplayer side_replayer_;
   InputCheck inputs_;  // the run's files against the plan's hashes, before training
   BlobCache cache_;    // the run's files, fetched from the coordinator
   Sleeper* sleeper_;

@@ -161,19 +161,20 @@ absl::Status WorkerDaemon::UploadWeights(const v1::RunAssignment& run, RunResult
     }
     file.sha256 = *sha;
     file.size = static_cast<int64_t>(size);
-    RETURN_IF_ERROR(UploadBlob(run, path, file));
+    RETURN_IF_ERROR(UploadBlob(AboutLease<v1::PutBlobRequest>(options_.name, run),
+                               absl::StrCat("the ", file.name, " weights of run ", Label(run)),
+                               path, file));
     result->weights.push_back(std::move(file));
   }
   return absl::OkStatus();
 }
 
-absl::Status WorkerDaemon::UploadBlob(const v1::RunAssignment& run, const std::string& path,
-                                      const WeightsFile& file) {
-  const std::string what = absl::StrCat("the ", file.name, " weights of run ", Label(run));
+absl::Status WorkerDaemon::UploadBlob(const v1::PutBlobRequest& about, const std::string& what,
+                                      const std::string& path, const WeightsFile& file) {
   const auto started = std::chrono::steady_clock::now();
   Backoff backoff(options_.max_backoff_ms);
   for (;;) {
-    const grpc::Status s = SendBlob(run, path, file);
+    const grpc::Status s = SendBlob(about, path, file);
     if (s.ok()) break;
     if (s.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {  // over the coordinator's limit
       return engine::PlanError(absl::InvalidArgumentError(
@@ -203,7 +204,7 @@ absl::Status WorkerDaemon::UploadBlob(const v1::RunAssignment& run, const std::s
   return absl::OkStatus();
 }
 
-grpc::Status WorkerDaemon::SendBlob(const v1::RunAssignment& run, const std::string& path,
+grpc::Status WorkerDaemon::SendBlob(const v1::PutBlobRequest& about, const std::string& path,
                                     const WeightsFile& file) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return grpc::Status(grpc::StatusCode::DATA_LOSS, absl::StrCat("cannot open ", path));
@@ -215,7 +216,7 @@ grpc::Status WorkerDaemon::SendBlob(const v1::RunAssignment& run, const std::str
   v1::PutBlobResponse response;
   std::unique_ptr<grpc::ClientWriterInterface<v1::PutBlobRequest>> writer =
       stub_->PutBlob(&ctx, &response);
-  v1::PutBlobRequest piece = AboutLease<v1::PutBlobRequest>(options_.name, run);
+  v1::PutBlobRequest piece = about;
   piece.set_sha256(file.sha256);
   piece.set_size(file.size);
   std::string buffer(kUploadPieceBytes, '\0');

@@ -67,6 +67,7 @@ class FakeCoordinator final : public v1::WorkerService::Service {
   void AddRun(const v1::RunAssignment& run) { Locked([&] { runs_.push_back(run); }); }
   // Leased before any run.
   void AddLocalize(const v1::LocalizeJob& job) { Locked([&] { jobs_.push_back(job); }); }
+  void AddLocalizeSide(const v1::LocalizeSideJob& job) { Locked([&] { sides_.push_back(job); }); }
   // Whether a heartbeat finds its lease still valid (default: always).
   void SetLeaseValid(std::function<bool(const v1::HeartbeatRequest&)> valid) {
     Locked([&] { lease_valid_ = std::move(valid); });
@@ -102,6 +103,9 @@ class FakeCoordinator final : public v1::WorkerService::Service {
     if (!jobs_.empty()) {
       *resp->mutable_localize() = jobs_.front();
       jobs_.pop_front();
+    } else if (!sides_.empty()) {
+      *resp->mutable_localize_side() = sides_.front();
+      sides_.pop_front();
     } else if (runs_.empty()) {
       resp->set_finished(true);
     } else {
@@ -219,6 +223,7 @@ class FakeCoordinator final : public v1::WorkerService::Service {
   std::mutex mu_;
   std::deque<grpc::Status> register_errors_, lease_errors_, complete_errors_, put_errors_;
   std::deque<v1::RunAssignment> runs_;
+  std::deque<v1::LocalizeSideJob> sides_;
   std::deque<v1::LocalizeJob> jobs_;
   std::function<bool(const v1::HeartbeatRequest&)> lease_valid_ = [](const auto&) { return true; };
   std::map<std::string, std::string> blobs_;  // by SHA-256
@@ -288,9 +293,11 @@ class DaemonTest : public ::testing::Test {
   }
   ~DaemonTest() override { server_->Shutdown(); }
 
-  int RunDaemon(Trainer trainer, Localizer localizer = engine::Localize) {
+  int RunDaemon(Trainer trainer, Localizer localizer = engine::Localize,
+                SideReplayer side_replayer = nullptr) {
     WorkerDaemon daemon(options_, v1::WorkerService::NewStub(server_->InProcessChannel({})),
-                        std::move(trainer), &sleeper_, &stop_, std::move(localizer));
+                        std::move(trainer), &sleeper_, &stop_, std::move(localizer),
+                        std::move(side_replayer));
     return daemon.Run();
   }
 
@@ -436,14 +443,14 @@ TEST_F(DaemonTest, ALocalizationIsReplayedUnderEachRunsSpecAndAnsweredWithItsSec
   coordinator_.AddRun(Assignment(1));
   options_.threads = 5;
   std::vector<engine::LocalizeRequest> asked;
-  auto localizer = [&](const engine::LocalizeRequest& r) -> absl::StatusOr<engine::Localization> {
+  auto localizer = [&](const engine::LocalizeRequest& r) -> absl::StatusOr<LocalizationResult> {
     asked.push_back(r);
-    engine::Localization l;
+    LocalizationResult l;
     l.epoch = r.epoch;
     l.batch = 4;
-    l.op.kind = engine::OpDivergence::Kind::kOutputs;
-    l.op.name = "aten::addmm";
-    l.op.inputs_equal = true;
+    l.op_kind = "outputs";
+    l.op_name = "aten::addmm";
+    l.inputs_equal = true;
     return l;
   };
   auto trainer = [](const RunSpec&, const engine::Callbacks&) -> absl::StatusOr<RunResult> {
@@ -468,6 +475,66 @@ TEST_F(DaemonTest, ALocalizationIsReplayedUnderEachRunsSpecAndAnsweredWithItsSec
 }
 
 // A replay takes as long as an epoch: heartbeats name the job and its secret meanwhile,
+// A side of a localization replayed apart: the run's spec under this worker's settings,
+// the stage's batch and op, heartbeats naming the side, and its dump uploaded under the
+// side's lease before the answer names it by SHA-256.
+TEST_F(DaemonTest, ALocalizationSideIsReplayedAloneAndItsDumpUploadedUnderItsLease) {
+  v1::LocalizeSideJob job;
+  job.set_job_id(9);
+  job.set_job_secret(std::string(32, 'k'));
+  job.set_side("b");
+  job.set_run("two#0");
+  RunSpec spec;
+  spec.threads = 0;  // left to the worker
+  *job.mutable_spec() = ToProto(spec);
+  job.set_stage("dump");
+  job.set_epoch(2);
+  job.set_trace_batch(5);
+  job.set_dump_op(17);
+  coordinator_.AddLocalizeSide(job);
+  std::vector<SideRequest> asked;
+  OpOutputs dump{"aten::mm", "", {TensorValues{true, "Float", {1}, std::string(4, '\x01')}}};
+  options_.threads = 3;
+  auto replayer = [&](const RunSpec& spec, const SideRequest& r) -> absl::StatusOr<SideReplay> {
+    EXPECT_EQ(spec.threads, 3) << "the worker's own threads, as its run had";
+    asked.push_back(r);
+    SideReplay replay;
+    replay.batch_hashes = {"h0", "h1"};
+    replay.dump = dump;
+    return replay;
+  };
+  auto trainer = [](const RunSpec&, const engine::Callbacks&) -> absl::StatusOr<RunResult> {
+    return Result("after");
+  };
+  EXPECT_EQ(RunDaemon(trainer, engine::Localize, replayer), cli::kExitOk);
+  ASSERT_THAT(asked, SizeIs(1));
+  EXPECT_EQ(asked[0].epoch, 2);
+  EXPECT_EQ(asked[0].trace_batch, 5);
+  EXPECT_EQ(asked[0].dump_op, 17);
+  Received got = coordinator_.received();
+  ASSERT_THAT(got.upload_headers, SizeIs(1));
+  EXPECT_EQ(got.upload_headers[0].localize_job_id(), 9);
+  EXPECT_EQ(got.upload_headers[0].localize_side(), "b");
+  EXPECT_EQ(got.upload_headers[0].lease_secret(), std::string(32, 'k'));
+  EXPECT_EQ(got.upload_headers[0].run_id(), 0);
+  const std::string sha = got.upload_headers[0].sha256();
+  auto uploaded = DecodeOpOutputs(got.uploads.at(sha));
+  ASSERT_TRUE(uploaded.ok()) << uploaded.status();
+  EXPECT_EQ(uploaded->name, "aten::mm");
+  EXPECT_EQ(uploaded->tensors.at(0).bytes, std::string(4, '\x01'));
+  ASSERT_THAT(got.localized, SizeIs(1));
+  EXPECT_EQ(got.localized[0].side(), "b");
+  EXPECT_EQ(got.localized[0].stage(), "dump");
+  EXPECT_EQ(got.localized[0].error(), "");
+  EXPECT_EQ(got.localized[0].replay().dump_sha256(), sha);
+  EXPECT_THAT(got.localized[0].replay().batch_hashes(), ::testing::ElementsAre("h0", "h1"));
+  for (const v1::HeartbeatRequest& beat : got.heartbeats) {
+    if (beat.localize_job_id() == 9) {
+      EXPECT_EQ(beat.localize_side(), "b");
+    }
+  }
+}
+
 // and a job the coordinator says is over is not answered.
 TEST_F(DaemonTest, ALocalizationSendsHeartbeatsWhileItReplays) {
   v1::LocalizeJob job;
@@ -487,14 +554,14 @@ TEST_F(DaemonTest, ALocalizationSendsHeartbeatsWhileItReplays) {
     }
     return n;
   };
-  auto localizer = [&](const engine::LocalizeRequest&) -> absl::StatusOr<engine::Localization> {
+  auto localizer = [&](const engine::LocalizeRequest&) -> absl::StatusOr<LocalizationResult> {
     // The replay ends only once the job's heartbeats have been heard.
     const int64_t id = beats_of(9) < 2 ? 9 : 10;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
     while (beats_of(id) < 2 && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
-    return engine::Localization{};
+    return LocalizationResult{};
   };
   auto trainer = [](const RunSpec&, const engine::Callbacks&) -> absl::StatusOr<RunResult> {
     return Result("none");
@@ -511,7 +578,7 @@ TEST_F(DaemonTest, ALocalizationThatCannotBeReplayedIsAnsweredWithTheReason) {
   v1::LocalizeJob job;
   job.set_job_id(8);
   coordinator_.AddLocalize(job);
-  auto localizer = [](const engine::LocalizeRequest&) -> absl::StatusOr<engine::Localization> {
+  auto localizer = [](const engine::LocalizeRequest&) -> absl::StatusOr<LocalizationResult> {
     return absl::InvalidArgumentError("epoch 9 is beyond the run's 2 epochs");
   };
   auto trainer = [](const RunSpec&, const engine::Callbacks&) -> absl::StatusOr<RunResult> {

@@ -7,21 +7,30 @@
 #include "worker/engine/replay.h"
 
 namespace repro::engine {
-namespace {
 
-double SecondsSince(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-std::optional<bool> Reproduced(const ReplayResult& replay, const std::string& recorded) {
-  if (recorded.empty() || replay.batch_hashes.empty()) return std::nullopt;
-  return replay.batch_hashes.back() == recorded;
-}
-
-}  // namespace
-
-absl::StatusOr<Localization> Localize(const LocalizeRequest& request) {
+absl::StatusOr<SideReplay> ReplaySide(const RunSpec& spec, const SideRequest& request,
+                                      const Callbacks& callbacks) {
   const auto started = std::chrono::steady_clock::now();
+  ReplayRequest replay;
+  replay.epoch = request.epoch;
+  replay.trace_batch = request.trace_batch;
+  replay.dump_op = request.dump_op;
+  ASSIGN_OR_RETURN(ReplayResult r, ReplayEpoch(spec, replay, callbacks));
+  SideReplay side;
+  side.batch_hashes = std::move(r.batch_hashes);
+  side.trace = std::move(r.trace);
+  side.traced_batch_end_hash = std::move(r.traced_batch_end_hash);
+  side.trace_bytes = r.trace_bytes;
+  side.batch_seconds = r.batch_seconds;
+  side.traced_batch_seconds = r.traced_batch_seconds;
+  if (r.dump) side.dump = OutputsOf(*r.dump);
+  side.seconds = r.seconds;
+  side.wall_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  return side;
+}
+
+absl::StatusOr<LocalizationResult> Localize(const LocalizeRequest& request) {
   if (request.a.model_kind != request.b.model_kind ||
       request.a.dataset_kind != request.b.dataset_kind) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -29,42 +38,14 @@ absl::StatusOr<Localization> Localize(const LocalizeRequest& request) {
         request.a.dataset_kind, ", ", request.b.model_kind, " on ", request.b.dataset_kind,
         "): there is no batch at which they part"));
   }
-  Localization out;
+  LocalizationResult out;
   out.epoch = request.epoch;
-  ReplayRequest epoch;
-  epoch.epoch = request.epoch;
-  ASSIGN_OR_RETURN(const ReplayResult a, ReplayEpoch(request.a, epoch));
-  ASSIGN_OR_RETURN(const ReplayResult b, ReplayEpoch(request.b, epoch));
-  out.replay_seconds = a.seconds + b.seconds;
-  out.batches = static_cast<int64_t>(a.batch_hashes.size());
-  out.a_reproduced = Reproduced(a, request.recorded_a);
-  out.b_reproduced = Reproduced(b, request.recorded_b);
-  out.batch = FirstDifferentBatch(a.batch_hashes, b.batch_hashes);
-  if (!out.batch) {
-    out.seconds = SecondsSince(started);
-    return out;
+  for (LocalizeStage stage = LocalizeStage::kEpoch; stage != LocalizeStage::kDone;) {
+    const SideRequest side = RequestFor(stage, out);
+    ASSIGN_OR_RETURN(const SideReplay a, ReplaySide(request.a, side));
+    ASSIGN_OR_RETURN(const SideReplay b, ReplaySide(request.b, side));
+    ASSIGN_OR_RETURN(stage, FoldStage(stage, a, b, request.recorded_a, request.recorded_b, &out));
   }
-  ReplayRequest traced = epoch;
-  traced.trace_batch = *out.batch;
-  ASSIGN_OR_RETURN(const ReplayResult ta, ReplayEpoch(request.a, traced));
-  ASSIGN_OR_RETURN(const ReplayResult tb, ReplayEpoch(request.b, traced));
-  out.op = CompareTraces(ta.trace, tb.trace);
-  out.trace_changed_nothing =
-      TraceChangedNothing(ta, *out.batch) && TraceChangedNothing(tb, *out.batch);
-  out.trace_ops = static_cast<int64_t>(ta.trace.size());
-  out.trace_bytes = ta.trace_bytes;
-  out.step_seconds = ta.batch_seconds;
-  out.traced_step_seconds = ta.traced_batch_seconds;
-  if (out.op.kind == OpDivergence::Kind::kOutputs) {
-    ReplayRequest dumped = traced;
-    dumped.dump_op = out.op.index;
-    ASSIGN_OR_RETURN(const ReplayResult da, ReplayEpoch(request.a, dumped));
-    ASSIGN_OR_RETURN(const ReplayResult db, ReplayEpoch(request.b, dumped));
-    if (da.dump && db.dump) {
-      ASSIGN_OR_RETURN(out.difference, CompareOutputs(*da.dump, *db.dump));
-    }
-  }
-  out.seconds = SecondsSince(started);
   return out;
 }
 

@@ -303,34 +303,8 @@ std::map<const c10::TensorImpl*, std::string> Owners(const torch::nn::Module& mo
 
 }  // namespace
 
-const char* PhaseName(OpPhase phase) {
-  switch (phase) {
-    case OpPhase::kForward:
-      return "forward";
-    case OpPhase::kBackward:
-      return "backward";
-    case OpPhase::kUpdate:
-      return "update";
-  }
-  return "?";
-}
-
 PhaseScope::PhaseScope(OpPhase phase) : guard_(at::RecordScope::USER_SCOPE) {
   if (guard_.isActive()) guard_.before(kPhaseScopes[static_cast<int>(phase)].data());
-}
-
-int64_t TraceBytes(const std::vector<OpRecord>& trace) {
-  int64_t bytes = static_cast<int64_t>(trace.size() * sizeof(OpRecord));
-  for (const OpRecord& r : trace) {
-    bytes += static_cast<int64_t>(r.name.size() + r.module.size() +
-                                  r.outputs.size() * sizeof(TracedValue));
-    for (const std::string& h : r.inputs) bytes += static_cast<int64_t>(sizeof h + h.size());
-    for (const TracedValue& v : r.outputs) {
-      bytes += static_cast<int64_t>(v.hash.size() + v.dtype.size() +
-                                    v.shape.size() * sizeof(int64_t));
-    }
-  }
-  return bytes;
 }
 
 absl::StatusOr<std::unique_ptr<OpTracer>> OpTracer::Start(const torch::nn::Module& model,
@@ -372,116 +346,32 @@ std::optional<OpDump> OpTracer::TakeDump() {
 
 namespace {
 
-void Describe(const OpRecord& a, OpDivergence& d) {
-  d.name = a.name;
-  d.module = a.module;
-  d.phase = a.phase;
+TensorValues ValuesOf(const at::Tensor& tensor) {
+  TensorValues v;
+  v.defined = tensor.defined();
+  if (!v.defined) return v;
+  const at::Tensor t = tensor.to(at::kCPU).contiguous();
+  v.dtype = c10::toString(t.scalar_type());
+  v.shape = t.sizes().vec();
+  v.bytes.assign(static_cast<const char*>(t.data_ptr()), t.numel() * t.element_size());
+  return v;
 }
 
 }  // namespace
 
-OpDivergence CompareTraces(const std::vector<OpRecord>& a, const std::vector<OpRecord>& b) {
-  OpDivergence d;
-  const size_t common = std::min(a.size(), b.size());
-  for (size_t i = 0; i < common; ++i) {
-    if (a[i].name == b[i].name && a[i].outputs == b[i].outputs) continue;
-    d.index = static_cast<int64_t>(i);
-    Describe(a[i], d);
-    if (a[i].name != b[i].name || a[i].outputs.size() != b[i].outputs.size()) {
-      d.kind = OpDivergence::Kind::kOps;
-      d.name_b = b[i].name;
-      return d;
-    }
-    d.kind = OpDivergence::Kind::kOutputs;
-    d.inputs_equal = a[i].inputs == b[i].inputs;
-    for (size_t o = 0; o < a[i].outputs.size(); ++o) {
-      d.differing_outputs += a[i].outputs[o] != b[i].outputs[o] ? 1 : 0;
-    }
-    return d;
-  }
-  if (a.size() == b.size()) return d;
-  d.kind = OpDivergence::Kind::kOps;
-  d.index = static_cast<int64_t>(common);
-  if (common < a.size()) Describe(a[common], d);
-  if (common < b.size()) d.name_b = b[common].name;
-  return d;
-}
-
-namespace {
-
-std::vector<at::Tensor> OutputTensors(const OpDump& dump) {
-  std::vector<at::Tensor> tensors;
+OpOutputs OutputsOf(const OpDump& dump) {
+  OpOutputs out{dump.name, dump.overload, {}};
   for (const c10::IValue& v : dump.outputs) {
-    if (v.isTensor()) tensors.push_back(v.toTensor());
+    if (v.isTensor()) out.tensors.push_back(ValuesOf(v.toTensor()));
     if (v.isTensorList()) {
-      for (const c10::IValue& item : v.toListRef()) tensors.push_back(item.toTensor());
+      for (const c10::IValue& item : v.toListRef()) out.tensors.push_back(ValuesOf(item.toTensor()));
     }
   }
-  return tensors;
+  return out;
 }
-
-// Floating values mapped to unsigned integers in the same order, so that the distance
-// of two keys counts the representable values between them.
-template <typename Float, typename Bits>
-Bits OrderedKey(Float value) {
-  static_assert(sizeof(Float) == sizeof(Bits));
-  Bits bits;
-  std::memcpy(&bits, &value, sizeof bits);
-  constexpr Bits kSign = Bits{1} << (8 * sizeof(Bits) - 1);
-  return (bits & kSign) ? ~bits : (bits | kSign);
-}
-
-template <typename Float, typename Bits>
-void AddFloatDifference(const at::Tensor& a, const at::Tensor& b, OutputDifference& d) {
-  const Float* x = a.data_ptr<Float>();
-  const Float* y = b.data_ptr<Float>();
-  for (int64_t i = 0; i < a.numel(); ++i) {
-    const Bits kx = OrderedKey<Float, Bits>(x[i]), ky = OrderedKey<Float, Bits>(y[i]);
-    if (kx == ky) continue;
-    ++d.differing;
-    d.max_ulps = std::max<uint64_t>(d.max_ulps, kx > ky ? kx - ky : ky - kx);
-    const double difference = static_cast<double>(x[i]) - static_cast<double>(y[i]);
-    d.max_abs = std::max(d.max_abs, std::abs(difference));
-  }
-}
-
-void AddDifference(const at::Tensor& a, const at::Tensor& b, OutputDifference& d) {
-  const at::Tensor x = a.contiguous(), y = b.contiguous();
-  d.elements += x.numel();
-  if (x.scalar_type() == at::kFloat) return AddFloatDifference<float, uint32_t>(x, y, d);
-  if (x.scalar_type() == at::kDouble) return AddFloatDifference<double, uint64_t>(x, y, d);
-  const at::Tensor differs = x.ne(y);
-  d.differing += differs.sum().item<int64_t>();
-  if (x.numel() > 0 && x.scalar_type() != at::kBool) {
-    const double largest = (x.to(at::kDouble) - y.to(at::kDouble)).abs().max().item<double>();
-    d.max_abs = std::max(d.max_abs, largest);
-  }
-}
-
-}  // namespace
 
 absl::StatusOr<OutputDifference> CompareOutputs(const OpDump& a, const OpDump& b) {
-  if (a.name != b.name || a.overload != b.overload) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the dumps are of different ops: ", a.name, " and ", b.name));
-  }
-  const std::vector<at::Tensor> x = OutputTensors(a), y = OutputTensors(b);
-  if (x.size() != y.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(a.name, " has ", x.size(),
-                                                   " outputs on one side and ", y.size(),
-                                                   " on the other"));
-  }
-  OutputDifference d;
-  for (size_t i = 0; i < x.size(); ++i) {
-    if (!x[i].defined() && !y[i].defined()) continue;
-    if (x[i].defined() != y[i].defined() || x[i].scalar_type() != y[i].scalar_type() ||
-        !x[i].sizes().equals(y[i].sizes())) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(a.name, "'s output ", i, " differs in dtype or shape between the dumps"));
-    }
-    AddDifference(x[i], y[i], d);
-  }
-  return d;
+  return CompareOpOutputs(OutputsOf(a), OutputsOf(b));
 }
 
 absl::StatusOr<std::vector<c10::IValue>> RerunOp(const OpDump& op) {

@@ -1,4 +1,5 @@
-// Op traces: every operation of one training step (forward, backward and the optimizer's
+// Op traces (the records themselves and their comparison: common/op_records.h): every
+// operation of one training step (forward, backward and the optimizer's
 // update) with the hashes of its inputs and outputs, so that two runs that part at a
 // batch can be compared op by op and the first op whose outputs differ named.
 //
@@ -67,18 +68,13 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/op_records.h"
 
 namespace torch::nn {
 class Module;
 }  // namespace torch::nn
 
 namespace repro::engine {
-
-// The parts of a training step: forward (and loss), backward, the optimizer's update.
-enum class OpPhase { kForward, kBackward, kUpdate };
-
-// "forward", "backward", "update".
-const char* PhaseName(OpPhase phase);
 
 // Marks the ops run while it lives as `phase`'s for a tracer; without one it costs a
 // check of LibTorch's callback lists.
@@ -89,31 +85,6 @@ class PhaseScope {
  private:
   at::RecordFunction guard_;
 };
-
-// An output: a tensor's hash, dtype (c10's name, "Float") and shape; for an undefined
-// tensor dtype "undefined" and no hash; for a non-tensor value its hash and its kind
-// ("Int", "Double", ...) as dtype.
-struct TracedValue {
-  std::string hash;
-  std::string dtype;
-  std::vector<int64_t> shape;
-
-  bool operator==(const TracedValue& other) const {
-    return hash == other.hash && dtype == other.dtype && shape == other.shape;
-  }
-  bool operator!=(const TracedValue& other) const { return !(*this == other); }
-};
-
-struct OpRecord {
-  std::string name;     // the operator, "aten::convolution"
-  std::string module;   // "stage2.block0.conv1" (see above)
-  OpPhase phase = OpPhase::kForward;
-  std::vector<std::string> inputs;   // one hash per argument, in the schema's order
-  std::vector<TracedValue> outputs;  // a list's tensors one by one
-};
-
-// The bytes a trace takes in memory: what keeping or sending it costs.
-int64_t TraceBytes(const std::vector<OpRecord>& trace);
 
 // One op whole, to measure a difference and to rerun the op.
 struct OpDump {
@@ -147,39 +118,11 @@ class OpTracer {
   std::unique_ptr<State> state_;
 };
 
-// Where two traces of the same step first differ.
-struct OpDivergence {
-  enum class Kind {
-    kNone,     // the same ops with the same outputs throughout
-    kOutputs,  // the same op at `index`, with different outputs
-    kOps,      // different ops at `index` (or one trace ended there): the paths parted
-  };
-  Kind kind = Kind::kNone;
-  int64_t index = -1;             // in both traces
-  std::string name, name_b;       // a's op, and b's where it differs (kOps)
-  std::string module;             // a's
-  OpPhase phase = OpPhase::kForward;
-  // kOutputs: every input hash equal, so this op is where the difference arises (the
-  // kernel computes differently); otherwise it came in through an input.
-  bool inputs_equal = false;
-  int differing_outputs = 0;      // kOutputs: how many of its outputs differ
-};
+// The dump's output tensors as plain bytes (common/op_records.h), to compare or to send.
+OpOutputs OutputsOf(const OpDump& dump);
 
-OpDivergence CompareTraces(const std::vector<OpRecord>& a, const std::vector<OpRecord>& b);
-
-// How much two dumps of the same op's outputs differ, over their tensors.
-struct OutputDifference {
-  int64_t elements = 0;   // compared
-  int64_t differing = 0;  // not bit-equal
-  double max_abs = 0;     // largest |a - b|, in double
-  // Largest distance in units in the last place of the tensors' own floating type
-  // (float32 ULPs for Float): how many representable values lie between a and b (+0 and
-  // -0 are 1 apart). 0 for integer and boolean tensors.
-  uint64_t max_ulps = 0;
-};
-
-// INVALID_ARGUMENT unless both dump the same operator with outputs of the same dtypes
-// and shapes.
+// CompareOpOutputs of both dumps' outputs: INVALID_ARGUMENT unless both dump the same
+// operator with outputs of the same dtypes and shapes.
 absl::StatusOr<OutputDifference> CompareOutputs(const OpDump& a, const OpDump& b);
 
 // Runs the dumped op again on copies of its inputs (the dump is not changed); its

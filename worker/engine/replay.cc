@@ -127,11 +127,4 @@ bool TraceChangedNothing(const ReplayResult& result, int64_t trace_batch) {
          result.traced_batch_end_hash == result.batch_hashes[static_cast<size_t>(trace_batch)];
 }
 
-std::optional<int64_t> FirstDifferentBatch(const std::vector<std::string>& a,
-                                           const std::vector<std::string>& b) {
-  const auto [at_a, at_b] = std::mismatch(a.begin(), a.end(), b.begin(), b.end());
-  if (at_a == a.end() && at_b == b.end()) return std::nullopt;
-  return static_cast<int64_t>(at_a - a.begin());
-}
-
 }  // namespace repro::engine

@@ -65,11 +65,6 @@ absl::StatusOr<ReplayResult> ReplayEpoch(const RunSpec& spec, const ReplayReques
 // True when the traced step ended with the weights of the untraced one.
 bool TraceChangedNothing(const ReplayResult& result, int64_t trace_batch);
 
-// The first batch whose hash differs between two replays of the same epoch (where one
-// list ends early, its end); none when they are equal.
-std::optional<int64_t> FirstDifferentBatch(const std::vector<std::string>& a,
-                                           const std::vector<std::string>& b);
-
 }  // namespace repro::engine
 
 #endif  // REPRO_WORKER_ENGINE_REPLAY_H_
