@@ -493,7 +493,8 @@ grpc::Status CoordinatorService::DoLocalize(const v1::LocalizeRequest& req,
   resp->set_worker(state->worker);
   resp->set_stage(state->stage);
   if (state->result) *resp->mutable_result() = ToProto(*state->result);
-  if (state->state == "pending") {
+  // A side apart needs a worker at every stage, so the reason stays while one runs.
+  if (state->state == "pending" || (state->state == "running" && !state->stage.empty())) {
     absl::StatusOr<std::string> waiting = WhyNoWorkerReplays(*state);
     if (!waiting.ok()) return ToGrpc(waiting.status());
     resp->set_waiting(*waiting);
@@ -851,15 +852,23 @@ absl::StatusOr<IncomingBlob> CoordinatorService::ReceiveBlob(grpc::CallbackServe
   if (options_.blobs == nullptr) return absl::UnavailableError("this coordinator keeps no blob store");
   if (first.size() > options_.max_upload_bytes) {
     return absl::FailedPreconditionError(absl::StrFormat(
-        "a weights file of %.1f MB is over this coordinator's limit of %.1f MB "
-        "(coordinator --max-upload-bytes)", first.size() / 1e6, options_.max_upload_bytes / 1e6));
+        "a %s of %.1f MB is over this coordinator's limit of %.1f MB "
+        "(coordinator --max-upload-bytes)", first.localize_job_id() != 0 ? "dump" : "weights file",
+        first.size() / 1e6, options_.max_upload_bytes / 1e6));
   }
   absl::StatusOr<IncomingBlob> blob = options_.blobs->Receive(first.sha256(), first.size());
   if (!blob.ok() && blob.status().code() != absl::StatusCode::kInvalidArgument) {
-    log_(absl::StrCat("cannot take a weights file of run ", Label(first.run_id()), ": ",
-                      blob.status().message()));
+    log_(absl::StrCat("cannot take ", Uploaded(first), ": ", blob.status().message()));
   }
   return blob;
+}
+
+std::string CoordinatorService::Uploaded(const v1::PutBlobRequest& first) {
+  if (first.localize_job_id() != 0) {
+    return absl::StrCat("the dump of side ", first.localize_side().substr(0, 8),
+                        " of localization ", first.localize_job_id());
+  }
+  return absl::StrCat("a weights file of run ", Label(first.run_id()));
 }
 
 grpc::ServerReadReactor<v1::PutBlobRequest>* CoordinatorService::PutBlob(
@@ -867,8 +876,8 @@ grpc::ServerReadReactor<v1::PutBlobRequest>* CoordinatorService::PutBlob(
   auto* receiver = new BlobReceiver(
       [this, ctx](const v1::PutBlobRequest& first) { return ReceiveBlob(ctx, first); },
       [this](const v1::PutBlobRequest& first, bool stored) {
-        log_(absl::StrCat("worker ", first.worker(), " uploaded a weights file of run ",
-                          Label(first.run_id()), " (", first.size(), " bytes, sha256 ",
+        log_(absl::StrCat("worker ", first.worker(), " uploaded ", Uploaded(first), " (",
+                          first.size(), " bytes, sha256 ",
                           first.sha256().substr(0, 12), stored ? ")" : ", kept once already)"));
       },
       resp);

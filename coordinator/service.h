@@ -159,6 +159,9 @@ class CoordinatorService final : public v1::WorkerService::CallbackService,
   // A side's answer for a stage (RunStore::CompleteLocalizationSide), its dump checked
   // to be in the blob store first.
   grpc::Status CompleteLocalizeSide(const v1::CompleteLocalizeRequest& req, const std::string& error);
+  // What a PutBlob call uploads, in words: "a weights file of run arm#1" or "the dump of
+  // side b of localization 3".
+  std::string Uploaded(const v1::PutBlobRequest& first);
   // A side's dump, from the blob store (EncodeOpOutputs's bytes).
   absl::StatusOr<OpOutputs> LoadDump(const std::string& sha256) const;
   // A heartbeat of a worker replaying a localization it holds: its lease is renewed.
