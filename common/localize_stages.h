@@ -43,14 +43,16 @@ SideRequest RequestFor(LocalizeStage stage, const LocalizationResult& so_far);
 
 // One side's replay of a stage.
 struct SideReplay {
-  std::vector<std::string> batch_hashes;  // the weights hash after every batch of the epoch
+  // The weights hash after every batch of the epoch (kEpoch), or up to the traced batch
+  // (kTrace, kDump: a replay ends there).
+  std::vector<std::string> batch_hashes;
   std::vector<OpRecord> trace;            // kTrace: the traced batch's ops
   std::string traced_batch_end_hash;      // kTrace: the weights after the traced step
   int64_t trace_bytes = 0;                // kTrace: TraceBytes(trace)
   double batch_seconds = 0;               // kTrace: the traced batch's step without the tracer
   double traced_batch_seconds = 0;        // and with it
   std::optional<OpOutputs> dump;          // kDump: the op's outputs
-  double seconds = 0;       // the replayed epoch
+  double seconds = 0;       // the replayed epoch (up to where it ends)
   double wall_seconds = 0;  // the whole replay, with the epochs before it
 };
 

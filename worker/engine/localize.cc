@@ -15,6 +15,7 @@ absl::StatusOr<SideReplay> ReplaySide(const RunSpec& spec, const SideRequest& re
   replay.epoch = request.epoch;
   replay.trace_batch = request.trace_batch;
   replay.dump_op = request.dump_op;
+  replay.end_after_trace = request.trace_batch.has_value();  // the stage needs no more
   ASSIGN_OR_RETURN(ReplayResult r, ReplayEpoch(spec, replay, callbacks));
   SideReplay side;
   side.batch_hashes = std::move(r.batch_hashes);

@@ -32,8 +32,9 @@ absl::Status CheckRequest(const RunSpec& spec, const ReplayRequest& request) {
     return absl::InvalidArgumentError(
         absl::StrCat("trace batch must be 0 or more, got ", *request.trace_batch));
   }
-  if (request.dump_op && !request.trace_batch) {
-    return absl::InvalidArgumentError("dumping an op needs a traced batch");
+  if ((request.dump_op || request.end_after_trace) && !request.trace_batch) {
+    return absl::InvalidArgumentError("dumping an op, or ending after the traced batch, needs a "
+                                      "traced batch");
   }
   return absl::OkStatus();
 }
@@ -57,6 +58,9 @@ absl::Status TraceBatch(RunState& s, const ReplayRequest& request,
   return RestoreStep(s, before);
 }
 
+// What ReplayBatch returns to end the epoch after the traced batch (end_after_trace).
+constexpr char kEndsHere[] = "the replay ends after its traced batch";
+
 // RunState::wrap_step of the replayed epoch.
 absl::Status ReplayBatch(RunState& s, const ReplayRequest& request, int64_t batch,
                          const std::function<void()>& step, ReplayResult& result) {
@@ -66,6 +70,7 @@ absl::Status ReplayBatch(RunState& s, const ReplayRequest& request, int64_t batc
   step();
   if (traced) result.batch_seconds = SecondsSince(started);
   result.batch_hashes.push_back(FingerprintModel(*s.model).hash);
+  if (traced && request.end_after_trace) return absl::CancelledError(kEndsHere);
   return absl::OkStatus();
 }
 
@@ -110,7 +115,8 @@ absl::StatusOr<ReplayResult> Replay(const RunSpec& spec, const ReplayRequest& re
   };
   const auto started = std::chrono::steady_clock::now();
   StartEpoch(*s, request.epoch);
-  RETURN_IF_ERROR(TrainBatches(*s, request.epoch).status());
+  const absl::Status trained = TrainBatches(*s, request.epoch).status();
+  if (!trained.ok() && trained != absl::CancelledError(kEndsHere)) return trained;
   result.seconds = SecondsSince(started);
   return result;
 }

@@ -38,12 +38,16 @@ struct ReplayRequest {
   std::string checkpoint;
   std::optional<int64_t> trace_batch;  // also trace every op of this batch of `epoch`
   std::optional<int64_t> dump_op;      // with trace_batch: dump the op at this index of the trace
+  // With trace_batch: end the replay after that batch (batch_hashes ends there too), as
+  // a localization's trace and dump stages need nothing after it.
+  bool end_after_trace = false;
 };
 
 struct ReplayResult {
   std::string start_hash;  // the weights hash at the start of `epoch`
   // The weights hash (FingerprintModel, as EpochRecord::weights_hash) after every batch
-  // of `epoch`; where a loss is not finite it stops where the run stops (TrainBatches).
+  // of `epoch`; where a loss is not finite it stops where the run stops (TrainBatches);
+  // with end_after_trace, up to the traced batch.
   std::vector<std::string> batch_hashes;
   std::vector<OpRecord> trace;         // empty unless trace_batch
   std::optional<OpDump> dump;          // when dump_op names an op of the trace

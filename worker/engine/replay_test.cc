@@ -105,6 +105,9 @@ TEST(ReplayTest, RequestsThatDoNotFitTheRunAreRejected) {
   request.dump_op = 1;
   EXPECT_THAT(ReplayEpoch(spec, request).status().message(), HasSubstr("needs a traced batch"));
   request.dump_op.reset();
+  request.end_after_trace = true;
+  EXPECT_THAT(ReplayEpoch(spec, request).status().message(), HasSubstr("needs a traced batch"));
+  request.end_after_trace = false;
   request.checkpoint = "not a checkpoint";
   EXPECT_THAT(ReplayEpoch(spec, request).status().message(), HasSubstr("not a repro checkpoint"));
 }
@@ -146,6 +149,15 @@ TEST(ReplayTest, TwoReplaysGiveIdenticalHashesAndTracesAndTheTracerChangesNothin
   EXPECT_TRUE(TraceChangedNothing(b, 2));
   EXPECT_GT(a.trace_bytes, 0);
   EXPECT_GT(a.traced_batch_seconds, 0);
+  // Ended after the traced batch, the replay traces the same and hashes up to it.
+  ReplayRequest shorter = Traced(1, 2);
+  shorter.end_after_trace = true;
+  const ReplayResult c = MustReplay(spec, shorter);
+  EXPECT_EQ(c.batch_hashes,
+            std::vector<std::string>(a.batch_hashes.begin(), a.batch_hashes.begin() + 3));
+  EXPECT_EQ(CompareTraces(a.trace, c.trace).kind, OpDivergence::Kind::kNone);
+  EXPECT_EQ(c.traced_batch_end_hash, a.traced_batch_end_hash);
+  EXPECT_TRUE(TraceChangedNothing(c, 2));
 
   // Every phase, and the modules found from the parameters.
   EXPECT_THAT(Names(a.trace, OpPhase::kForward),
