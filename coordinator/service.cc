@@ -349,6 +349,15 @@ absl::StatusOr<bool> CoordinatorService::LeaseLocalization(const std::string& wo
   return true;
 }
 
+absl::StatusOr<bool> CoordinatorService::NeededForLocalization(const std::string& worker) {
+  {
+    absl::MutexLock lock(&localize_mu_);
+    if (!localize_open_) return false;
+  }
+  ASSIGN_OR_RETURN(const ReplayerRule may_replay, directory_.ReplayerFor(worker));
+  return store_->OpenLocalizationFor(plan_.experiment, may_replay);
+}
+
 grpc::Status CoordinatorService::CheckLocalizationHolder(const std::string& worker, int64_t id,
                                                          const std::string& side,
                                                          const std::string& secret) {
@@ -572,7 +581,11 @@ grpc::Status CoordinatorService::DoLease(const v1::LeaseRequest& req, v1::LeaseR
     if (added) leased = lease();
     if (!leased.ok()) return ToGrpc(leased.status());
     if (!leased->has_value()) {
-      if (*finished) {
+      // A worker that may replay a run of an open localization stays for it: replayed
+      // apart, each stage needs both sides' workers again.
+      absl::StatusOr<bool> wanted = *finished ? NeededForLocalization(req.worker()) : false;
+      if (!wanted.ok()) return ToGrpc(wanted.status());
+      if (*finished && !*wanted) {
         resp->set_finished(true);
       } else {
         resp->set_retry_after_ms(options_.idle_retry_ms);

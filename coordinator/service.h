@@ -152,6 +152,9 @@ class CoordinatorService final : public v1::WorkerService::CallbackService,
   // A pending localization, or a side of one replayed apart, that `worker` may replay
   // (WorkerDirectory::ReplayerFor), into `resp` (true), when there is one.
   absl::StatusOr<bool> LeaseLocalization(const std::string& worker, v1::LeaseResponse* resp);
+  // Whether `worker` may replay a run of a localization still open (and so is not told
+  // the experiment has finished).
+  absl::StatusOr<bool> NeededForLocalization(const std::string& worker);
   // That `worker` holds localization `id` (or its `side`, when not "") with `secret`.
   grpc::Status CheckLocalizationHolder(const std::string& worker, int64_t id,
                                        const std::string& side, const std::string& secret);

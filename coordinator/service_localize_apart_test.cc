@@ -229,6 +229,28 @@ TEST_F(LocalizeApartTest, EachSideReplaysOnAWorkerLikeItsOwnAndTheCoordinatorFol
   EXPECT_FALSE(Answer("alpha", a, da).ok());
 }
 
+// Every run is done, but a worker that may replay a side is not told the experiment has
+// finished while the localization is open: each stage needs both sides' workers again.
+TEST_F(LocalizeApartTest, WorkersASideNeedsStayUntilItIsAnswered) {
+  FinishOnTwoMachines();
+  ASSERT_TRUE(RegisterWorker(Machine("gamma", "Gamma")).ok());
+  v1::LeaseResponse lease;
+  ASSERT_TRUE(Lease("beta", &lease).ok());
+  EXPECT_TRUE(lease.finished()) << "no localization asked yet: " << lease.DebugString();
+  Ask();
+  const v1::LocalizeSideJob b = Side("beta");
+  ASSERT_TRUE(Answer("beta", b, Hashes({"h0"})).ok());
+  ASSERT_TRUE(Lease("beta", &lease).ok());
+  EXPECT_GT(lease.retry_after_ms(), 0) << lease.DebugString();
+  ASSERT_TRUE(Lease("gamma", &lease).ok());
+  EXPECT_TRUE(lease.finished()) << "gamma replays neither run: " << lease.DebugString();
+  const v1::LocalizeSideJob a = Side("alpha");
+  ASSERT_TRUE(Answer("alpha", a, Hashes({"h0"})).ok());  // the replays do not part: done
+  EXPECT_EQ(Ask().state(), "done");
+  ASSERT_TRUE(Lease("beta", &lease).ok());
+  EXPECT_TRUE(lease.finished()) << lease.DebugString();
+}
+
 TEST_F(LocalizeApartTest, ASilentSideIsHandedOnAndFailsTheWholeWhenItsAttemptsAreUsedUp) {
   FinishOnTwoMachines();
   Ask();

@@ -610,4 +610,24 @@ absl::StatusOr<int64_t> RunStore::OpenLocalizations(const std::string& experimen
   return row ? q->Int(0) : 0;
 }
 
+absl::StatusOr<bool> RunStore::OpenLocalizationFor(const std::string& experiment,
+                                                   const ReplayerRule& may_replay) {
+  QueuedLock lock(&mu_, &queued_);
+  ASSIGN_OR_RETURN(int64_t experiment_id, ExperimentId(experiment));
+  ASSIGN_OR_RETURN(auto q, db_->Prepare(
+      "SELECT l.stage IS NOT NULL, ra.arm, "
+      "COALESCE((SELECT environment FROM attempts WHERE id = ra.result_attempt), '{}'), rb.arm, "
+      "COALESCE((SELECT environment FROM attempts WHERE id = rb.result_attempt), '{}') "
+      "FROM localizations l JOIN runs ra ON ra.id = l.run_a JOIN runs rb ON rb.id = l.run_b "
+      "WHERE l.experiment_id = ? AND l.state IN ('pending', 'running')"));
+  q->Bind(1, experiment_id);
+  bool needed = false;
+  RETURN_IF_ERROR(ForEachRow(*q, [&](const sql::Statement& row) {
+    const bool a = may_replay(ReplayedRun{row.Text(1), StringMap(row.Text(2))});
+    const bool b = may_replay(ReplayedRun{row.Text(3), StringMap(row.Text(4))});
+    needed |= row.Int(0) != 0 ? (a || b) : (a && b);
+  }));
+  return needed;
+}
+
 }  // namespace repro

@@ -244,6 +244,11 @@ class RunStore {
       const std::string& experiment, const std::string& arm);
   // How many localizations of the experiment are pending or running.
   absl::StatusOr<int64_t> OpenLocalizations(const std::string& experiment);
+  // Whether a pending or running localization could need a worker that may replay the
+  // runs `may_replay` allows: both of its runs, or, replayed apart, either (each stage
+  // needs both sides again).
+  absl::StatusOr<bool> OpenLocalizationFor(const std::string& experiment,
+                                           const ReplayerRule& may_replay);
 
   // Who holds (or held) attempt `lease_id` of the run; NOT_FOUND when the run has no
   // such attempt.
