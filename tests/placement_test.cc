@@ -180,5 +180,78 @@ TEST_F(IntegrationTest, AWorkerRefusesALabelOutsideTheRulesBeforeItConnects) {
   EXPECT_TRUE(absl::StrContains(twice.err, "--label a given twice")) << twice.err;
 }
 
+// A worker stopped (SIGSTOP) while it replays a side sends no heartbeat, so the side is
+// handed on after a lease's length to another worker of its arm; the localization ends
+// with the same kind of answer, and the stopped worker, continued, has its late answer
+// refused: nothing is counted twice.
+TEST_F(IntegrationTest, AWorkerStoppedWhileItReplaysASideLosesItAndItsLateAnswerIsNotCounted) {
+  const std::string plan = Path("plan.yaml"), db = Path("stopped-side.db");
+  WriteFile(plan, PlanText("stopped-side", 1, 1, 1024, 100) +
+                      "model: {kind: small-cnn}\n"
+                      "training: {batch_size: 64, optimizer: adam, lr: 0.001}\n"
+                      "determinism: {deterministic_algorithms: true, threads: 0, device: cpu}\n"
+                      "arms:\n"
+                      "  one: {seed: fixed, placement: {labels: {group: one}}}\n"
+                      "  two: {seed: fixed, placement: {labels: {group: two}}}\n");
+  Coordinator c;
+  ASSERT_TRUE(StartCoordinator({"--plan", plan, "--db", db, "--heartbeat-ms",
+                                std::to_string(kHeartbeatMs)},
+                               "c", &c));
+  const std::vector<std::string> remote = {"--coordinator", c.address};
+  ChildProcess* a1 = Spawn({kWorker, "--coordinator", c.address, "--name", "a1", "--threads", "1",
+                            "--label", "group=one", "--stay"}, "a1");
+  ASSERT_NE(a1, nullptr);
+  ASSERT_NE(Spawn({kWorker, "--coordinator", c.address, "--name", "b", "--threads", "2",
+                   "--label", "group=two", "--stay"}, "b"),
+            nullptr);
+  ASSERT_TRUE(WaitForDone(remote, 2, 120s));
+
+  CommandResult localized;
+  std::thread ask([&] {
+    localized = Reproctl(remote, {"localize", "one#0", "two#0", "--format", "json"});
+  });
+  const std::string took = "worker a1 took side a (one#0)";
+  const bool taken = WaitFor([&] { return absl::StrContains(ReadFile(c.process->stderr_path()), took); },
+                             60s, 5ms);
+  if (taken) a1->Signal(SIGSTOP);
+  ChildProcess* a2 = Spawn({kWorker, "--coordinator", c.address, "--name", "a2", "--threads", "1",
+                            "--label", "group=one", "--stay"}, "a2");
+  ask.join();
+  if (taken) a1->Signal(SIGCONT);
+  ASSERT_TRUE(taken) << ReadFile(c.process->stderr_path());
+  ASSERT_NE(a2, nullptr);
+  ASSERT_EQ(localized.code, 0) << localized.err;
+  auto found = ParseJson(localized.out);
+  ASSERT_TRUE(found.has_value()) << localized.out;
+  EXPECT_EQ(found->at("state"), "done");
+  EXPECT_EQ(found->at("worker"), "a2") << "side a's last stage, while a1 was stopped";
+  EXPECT_EQ(found->at("worker_b"), "b");
+  const Json& op = found->at("answer").at("op");
+  ASSERT_TRUE(op.is_object()) << localized.out;
+  EXPECT_EQ(op.at("kind"), "outputs");
+  EXPECT_EQ(op.at("inputs_equal"), true);
+  EXPECT_EQ(found->at("answer").at("reproduced").at("a"), true) << "a2 replays one#0 as a1 ran it";
+  const std::string log = ReadFile(c.process->stderr_path());
+  EXPECT_TRUE(absl::StrContains(log, "worker a2 took side a (one#0)")) << log;
+  // a1, continued, finds its side gone and does not answer it, or is refused.
+  const bool handed_on = absl::StrContains(log, "attempt 2");
+  std::printf("side a handed on from the stopped worker mid-stage: %s\n", handed_on ? "yes" : "no");
+  if (handed_on) {
+    EXPECT_TRUE(WaitFor([&] {
+      const std::string own = ReadFile(a1->stderr_path());
+      return absl::StrContains(own, "was handed to another worker meanwhile; not answered") ||
+             absl::StrContains(own, "was not taken");
+    }, 30s)) << ReadFile(a1->stderr_path());
+  }
+  // Still one answer, kept once, whatever a1 sends now.
+  std::this_thread::sleep_for(1s);
+  CommandResult again = Reproctl({"--db", db}, {"localize", "one#0", "two#0", "--format", "json"});
+  ASSERT_EQ(again.code, 0) << again.err;
+  EXPECT_EQ(ParseJson(again.out), found);
+  Db store(db);
+  ASSERT_TRUE(store.ok()) << store.error();
+  EXPECT_EQ(store.Int("SELECT COUNT(*) FROM localizations"), 1);
+}
+
 }  // namespace
 }  // namespace repro::testing

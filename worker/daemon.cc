@@ -330,7 +330,11 @@ void WorkerDaemon::Heartbeats(const std::function<v1::HeartbeatRequest()>& reque
   while (!sleeper_->SleepFor(heartbeat_interval_ms_, [progress] { return progress->done.load(); })) {
     v1::HeartbeatResponse resp;
     grpc::Status s = stub_->Heartbeat(Context().get(), request(), &resp);
-    if (s.ok() && !resp.lease_valid()) progress->lease_lost.store(true);
+    // Refused as not the holder: another worker has it (a localization's side is handed
+    // on to the next worker under the same name, so no longer this one's).
+    if ((s.ok() && !resp.lease_valid()) || s.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
+      progress->lease_lost.store(true);
+    }
   }
 }
 
