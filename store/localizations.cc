@@ -308,62 +308,82 @@ absl::StatusOr<std::optional<LocalizeLease>> FirstFitting(sql::Statement& pick, 
   }
 }
 
+// The first pending (or expired) localization that one worker replays whole, both of
+// whose runs `may` allows, handed to `worker`.
+absl::StatusOr<std::optional<LocalizeLease>> LeaseWhole(
+    sql::Database& db, int64_t experiment_id, const std::string& worker, int64_t now_ms,
+    int64_t ttl_ms, const std::string& secret_hash, const ReplayerRule& may) {
+  ASSIGN_OR_RETURN(auto pick, db.Prepare(absl::StrCat(
+      kLeaseColumns, "l.attempts FROM localizations l ", kLeaseRuns,
+      "WHERE l.experiment_id = ? AND l.stage IS NULL AND (l.state = 'pending' OR "
+      "(l.state = 'running' AND l.lease_expires_ms < ?)) ORDER BY l.id")));
+  pick->Bind(1, experiment_id).Bind(2, now_ms);
+  ASSIGN_OR_RETURN(std::optional<LocalizeLease> lease,
+                   FirstFitting(*pick, [&](const sql::Statement& row, LocalizeLease& l,
+                                          const ReplayedRun& a, const ReplayedRun& b) {
+                     l.attempt = static_cast<int>(row.Int(16)) + 1;
+                     return may(a) && may(b);
+                   }));
+  if (!lease) return std::nullopt;
+  ASSIGN_OR_RETURN(auto take, db.Prepare(
+      "UPDATE localizations SET state = 'running', worker = ?, attempts = attempts + 1, "
+      "lease_expires_ms = ?, secret_hash = ? WHERE id = ?"));
+  RETURN_IF_ERROR(take->Bind(1, worker).Bind(2, now_ms + ttl_ms).Bind(3, secret_hash)
+                      .Bind(4, lease->id).Run());
+  return lease;
+}
+
+// The first pending (or expired) side of a localization replayed apart whose run `may`
+// allows, handed to `worker`. DATA_LOSS when what its stages found cannot be read.
+absl::StatusOr<std::optional<LocalizeLease>> LeaseSide(
+    sql::Database& db, int64_t experiment_id, const std::string& worker, int64_t now_ms,
+    int64_t ttl_ms, const std::string& secret_hash, const ReplayerRule& may) {
+  ASSIGN_OR_RETURN(auto pick, db.Prepare(absl::StrCat(
+      kLeaseColumns, "s.attempts, s.side, l.stage, COALESCE(l.result, '') "
+      "FROM localization_sides s JOIN localizations l ON l.id = s.localization_id ", kLeaseRuns,
+      "WHERE l.experiment_id = ? AND l.state IN ('pending', 'running') AND (s.state = 'pending' "
+      "OR (s.state = 'running' AND s.lease_expires_ms < ?)) ORDER BY l.id, s.side")));
+  pick->Bind(1, experiment_id).Bind(2, now_ms);
+  absl::Status damaged;
+  ASSIGN_OR_RETURN(std::optional<LocalizeLease> lease,
+                   FirstFitting(*pick, [&](const sql::Statement& row, LocalizeLease& l,
+                                          const ReplayedRun& a, const ReplayedRun& b) {
+    l.attempt = static_cast<int>(row.Int(16)) + 1;
+    l.side = row.Text(17);
+    l.stage = StageNamed(row.Text(18)).value_or(LocalizeStage::kEpoch);
+    absl::StatusOr<LocalizationResult> so_far = SoFar(l.id, row.Text(19), l.epoch);
+    if (!so_far.ok()) damaged = so_far.status();
+    l.so_far = so_far.value_or(LocalizationResult{});
+    return !damaged.ok() || may(l.side == "a" ? a : b);
+  }));
+  RETURN_IF_ERROR(damaged);
+  if (!lease) return std::nullopt;
+  ASSIGN_OR_RETURN(auto take, db.Prepare(
+      "UPDATE localization_sides SET state = 'running', worker = ?, attempts = attempts + 1, "
+      "lease_expires_ms = ?, secret_hash = ? WHERE localization_id = ? AND side = ?"));
+  RETURN_IF_ERROR(take->Bind(1, worker).Bind(2, now_ms + ttl_ms).Bind(3, secret_hash)
+                      .Bind(4, lease->id).Bind(5, lease->side).Run());
+  ASSIGN_OR_RETURN(auto running, db.Prepare(
+      "UPDATE localizations SET state = 'running', worker = ? WHERE id = ?"));
+  RETURN_IF_ERROR(running->Bind(1, worker).Bind(2, lease->id).Run());
+  return lease;
+}
+
 }  // namespace
 
 absl::StatusOr<std::optional<LocalizeLease>> RunStore::LeaseLocalization(
     const std::string& experiment, const std::string& worker, int64_t now_ms, int64_t ttl_ms,
     const std::string& secret_hash, const ReplayerRule& may_replay) {
-  auto may = [&may_replay](const ReplayedRun& run) { return !may_replay || may_replay(run); };
+  const ReplayerRule may = [&may_replay](const ReplayedRun& run) {
+    return !may_replay || may_replay(run);
+  };
   return Write([&]() -> absl::StatusOr<std::optional<LocalizeLease>> {
     ASSIGN_OR_RETURN(int64_t experiment_id, ExperimentId(experiment));
     RETURN_IF_ERROR(FailExhaustedLocalizations(experiment_id, now_ms));
-    ASSIGN_OR_RETURN(auto whole, db_->Prepare(absl::StrCat(
-        kLeaseColumns, "l.attempts FROM localizations l ", kLeaseRuns,
-        "WHERE l.experiment_id = ? AND l.stage IS NULL AND (l.state = 'pending' OR "
-        "(l.state = 'running' AND l.lease_expires_ms < ?)) ORDER BY l.id")));
-    whole->Bind(1, experiment_id).Bind(2, now_ms);
-    ASSIGN_OR_RETURN(std::optional<LocalizeLease> lease,
-                     FirstFitting(*whole, [&](const sql::Statement& row, LocalizeLease& l,
-                                             const ReplayedRun& a, const ReplayedRun& b) {
-                       l.attempt = static_cast<int>(row.Int(16)) + 1;
-                       return may(a) && may(b);
-                     }));
-    if (lease) {
-      ASSIGN_OR_RETURN(auto take, db_->Prepare(
-          "UPDATE localizations SET state = 'running', worker = ?, attempts = attempts + 1, "
-          "lease_expires_ms = ?, secret_hash = ? WHERE id = ?"));
-      RETURN_IF_ERROR(take->Bind(1, worker).Bind(2, now_ms + ttl_ms).Bind(3, secret_hash)
-                          .Bind(4, lease->id).Run());
-      return lease;
-    }
-    ASSIGN_OR_RETURN(auto side, db_->Prepare(absl::StrCat(
-        kLeaseColumns, "s.attempts, s.side, l.stage, COALESCE(l.result, '') "
-        "FROM localization_sides s JOIN localizations l ON l.id = s.localization_id ", kLeaseRuns,
-        "WHERE l.experiment_id = ? AND l.state IN ('pending', 'running') AND (s.state = 'pending' "
-        "OR (s.state = 'running' AND s.lease_expires_ms < ?)) ORDER BY l.id, s.side")));
-    side->Bind(1, experiment_id).Bind(2, now_ms);
-    absl::Status damaged;
-    ASSIGN_OR_RETURN(lease, FirstFitting(*side, [&](const sql::Statement& row, LocalizeLease& l,
-                                                   const ReplayedRun& a, const ReplayedRun& b) {
-      l.attempt = static_cast<int>(row.Int(16)) + 1;
-      l.side = row.Text(17);
-      l.stage = StageNamed(row.Text(18)).value_or(LocalizeStage::kEpoch);
-      absl::StatusOr<LocalizationResult> so_far = SoFar(l.id, row.Text(19), l.epoch);
-      if (!so_far.ok()) damaged = so_far.status();
-      l.so_far = so_far.value_or(LocalizationResult{});
-      return !damaged.ok() || may(l.side == "a" ? a : b);
-    }));
-    RETURN_IF_ERROR(damaged);
-    if (!lease) return std::nullopt;
-    ASSIGN_OR_RETURN(auto take, db_->Prepare(
-        "UPDATE localization_sides SET state = 'running', worker = ?, attempts = attempts + 1, "
-        "lease_expires_ms = ?, secret_hash = ? WHERE localization_id = ? AND side = ?"));
-    RETURN_IF_ERROR(take->Bind(1, worker).Bind(2, now_ms + ttl_ms).Bind(3, secret_hash)
-                        .Bind(4, lease->id).Bind(5, lease->side).Run());
-    ASSIGN_OR_RETURN(auto running, db_->Prepare(
-        "UPDATE localizations SET state = 'running', worker = ? WHERE id = ?"));
-    RETURN_IF_ERROR(running->Bind(1, worker).Bind(2, lease->id).Run());
-    return lease;
+    ASSIGN_OR_RETURN(std::optional<LocalizeLease> whole,
+                     LeaseWhole(*db_, experiment_id, worker, now_ms, ttl_ms, secret_hash, may));
+    if (whole) return whole;
+    return LeaseSide(*db_, experiment_id, worker, now_ms, ttl_ms, secret_hash, may);
   });
 }
 
@@ -513,6 +533,21 @@ absl::StatusOr<std::pair<LocalizeStage, LocalizationResult>> FoldBoth(
   return std::make_pair(next, std::move(so_far));
 }
 
+// Moves a localization replayed apart to stage `next` (done: `so_far` is the answer),
+// its sides pending again with their replays dropped.
+absl::Status Advance(sql::Database& db, int64_t id, LocalizeStage next,
+                     const LocalizationResult& so_far) {
+  ASSIGN_OR_RETURN(auto advance, db.Prepare(absl::StrCat(
+      "UPDATE localizations SET stage = ?, result = ?",
+      next == LocalizeStage::kDone ? ", state = 'done'" : "", " WHERE id = ?")));
+  RETURN_IF_ERROR(advance->Bind(1, std::string(StageName(next)))
+                      .Bind(2, nlohmann::json(so_far).dump()).Bind(3, id).Run());
+  ASSIGN_OR_RETURN(auto reset, db.Prepare(
+      "UPDATE localization_sides SET state = 'pending', attempts = 0, worker = '', "
+      "lease_expires_ms = NULL, secret_hash = NULL, replay = NULL WHERE localization_id = ?"));
+  return reset->Bind(1, id).Run();
+}
+
 }  // namespace
 
 absl::StatusOr<LocalizationState> RunStore::CompleteLocalizationSide(
@@ -558,15 +593,7 @@ absl::StatusOr<LocalizationState> RunStore::CompleteLocalizationSide(
       so_far.worker = a.worker;
       so_far.worker_b = b.worker;
     }
-    ASSIGN_OR_RETURN(auto advance, db_->Prepare(absl::StrCat(
-        "UPDATE localizations SET stage = ?, result = ?", next == LocalizeStage::kDone
-            ? ", state = 'done'" : "", " WHERE id = ?")));
-    RETURN_IF_ERROR(advance->Bind(1, std::string(StageName(next)))
-                        .Bind(2, nlohmann::json(so_far).dump()).Bind(3, id).Run());
-    ASSIGN_OR_RETURN(auto reset, db_->Prepare(
-        "UPDATE localization_sides SET state = 'pending', attempts = 0, worker = '', "
-        "lease_expires_ms = NULL, secret_hash = NULL, replay = NULL WHERE localization_id = ?"));
-    RETURN_IF_ERROR(reset->Bind(1, id).Run());
+    RETURN_IF_ERROR(Advance(*db_, id, next, so_far));
     return LocalizationStateById(*db_, id);
   });
 }
