@@ -5,7 +5,9 @@
 # (Debian's Fashion-MNIST, written in CIFAR-10's format, 32x32x3: bench/fashion_to_cifar.py):
 #   same_seed, different_seeds            deterministic algorithms off (the study's condition)
 #   same_seed_det, different_seeds_det    deterministic algorithms on
-# and prints the report (equality per arm, where same-seed runs first part, each arm's
+# and prints the report (equality per arm, where same-seed runs first part and, for each
+# same-seed arm whose runs part, the batch and the operation where its first two such
+# runs part (localize: true, issue 15), each arm's
 # spread against different_seeds with its bootstrap interval, and the deterministic
 # pair's ratio against different_seeds_det), the time per step and images/s per arm,
 # the deterministic-mode overhead, and the study's full protocol (2 arms x 50 runs x
@@ -81,9 +83,9 @@ model: {kind: resnet, version: 2, depth: 29}
 training: {batch_size: 32, optimizer: adam-keras, lr: 0.001}
 determinism: {threads: $threads, device: $device, deterministic_algorithms: false}
 arms:
-  same_seed:           {seed: fixed}
+  same_seed:           {seed: fixed, localize: true}
   different_seeds:     {seed: per_run}
-  same_seed_det:       {seed: fixed, determinism: {deterministic_algorithms: true}}
+  same_seed_det:       {seed: fixed, localize: true, determinism: {deterministic_algorithms: true}}
   different_seeds_det: {seed: per_run, determinism: {deterministic_algorithms: true}}
 EOF
 
