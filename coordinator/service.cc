@@ -306,47 +306,64 @@ absl::StatusOr<bool> CoordinatorService::LeaseLocalization(const std::string& wo
     localize_open_ = open > 0;  // one still running
     return false;
   }
-  auto spec = [this](const LocalizeLease::Side& side) -> absl::StatusOr<v1::RunSpec> {
-    const ArmSpec* arm = FindArm(side.arm);
-    if (arm == nullptr) return absl::InternalError(absl::StrCat("a run of unknown arm ", side.arm));
-    RunSpec spec = RunSpecFor(plan_, *arm, side.seeds);
-    // A spec that left the threads to its worker replays with those its run had.
-    if (spec.threads == 0) spec.threads = side.threads;
-    return ToProto(spec);
-  };
-  auto label = [](const LocalizeLease::Side& side) { return absl::StrCat(side.arm, "#", side.index); };
   const std::string attempt = lease->attempt > 1 ? absl::StrCat(", attempt ", lease->attempt) : "";
   if (!lease->side.empty()) {  // one side, replayed apart
-    const LocalizeLease::Side& side = lease->side == "a" ? lease->a : lease->b;
-    const SideRequest request = RequestFor(lease->stage, lease->so_far);
-    v1::LocalizeSideJob* job = resp->mutable_localize_side();
-    job->set_job_id(lease->id);
-    job->set_job_secret(secret);
-    job->set_side(lease->side);
-    job->set_run(label(side));
-    ASSIGN_OR_RETURN(*job->mutable_spec(), spec(side));
-    job->set_stage(StageName(lease->stage));
-    job->set_epoch(request.epoch);
-    job->set_trace_batch(request.trace_batch.value_or(-1));
-    job->set_dump_op(request.dump_op.value_or(-1));
-    log_(absl::StrCat("worker ", worker, " took side ", lease->side, " (", job->run(),
-                      ") of the localization of ", label(lease->a), " and ", label(lease->b),
-                      ": stage ", job->stage(), " of epoch ", lease->epoch, attempt));
+    ASSIGN_OR_RETURN(*resp->mutable_localize_side(), SideJob(*lease, secret));
+    log_(absl::StrCat("worker ", worker, " took side ", lease->side, " (",
+                      resp->localize_side().run(), ") of the localization of ", Label(lease->a),
+                      " and ", Label(lease->b), ": stage ", resp->localize_side().stage(),
+                      " of epoch ", lease->epoch, attempt));
     return true;
   }
-  v1::LocalizeJob* job = resp->mutable_localize();
-  job->set_job_id(lease->id);
-  job->set_job_secret(secret);
-  job->set_epoch(lease->epoch);
-  job->set_run_a(label(lease->a));
-  job->set_run_b(label(lease->b));
-  ASSIGN_OR_RETURN(*job->mutable_spec_a(), spec(lease->a));
-  ASSIGN_OR_RETURN(*job->mutable_spec_b(), spec(lease->b));
-  job->set_recorded_a(lease->a.recorded);
-  job->set_recorded_b(lease->b.recorded);
-  log_(absl::StrCat("worker ", worker, " took the localization of ", job->run_a(), " and ",
-                    job->run_b(), " (epoch ", lease->epoch, attempt, ")"));
+  ASSIGN_OR_RETURN(*resp->mutable_localize(), WholeJob(*lease, secret));
+  log_(absl::StrCat("worker ", worker, " took the localization of ", Label(lease->a), " and ",
+                    Label(lease->b), " (epoch ", lease->epoch, attempt, ")"));
   return true;
+}
+
+std::string CoordinatorService::Label(const LocalizeLease::Side& side) {
+  return absl::StrCat(side.arm, "#", side.index);
+}
+
+absl::StatusOr<v1::RunSpec> CoordinatorService::ReplaySpec(const LocalizeLease::Side& side) const {
+  const ArmSpec* arm = FindArm(side.arm);
+  if (arm == nullptr) return absl::InternalError(absl::StrCat("a run of unknown arm ", side.arm));
+  RunSpec spec = RunSpecFor(plan_, *arm, side.seeds);
+  // A spec that left the threads to its worker replays with those its run had.
+  if (spec.threads == 0) spec.threads = side.threads;
+  return ToProto(spec);
+}
+
+absl::StatusOr<v1::LocalizeJob> CoordinatorService::WholeJob(const LocalizeLease& lease,
+                                                             const std::string& secret) const {
+  v1::LocalizeJob job;
+  job.set_job_id(lease.id);
+  job.set_job_secret(secret);
+  job.set_epoch(lease.epoch);
+  job.set_run_a(Label(lease.a));
+  job.set_run_b(Label(lease.b));
+  ASSIGN_OR_RETURN(*job.mutable_spec_a(), ReplaySpec(lease.a));
+  ASSIGN_OR_RETURN(*job.mutable_spec_b(), ReplaySpec(lease.b));
+  job.set_recorded_a(lease.a.recorded);
+  job.set_recorded_b(lease.b.recorded);
+  return job;
+}
+
+absl::StatusOr<v1::LocalizeSideJob> CoordinatorService::SideJob(const LocalizeLease& lease,
+                                                                const std::string& secret) const {
+  const LocalizeLease::Side& side = lease.side == "a" ? lease.a : lease.b;
+  const SideRequest request = RequestFor(lease.stage, lease.so_far);
+  v1::LocalizeSideJob job;
+  job.set_job_id(lease.id);
+  job.set_job_secret(secret);
+  job.set_side(lease.side);
+  job.set_run(Label(side));
+  ASSIGN_OR_RETURN(*job.mutable_spec(), ReplaySpec(side));
+  job.set_stage(StageName(lease.stage));
+  job.set_epoch(request.epoch);
+  job.set_trace_batch(request.trace_batch.value_or(-1));
+  job.set_dump_op(request.dump_op.value_or(-1));
+  return job;
 }
 
 absl::StatusOr<bool> CoordinatorService::NeededForLocalization(const std::string& worker) {

@@ -152,6 +152,14 @@ class CoordinatorService final : public v1::WorkerService::CallbackService,
   // A pending localization, or a side of one replayed apart, that `worker` may replay
   // (WorkerDirectory::ReplayerFor), into `resp` (true), when there is one.
   absl::StatusOr<bool> LeaseLocalization(const std::string& worker, v1::LeaseResponse* resp);
+  // "arm#index" of a localization's run.
+  static std::string Label(const LocalizeLease::Side& side);
+  // A localization's run's spec, as it trained: what a worker replays.
+  absl::StatusOr<v1::RunSpec> ReplaySpec(const LocalizeLease::Side& side) const;
+  // The job a lease hands out: both runs, or one side for one stage.
+  absl::StatusOr<v1::LocalizeJob> WholeJob(const LocalizeLease& lease, const std::string& secret) const;
+  absl::StatusOr<v1::LocalizeSideJob> SideJob(const LocalizeLease& lease,
+                                              const std::string& secret) const;
   // Whether `worker` may replay a run of a localization still open (and so is not told
   // the experiment has finished).
   absl::StatusOr<bool> NeededForLocalization(const std::string& worker);
