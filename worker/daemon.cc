@@ -79,10 +79,7 @@ WorkerDaemon::WorkerDaemon(WorkerOptions options,
       stub_(std::move(stub)),
       trainer_(std::move(trainer)),
       localizer_(std::move(localizer)),
-      side_replayer_(side_replayer ? std::move(side_replayer)
-                                   : [](const RunSpec& spec, const SideRequest& request) {
-                                       return engine::ReplaySide(spec, request);
-                                     }),
+      side_replayer_(std::move(side_replayer)),
       cache_(options_.cache, options_.cache_max_bytes),
       sleeper_(sleeper),
       stop_signal_(stop_signal) {}

@@ -64,12 +64,14 @@ struct WorkerOptions {
 using Trainer =
     std::function<absl::StatusOr<RunResult>(const RunSpec& spec, const engine::Callbacks& callbacks)>;
 
-// Finds where two runs part (reproctl localize): engine::Localize in the worker.
-using Localizer =
-    std::function<absl::StatusOr<LocalizationResult>(const engine::LocalizeRequest& request)>;
+// Finds where two runs part (reproctl localize): engine::Localize in the worker. The
+// callbacks' should_stop ends the replays early (the worker stops, or the job's lease
+// was lost).
+using Localizer = std::function<absl::StatusOr<LocalizationResult>(
+    const engine::LocalizeRequest& request, const engine::Callbacks& callbacks)>;
 // Replays one side of a localization for one stage: engine::ReplaySide in the worker.
-using SideReplayer =
-    std::function<absl::StatusOr<SideReplay>(const RunSpec& spec, const SideRequest& request)>;
+using SideReplayer = std::function<absl::StatusOr<SideReplay>(
+    const RunSpec& spec, const SideRequest& request, const engine::Callbacks& callbacks)>;
 
 // Every pause of the daemon: the retry backoff, the wait between lease polls and the
 // heartbeat interval. Tests give one that returns at once and records what was asked.
@@ -102,7 +104,8 @@ class WorkerDaemon {
   // and must outlive the daemon.
   WorkerDaemon(WorkerOptions options, std::unique_ptr<v1::WorkerService::StubInterface> stub,
                Trainer trainer, Sleeper* sleeper, const std::atomic<int>* stop_signal,
-               Localizer localizer = engine::Localize, SideReplayer side_replayer = nullptr);
+               Localizer localizer = engine::Localize,
+               SideReplayer side_replayer = engine::ReplaySide);
   // Returns the process exit code: 0 when the experiment finished or a signal stopped it.
   int Run();
 
@@ -127,8 +130,10 @@ class WorkerDaemon {
   void LocalizeSide(const v1::LocalizeSideJob& job);
   // Runs `replay` with heartbeats holding the job (`side` "" for a whole one); false when
   // the answer must not be sent: the worker is stopping or the job's lease was lost.
+  // `replay` is given callbacks whose should_stop says so.
   bool HoldingJob(int64_t job_id, const std::string& secret, const std::string& side,
-                  const std::string& what, const std::function<void()>& replay);
+                  const std::string& what,
+                  const std::function<void(const engine::Callbacks& callbacks)>& replay);
   // A side's dump, encoded (EncodeOpOutputs), uploaded as a blob under the side's lease;
   // its SHA-256.
   absl::StatusOr<std::string> UploadDump(const v1::LocalizeSideJob& job, const OpOutputs& dump);

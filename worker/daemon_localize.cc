@@ -42,8 +42,9 @@ absl::StatusOr<RunSpec> WorkerDaemon::LocalizeSpec(const v1::RunSpec& wire) {
   return spec;
 }
 
-bool WorkerDaemon::HoldingJob(int64_t job_id, const std::string& secret, const std::string& side,
-                              const std::string& what, const std::function<void()>& replay) {
+bool WorkerDaemon::HoldingJob(
+    int64_t job_id, const std::string& secret, const std::string& side, const std::string& what,
+    const std::function<void(const engine::Callbacks& callbacks)>& replay) {
   // Heartbeats hold the job while it is fetched and replayed, as a run's hold its lease.
   Progress progress;
   std::thread heartbeat([&] {
@@ -58,7 +59,9 @@ bool WorkerDaemon::HoldingJob(int64_t job_id, const std::string& secret, const s
         },
         &progress);
   });
-  replay();
+  engine::Callbacks callbacks;
+  callbacks.should_stop = [this, &progress] { return Stopping() || progress.lease_lost.load(); };
+  replay(callbacks);
   progress.done.store(true);
   sleeper_->Wake();
   heartbeat.join();
@@ -79,7 +82,8 @@ void WorkerDaemon::Localize(const v1::LocalizeJob& job) {
   cli::LogLine(absl::StrCat("replaying epoch ", job.epoch(), " of ", job.run_a(), " and ",
                             job.run_b(), " to find where they part"));
   absl::StatusOr<LocalizationResult> found = absl::UnknownError("not run");
-  const bool answer = HoldingJob(job.job_id(), job.job_secret(), "", what, [&] {
+  const bool answer = HoldingJob(job.job_id(), job.job_secret(), "", what,
+                                 [&](const engine::Callbacks& callbacks) {
     absl::StatusOr<RunSpec> a = LocalizeSpec(job.spec_a());
     absl::StatusOr<RunSpec> b = a.ok() ? LocalizeSpec(job.spec_b()) : a;
     if (!a.ok() || !b.ok()) {
@@ -88,7 +92,8 @@ void WorkerDaemon::Localize(const v1::LocalizeJob& job) {
     }
     found = Catching<LocalizationResult>([&] {
       return localizer_(engine::LocalizeRequest{*a, *b, job.epoch(), job.recorded_a(),
-                                                job.recorded_b()});
+                                                job.recorded_b()},
+                        callbacks);
     });
   });
   if (!answer) return;
@@ -117,13 +122,14 @@ void WorkerDaemon::LocalizeSide(const v1::LocalizeSideJob& job) {
   if (job.dump_op() >= 0) request.dump_op = job.dump_op();
   absl::StatusOr<SideReplay> replay = absl::UnknownError("not run");
   std::string dump_sha256;
-  const bool answer = HoldingJob(job.job_id(), job.job_secret(), job.side(), what, [&] {
+  const bool answer = HoldingJob(job.job_id(), job.job_secret(), job.side(), what,
+                                 [&](const engine::Callbacks& callbacks) {
     absl::StatusOr<RunSpec> spec = LocalizeSpec(job.spec());
     if (!spec.ok()) {
       replay = spec.status();
       return;
     }
-    replay = Catching<SideReplay>([&] { return side_replayer_(*spec, request); });
+    replay = Catching<SideReplay>([&] { return side_replayer_(*spec, request, callbacks); });
     if (replay.ok() && replay->dump) {
       // The dump goes up as a blob under this side's lease, while heartbeats still hold it.
       absl::StatusOr<std::string> sha = UploadDump(job, *replay->dump);

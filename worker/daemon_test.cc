@@ -294,7 +294,7 @@ class DaemonTest : public ::testing::Test {
   ~DaemonTest() override { server_->Shutdown(); }
 
   int RunDaemon(Trainer trainer, Localizer localizer = engine::Localize,
-                SideReplayer side_replayer = nullptr) {
+                SideReplayer side_replayer = engine::ReplaySide) {
     WorkerDaemon daemon(options_, v1::WorkerService::NewStub(server_->InProcessChannel({})),
                         std::move(trainer), &sleeper_, &stop_, std::move(localizer),
                         std::move(side_replayer));
@@ -443,7 +443,7 @@ TEST_F(DaemonTest, ALocalizationIsReplayedUnderEachRunsSpecAndAnsweredWithItsSec
   coordinator_.AddRun(Assignment(1));
   options_.threads = 5;
   std::vector<engine::LocalizeRequest> asked;
-  auto localizer = [&](const engine::LocalizeRequest& r) -> absl::StatusOr<LocalizationResult> {
+  auto localizer = [&](const engine::LocalizeRequest& r, const engine::Callbacks&) -> absl::StatusOr<LocalizationResult> {
     asked.push_back(r);
     LocalizationResult l;
     l.epoch = r.epoch;
@@ -495,7 +495,8 @@ TEST_F(DaemonTest, ALocalizationSideIsReplayedAloneAndItsDumpUploadedUnderItsLea
   std::vector<SideRequest> asked;
   OpOutputs dump{"aten::mm", "", {TensorValues{true, "Float", {1}, std::string(4, '\x01')}}};
   options_.threads = 3;
-  auto replayer = [&](const RunSpec& spec, const SideRequest& r) -> absl::StatusOr<SideReplay> {
+  auto replayer = [&](const RunSpec& spec, const SideRequest& r,
+                      const engine::Callbacks&) -> absl::StatusOr<SideReplay> {
     EXPECT_EQ(spec.threads, 3) << "the worker's own threads, as its run had";
     asked.push_back(r);
     SideReplay replay;
@@ -554,12 +555,19 @@ TEST_F(DaemonTest, ALocalizationSendsHeartbeatsWhileItReplays) {
     }
     return n;
   };
-  auto localizer = [&](const engine::LocalizeRequest&) -> absl::StatusOr<LocalizationResult> {
+  bool told_to_stop = false;  // job 10's replay, once its lease was lost
+  auto localizer = [&](const engine::LocalizeRequest&,
+                       const engine::Callbacks& callbacks) -> absl::StatusOr<LocalizationResult> {
     // The replay ends only once the job's heartbeats have been heard.
     const int64_t id = beats_of(9) < 2 ? 9 : 10;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
     while (beats_of(id) < 2 && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    if (id == 9) {
+      EXPECT_FALSE(callbacks.should_stop()) << "job 9 still holds its lease";
+    } else {
+      told_to_stop = callbacks.should_stop();  // the replay stops at its next batch
     }
     return LocalizationResult{};
   };
@@ -572,13 +580,14 @@ TEST_F(DaemonTest, ALocalizationSendsHeartbeatsWhileItReplays) {
   Received got = coordinator_.received();
   ASSERT_THAT(got.localized, SizeIs(1));  // job 10's lease was lost: no answer
   EXPECT_EQ(got.localized[0].job_id(), 9);
+  EXPECT_TRUE(told_to_stop);
 }
 
 TEST_F(DaemonTest, ALocalizationThatCannotBeReplayedIsAnsweredWithTheReason) {
   v1::LocalizeJob job;
   job.set_job_id(8);
   coordinator_.AddLocalize(job);
-  auto localizer = [](const engine::LocalizeRequest&) -> absl::StatusOr<LocalizationResult> {
+  auto localizer = [](const engine::LocalizeRequest&, const engine::Callbacks&) -> absl::StatusOr<LocalizationResult> {
     return absl::InvalidArgumentError("epoch 9 is beyond the run's 2 epochs");
   };
   auto trainer = [](const RunSpec&, const engine::Callbacks&) -> absl::StatusOr<RunResult> {

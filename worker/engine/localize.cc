@@ -31,7 +31,8 @@ absl::StatusOr<SideReplay> ReplaySide(const RunSpec& spec, const SideRequest& re
   return side;
 }
 
-absl::StatusOr<LocalizationResult> Localize(const LocalizeRequest& request) {
+absl::StatusOr<LocalizationResult> Localize(const LocalizeRequest& request,
+                                            const Callbacks& callbacks) {
   if (request.a.model_kind != request.b.model_kind ||
       request.a.dataset_kind != request.b.dataset_kind) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -43,8 +44,8 @@ absl::StatusOr<LocalizationResult> Localize(const LocalizeRequest& request) {
   out.epoch = request.epoch;
   for (LocalizeStage stage = LocalizeStage::kEpoch; stage != LocalizeStage::kDone;) {
     const SideRequest side = RequestFor(stage, out);
-    ASSIGN_OR_RETURN(const SideReplay a, ReplaySide(request.a, side));
-    ASSIGN_OR_RETURN(const SideReplay b, ReplaySide(request.b, side));
+    ASSIGN_OR_RETURN(const SideReplay a, ReplaySide(request.a, side, callbacks));
+    ASSIGN_OR_RETURN(const SideReplay b, ReplaySide(request.b, side, callbacks));
     ASSIGN_OR_RETURN(stage, FoldStage(stage, a, b, request.recorded_a, request.recorded_b, &out));
   }
   return out;

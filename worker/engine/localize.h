@@ -41,7 +41,9 @@ absl::StatusOr<SideReplay> ReplaySide(const RunSpec& spec, const SideRequest& re
 
 // INVALID_ARGUMENT when the specs cannot be compared (different models or data, an
 // epoch a run does not have); the replays' errors otherwise.
-absl::StatusOr<LocalizationResult> Localize(const LocalizeRequest& request);
+// `callbacks` as ReplayEpoch's (should_stop ends a replay at a batch boundary, CANCELLED).
+absl::StatusOr<LocalizationResult> Localize(const LocalizeRequest& request,
+                                            const Callbacks& callbacks = {});
 
 }  // namespace repro::engine
 
