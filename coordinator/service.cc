@@ -485,6 +485,10 @@ void CoordinatorService::MaybeLocalize(const std::string& arm_name) {
 
 absl::StatusOr<LocalizationState> CoordinatorService::AskWhereRunsPart(const std::string& run_a,
                                                                         const std::string& run_b) {
+  // Asked before (reproctl asks again every half second): no need to read the workers.
+  ASSIGN_OR_RETURN(std::optional<LocalizationState> known,
+                   store_->FindLocalization(plan_.experiment, run_a, run_b));
+  if (known) return *known;
   ASSIGN_OR_RETURN(const std::vector<WorkerRecord> workers, store_->Workers());
   // Each run replays on a worker of its own when they trained on machines unlike each
   // other, or when no worker here may run both arms.
