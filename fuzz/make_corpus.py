@@ -193,3 +193,34 @@ put("safetensors_fuzzer", "shape_mismatch", safetensors({"a": {"dtype": "F64", "
 put("safetensors_fuzzer", "header_too_long", safetensors(valid, None, w + step, header_len=1 << 40))
 put("safetensors_fuzzer", "unknown_dtype", safetensors({"a": {"dtype": "F128", "shape": [1], "data_offsets": [0, 16]}}, None, b"\0" * 16))
 put("safetensors_fuzzer", "duplicate_key", struct.pack("<Q", 48) + b'{"a":{"dtype":"U8","shape":[],"data_offsets":[0,1]},"a":1}'[:48] + b"x")
+
+
+# ---------------------------------------------------------------- op_outputs_fuzzer
+# common/op_records.h EncodeOpOutputs: "repro-op-outputs 1\n", then u64 lengths and bytes.
+def u64(n):
+    return struct.pack("<Q", n)
+
+
+def text(t):
+    t = t.encode() if isinstance(t, str) else t
+    return u64(len(t)) + t
+
+
+def tensor(dtype, shape, data):
+    return u64(1) + text(dtype) + u64(len(shape)) + b"".join(u64(d) for d in shape) + text(data)
+
+
+def outputs(name, tensors, overload=""):
+    return b"repro-op-outputs 1\n" + text(name) + text(overload) + u64(len(tensors)) + b"".join(tensors)
+
+
+put("op_outputs_fuzzer", "conv_backward", outputs("aten::convolution_backward", [
+    tensor("Float", [2, 2], struct.pack("<4f", 1.0, -0.0, 0.5, -2.5)), u64(0),
+    tensor("Float", [2], struct.pack("<2f", 3.0, 4.0))], "default"))
+put("op_outputs_fuzzer", "half_bf16_long_bool", outputs("aten::mm", [
+    tensor("Half", [2], struct.pack("<2H", 0x3C00, 0x7C00)),
+    tensor("BFloat16", [1], struct.pack("<H", 0x3F80)),
+    tensor("Long", [], struct.pack("<q", -7)), tensor("Bool", [3], b"\x00\x01\x02")]))
+put("op_outputs_fuzzer", "no_tensors", outputs("aten::relu", []))
+put("op_outputs_fuzzer", "bytes_short", outputs("aten::mm", [tensor("Double", [2], struct.pack("<d", 1.0))]))
+put("op_outputs_fuzzer", "huge_dims", outputs("aten::mm", [tensor("Float", [1 << 40, 1 << 40], b"")]))

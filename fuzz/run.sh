@@ -16,7 +16,7 @@ seconds="${1:-60}"
 shift || true
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="$root/build-fuzz"
-all_targets=(plan_fuzzer idx_fuzzer cifar_fuzzer npy_fuzzer safetensors_fuzzer)
+all_targets=(plan_fuzzer idx_fuzzer cifar_fuzzer npy_fuzzer safetensors_fuzzer op_outputs_fuzzer)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all_targets[@]}")
 
@@ -36,6 +36,7 @@ max_len() {
     cifar_fuzzer) echo 8192 ;;        # two 3073-byte records and then some
     npy_fuzzer) echo 1024 ;;          # a header of up to a few hundred bytes and its data
     safetensors_fuzzer) echo 2048 ;;  # a header of a few tensors and their data
+    op_outputs_fuzzer) echo 2048 ;;   # a name, a few small tensors and their bytes
     *) echo 4096 ;;
   esac
 }
