@@ -496,13 +496,16 @@ absl::StatusOr<LocalizationState> CoordinatorService::AskWhereRunsPart(const std
     if (!MachineDifferences(a.environment, b.environment).empty()) return true;
     const ArmSpec* arm_a = FindArm(a.arm);
     const ArmSpec* arm_b = FindArm(b.arm);
-    if (arm_a == nullptr || arm_b == nullptr) return false;
+    if (arm_a == nullptr || arm_b == nullptr || arm_a == arm_b) return false;
+    bool here = false;
     for (const WorkerRecord& w : workers) {
-      if (!w.gone() && PlacementMismatch(*arm_a, w).empty() && PlacementMismatch(*arm_b, w).empty()) {
-        return false;
-      }
+      if (w.gone()) continue;
+      here = true;
+      if (PlacementMismatch(*arm_a, w).empty() && PlacementMismatch(*arm_b, w).empty()) return false;
     }
-    return arm_a != arm_b && !workers.empty();
+    // With no worker here, arms that ask something of their workers replay apart: the
+    // one way that cannot wait for a worker that may run both.
+    return here || !DescribePlacement(*arm_a).empty() || !DescribePlacement(*arm_b).empty();
   };
   ASSIGN_OR_RETURN(LocalizationState state,
                    store_->RequestLocalization(plan_.experiment, run_a, run_b, clock_(), apart));

@@ -191,11 +191,15 @@ TEST_F(PlacementTest, ALocalizationOfArmsNoOneWorkerMayRunReplaysEachSideApart) 
     v1::CompleteResponse resp;
     ASSERT_TRUE(workers_->Complete(Ctx().get(), req, &resp).ok());
   }
-  v1::LeaveRequest leave;
-  leave.set_worker("c");
-  leave.set_reason("drained");
-  v1::LeaveResponse left;
-  ASSERT_TRUE(workers_->Leave(Ctx().get(), leave, &left).ok());
+  // Asked when every worker has left: arms that ask something of their workers replay
+  // apart, since no worker that may run both can be counted on.
+  for (const char* name : {"g", "c"}) {
+    v1::LeaveRequest leave;
+    leave.set_worker(name);
+    leave.set_reason("drained");
+    v1::LeaveResponse left;
+    ASSERT_TRUE(workers_->Leave(Ctx().get(), leave, &left).ok());
+  }
   v1::LocalizeRequest ask;
   ask.set_run_a("gpu#0");
   ask.set_run_b("pinned#0");
@@ -204,6 +208,9 @@ TEST_F(PlacementTest, ALocalizationOfArmsNoOneWorkerMayRunReplaysEachSideApart) 
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(resp.state(), "pending");
   EXPECT_EQ(resp.stage(), "epoch");  // apart
+  EXPECT_EQ(resp.waiting(), "no worker is here");
+  ASSERT_TRUE(RegisterWorker(Worker("g", "h1", "cuda")).ok());
+  ASSERT_TRUE(control_->Localize(Ctx().get(), ask, &resp).ok());
   EXPECT_EQ(resp.waiting(), "no worker here may replay pinned#0 (one of its arm, on a machine "
                             "like the one the run trained on): g: it has no label pool");
   v1::LeaseResponse lease;
