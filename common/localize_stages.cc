@@ -10,10 +10,8 @@ int Reproduced(const SideReplay& replay, std::string_view recorded) {
   return replay.batch_hashes.back() == recorded ? 1 : 0;
 }
 
-// The traced step ended with the weights of the untraced one.
 bool TraceChangedNothing(const SideReplay& replay, int64_t batch) {
-  return batch >= 0 && batch < static_cast<int64_t>(replay.batch_hashes.size()) &&
-         replay.traced_batch_end_hash == replay.batch_hashes[static_cast<size_t>(batch)];
+  return repro::TraceChangedNothing(replay.batch_hashes, replay.traced_batch_end_hash, batch);
 }
 
 const char* KindName(OpDivergence::Kind kind) {
@@ -65,6 +63,12 @@ absl::Status FoldDump(const SideReplay& a, const SideReplay& b, LocalizationResu
 }
 
 }  // namespace
+
+bool TraceChangedNothing(const std::vector<std::string>& batch_hashes,
+                         const std::string& traced_batch_end_hash, int64_t batch) {
+  return batch >= 0 && batch < static_cast<int64_t>(batch_hashes.size()) &&
+         traced_batch_end_hash == batch_hashes[static_cast<size_t>(batch)];
+}
 
 const char* StageName(LocalizeStage stage) {
   switch (stage) {

@@ -56,6 +56,11 @@ struct SideReplay {
   double wall_seconds = 0;  // the whole replay, with the epochs before it
 };
 
+// Whether a traced step ended with the weights of the untraced one: the hash after the
+// traced step against the replay's hash after `batch` (false when it has none there).
+bool TraceChangedNothing(const std::vector<std::string>& batch_hashes,
+                         const std::string& traced_batch_end_hash, int64_t batch);
+
 // Folds both sides' replays of `stage` into `result`, which holds the earlier stages'
 // (a fresh one, with its epoch set, before kEpoch); the stage that comes next, kDone
 // when `result` is the answer. `recorded_a` and `recorded_b` are the weights hashes the

@@ -8,6 +8,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/localize_stages.h"
 #include "common/status_macros.h"
 #include "worker/engine/fingerprint.h"
 #include "worker/engine/noop.h"
@@ -129,8 +130,7 @@ absl::StatusOr<ReplayResult> ReplayEpoch(const RunSpec& spec, const ReplayReques
 }
 
 bool TraceChangedNothing(const ReplayResult& result, int64_t trace_batch) {
-  return trace_batch >= 0 && trace_batch < static_cast<int64_t>(result.batch_hashes.size()) &&
-         result.traced_batch_end_hash == result.batch_hashes[static_cast<size_t>(trace_batch)];
+  return repro::TraceChangedNothing(result.batch_hashes, result.traced_batch_end_hash, trace_batch);
 }
 
 }  // namespace repro::engine
