@@ -44,9 +44,9 @@ int main(int argc, char** argv) {
   found.max_ulps = 294;
   found.trace_ops = 128;
   found.worker = "w<1>";  // escaped in HTML
-  view.localizations.push_back({1, "done", "same_seed#0", "threads_2#0", 0, "w<1>", "", found});
+  view.localizations.push_back({1, "done", "same_seed#0", "threads_2#0", 0, "w<1>", "", found, ""});
   view.localizations.push_back({2, "failed", "same_seed#0", "threads_2#1", 0, "",
-                                "its workers stopped answering 3 times; the last was w<2>", {}});
+                                "its workers stopped answering 3 times; the last was w<2>", {}, ""});
   auto body = repro::RenderReport(repro::Analyze(std::move(view)), *format,
                                   *format == repro::ReportFormat::kCsv ? "same_seed" : "");
   if (!body.ok()) {

@@ -278,6 +278,9 @@ struct ExperimentStatus {
   // An adaptive experiment's rule and looks (the last one: the current interval and the
   // runs projected); nullopt: a fixed run count.
   std::optional<AdaptiveState> adaptive;
+  // Where runs part, asked and not yet answered (pending or running), oldest first;
+  // without their answers.
+  std::vector<LocalizationState> localizing;
 };
 
 }  // namespace repro

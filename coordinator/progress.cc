@@ -80,6 +80,7 @@ void ProgressDisplay::Show(const ExperimentStatus& s) {
     if (!a.waiting.empty()) absl::StrAppend(&block, "    waiting: ", a.waiting, "\n");
   }
   if (s.adaptive) absl::StrAppend(&block, DescribeAdaptive(*s.adaptive));
+  absl::StrAppend(&block, DescribeLocalizing(s.localizing));
   for (const auto& r : s.running) {
     absl::StrAppendFormat(&block, "  %s#%d on %s: epoch %d/%d", r.arm, r.index, r.worker,
                           r.epoch + 1, r.epochs);

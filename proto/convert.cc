@@ -446,6 +446,15 @@ v1::StatusResponse ToProto(const ExperimentStatus& s) {
   out.set_weights_bytes(s.weights.bytes);
   out.set_weights_stored_bytes(s.weights.stored_bytes);
   if (s.adaptive) *out.mutable_adaptive() = AdaptiveToProto(*s.adaptive);
+  for (const LocalizationState& l : s.localizing) {
+    v1::LocalizingStatus* open = out.add_localizing();
+    open->set_run_a(l.run_a);
+    open->set_run_b(l.run_b);
+    open->set_state(l.state);
+    open->set_epoch(l.epoch);
+    open->set_worker(l.worker);
+    open->set_stage(l.stage);
+  }
   return out;
 }
 
@@ -468,6 +477,16 @@ ExperimentStatus FromProto(const v1::StatusResponse& s) {
   out.wal_bytes = s.wal_bytes();
   out.weights = WeightsUsage{s.weights_files(), s.weights_bytes(), s.weights_stored_bytes()};
   if (s.has_adaptive()) out.adaptive = AdaptiveFromProto(s.adaptive());
+  for (const v1::LocalizingStatus& l : s.localizing()) {
+    LocalizationState open;
+    open.run_a = l.run_a();
+    open.run_b = l.run_b();
+    open.state = l.state();
+    open.epoch = l.epoch();
+    open.worker = l.worker();
+    open.stage = l.stage();
+    out.localizing.push_back(std::move(open));
+  }
   return out;
 }
 

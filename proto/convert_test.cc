@@ -266,6 +266,14 @@ TEST(ConvertTest, StatusRoundTrip) {
   s.database_bytes = 8 << 20;
   s.wal_bytes = 4 << 20;
   s.weights = WeightsUsage{6, 600, 200};
+  LocalizationState open;
+  open.run_a = "one#0";
+  open.run_b = "two#0";
+  open.state = "running";
+  open.epoch = 2;
+  open.worker = "w2";
+  open.stage = "trace";
+  s.localizing = {open};
   const v1::StatusResponse wire = ToProto(s);
   EXPECT_TRUE(MessageDifferencer::Equals(wire, ToProto(FromProto(wire))));
   const ExperimentStatus back = FromProto(wire);
@@ -285,6 +293,11 @@ TEST(ConvertTest, StatusRoundTrip) {
   EXPECT_EQ(back.weights.files, 6);
   EXPECT_EQ(back.weights.bytes, 600);
   EXPECT_EQ(back.weights.stored_bytes, 200);
+  ASSERT_EQ(back.localizing.size(), 1u);
+  EXPECT_EQ(back.localizing[0].run_b, "two#0");
+  EXPECT_EQ(back.localizing[0].epoch, 2);
+  EXPECT_EQ(back.localizing[0].worker, "w2");
+  EXPECT_EQ(back.localizing[0].stage, "trace");
 }
 
 TEST(ConvertTest, AdaptiveStatusRoundTripsWithItsUndefinedFigures) {

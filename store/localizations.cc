@@ -200,6 +200,19 @@ absl::StatusOr<std::vector<LocalizationState>> RunStore::LocalizationsOf(int64_t
   return all;
 }
 
+absl::StatusOr<std::vector<LocalizationState>> RunStore::OpenLocalizationStates(
+    const std::string& experiment) {
+  QueuedLock lock(&mu_, &queued_);
+  ASSIGN_OR_RETURN(int64_t experiment_id, ExperimentId(experiment));
+  ASSIGN_OR_RETURN(auto q, db_->Prepare(absl::StrCat(
+      kSelectState, "WHERE l.experiment_id = ? AND l.state IN ('pending', 'running') "
+      "ORDER BY l.id")));
+  q->Bind(1, experiment_id);
+  std::vector<LocalizationState> open;
+  RETURN_IF_ERROR(ForEachRow(*q, [&](const sql::Statement& row) { open.push_back(ReadState(row)); }));
+  return open;
+}
+
 absl::StatusOr<LocalizationState> RunStore::RequestLocalization(const std::string& experiment,
                                                                 const std::string& run_a,
                                                                 const std::string& run_b,

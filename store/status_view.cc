@@ -158,6 +158,23 @@ std::string FormatDuration(double seconds) {
   return absl::StrFormat("%ds", s);
 }
 
+std::string DescribeLocalizing(const std::vector<LocalizationState>& localizing) {
+  std::string out;
+  for (const LocalizationState& l : localizing) {
+    absl::StrAppendFormat(&out, "  localizing %s and %s (epoch %d): ", l.run_a, l.run_b, l.epoch);
+    if (l.state == "pending") {
+      absl::StrAppend(&out, "waiting for a worker",
+                      l.stage.empty() ? "" : " (each run on a worker like its own)", "\n");
+    } else if (l.stage.empty()) {
+      absl::StrAppend(&out, "worker ", l.worker, " replays both runs\n");
+    } else {
+      absl::StrAppend(&out, "each run on a worker like its own, stage ", l.stage,
+                      " (the last taken by worker ", l.worker, ")\n");
+    }
+  }
+  return out;
+}
+
 absl::StatusOr<ExperimentStatus> BuildStatus(RunStore& store, const std::string& experiment) {
   // The runs' states only: the coordinator builds this every second for its progress line.
   ASSIGN_OR_RETURN(ExperimentView view, store.LoadView(experiment, /*with_results=*/false));
@@ -188,6 +205,7 @@ absl::StatusOr<ExperimentStatus> BuildStatus(RunStore& store, const std::string&
   RETURN_IF_ERROR(NoteWaitingArms(store, &out));
   const RunCounts& c = out.runs;
   out.adaptive = std::move(view.adaptive);
+  ASSIGN_OR_RETURN(out.localizing, store.OpenLocalizationStates(experiment));
   out.complete = c.finished() && (!out.adaptive || !out.adaptive->stopped().empty());
   // ETA: the work left (pending runs plus what running runs still have to do) at the
   // mean time of a finished run, spread over the runs in flight.
@@ -238,6 +256,13 @@ absl::StatusOr<std::string> RenderStatus(const ExperimentStatus& s, const std::s
     j["weights"] = {{"files", s.weights.files}, {"bytes", s.weights.bytes},
                     {"stored_bytes", s.weights.stored_bytes}};
     j["adaptive"] = s.adaptive ? AdaptiveStateJson(*s.adaptive) : nlohmann::json(nullptr);
+    j["localizing"] = nlohmann::json::array();
+    for (const LocalizationState& l : s.localizing) {
+      j["localizing"].push_back({{"run_a", l.run_a}, {"run_b", l.run_b}, {"state", l.state},
+                                 {"epoch", l.epoch},
+                                 {"worker", l.worker.empty() ? nlohmann::json(nullptr) : nlohmann::json(l.worker)},
+                                 {"stage", l.stage.empty() ? nlohmann::json(nullptr) : nlohmann::json(l.stage)}});
+    }
     return j.dump(2) + "\n";
   }
   if (format != "text") {
@@ -261,6 +286,7 @@ absl::StatusOr<std::string> RenderStatus(const ExperimentStatus& s, const std::s
     if (!a.waiting.empty()) absl::StrAppend(&out, "    waiting: ", a.waiting, "\n");
   }
   if (s.adaptive) absl::StrAppend(&out, DescribeAdaptive(*s.adaptive));
+  absl::StrAppend(&out, DescribeLocalizing(s.localizing));
   for (const auto& r : s.running) {
     absl::StrAppendFormat(&out, "  running %s#%d on %s: epoch %d/%d", r.arm, r.index,
                           r.worker, r.epoch + 1, r.epochs);

@@ -31,6 +31,11 @@ absl::StatusOr<std::string> RenderStatus(const ExperimentStatus& status,
 // are done (...)".
 std::string DescribeAdaptive(const AdaptiveState& adaptive);
 
+// A line per localization asked and not yet answered: "  localizing t1#0 and t2#0 (epoch
+// 0): each run on a worker like its own, stage trace (the last taken by worker w2)"; ""
+// when none.
+std::string DescribeLocalizing(const std::vector<LocalizationState>& localizing);
+
 // "3m12s", "45s", "unknown" (negative).
 std::string FormatDuration(double seconds);
 

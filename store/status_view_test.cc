@@ -92,5 +92,41 @@ TEST(StatusViewTest, AdaptiveStoppedSaysWhy) {
   EXPECT_FALSE(absl::StrContains(Text(s), "adaptive")) << Text(s);
 }
 
+// Localizations asked and not answered show in the text and the JSON: waiting, one
+// worker replaying both runs, or each run on its own worker at a stage.
+TEST(StatusViewTest, OpenLocalizationsSayWhatTheyWaitFor) {
+  ExperimentStatus s = Adaptive();
+  s.adaptive.reset();
+  s.complete = true;
+  LocalizationState pending, whole, apart;
+  pending.run_a = "t1#0";
+  pending.run_b = "t2#0";
+  pending.state = "pending";
+  whole = pending;
+  whole.run_b = "t2#1";
+  whole.state = "running";
+  whole.worker = "w1";
+  apart = whole;
+  apart.run_a = "one#0";
+  apart.run_b = "two#0";
+  apart.epoch = 3;
+  apart.worker = "w2";
+  apart.stage = "dump";
+  s.localizing = {pending, whole, apart};
+  const std::string text = Text(s);
+  for (const char* line : {"  localizing t1#0 and t2#0 (epoch 0): waiting for a worker\n",
+                           "  localizing t1#0 and t2#1 (epoch 0): worker w1 replays both runs\n",
+                           "  localizing one#0 and two#0 (epoch 3): each run on a worker like its "
+                           "own, stage dump (the last taken by worker w2)\n"}) {
+    EXPECT_TRUE(absl::StrContains(text, line)) << line << "\n" << text;
+  }
+  auto json = RenderStatus(s, "json", 0);
+  ASSERT_TRUE(json.ok());
+  EXPECT_TRUE(absl::StrContains(*json, "\"stage\": \"dump\"")) << *json;
+  EXPECT_TRUE(absl::StrContains(*json, "\"stage\": null")) << *json;
+  s.localizing.clear();
+  EXPECT_FALSE(absl::StrContains(Text(s), "localizing"));
+}
+
 }  // namespace
 }  // namespace repro

@@ -242,6 +242,8 @@ class RunStore {
   // each); none while a run of the arm is pending or running, or when none parts.
   absl::StatusOr<std::optional<std::pair<std::string, std::string>>> PartedPair(
       const std::string& experiment, const std::string& arm);
+  // The localizations of the experiment still pending or running, oldest first.
+  absl::StatusOr<std::vector<LocalizationState>> OpenLocalizationStates(const std::string& experiment);
   // How many localizations of the experiment are pending or running.
   absl::StatusOr<int64_t> OpenLocalizations(const std::string& experiment);
   // Whether a pending or running localization could need a worker that may replay the

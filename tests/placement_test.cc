@@ -214,12 +214,19 @@ TEST_F(IntegrationTest, AWorkerStoppedWhileItReplaysASideLosesItAndItsLateAnswer
   const bool taken = WaitFor([&] { return absl::StrContains(ReadFile(c.process->stderr_path()), took); },
                              60s, 5ms);
   if (taken) a1->Signal(SIGSTOP);
+  // Status says what the localization waits on, over the wire.
+  std::optional<Json> waiting = Status(remote);
   ChildProcess* a2 = Spawn({kWorker, "--coordinator", c.address, "--name", "a2", "--threads", "1",
                             "--label", "group=one", "--stay"}, "a2");
   ask.join();
   if (taken) a1->Signal(SIGCONT);
   ASSERT_TRUE(taken) << ReadFile(c.process->stderr_path());
   ASSERT_NE(a2, nullptr);
+  ASSERT_TRUE(waiting.has_value());
+  ASSERT_EQ(waiting->at("localizing").size(), 1u) << waiting->dump();
+  EXPECT_EQ(waiting->at("localizing").at(0).at("run_a"), "one#0");
+  EXPECT_EQ(waiting->at("localizing").at(0).at("state"), "running");
+  EXPECT_FALSE(waiting->at("localizing").at(0).at("stage").is_null()) << waiting->dump();
   ASSERT_EQ(localized.code, 0) << localized.err;
   auto found = ParseJson(localized.out);
   ASSERT_TRUE(found.has_value()) << localized.out;
