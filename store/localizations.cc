@@ -273,8 +273,9 @@ absl::StatusOr<std::optional<LocalizationState>> RunStore::FindLocalization(
 
 namespace {
 
-// What a lease needs of a localization and its two runs: columns 0 to 15, then those of
-// the whole job or of the side.
+// What a lease needs of a localization and its two runs (ReadLease): columns 0 to 15,
+// then those of the caller (the whole job's or the side's, what the stages found so far,
+// whether it replays apart).
 constexpr char kLeaseColumns[] =
     "SELECT l.id, l.epoch, ra.arm, ra.idx, ra.init_seed, ra.shuffle_seed, ra.augment_seed, "
     "rb.arm, rb.idx, rb.init_seed, rb.shuffle_seed, rb.augment_seed, "
@@ -528,21 +529,18 @@ absl::StatusOr<SideReplay> StoredReplay(const SideRow& row, const std::string& s
 absl::StatusOr<std::pair<LocalizeStage, LocalizationResult>> FoldBoth(
     sql::Database& db, int64_t id, LocalizeStage stage, const SideRow& a, const SideRow& b,
     const DumpLoader& load_dump) {
-  ASSIGN_OR_RETURN(auto q, db.Prepare(
-      "SELECT l.epoch, COALESCE(l.result, ''), "
-      "COALESCE((SELECT weights_hash FROM epochs WHERE attempt_id = ra.result_attempt AND epoch = l.epoch), ''), "
-      "COALESCE((SELECT weights_hash FROM epochs WHERE attempt_id = rb.result_attempt AND epoch = l.epoch), '') "
-      "FROM localizations l JOIN runs ra ON ra.id = l.run_a JOIN runs rb ON rb.id = l.run_b "
-      "WHERE l.id = ?"));
+  ASSIGN_OR_RETURN(auto q, db.Prepare(absl::StrCat(
+      kLeaseColumns, "COALESCE(l.result, '') FROM localizations l ", kLeaseRuns, "WHERE l.id = ?")));
   q->Bind(1, id);
   ASSIGN_OR_RETURN(bool found, q->Step());
   if (!found) return absl::NotFoundError(absl::StrCat("no localization ", id));
-  ASSIGN_OR_RETURN(LocalizationResult so_far,
-                   SoFar(id, q->Text(1), static_cast<int>(q->Int(0))));
+  ReplayedRun run_a, run_b;
+  const LocalizeLease l = ReadLease(*q, &run_a, &run_b);
+  ASSIGN_OR_RETURN(LocalizationResult so_far, SoFar(id, q->Text(16), l.epoch));
   ASSIGN_OR_RETURN(const SideReplay ra, StoredReplay(a, "a", stage, load_dump));
   ASSIGN_OR_RETURN(const SideReplay rb, StoredReplay(b, "b", stage, load_dump));
   ASSIGN_OR_RETURN(const LocalizeStage next,
-                   FoldStage(stage, ra, rb, q->Text(2), q->Text(3), &so_far));
+                   FoldStage(stage, ra, rb, l.a.recorded, l.b.recorded, &so_far));
   return std::make_pair(next, std::move(so_far));
 }
 
@@ -654,18 +652,16 @@ absl::StatusOr<bool> RunStore::OpenLocalizationFor(const std::string& experiment
                                                    const ReplayerRule& may_replay) {
   QueuedLock lock(&mu_, &queued_);
   ASSIGN_OR_RETURN(int64_t experiment_id, ExperimentId(experiment));
-  ASSIGN_OR_RETURN(auto q, db_->Prepare(
-      "SELECT l.stage IS NOT NULL, ra.arm, "
-      "COALESCE((SELECT environment FROM attempts WHERE id = ra.result_attempt), '{}'), rb.arm, "
-      "COALESCE((SELECT environment FROM attempts WHERE id = rb.result_attempt), '{}') "
-      "FROM localizations l JOIN runs ra ON ra.id = l.run_a JOIN runs rb ON rb.id = l.run_b "
-      "WHERE l.experiment_id = ? AND l.state IN ('pending', 'running')"));
+  ASSIGN_OR_RETURN(auto q, db_->Prepare(absl::StrCat(
+      kLeaseColumns, "l.stage IS NOT NULL FROM localizations l ", kLeaseRuns,
+      "WHERE l.experiment_id = ? AND l.state IN ('pending', 'running')")));
   q->Bind(1, experiment_id);
   bool needed = false;
   RETURN_IF_ERROR(ForEachRow(*q, [&](const sql::Statement& row) {
-    const bool a = may_replay(ReplayedRun{row.Text(1), StringMap(row.Text(2))});
-    const bool b = may_replay(ReplayedRun{row.Text(3), StringMap(row.Text(4))});
-    needed |= row.Int(0) != 0 ? (a || b) : (a && b);
+    ReplayedRun run_a, run_b;
+    ReadLease(row, &run_a, &run_b);
+    const bool a = may_replay(run_a), b = may_replay(run_b);
+    needed |= row.Int(16) != 0 ? (a || b) : (a && b);
   }));
   return needed;
 }
