@@ -14,6 +14,26 @@ const Json* ArmOf(const Json& status, const std::string& name) {
   return nullptr;
 }
 
+// Two arms alike but for the workers they may run on, pinned by label (group one and
+// group two), whose specs leave the threads to the worker: runs of the two part only
+// because their workers differ.
+std::string PinnedArmsPlan(const std::string& experiment, int runs, int train_limit) {
+  return PlanText(experiment, runs, 1, train_limit, 100) +
+         "model: {kind: small-cnn}\n"
+         "training: {batch_size: 64, optimizer: adam, lr: 0.001}\n"
+         "determinism: {deterministic_algorithms: true, threads: 0, device: cpu}\n"
+         "arms:\n"
+         "  one: {seed: fixed, placement: {labels: {group: one}}}\n"
+         "  two: {seed: fixed, placement: {labels: {group: two}}}\n";
+}
+
+// A worker of `group` with `threads` threads that stays once the experiment has finished.
+std::vector<std::string> PinnedWorker(const std::string& address, const std::string& name,
+                                      int threads, const std::string& group) {
+  return {kWorker, "--coordinator", address, "--name", name, "--threads",
+          std::to_string(threads), "--label", "group=" + group, "--stay"};
+}
+
 TEST_F(IntegrationTest, ACudaArmWaitsWithItsReasonOnCpuWorkersAndSpendsNoAttempt) {
   const std::string plan = Path("plan.yaml"), db = Path("cuda-waits.db");
   WriteFile(plan, PlanText("cuda-waits", 2, 1, 256, 100) +
@@ -86,24 +106,14 @@ TEST_F(IntegrationTest, ACudaArmWaitsWithItsReasonOnCpuWorkersAndSpendsNoAttempt
 // would give both its own thread count, and they would not part.
 TEST_F(IntegrationTest, ArmsPinnedByLabelsToWorkersWithOtherThreadCountsPartWhereEachReplays) {
   const std::string plan = Path("plan.yaml"), db = Path("matrix.db");
-  WriteFile(plan, PlanText("matrix", 2, 1, 256, 100) +
-                      "model: {kind: small-cnn}\n"
-                      "training: {batch_size: 64, optimizer: adam, lr: 0.001}\n"
-                      "determinism: {deterministic_algorithms: true, threads: 0, device: cpu}\n"
-                      "arms:\n"
-                      "  one: {seed: fixed, placement: {labels: {group: one}}}\n"
-                      "  two: {seed: fixed, placement: {labels: {group: two}}}\n");
+  WriteFile(plan, PinnedArmsPlan("matrix", 2, 256));
   Coordinator c;
   ASSERT_TRUE(StartCoordinator({"--plan", plan, "--db", db, "--heartbeat-ms",
                                 std::to_string(kHeartbeatMs)},
                                "c", &c));
   const std::vector<std::string> remote = {"--coordinator", c.address};
-  ASSERT_NE(Spawn({kWorker, "--coordinator", c.address, "--name", "t1", "--threads", "1",
-                   "--label", "group=one", "--stay"}, "t1"),
-            nullptr);
-  ASSERT_NE(Spawn({kWorker, "--coordinator", c.address, "--name", "t2", "--threads", "2",
-                   "--label", "group=two", "--stay"}, "t2"),
-            nullptr);
+  ASSERT_NE(Spawn(PinnedWorker(c.address, "t1", 1, "one"), "t1"), nullptr);
+  ASSERT_NE(Spawn(PinnedWorker(c.address, "t2", 2, "two"), "t2"), nullptr);
   ASSERT_TRUE(WaitForDone(remote, 4, 120s));
   {
     Db store(db);
@@ -186,24 +196,15 @@ TEST_F(IntegrationTest, AWorkerRefusesALabelOutsideTheRulesBeforeItConnects) {
 // refused: nothing is counted twice.
 TEST_F(IntegrationTest, AWorkerStoppedWhileItReplaysASideLosesItAndItsLateAnswerIsNotCounted) {
   const std::string plan = Path("plan.yaml"), db = Path("stopped-side.db");
-  WriteFile(plan, PlanText("stopped-side", 1, 1, 1024, 100) +
-                      "model: {kind: small-cnn}\n"
-                      "training: {batch_size: 64, optimizer: adam, lr: 0.001}\n"
-                      "determinism: {deterministic_algorithms: true, threads: 0, device: cpu}\n"
-                      "arms:\n"
-                      "  one: {seed: fixed, placement: {labels: {group: one}}}\n"
-                      "  two: {seed: fixed, placement: {labels: {group: two}}}\n");
+  WriteFile(plan, PinnedArmsPlan("stopped-side", 1, 1024));
   Coordinator c;
   ASSERT_TRUE(StartCoordinator({"--plan", plan, "--db", db, "--heartbeat-ms",
                                 std::to_string(kHeartbeatMs)},
                                "c", &c));
   const std::vector<std::string> remote = {"--coordinator", c.address};
-  ChildProcess* a1 = Spawn({kWorker, "--coordinator", c.address, "--name", "a1", "--threads", "1",
-                            "--label", "group=one", "--stay"}, "a1");
+  ChildProcess* a1 = Spawn(PinnedWorker(c.address, "a1", 1, "one"), "a1");
   ASSERT_NE(a1, nullptr);
-  ASSERT_NE(Spawn({kWorker, "--coordinator", c.address, "--name", "b", "--threads", "2",
-                   "--label", "group=two", "--stay"}, "b"),
-            nullptr);
+  ASSERT_NE(Spawn(PinnedWorker(c.address, "b", 2, "two"), "b"), nullptr);
   ASSERT_TRUE(WaitForDone(remote, 2, 120s));
 
   CommandResult localized;
@@ -216,8 +217,7 @@ TEST_F(IntegrationTest, AWorkerStoppedWhileItReplaysASideLosesItAndItsLateAnswer
   if (taken) a1->Signal(SIGSTOP);
   // Status says what the localization waits on, over the wire.
   std::optional<Json> waiting = Status(remote);
-  ChildProcess* a2 = Spawn({kWorker, "--coordinator", c.address, "--name", "a2", "--threads", "1",
-                            "--label", "group=one", "--stay"}, "a2");
+  ChildProcess* a2 = Spawn(PinnedWorker(c.address, "a2", 1, "one"), "a2");
   ask.join();
   if (taken) a1->Signal(SIGCONT);
   ASSERT_TRUE(taken) << ReadFile(c.process->stderr_path());
