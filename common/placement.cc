@@ -67,22 +67,34 @@ std::string DescribePlacement(const ArmSpec& arm) {
   return absl::StrJoin(parts, ", ");
 }
 
-std::string WhyNoWorker(const ArmSpec& arm, const std::vector<WorkerRecord>& workers) {
-  std::vector<std::string> refusals;
-  int here = 0;
+std::string WorkerRefusals::Joined() const {
+  return absl::StrCat(absl::StrJoin(first, "; "),
+                      here > static_cast<int>(first.size()) ? "; ..." : "");
+}
+
+WorkerRefusals RefusalsOf(const std::vector<WorkerRecord>& workers,
+                          const std::function<std::string(const WorkerRecord&)>& refuses) {
+  WorkerRefusals out;
   for (const WorkerRecord& w : workers) {
     if (w.gone()) continue;
-    ++here;
-    const std::string why = PlacementMismatch(arm, w);
-    if (why.empty()) return "";
-    if (refusals.size() < 3) refusals.push_back(absl::StrCat(w.name, ": ", why));
+    ++out.here;
+    const std::string why = refuses(w);
+    if (why.empty()) {
+      out.one_may = true;
+      return out;
+    }
+    if (out.first.size() < 3) out.first.push_back(absl::StrCat(w.name, ": ", why));
   }
-  if (here == 0) return "no worker is here";
-  std::string out = absl::StrCat("needs ", DescribePlacement(arm), "; none of ", here,
-                                 here == 1 ? " worker" : " workers", " can (",
-                                 absl::StrJoin(refusals, "; "));
-  if (here > 3) absl::StrAppend(&out, "; ...");
-  return out + ")";
+  return out;
+}
+
+std::string WhyNoWorker(const ArmSpec& arm, const std::vector<WorkerRecord>& workers) {
+  const WorkerRefusals r =
+      RefusalsOf(workers, [&arm](const WorkerRecord& w) { return PlacementMismatch(arm, w); });
+  if (r.one_may) return "";
+  if (r.here == 0) return "no worker is here";
+  return absl::StrCat("needs ", DescribePlacement(arm), "; none of ", r.here,
+                      r.here == 1 ? " worker" : " workers", " can (", r.Joined(), ")");
 }
 
 std::string SpreadKey(const ArmSpec& arm, const WorkerRecord& worker) {
@@ -141,6 +153,12 @@ std::string ReplayMismatch(const std::map<std::string, std::string>& environment
     }
   }
   return "";
+}
+
+std::string ReplayRefusal(const ArmSpec& arm, const std::map<std::string, std::string>& environment,
+                          const WorkerRecord& worker) {
+  std::string why = PlacementMismatch(arm, worker);
+  return why.empty() ? ReplayMismatch(environment, worker) : why;
 }
 
 }  // namespace repro

@@ -8,6 +8,7 @@
 #ifndef REPRO_COMMON_PLACEMENT_H_
 #define REPRO_COMMON_PLACEMENT_H_
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -25,6 +26,19 @@ std::string PlacementMismatch(const ArmSpec& arm, const WorkerRecord& worker);
 // What the arm asks of a worker: "device cuda, gpu_name NVIDIA H200, label pool=a,
 // spread over hosts"; "" when any worker will do.
 std::string DescribePlacement(const ArmSpec& arm);
+
+// How `workers` that are here (not gone) answer `refuses` (why a worker may not do
+// something; "" when it may): whether one may, how many are here, and the first three
+// refusals as "name: why".
+struct WorkerRefusals {
+  bool one_may = false;
+  int here = 0;
+  std::vector<std::string> first;
+  // The refusals joined by "; ", then "; ..." when more workers are here than named.
+  std::string Joined() const;
+};
+WorkerRefusals RefusalsOf(const std::vector<WorkerRecord>& workers,
+                          const std::function<std::string(const WorkerRecord&)>& refuses);
 
 // Why none of `workers` that are not gone can run `arm`'s runs; "" when one can:
 // "no worker is here" or "needs device cuda; none of 2 workers can (w1: it has no CUDA;
@@ -51,6 +65,10 @@ std::vector<std::string> MachineDifferences(const std::map<std::string, std::str
 // \"NVIDIA H200\"".
 std::string ReplayMismatch(const std::map<std::string, std::string>& environment,
                            const WorkerRecord& worker);
+// Why `worker` may not replay a run of `arm` that recorded `environment`: the arm's
+// placement (PlacementMismatch), else the machine (ReplayMismatch); "" when it may.
+std::string ReplayRefusal(const ArmSpec& arm, const std::map<std::string, std::string>& environment,
+                          const WorkerRecord& worker);
 
 }  // namespace repro
 

@@ -542,37 +542,28 @@ absl::StatusOr<std::string> CoordinatorService::WhyNoWorkerReplays(const Localiz
   // Why `w` may not replay `run` ("" when it may).
   auto refuses = [this](const ReplayedRun& run, const WorkerRecord& w) -> std::string {
     const ArmSpec* arm = FindArm(run.arm);
-    if (arm == nullptr) return absl::StrCat("the plan has no arm ", run.arm);
-    std::string why = PlacementMismatch(*arm, w);
-    return why.empty() ? ReplayMismatch(run.environment, w) : why;
+    return arm == nullptr ? absl::StrCat("the plan has no arm ", run.arm)
+                          : ReplayRefusal(*arm, run.environment, w);
   };
-  // The runs one worker must replay: both, or each apart.
-  using Group = std::vector<std::pair<const ReplayedRun*, const std::string*>>;
-  const std::vector<Group> groups =
-      state.stage.empty() ? std::vector<Group>{{{&a, &state.run_a}, {&b, &state.run_b}}}
-                          : std::vector<Group>{{{&a, &state.run_a}}, {{&b, &state.run_b}}};
-  for (const Group& group : groups) {
-    std::vector<std::string> refusals;
-    int here = 0;
-    bool found = false;
-    for (const WorkerRecord& w : workers) {
-      if (w.gone() || found) continue;
-      ++here;
-      std::string why;
-      for (const auto& [run, label] : group) {
-        if (why.empty()) why = refuses(*run, w);
-        if (!why.empty() && group.size() > 1) why = absl::StrCat(*label, ": ", why);
-      }
-      found = why.empty();
-      if (!found && refusals.size() < 3) refusals.push_back(absl::StrCat(w.name, ": ", why));
-    }
-    if (found) continue;
-    if (here == 0) return std::string("no worker is here");
-    return absl::StrCat(
-        group.size() > 1 ? "no worker here may replay both runs"
-                         : absl::StrCat("no worker here may replay ", *group[0].second),
-        " (one of its arm, on a machine like the one the run trained on): ",
-        absl::StrJoin(refusals, "; "), here > 3 ? "; ..." : "");
+  WorkerRefusals r;
+  if (state.stage.empty()) {  // one worker replays both runs
+    r = RefusalsOf(workers, [&](const WorkerRecord& w) {
+      const std::string why = refuses(a, w);
+      if (!why.empty()) return absl::StrCat(state.run_a, ": ", why);
+      const std::string why_b = refuses(b, w);
+      return why_b.empty() ? why_b : absl::StrCat(state.run_b, ": ", why_b);
+    });
+    if (r.one_may) return std::string();
+    if (r.here == 0) return std::string("no worker is here");
+    return absl::StrCat("no worker here may replay both runs (one of its arm, on a machine like "
+                        "the one the run trained on): ", r.Joined());
+  }
+  for (const auto& [run, label] : {std::pair{&a, &state.run_a}, std::pair{&b, &state.run_b}}) {
+    r = RefusalsOf(workers, [&](const WorkerRecord& w) { return refuses(*run, w); });
+    if (r.one_may) continue;
+    if (r.here == 0) return std::string("no worker is here");
+    return absl::StrCat("no worker here may replay ", *label, " (one of its arm, on a machine "
+                        "like the one the run trained on): ", r.Joined());
   }
   return std::string();
 }

@@ -251,6 +251,40 @@ TEST_F(LocalizeApartTest, WorkersASideNeedsStayUntilItIsAnswered) {
   EXPECT_TRUE(lease.finished()) << lease.DebugString();
 }
 
+// Runs of one machine replay on one worker like it; while only a worker of another make
+// is here, the request says which run it may not replay and why.
+TEST_F(LocalizeApartTest, RunsOfOneMachineWaitForAWorkerLikeIt) {
+  ASSERT_TRUE(RegisterWorker(Machine("alpha", "Alpha")).ok());
+  for (std::string* label : {&run_a_, &run_b_}) {
+    const v1::RunAssignment run = LeaseRun("alpha");
+    *label = absl::StrCat(run.arm(), "#", run.index());
+    v1::RunResult result = ValidResult(0.5);
+    result.mutable_epochs(1)->set_weights_hash(std::string(32, label == &run_a_ ? 'e' : 'f'));
+    (*result.mutable_environment())["cpu_model"] = "Alpha";
+    v1::CompleteResponse resp;
+    ASSERT_TRUE(Complete("alpha", run, result, &resp).ok());
+  }
+  v1::LeaveRequest leave;
+  leave.set_worker("alpha");
+  leave.set_reason("drained");
+  v1::LeaveResponse left;
+  ASSERT_TRUE(workers_->Leave(Ctx().get(), leave, &left).ok());
+  ASSERT_TRUE(RegisterWorker(Machine("beta", "Beta")).ok());
+  v1::LocalizeResponse asked = Ask();
+  EXPECT_EQ(asked.state(), "pending");
+  EXPECT_EQ(asked.stage(), "");  // one machine: one worker replays both
+  EXPECT_EQ(asked.waiting(), absl::StrCat("no worker here may replay both runs (one of its arm, on "
+                                          "a machine like the one the run trained on): beta: ",
+                                          run_a_, ": its cpu_model is \"Beta\", the run's was "
+                                          "\"Alpha\""));
+  v1::LeaseResponse lease;
+  ASSERT_TRUE(Lease("beta", &lease).ok());
+  EXPECT_FALSE(lease.has_localize()) << lease.DebugString();
+  ASSERT_TRUE(RegisterWorker(Machine("alpha", "Alpha")).ok());
+  ASSERT_TRUE(Lease("alpha", &lease).ok());
+  EXPECT_TRUE(lease.has_localize()) << lease.DebugString();
+}
+
 TEST_F(LocalizeApartTest, ASilentSideIsHandedOnAndFailsTheWholeWhenItsAttemptsAreUsedUp) {
   FinishOnTwoMachines();
   Ask();
