@@ -370,15 +370,8 @@ engine::Callbacks WorkerDaemon::CallbacksFor(const v1::RunAssignment& run, Progr
 
 absl::StatusOr<RunResult> WorkerDaemon::CallTrainer(const RunSpec& spec,
                                                     const engine::Callbacks& callbacks) {
-  // The engine never throws, but an exception escaping here would end the worker with
-  // its heartbeat thread running and the run neither failed nor handed back.
-  try {
-    return trainer_(spec, callbacks);
-  } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("the trainer threw: ", e.what()));
-  } catch (...) {
-    return absl::InternalError("the trainer threw something that is not a std::exception");
-  }
+  return daemon_internal::Catching<RunResult>("the trainer",
+                                              [&] { return trainer_(spec, callbacks); });
 }
 
 void WorkerDaemon::Report(const v1::RunAssignment& run, const absl::StatusOr<RunResult>& result,

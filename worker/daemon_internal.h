@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <exception>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -34,6 +35,21 @@ inline std::string Label(const v1::RunAssignment& run) { return absl::StrCat(run
 inline std::string Why(const grpc::Status& s, const WorkerOptions& options) {
   const std::string cause = TlsFailureCause(s, options.coordinator, options.tls);
   return cause.empty() ? s.error_message() : cause;
+}
+
+// What `call` (the trainer's or a replay's, `who`) returns, or what it threw as an
+// INTERNAL error: the engine never throws, but an exception escaping the daemon would
+// end the worker with its heartbeat thread running and its job neither answered nor
+// handed back.
+template <typename T, typename Call>
+absl::StatusOr<T> Catching(const char* who, Call&& call) {
+  try {
+    return call();
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat(who, " threw: ", e.what()));
+  } catch (...) {
+    return absl::InternalError(absl::StrCat(who, " threw something that is not a std::exception"));
+  }
 }
 
 // Waits between retries: 250 ms, doubling up to the maximum.

@@ -19,19 +19,10 @@ namespace repro {
 namespace {
 
 using daemon_internal::Backoff;
+using daemon_internal::Catching;
 using daemon_internal::Describe;
 using daemon_internal::Transient;
 using daemon_internal::Why;
-
-// The exception a replay threw, as its error.
-template <typename T, typename F>
-absl::StatusOr<T> Catching(F&& replay) {
-  try {
-    return replay();
-  } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("the replay threw: ", e.what()));
-  }
-}
 
 }  // namespace
 
@@ -90,7 +81,7 @@ void WorkerDaemon::Localize(const v1::LocalizeJob& job) {
       found = a.ok() ? b.status() : a.status();
       return;
     }
-    found = Catching<LocalizationResult>([&] {
+    found = Catching<LocalizationResult>("the replay", [&] {
       return localizer_(engine::LocalizeRequest{*a, *b, job.epoch(), job.recorded_a(),
                                                 job.recorded_b()},
                         callbacks);
@@ -129,7 +120,8 @@ void WorkerDaemon::LocalizeSide(const v1::LocalizeSideJob& job) {
       replay = spec.status();
       return;
     }
-    replay = Catching<SideReplay>([&] { return side_replayer_(*spec, request, callbacks); });
+    replay = Catching<SideReplay>(
+        "the replay", [&] { return side_replayer_(*spec, request, callbacks); });
     if (replay.ok() && replay->dump) {
       // The dump goes up as a blob under this side's lease, while heartbeats still hold it.
       absl::StatusOr<std::string> sha = UploadDump(job, *replay->dump);
