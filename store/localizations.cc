@@ -23,14 +23,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(
     replay_seconds, step_seconds, traced_step_seconds, seconds, worker, worker_b)
 
 // A side's replay as localization_sides.replay keeps it: the dump by its blob's SHA-256.
-void to_json(nlohmann::json& j, const TracedValue& v) {
-  j = {{"hash", v.hash}, {"dtype", v.dtype}, {"shape", v.shape}};
-}
-void from_json(const nlohmann::json& j, TracedValue& v) {
-  j.at("hash").get_to(v.hash);
-  j.at("dtype").get_to(v.dtype);
-  j.at("shape").get_to(v.shape);
-}
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(TracedValue, hash, dtype, shape)
 void to_json(nlohmann::json& j, const OpRecord& r) {
   j = {{"name", r.name}, {"module", r.module}, {"phase", PhaseName(r.phase)},
        {"inputs", r.inputs}, {"outputs", r.outputs}};
